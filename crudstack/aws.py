@@ -1,0 +1,244 @@
+"""The one door to AWS: clients, retries, not-found, call counting.
+
+Steps call boto3 through `Aws.call(client.operation, ...)` and `Aws.find(...)`, so
+that retry policy, "not found" and call accounting live here and nowhere else.
+botocore's own retries are switched off: tenacity is our retry policy, and every
+HTTP request botocore sends is one counted call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+
+log = logging.getLogger("crudstack.aws")
+
+# Error codes AWS uses for throttling and its own transient faults.
+THROTTLING_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
+    "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException", "SlowDown",
+    "PriorRequestNotComplete", "TransactionInProgressException", "EC2ThrottledException", "BandwidthLimitExceeded",
+})
+SERVER_FAULT_CODES = frozenset({
+    "InternalFailure", "InternalError", "InternalServerError", "InternalServerErrorException", "ServiceUnavailable",
+    "ServiceUnavailableException", "ServiceException", "ServiceFailure", "RequestTimeout", "RequestTimeoutException",
+})
+# Messages that mark AWS's eventual consistency rather than a real problem.
+EVENTUAL_CONSISTENCY = (
+    ("InvalidParameterValueException", "cannot be assumed by Lambda"),   # IAM role not yet propagated
+    ("InvalidParameterValueException", "role defined for the function cannot be assumed"),
+    ("ResourceConflictException", "update is in progress"),             # Lambda update still running
+    ("ResourceConflictException", "operation cannot be performed at this time"),
+    ("ResourceInUseException", "still in use"),                         # DynamoDB table still CREATING/UPDATING
+    ("ResourceInUseException", "being created"),
+    ("ResourceInUseException", "being updated"),
+    ("ConflictException", "concurrent"),                                # API Gateway concurrent modification
+    ("ConflictException", "try again"),
+)
+CONNECTION_ERRORS = (
+    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectionClosedError, timeouts
+    botocore.exceptions.ReadTimeoutError,
+)
+READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Filter", "Search", "Lookup")
+
+
+def error_code(exc: BaseException) -> str | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return exc.response.get("Error", {}).get("Message") or str(exc)
+    return str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling, 5xx, dropped connections and eventual consistency: worth another try."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return False
+    code = error_code(exc) or ""
+    if code in THROTTLING_CODES or code in SERVER_FAULT_CODES:
+        return True
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if status >= 500:
+        return True
+    message = error_message(exc).lower()
+    return any(code == c and fragment.lower() in message for c, fragment in EVENTUAL_CONSISTENCY)
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
+
+
+@dataclass
+class CallStats:
+    """Every request botocore sent, by service and operation (retries count again)."""
+
+    calls: Counter = field(default_factory=Counter)
+    retries: int = 0
+
+    def record(self, service: str, operation: str) -> None:
+        self.calls[(service, operation)] += 1
+
+    @property
+    def reads(self) -> int:
+        return sum(n for (_, op), n in self.calls.items() if not is_mutating(op))
+
+    @property
+    def writes(self) -> int:
+        return sum(n for (_, op), n in self.calls.items() if is_mutating(op))
+
+    def mutating_calls(self) -> list[str]:
+        return sorted(f"{svc}.{op}" for (svc, op), n in self.calls.items() if is_mutating(op) for _ in range(n))
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.retries = 0
+
+
+class Aws:
+    """Clients for one account/region/endpoint, with our retry policy and call counting."""
+
+    def __init__(
+        self,
+        *,
+        region: str | None,
+        endpoint_url: str | None = None,
+        session: boto3.session.Session | None = None,
+        deadline_s: float = 180,
+        max_attempts: int = 12,
+        sleep: Callable[[float], None] = time.sleep,
+        wait_max_s: float = 8.0,
+    ):
+        self.session = session or boto3.session.Session(region_name=region)
+        self.region = region or self.session.region_name
+        if not self.region:
+            from crudstack.errors import ConfigError
+
+            raise ConfigError(["region: no region in config.yaml nor in the AWS profile/environment; set region: us-east-1 (for example)"])
+        self.endpoint_url = endpoint_url
+        self.deadline_s = deadline_s
+        self.max_attempts = max_attempts
+        self.sleep = sleep
+        self.wait_max_s = wait_max_s
+        self.stats = CallStats()
+        self._clients: dict[str, Any] = {}
+        self._hooks: list[tuple[str, Callable]] = []
+        self._account_id: str | None = None
+        self.on_retry: Callable[[str, BaseException, int], None] | None = None
+
+    # -- clients -----------------------------------------------------------------------------
+    def client(self, service: str):
+        if service not in self._clients:
+            config = BotoConfig(
+                region_name=self.region,
+                retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
+                connect_timeout=5,
+                read_timeout=60,
+                user_agent_extra="crudstack",
+            )
+            kwargs = {"config": config}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            client = self.session.client(service, **kwargs)
+            client.meta.events.register("before-call", self._count)
+            for event, handler in self._hooks:
+                client.meta.events.register(event, handler)
+            self._clients[service] = client
+        return self._clients[service]
+
+    def register(self, event: str, handler: Callable) -> None:
+        """Hook every client, present and future (tests use it to inject faults)."""
+        self._hooks.append((event, handler))
+        for client in self._clients.values():
+            client.meta.events.register(event, handler)
+
+    def _count(self, model, **_):
+        self.stats.record(model.service_model.service_name, model.name)
+
+    @property
+    def account_id(self) -> str:
+        if self._account_id is None:
+            sts = self.client("sts")
+            self._account_id = self.call(sts.get_caller_identity)["Account"]
+        return self._account_id
+
+    # -- calls -------------------------------------------------------------------------------
+    def retrying(self) -> Retrying:
+        def before_sleep(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            exc = state.outcome.exception() if state.outcome else None
+            log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
+            if self.on_retry and exc is not None:
+                self.on_retry(getattr(state.fn, "__name__", "call"), exc, state.attempt_number)
+
+        return Retrying(
+            stop=stop_after_delay(self.deadline_s) | stop_after_attempt(self.max_attempts),
+            wait=wait_random_exponential(multiplier=0.2, max=self.wait_max_s),
+            retry=retry_if_exception(is_transient),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+    def call(self, operation: Callable[..., Any], **kwargs) -> Any:
+        """Call a bound client method, retrying transient errors until the deadline."""
+        return self.retrying()(operation, **kwargs)
+
+    def find(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> Any | None:
+        """Like call, but an AWS "not found" answer (one of the codes given) is None."""
+        try:
+            return self.call(operation, **kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in not_found:
+                return None
+            raise
+
+    def delete(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> bool:
+        """Delete; a resource already gone counts as done. True if this call deleted it."""
+        return self.find(operation, not_found=not_found, **kwargs) is not None
+
+    def retry_unit(self, fn: Callable[[], Any]) -> Any:
+        """Retry a whole find-or-create unit, so a retried create first looks again.
+
+        Used where AWS does not de-duplicate by name (REST APIs, resources): if a
+        create succeeded but its answer was lost, the retry finds it instead of
+        creating a second one.
+        """
+        return self.retrying()(fn)
+
+    def paginate(self, client, operation: str, key: str, **kwargs) -> list:
+        """Every item of a paginated list call; a transient error retries the listing."""
+
+        def all_pages() -> list:
+            pages = client.get_paginator(operation).paginate(**kwargs)
+            return [item for page in pages for item in page.get(key, [])]
+
+        return self.call(all_pages)
+
+    def wait_until(self, check: Callable[[], Any], *, what: str, timeout_s: float | None = None, interval_s: float = 0.5) -> Any:
+        """Poll check() until it returns a truthy value (eventual consistency, status changes)."""
+        deadline = time.monotonic() + (timeout_s or self.deadline_s)
+        attempt = 0
+        while True:
+            attempt += 1
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up waiting for {what} after {timeout_s or self.deadline_s:.0f} s")
+            if self.on_retry:
+                self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
+            self.sleep(min(interval_s * attempt, 5.0))

@@ -1,0 +1,323 @@
+"""config.yaml -> typed, immutable settings, validated before any AWS call.
+
+Every problem is reported with the key path, what was found and what is expected,
+all at once, so a user fixes the file in one go.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from typing import get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crudstack.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Python runtimes Lambda currently accepts for new functions (our handlers are Python).
+PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
+# The only values CloudWatch Logs accepts for a retention policy.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MANAGED_BY = "crudstack"
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=40, pattern=_NAME.pattern)]
+_PATTERN_NAME_HINT = "a name of letters, digits, '-' and '_', starting with a letter"
+
+
+class LocalConfig(_Strict):
+    port: int = Field(4566, ge=1024, le=65535)
+    state_dir: str = ".local-aws"
+    lambda_concurrency: int = Field(10, ge=1, le=100)
+
+
+class RetryConfig(_Strict):
+    deadline_s: float = Field(180, gt=0, le=3600)
+    max_attempts: int = Field(12, ge=1, le=100)
+
+
+class TableConfig(_Strict):
+    name: Name = "ItemsTable"
+    partition_key: Annotated[str, Field(min_length=1, max_length=255)] = "id"
+    billing_mode: Literal["PAY_PER_REQUEST"] = "PAY_PER_REQUEST"
+
+
+class RoleConfig(_Strict):
+    name: Name = "LambdaDynamoDBRole"
+    # The console tutorial attaches these broad managed policies; we default to a
+    # least-privilege inline policy instead and warn when they are asked for.
+    tutorial_managed_policies: bool = False
+
+
+class Route(_Strict):
+    method: str
+    path: str
+
+
+class FunctionConfig(_Strict):
+    handler: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")]
+    route: str
+    memory_mb: int | None = Field(None, ge=128, le=10240)
+    timeout_s: int | None = Field(None, ge=1, le=900)
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("route")
+    @classmethod
+    def _route_is_method_and_path(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) != 2 or parts[0] not in HTTP_METHODS:
+            raise ValueError(f"a route like 'GET /items/{{id}}' with a method from {', '.join(HTTP_METHODS)}")
+        path = parts[1]
+        if not path.startswith("/") or path == "/" or not all(_PATH_PART.match(p) for p in path[1:].split("/")):
+            raise ValueError("a path like /items or /items/{id}: literal parts or {param} parts")
+        return value
+
+    @property
+    def method(self) -> str:
+        return self.route.split()[0]
+
+    @property
+    def path(self) -> str:
+        return self.route.split()[1]
+
+    @property
+    def module(self) -> str:
+        return self.handler.split(".")[0]
+
+
+class LambdaConfig(_Strict):
+    code_dir: str = "lambdas"
+    runtime: str = "python3.12"
+    memory_mb: int = Field(128, ge=128, le=10240)
+    timeout_s: int = Field(10, ge=1, le=900)
+    functions: dict[Name, FunctionConfig]
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in PYTHON_RUNTIMES:
+            raise ValueError(f"one of {', '.join(PYTHON_RUNTIMES)}")
+        return value
+
+    @field_validator("functions")
+    @classmethod
+    def _routes_are_unique(cls, value: dict[str, FunctionConfig]) -> dict[str, FunctionConfig]:
+        if not value:
+            raise ValueError("at least one function")
+        seen: dict[str, str] = {}
+        for name, fn in value.items():
+            if fn.route in seen:
+                raise ValueError(f"one function per route, but {seen[fn.route]} and {name} both serve {fn.route}")
+            seen[fn.route] = name
+        return value
+
+
+class ApiConfig(_Strict):
+    name: Name = "ItemsApi"
+    stage: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
+
+
+class AlarmConfig(_Strict):
+    period_s: int = Field(60, ge=10, le=86400)
+    evaluation_periods: int = Field(1, ge=1, le=100)
+    function_errors: int = Field(1, ge=1)
+    function_throttles: int = Field(1, ge=1)
+    function_duration_p99_ms: int = Field(3000, ge=1)
+    api_5xx_errors: int = Field(1, ge=1)
+    api_latency_p99_ms: int = Field(3000, ge=1)
+
+    @field_validator("period_s")
+    @classmethod
+    def _cloudwatch_period(cls, value: int) -> int:
+        if value not in (10, 30) and value % 60:
+            raise ValueError("10, 30 or a multiple of 60 seconds (CloudWatch's rule)")
+        return value
+
+
+class MonitoringConfig(_Strict):
+    log_retention_days: int = 14
+    alerts_topic: Name = "ItemsApiAlerts"
+    alert_email: str | None = None
+    alarms: AlarmConfig = AlarmConfig()
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"one of CloudWatch Logs' retention values: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return value
+
+    @field_validator("alert_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("an e-mail address like ops@example.com, or null for none")
+        return value
+
+
+class Config(_Strict):
+    stack: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")]
+    target: Literal["local", "aws"] = "local"
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] = "us-east-1"
+    tags: dict[str, str] = Field(default_factory=dict)
+    local: LocalConfig = LocalConfig()
+    retry: RetryConfig = RetryConfig()
+    table: TableConfig = TableConfig()
+    role: RoleConfig = RoleConfig()
+    lambda_: LambdaConfig = Field(alias="lambda")
+    api: ApiConfig = ApiConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    @field_validator("tags")
+    @classmethod
+    def _user_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("aws:") or key in ("managed-by", "crudstack-stack"):
+                raise ValueError(f"tag key {key!r} is reserved (aws:* and our own managed-by / crudstack-stack)")
+        return value
+
+    # Names as they appear in AWS: every one prefixed by the stack name.
+    def name(self, base: str) -> str:
+        return f"{self.stack}-{base}"
+
+    @property
+    def table_name(self) -> str:
+        return self.name(self.table.name)
+
+    @property
+    def role_name(self) -> str:
+        return self.name(self.role.name)
+
+    @property
+    def api_name(self) -> str:
+        return self.name(self.api.name)
+
+    @property
+    def topic_name(self) -> str:
+        return self.name(self.monitoring.alerts_topic)
+
+    def function_name(self, base: str) -> str:
+        return self.name(base)
+
+    @property
+    def code_dir(self) -> Path:
+        return (ROOT / self.lambda_.code_dir) if not Path(self.lambda_.code_dir).is_absolute() else Path(self.lambda_.code_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        path = Path(self.local.state_dir)
+        return path if path.is_absolute() else ROOT / path
+
+    @property
+    def ownership_tags(self) -> dict[str, str]:
+        return {"managed-by": MANAGED_BY, "crudstack-stack": self.stack}
+
+    @property
+    def all_tags(self) -> dict[str, str]:
+        return {**self.tags, **self.ownership_tags}
+
+
+def _describe(value) -> str:
+    if isinstance(value, (dict, list)):
+        return f"a {type(value).__name__}"
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _key_path(loc: tuple) -> str:
+    return ".".join("lambda" if part == "lambda_" else str(part) for part in loc) or "(top level)"
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Walk the models along loc (less the unknown key) and list the keys allowed there."""
+    current = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+            current = field.annotation if field else None
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]  # a dict of models, e.g. lambda.functions.<Name>
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _explain(error: dict) -> str:
+    loc = tuple(error["loc"])
+    path = _key_path(loc)
+    kind = error["type"]
+    found = error.get("input")
+    if kind == "extra_forbidden":
+        known = _known_keys(Config, loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys here: {', '.join(known)}"
+        return f"{path}: unknown key; {hint}"
+    if kind == "missing":
+        return f"{path}: missing; this key is required"
+    message = error["msg"]
+    message = message.removeprefix("Value error, ").removeprefix("Input should be ")
+    if kind == "string_pattern_mismatch":
+        default = _PATTERN_NAME_HINT if error.get("ctx", {}).get("pattern") == _NAME.pattern else message
+        message = _PATTERN_HINTS.get(loc[-1], default)
+    return f"{path}: found {_describe(found)}, expected {message}"
+
+
+_PATTERN_HINTS = {
+    "stack": "lower-case letters, digits and '-', starting with a letter, at most 20 characters (it prefixes every AWS name)",
+    "region": "an AWS region code like us-east-1",
+    "handler": "'module.function', e.g. create_item.lambda_handler",
+    "stage": "letters, digits and '_' (e.g. prod)",
+}
+
+
+def parse_config(data, source: str = "config.yaml") -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): found {_describe(data)}, expected a mapping of settings (see config.yaml in the repository)"], source)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_explain(e) for e in exc.errors()], source) from None
+    missing = [
+        f"lambda.functions.{name}.handler: found {fn.handler!r}, but {config.code_dir / (fn.module + '.py')} does not exist; "
+        f"expected a module in {config.lambda_.code_dir}/"
+        for name, fn in config.lambda_.functions.items()
+        if not (config.code_dir / f"{fn.module}.py").is_file()
+    ]
+    if missing:
+        raise ConfigError(missing, source)
+    return config
+
+
+def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found; pass --config FILE or copy config.yaml from the repository"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ConfigError([f"YAML syntax error{at}: {getattr(exc, 'problem', exc)}"], str(path)) from None
+    return parse_config(data, str(path))

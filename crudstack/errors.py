@@ -1,0 +1,47 @@
+"""Every error the tool means to show a user, and only those.
+
+    CrudStackError              anything expected; printed as one clear message, no traceback
+    ├── ConfigError             config.yaml is wrong; raised before any AWS call (exit 2)
+    ├── LocalAwsError           the embedded local AWS could not be started or reached
+    └── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
+        ├── OwnershipError      a resource has our name but not our tag: never touched
+        └── InterruptedRun      Ctrl-C between two calls; a re-run resumes (exit 130)
+
+Foreign exceptions (botocore's) are mapped to these in one place: `crudstack.aws`.
+"""
+
+from __future__ import annotations
+
+
+class CrudStackError(Exception):
+    """Base class: an expected failure with a message meant for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(CrudStackError):
+    exit_code = 2
+
+    def __init__(self, problems: list[str], source: str = "config.yaml"):
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source} is not valid ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}")
+
+
+class LocalAwsError(CrudStackError):
+    exit_code = 3
+
+
+class DeploymentError(CrudStackError):
+    def __init__(self, *, step: str, resource: str, cause: str, fix: str, code: str | None = None):
+        self.step, self.resource, self.cause, self.fix, self.code = step, resource, cause, fix, code
+        super().__init__(f"{step}: {resource}: {cause}\n  What to do: {fix}")
+
+
+class OwnershipError(DeploymentError):
+    pass
+
+
+class InterruptedRun(CrudStackError):
+    exit_code = 130

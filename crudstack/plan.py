@@ -1,0 +1,95 @@
+"""Plain data shared by every step: what a step intends (Change) and the run's context.
+
+A step's `plan()` makes only read calls and returns Changes; running a Change's
+`apply` performs it. A dry run is the same plan with nothing applied.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from crudstack.aws import Aws
+from crudstack.config import Config
+
+
+class Action(enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    DELETE = "delete"
+    KEEP = "kept"          # teardown leaves it in place on purpose (e.g. a table holding data)
+    SKIP = "skipped"       # has our name but not our tag: never touched
+
+    @property
+    def mutates(self) -> bool:
+        return self in (Action.CREATE, Action.UPDATE, Action.DELETE)
+
+    @property
+    def past(self) -> str:
+        return {"create": "created", "update": "updated", "delete": "deleted"}.get(self.value, self.value)
+
+
+@dataclass
+class Change:
+    kind: str                                   # "table", "function", "alarm", ...
+    name: str
+    action: Action
+    diffs: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # field -> (old, new)
+    apply: Callable[[], None] | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        symbol = {"create": "+", "update": "~", "unchanged": "=", "delete": "-", "kept": "!", "skipped": "!"}[self.action.value]
+        text = f"{symbol} {self.kind} {self.name}"
+        if self.diffs:
+            text += " (" + ", ".join(f"{k}: {_short(old)} -> {_short(new)}" for k, (old, new) in self.diffs.items()) + ")"
+        if self.note:
+            text += f" [{self.note}]"
+        return text
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass
+class Options:
+    delete_data: bool = False
+    backup: bool = False
+    backup_dir: Path = Path("backups")
+
+
+@dataclass
+class Context:
+    """What a run knows: settings, the AWS door, and what earlier steps found or made."""
+
+    config: Config
+    aws: Aws
+    target: str
+    options: Options = field(default_factory=Options)
+    # Filled in as steps run; later steps read them.
+    table_arn: str | None = None
+    role_arn: str | None = None
+    function_arns: dict[str, str] = field(default_factory=dict)     # config name -> ARN
+    api_id: str | None = None
+    resource_ids: dict[str, str] = field(default_factory=dict)      # path -> resource id
+    deployment_id: str | None = None
+    topic_arn: str | None = None
+    alarm_names: list[str] = field(default_factory=list)
+    log_groups: list[str] = field(default_factory=list)
+    backup_location: str | None = None
+
+    @property
+    def region(self) -> str:
+        return self.aws.region
+
+    @property
+    def account_id(self) -> str:
+        return self.aws.account_id
+
+    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id}:{resource}"

@@ -1,0 +1,111 @@
+"""Runs the steps: plan each, apply its changes, report; AWS errors are translated here.
+
+This is the edge where botocore's exceptions become a DeploymentError that names
+the step, the resource, the cause and what to do next.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import botocore.exceptions
+
+from crudstack.aws import error_code, error_message, is_transient
+from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
+from crudstack.plan import Action, Change, Context
+from crudstack.steps import STEPS
+from crudstack.steps.base import Step
+
+
+@dataclass
+class StepResult:
+    step: Step
+    changes: list[Change] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        actions = {c.action for c in self.changes}
+        if not self.changes:
+            return "nothing to do"
+        if Action.KEEP in actions:
+            return "kept"
+        mutating = actions & {Action.CREATE, Action.UPDATE, Action.DELETE}
+        if not mutating:
+            return "unchanged"
+        if mutating == {Action.CREATE}:
+            return "created"
+        if mutating == {Action.DELETE}:
+            return "deleted"
+        return "updated"
+
+
+class Reporter:
+    """What the runner tells as it goes; the CLI supplies a printing one."""
+
+    def step_started(self, step: Step) -> None: ...
+    def change_started(self, step: Step, change: Change) -> None: ...
+    def step_finished(self, result: StepResult) -> None: ...
+
+
+def _fix_for(exc: BaseException, operation: str) -> str:
+    code = error_code(exc) or ""
+    if code.startswith("AccessDenied") or code in ("UnauthorizedOperation", "AuthorizationError", "UnauthorizedException"):
+        return f"your AWS identity may not call {operation}: use a profile or role allowed to (see README, 'Permissions')"
+    if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "InvalidSignatureException"):
+        return "your AWS credentials are expired or wrong: refresh them (aws sso login / aws configure) and run again"
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return "no AWS credentials were found: set AWS_PROFILE or run aws configure, or use --target local"
+    if isinstance(exc, botocore.exceptions.ConnectionError):
+        return "the endpoint could not be reached: check the network (for --target local, run provision again: it restarts the local AWS)"
+    if is_transient(exc):
+        return "AWS kept failing or throttling until the retry deadline: wait a minute and run again; it resumes where it stopped"
+    if isinstance(exc, TimeoutError):
+        return "AWS did not reach the expected state in time: run again; it resumes where it stopped"
+    return "fix the cause above, then run again: the run resumes where it stopped"
+
+
+def translate(exc: BaseException, step: Step, resource: str) -> DeploymentError:
+    operation = getattr(exc, "operation_name", None) or "the AWS call"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
+    else:
+        cause = f"{type(exc).__name__}: {exc}"
+    return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
+                           fix=_fix_for(exc, operation), code=error_code(exc))
+
+
+def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool = True,
+        steps: Iterable[Step] = STEPS, on_step_done: Callable[[StepResult], None] | None = None) -> list[StepResult]:
+    ordered = list(steps)[::-1] if teardown else list(steps)
+    results = []
+    for step in ordered:
+        result = StepResult(step)
+        started = time.monotonic()
+        resource = step.title
+        reporter.step_started(step)
+        try:
+            result.changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
+            if apply:
+                for change in result.changes:
+                    resource = f"{change.kind} {change.name}"
+                    if change.apply is not None and change.action.mutates:
+                        reporter.change_started(step, change)
+                        change.apply()
+        except KeyboardInterrupt:
+            raise InterruptedRun(
+                f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
+                f"  Nothing is lost: run the same command again and it resumes from there."
+            ) from None
+        except CrudStackError:
+            raise
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError) as exc:
+            raise translate(exc, step, resource) from exc
+        result.seconds = time.monotonic() - started
+        reporter.step_finished(result)
+        if on_step_done:
+            on_step_done(result)
+        results.append(result)
+    return results

@@ -1,0 +1,149 @@
+"""Step 2. IAM -> Roles -> Create role, trusted by Lambda, with a least-privilege policy."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from crudstack.plan import Action, Change, Context
+from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_list
+
+log = logging.getLogger("crudstack")
+
+NOT_FOUND = ("NoSuchEntity", "NoSuchEntityException")
+TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+# Exactly the DynamoDB actions the handlers in lambdas/ call.
+TABLE_ACTIONS = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"]
+# What the console tutorial attaches instead (far broader: every table, every log group).
+TUTORIAL_MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess",
+    "arn:aws:iam::aws:policy/CloudWatchFullAccess",
+)
+
+
+def inline_policy_name(ctx: Context) -> str:
+    return f"{ctx.config.stack}-items-access"
+
+
+def inline_policy(ctx: Context) -> dict:
+    cfg = ctx.config
+    log_groups = [
+        ctx.arn("logs", f"log-group:/aws/lambda/{cfg.function_name(name)}:*") for name in sorted(cfg.lambda_.functions)
+    ]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ItemsTable", "Effect": "Allow", "Action": TABLE_ACTIONS, "Resource": ctx.arn("dynamodb", f"table/{cfg.table_name}")},
+            {"Sid": "OwnLogGroups", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": log_groups},
+        ],
+    }
+
+
+def _normal(document) -> str:
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    return json.dumps(document, sort_keys=True)
+
+
+class RoleStep:
+    number = "2"
+    title = "IAM role"
+    console = "IAM -> Roles -> Create role"
+
+    def _find(self, ctx: Context) -> dict | None:
+        iam = ctx.aws.client("iam")
+        found = ctx.aws.find(iam.get_role, not_found=NOT_FOUND, RoleName=ctx.config.role_name)
+        return found["Role"] if found else None
+
+    def _tags(self, ctx: Context, role: dict) -> dict[str, str]:
+        if "Tags" in role:
+            return {t["Key"]: t["Value"] for t in role["Tags"]}
+        iam = ctx.aws.client("iam")
+        return {t["Key"]: t["Value"] for t in ctx.aws.call(iam.list_role_tags, RoleName=role["RoleName"])["Tags"]}
+
+    def plan(self, ctx: Context) -> list[Change]:
+        cfg = ctx.config
+        name = cfg.role_name
+        iam = ctx.aws.client("iam")
+        role = self._find(ctx)
+        ctx.role_arn = ctx.arn("iam", f"role/{name}", region=False)
+        policy_name = inline_policy_name(ctx)
+        wanted_policy = inline_policy(ctx)
+        wanted_managed = set(TUTORIAL_MANAGED_POLICIES) if cfg.role.tutorial_managed_policies else set()
+        if cfg.role.tutorial_managed_policies:
+            log.warning("role.tutorial_managed_policies is true: attaching %s, which grant far more than the API needs",
+                        " and ".join(p.rsplit("/", 1)[1] for p in TUTORIAL_MANAGED_POLICIES))
+        changes: list[Change] = []
+        if role is None:
+            changes.append(Change("role", name, Action.CREATE, apply=lambda: self._create(ctx)))
+            current_policy, attached = None, set()
+        else:
+            ctx.role_arn = role["Arn"]
+            ensure_ours(ctx, f"Step {self.number} {self.title}", "role", name, self._tags(ctx, role))
+            if _normal(role["AssumeRolePolicyDocument"]) != _normal(TRUST_POLICY):
+                changes.append(Change("trust policy", name, Action.UPDATE, {"trusted": ("changed", "lambda.amazonaws.com")},
+                                      apply=lambda: ctx.aws.call(iam.update_assume_role_policy, RoleName=name,
+                                                                 PolicyDocument=json.dumps(TRUST_POLICY))))
+            found = ctx.aws.find(iam.get_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy_name)
+            current_policy = found["PolicyDocument"] if found else None
+            attached = {p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)}
+
+        def put_policy():
+            ctx.aws.call(iam.put_role_policy, RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(wanted_policy))
+
+        if current_policy is None:
+            changes.append(Change("inline policy", policy_name, Action.CREATE, apply=put_policy))
+        elif _normal(current_policy) != _normal(wanted_policy):
+            changes.append(Change("inline policy", policy_name, Action.UPDATE, {"document": ("differs", "this table and log groups only")}, apply=put_policy))
+        for arn in sorted(wanted_managed - attached):
+            changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.CREATE,
+                                  apply=lambda arn=arn: ctx.aws.call(iam.attach_role_policy, RoleName=name, PolicyArn=arn)))
+        for arn in sorted(attached & set(TUTORIAL_MANAGED_POLICIES) - wanted_managed):
+            changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.DELETE,
+                                  apply=lambda arn=arn: ctx.aws.call(iam.detach_role_policy, RoleName=name, PolicyArn=arn)))
+        if role is not None and not changes:
+            changes.append(Change("role", name, Action.UNCHANGED))
+        return changes
+
+    def _create(self, ctx: Context) -> None:
+        cfg = ctx.config
+        iam = ctx.aws.client("iam")
+        try:
+            role = ctx.aws.call(
+                iam.create_role,
+                RoleName=cfg.role_name,
+                AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                Description=f"Lets the {cfg.stack} items API functions use {cfg.table_name} (managed by crudstack)",
+                Tags=tag_list(cfg.all_tags),
+            )["Role"]
+        except Exception as exc:
+            from crudstack.aws import error_code
+
+            if error_code(exc) != "EntityAlreadyExists":
+                raise
+            role = self._find(ctx)
+        ctx.role_arn = role["Arn"]
+
+    # -- teardown ------------------------------------------------------------------------------
+    def plan_teardown(self, ctx: Context) -> list[Change]:
+        role = self._find(ctx)
+        if role is None:
+            return []
+        name = role["RoleName"]
+        if not is_ours(self._tags(ctx, role), ctx.config):
+            return [not_ours("role", name)]
+        return [Change("role", name, Action.DELETE, apply=lambda: self._delete(ctx, name))]
+
+    def _delete(self, ctx: Context, name: str) -> None:
+        # IAM refuses to delete a role that still has policies (DeleteConflict): remove them first.
+        iam = ctx.aws.client("iam")
+        for arn in [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)]:
+            ctx.aws.delete(iam.detach_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyArn=arn)
+        for policy in ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name):
+            ctx.aws.delete(iam.delete_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy)
+        ctx.aws.delete(iam.delete_role, not_found=NOT_FOUND, RoleName=name)
