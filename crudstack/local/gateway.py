@@ -746,7 +746,8 @@ class LambdaProxyInvoker:
         if result.throttled:
             # The Lambda API refused the invocation (429 TooManyRequestsException): API Gateway does not
             # pass 429 on, it answers 500 (docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html).
-            log.error("%s: Lambda invocation failed with status: 429 (Rate Exceeded) for %s", where, function_arn)
+            log.error("%s: Lambda invocation failed with status: 429 (%s) for %s", where,
+                      getattr(result, "throttle_reason", None) or "Rate Exceeded", function_arn)
             return gateway_error(*INTERNAL_ERROR)
         if result.function_error:
             # A timed-out function is an Unhandled function error on AWS too ("Task timed out after..."):

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import socketserver
 import sys
 import threading

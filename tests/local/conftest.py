@@ -49,13 +49,13 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(state_dir: Path, module: str = "tests.local.fake_server", timeout: float = 30) -> RunningServer:
+def start_server(state_dir: Path, module: str = "tests.local.fake_server", timeout: float = 30, concurrency: int = 4) -> RunningServer:
     """Start `python -m module --port 0 ...` and wait until server.json names its port and /health answers."""
     state_dir.mkdir(parents=True, exist_ok=True)
     stdout, stderr = state_dir / "stdout.txt", state_dir / "stderr.txt"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", "0", "--state-dir", str(state_dir), "--lambda-concurrency", "4"],
+            [sys.executable, "-m", module, "--port", "0", "--state-dir", str(state_dir), "--lambda-concurrency", str(concurrency)],
             cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     server = RunningServer(process, state_dir, "", 0, stdout, stderr)

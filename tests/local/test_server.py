@@ -6,7 +6,6 @@ integration outcome (success, crash, timeout, throttling...) can be produced on 
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import http.client
 import json
