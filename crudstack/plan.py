@@ -82,6 +82,9 @@ class Context:
     alarm_names: list[str] = field(default_factory=list)
     log_groups: list[str] = field(default_factory=list)
     backup_location: str | None = None
+    # Dry run only: earlier steps' changes that were planned but not made. A later step whose
+    # own reads cannot see them (e.g. a deployment of routes not yet created) looks here.
+    pending: list[Change] = field(default_factory=list)
 
     @property
     def region(self) -> str:

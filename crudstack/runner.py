@@ -46,6 +46,7 @@ class Reporter:
     """What the runner tells as it goes; the CLI supplies a printing one."""
 
     def step_started(self, step: Step) -> None: ...
+    def step_planned(self, step: Step, changes: list[Change]) -> None: ...   # after plan(), before any apply
     def change_started(self, step: Step, change: Change) -> None: ...
     def step_finished(self, result: StepResult) -> None: ...
 
@@ -88,7 +89,10 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
         reporter.step_started(step)
         try:
             result.changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
-            if apply:
+            reporter.step_planned(step, result.changes)
+            if not apply:
+                ctx.pending.extend(c for c in result.changes if c.action.mutates)
+            else:
                 for change in result.changes:
                     resource = f"{change.kind} {change.name}"
                     if change.apply is not None and change.action.mutates:

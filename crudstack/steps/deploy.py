@@ -14,6 +14,7 @@ from crudstack.plan import Action, Change, Context
 
 NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
+ROUTE_KINDS = ("resource", "method")  # the changes of step 4 that alter the deployed snapshot
 
 
 def api_fingerprint(ctx: Context) -> str:
@@ -45,6 +46,10 @@ class DeployStep:
             deployment = ctx.aws.find(apigw.get_deployment, not_found=NOT_FOUND, restApiId=ctx.api_id, deploymentId=current["deploymentId"])
             live = (deployment or {}).get("description", "").removeprefix(FINGERPRINT_PREFIX) or None
             ctx.deployment_id = current["deploymentId"]
+        if live == fingerprint and any(c.kind in ROUTE_KINDS for c in ctx.pending):
+            # Dry run: step 4's route changes are planned, not made, so the fingerprint read above
+            # cannot show them yet; once they are made it will differ, and this step deploys.
+            fingerprint = "changed by step 4"
         changes = []
         if live != fingerprint:
             changes.append(Change("deployment", label, Action.CREATE, {"routes": (live or "none", fingerprint)} if current else {},
