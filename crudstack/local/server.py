@@ -104,6 +104,10 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             self.send_error(413)
             self.close_connection = True
             return
+        except ValueError:  # a Content-Length or chunk size that is not a number
+            self.send_error(400, "Bad request body framing")
+            self.close_connection = True
+            return
         self._run(environ)
 
     def _environ(self) -> dict[str, Any]:
@@ -176,18 +180,20 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         written: list[bytes] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
-            if exc_info and state.get("sent"):
-                raise exc_info[1].with_traceback(exc_info[2])
+            # Nothing is sent before the app returns, so a second call (with exc_info) may always
+            # replace the status and headers.
             state["status"], state["headers"] = status, headers
             return written.append  # the legacy write() callable
 
         try:
             result = self.server.app(environ, start_response)
             try:
-                body = b"".join([*written, *result])
+                for chunk in result:
+                    written.append(chunk)
             finally:
                 if hasattr(result, "close"):
                     result.close()
+            body = b"".join(written)
         except Exception:
             log.exception("unhandled error serving %s %s", self.command, self.path)
             state = {"status": "500 Internal Server Error", "headers": [("Content-Type", "application/json")]}
@@ -204,6 +210,9 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
                 continue  # the connection is ours to manage
             if lower == "content-length":
                 has_length = True
+            value = str(value)
+            if "\r" in value or "\n" in value:  # a value must not start a header (or a response) of its own
+                value = " ".join(value.splitlines())
             lines.append(f"{name}: {value}")
         no_body = self.command == "HEAD" or code < 200 or code in (204, 304)
         if not has_length and not (code < 200 or code in (204, 304)):
@@ -211,7 +220,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
         if self.close_connection:
             lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
         # One send for head and body: no Nagle/delayed-ACK stall between the two.
         self.wfile.write(head if no_body else head + body)
 

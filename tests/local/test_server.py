@@ -295,6 +295,20 @@ def test_keep_alive_reuses_one_connection_for_gateway_moto_and_health(stack):
         conn.close()
 
 
+def test_a_chunked_request_body_is_read_whole_and_the_connection_stays_usable(stack):
+    conn = http.client.HTTPConnection("127.0.0.1", stack.server.port, timeout=10)
+    try:
+        conn.request("POST", f"/restapis/{stack.api_id}/prod/_user_request_/items", body=iter([b'{"name": ', b'"chunked"}']),
+                     headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"}, encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert json.loads(json.loads(response.read())["body"]) == {"name": "chunked"}
+        conn.request("GET", "/_localaws/health")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
 def test_api_gateway_metrics_reach_cloudwatch(server, web):
     stack = Stack(server)
     stack.route("GET", "/counted", stack.function("echo"))
