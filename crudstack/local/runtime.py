@@ -574,18 +574,29 @@ class LambdaRuntime:
     # -- one invocation -------------------------------------------------------------
 
     def _run_event(self, fn, spec, payload, request_id, source, qualifier) -> None:
+        try:
+            self._retry_event(fn, spec, payload, request_id, source, qualifier)
+        except Exception:
+            self.log.exception("event %s for %s failed in the runtime", request_id, spec.name)
+
+    def _retry_event(self, fn, spec, payload, request_id, source, qualifier) -> None:
+        # AWS keeps a throttled event queued for up to 6 hours; a local run retries for a
+        # minute (or two timeouts) and then says that it dropped it.
         delay = 0.05
-        give_up = time.monotonic() + max(60.0, 2.0 * spec.timeout)
+        patience = max(60.0, 2.0 * spec.timeout)
+        give_up = time.monotonic() + patience
         while not self._closed:
             try:
                 result = self._invoke(fn, spec, payload, request_id, source, qualifier, None)
             except RuntimeClosed:
                 return
             if not result.throttled:
+                if result.function_error:
+                    self.log.warning("event %s for %s failed: %s", request_id, spec.name, result.payload[:500])
                 return
             if time.monotonic() > give_up:
                 self.log.warning("dropped event %s for %s: throttled for over %.0f s", request_id, spec.name,
-                                 give_up)
+                                 patience)
                 return
             self._stop_housekeeping.wait(delay)
             delay = min(delay * 2, 1.0)
@@ -671,7 +682,10 @@ class LambdaRuntime:
                              spec.name, spec.timeout, request_id, worker.pid)
             return self._finish(spec, worker, request_id, events, json.dumps({"errorMessage": message}).encode(),
                                 "Unhandled", duration, init_ms, timed_out=True, status="timeout")
-        except _WorkerExited:
+        except Exception as exc:  # _WorkerExited, or a pipe out of step (the handler wrote into it)
+            if not isinstance(exc, _WorkerExited):
+                self.log.error("%s: lost track of worker %d: %r", spec.name, worker.pid, exc)
+                worker.kill()
             reason = worker.exit_reason()
             if self._closed:  # shutdown() ended the worker, not the handler
                 reason = "Runtime exited: the local Lambda runtime was shut down"
@@ -803,7 +817,6 @@ class LambdaRuntime:
             spare = self._spares.pop() if self._spares else None
         if spare is None:
             return None
-        self._wake.set()  # the housekeeper starts the next spare
         try:
             spare.wait_ready(time.monotonic() + 30.0)
         except (_WorkerExited, TimeoutError):
@@ -811,6 +824,8 @@ class LambdaRuntime:
             return None
         names = self._zip_names.get(spec.code_sha)
         if names is None:
+            if len(self._zip_names) > 256:
+                self._zip_names.clear()
             names = self._zip_names[spec.code_sha] = _top_level_names(code)
         if spare.preloaded & names:
             with self._lock:
@@ -843,6 +858,9 @@ class LambdaRuntime:
             reason = worker.exit_reason()
             self._discard(worker, kill=True)
             raise _InitFailed(worker, reason) from exc
+        # Only now the next spare: booting it (about a core for 0.3 s) while this init runs
+        # would slow the cold start that is being waited for.
+        self._wake.set()
         if meta.get("op") == "init_error":
             return worker, json.loads(body)
         self.log.info("cold start of %s: worker %d, init %.1f ms", spec.name, worker.pid, worker.init_ms)

@@ -67,6 +67,8 @@ import traceback
 import zipfile
 
 HEADER = struct.Struct(">II")
+# Larger than any zip or payload Lambda accepts; a frame header claiming more is garbage.
+MAX_FRAME = 512 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------
@@ -102,6 +104,8 @@ class FrameReader:
             if len(buffer) >= HEADER.size:
                 meta_len, body_len = HEADER.unpack_from(buffer)
                 wanted = HEADER.size + meta_len + body_len
+                if wanted > MAX_FRAME:
+                    raise ValueError(f"frame of {wanted} bytes: the pipe is out of step")
                 if len(buffer) >= wanted:
                     meta = json.loads(bytes(buffer[HEADER.size : HEADER.size + meta_len]))
                     body = bytes(buffer[HEADER.size + meta_len : wanted])
@@ -341,6 +345,7 @@ class Worker:
         self.function = meta["function"]
         os.environ.update(meta["env"])
         os.environ["LAMBDA_TASK_ROOT"] = self.task_root
+        time.tzset()  # the function may set TZ
         with zipfile.ZipFile(io.BytesIO(code)) as archive:
             archive.extractall(self.task_root)
         sys.path.insert(0, self.task_root)
