@@ -3,6 +3,11 @@
 Exit codes: 0 done; 1 AWS failure; 2 bad config or arguments; 3 the local AWS could
 not be started; 4 teardown kept something on purpose (a table holding items);
 130 interrupted (Ctrl-C): run again to resume.
+With --plan (a dry run: read calls only): 0 nothing would change, 2 something would
+(config errors exit 2 as well; their message on stderr tells them apart).
+
+What a person sees is crudstack/ui.py's job; the files written after a provision are
+crudstack/outputs.py's.
 """
 
 from __future__ import annotations
@@ -21,31 +26,21 @@ import boto3
 from crudstack.aws import Aws
 from crudstack.config import ROOT, Config, load_config
 from crudstack.errors import ConfigError, CrudStackError
+from crudstack.outputs import example_body, ordered_routes, write_outputs
 from crudstack.plan import Action, Context, Options
-from crudstack.runner import Reporter, StepResult, run
-from crudstack.steps.api import find_our_api
+from crudstack.runner import StepResult, run
+from crudstack.steps import STEPS
+from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
 
 log = logging.getLogger("crudstack")
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-class TextReporter(Reporter):
-    """Numbered like the tutorial: one line per step with its outcome and time, then its changes."""
+class TextReporter(RunReporter):
+    """The plain, line-per-step reporter (what a run prints to a file or a CI log); `verb` is no longer used."""
 
-    def __init__(self, stream, *, verb: str):
-        self.stream = stream
-        self.verb = verb
-
-    def step_started(self, step) -> None:
-        pass
-
-    def step_finished(self, result: StepResult) -> None:
-        step = result.step
-        title = f"Step {step.number}  {step.title} "
-        print(f"{title:.<46} {result.outcome:<14} {result.seconds:6.2f} s", file=self.stream, flush=True)
-        for change in result.changes:
-            if change.action is not Action.UNCHANGED or len(result.changes) == 1:
-                print(f"        {change.describe()}", file=self.stream, flush=True)
+    def __init__(self, stream, *, verb: str = ""):
+        super().__init__(Screen(stream, live=False))
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -53,6 +48,12 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--config", default=str(ROOT / "config.yaml"), help="settings file (default: config.yaml)")
     parser.add_argument("--target", choices=("local", "aws"), help="override config.yaml's target")
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout (progress goes to stderr)")
+    parser.add_argument("--plan", action="store_true",
+                        help="dry run: read what exists and list what would change (+ create, ~ update, = unchanged, - delete); "
+                             "no mutating AWS call; exit code 0 if nothing would change, 2 if something would")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final result")
+    loudness.add_argument("--verbose", "-v", action="store_true", help="also print each AWS call with its duration")
     return parser
 
 
@@ -80,19 +81,21 @@ def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
 
 
 def curl_examples(ctx: Context, url: str) -> list[str]:
+    routes = [{"method": f.method, "path": f.path} for f in ctx.config.lambda_.functions.values()]
     examples = []
-    for fn in sorted(ctx.config.lambda_.functions.values(), key=lambda f: (f.path.count("/"), ("POST", "GET", "PUT", "DELETE", "PATCH").index(f.method))):
-        path = "/".join("<id>" if p.startswith("{") else p for p in fn.path.split("/"))
-        method = "" if fn.method == "GET" else f"-X {fn.method} "
-        body = ""
-        if fn.method in ("POST", "PUT", "PATCH"):
-            payload = {"name": "Widget", "description": "A test item"} if fn.method == "POST" else {"name": "Renamed widget"}
-            body = f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'"
+    for route in ordered_routes(routes):
+        path = "/".join("<id>" if p.startswith("{") else p for p in route["path"].split("/"))
+        method = "" if route["method"] == "GET" else f"-X {route['method']} "
+        payload = example_body(route["method"])
+        body = f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'" if payload is not None else ""
         examples.append(f"curl {method}'{url}{path}'{body}")
     return examples
 
 
-def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float) -> dict:
+def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float,
+            timings: dict[int, float] | None = None) -> dict:
+    """The --json document (and outputs/stack.json); `timings`: id(change) -> seconds its apply took."""
+    timings = timings or {}
     url = invoke_url(ctx, endpoint)
     cfg = ctx.config
     return {
@@ -117,7 +120,8 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
         "curl": curl_examples(ctx, url) if url else [],
         "steps": [{"number": r.step.number, "title": r.step.title, "outcome": r.outcome, "seconds": round(r.seconds, 3),
                    "changes": [{"kind": c.kind, "name": c.name, "action": c.action.value,
-                                "diffs": {k: [str(o), str(n)] for k, (o, n) in c.diffs.items()}} for c in r.changes]}
+                                "diffs": {k: [str(o), str(n)] for k, (o, n) in c.diffs.items()},
+                                **({"seconds": round(timings[id(c)], 3)} if id(c) in timings else {})} for c in r.changes]}
                   for r in results],
         "aws_calls": {"reads": ctx.aws.stats.reads, "writes": ctx.aws.stats.writes, "retries": ctx.aws.stats.retries},
         "seconds": round(seconds, 3),
@@ -148,30 +152,89 @@ def _main(body) -> int:
         return 1
 
 
+def _reporter(args, screen: Screen, guide: Guide | None = None) -> RunReporter:
+    return RunReporter(screen, plan=args.plan, quiet=args.quiet, verbose=args.verbose, guide=guide)
+
+
+def _run(ctx: Context, reporter: RunReporter, *, teardown: bool, apply: bool) -> list[StepResult]:
+    reporter.attach(ctx.aws)
+    try:
+        return run(ctx, reporter, teardown=teardown, apply=apply)
+    finally:
+        reporter.close()  # a live line must not outlive the run, even one stopped by an error
+
+
+def _finish_plan(args, screen: Screen, results: list[StepResult], doc: dict, *, command: str) -> int:
+    """The summary line, the --json document, and the exit code CI scripts read: 2 if anything would change."""
+    counts = plan_counts(results)
+    doc["plan"] = counts
+    would_change = bool(counts["add"] or counts["change"] or counts["destroy"])
+    if not args.quiet:
+        screen.print()
+    screen.print(plan_line(counts), style="bold")
+    if would_change and not args.quiet:
+        screen.print(f"Nothing was changed. Run python {command} without --plan to make these changes.")
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    return 2 if would_change else 0
+
+
 def provision_main(argv: list[str] | None = None) -> int:
     parser = _parser("provision.py", "Build the serverless CRUD API stack, step by step as in the console tutorial.")
+    parser.add_argument("--walkthrough", action="store_true",
+                        help="workshop mode: before each step, show the console instructions and the boto3 calls it "
+                             "will make, and wait for Enter (goes on at once when stdin is not a terminal)")
+    parser.add_argument("--outputs", metavar="DIR", default=str(ROOT / "outputs"),
+                        help="folder for stack.json, postman_collection.json and endpoints.http (default: outputs/)")
     args = parser.parse_args(argv)
+    if args.walkthrough and (args.plan or args.quiet):
+        parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
 
     def body() -> int:
         config = load_config(args.config)
         target = args.target or config.target
-        out = sys.stderr if args.json else sys.stdout
+        screen = Screen(sys.stderr if args.json else sys.stdout)
         started = time.monotonic()
         aws, endpoint = connect(config, target)
-        where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
-        print(f"Provisioning stack '{config.stack}' in {where} ({aws.region})", file=out, flush=True)
         ctx = Context(config=config, aws=aws, target=target)
-        results = run(ctx, TextReporter(out, verb="provision"))
-        doc = summary(ctx, results, endpoint, time.monotonic() - started)
-        changed = any(r.outcome != "unchanged" for r in results)
+        if not args.quiet:
+            where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
+            what = "Planning (read calls only, nothing is changed)" if args.plan else "Provisioning"
+            screen.print(f"{what} stack '{config.stack}' in {where} ({aws.region})", style="bold")
+        guide = None
+        if args.walkthrough:
+            guide = Guide(screen, ctx, stdin=sys.stdin, step_numbers=[s.number for s in STEPS],
+                          invoke_url=lambda: invoke_url(ctx, endpoint))
+        reporter = _reporter(args, screen, guide)
+        results = _run(ctx, reporter, teardown=False, apply=not args.plan)
+        doc = summary(ctx, results, endpoint, time.monotonic() - started, timings=reporter.timings)
+        if args.plan:
+            return _finish_plan(args, screen, results, doc, command="provision.py")
+
+        written: list[Path] = []
+        if doc["invoke_url"]:
+            try:
+                written = write_outputs(doc, Path(args.outputs))
+            except OSError as exc:  # the stack is made; a folder we cannot write must not say otherwise
+                log.warning("could not write the outputs to %s: %s", args.outputs, exc)
         if args.json:
             print(json.dumps(doc, indent=2))
-        else:
-            print(f"\n{'Done' if changed else 'Nothing to change: every step is unchanged'} "
-                  f"in {doc['seconds']:.1f} s ({doc['aws_calls']['reads']} reads, {doc['aws_calls']['writes']} writes).", file=out)
-            print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", file=out)
-            for line in doc["curl"]:
-                print(f"  {line}", file=out)
+        changed = any(r.outcome != "unchanged" for r in results)
+        done = (f"{'Done' if changed else 'Nothing to change: every step is unchanged'} in {doc['seconds']:.1f} s "
+                f"({doc['aws_calls']['reads']} reads, {doc['aws_calls']['writes']} writes).")
+        if args.quiet:
+            if not args.json:
+                screen.print(done)
+                screen.print(f"Invoke URL: {doc['invoke_url']}")
+            return 0
+        screen.print()
+        screen.show(reporter.summary_table())
+        screen.print(done, style="bold")
+        screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")
+        for line in doc["curl"]:
+            screen.print(f"  {line}")
+        if written:
+            screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(str(p) for p in written)}")
         return 0
 
     return _main(body)
@@ -200,56 +263,73 @@ def teardown_main(argv: list[str] | None = None) -> int:
     def body() -> int:
         config = load_config(args.config)
         target = args.target or config.target
-        out = sys.stderr if args.json else sys.stdout
+        screen = Screen(sys.stderr if args.json else sys.stdout)
         if target == "local":
             from crudstack.local.daemon import status
 
             if status(config.state_dir) is None:
-                print("The local AWS is not running: there is no local stack to tear down.", file=out)
+                screen.print("The local AWS is not running: there is no local stack to tear down.")
+                doc = {"stack": config.stack, "target": target, "steps": [], "local_aws": "not running"}
+                if args.plan:
+                    return _finish_plan(args, screen, [], doc, command="teardown.py")
                 if args.json:
-                    print(json.dumps({"stack": config.stack, "target": target, "steps": [], "local_aws": "not running"}))
+                    print(json.dumps(doc))
                 return 0
-        if not args.yes:
+        if not args.yes and not args.plan:  # a plan deletes nothing: nothing to confirm
             if not sys.stdin.isatty():
                 raise ConfigError(["--yes: teardown deletes the stack; pass --yes to confirm when not running in a terminal"], "arguments")
             answer = input(f"Delete every resource of stack '{config.stack}' ({target})? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
-                print("Nothing deleted.", file=out)
+                screen.print("Nothing deleted.")
                 return 0
         started = time.monotonic()
         aws, endpoint = connect(config, target)
-        print(f"Tearing down stack '{config.stack}' in {'the local AWS at ' + endpoint if target == 'local' else 'AWS'} ({aws.region})", file=out, flush=True)
+        if not args.quiet:
+            where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
+            what = "Planning the teardown (read calls only, nothing is deleted) of" if args.plan else "Tearing down"
+            screen.print(f"{what} stack '{config.stack}' in {where} ({aws.region})", style="bold")
         ctx = Context(config=config, aws=aws, target=target,
                       options=Options(delete_data=args.delete_data, backup=args.backup, backup_dir=ROOT / "backups"))
-        results = run(ctx, TextReporter(out, verb="teardown"), teardown=True)
+        reporter = _reporter(args, screen)
+        results = _run(ctx, reporter, teardown=True, apply=not args.plan)
         kept = [c for r in results for c in r.changes if c.action is Action.KEEP]
         doc = {"stack": config.stack, "target": target, "region": aws.region, "backup": ctx.backup_location,
                "steps": [{"number": r.step.number, "title": r.step.title, "outcome": r.outcome, "seconds": round(r.seconds, 3),
-                          "changes": [{"kind": c.kind, "name": c.name, "action": c.action.value, "note": c.note} for c in r.changes]}
+                          "changes": [{"kind": c.kind, "name": c.name, "action": c.action.value, "note": c.note,
+                                       **({"seconds": round(reporter.timings[id(c)], 3)} if id(c) in reporter.timings else {})}
+                                      for c in r.changes]}
                          for r in results],
-               "aws_calls": {"reads": aws.stats.reads, "writes": aws.stats.writes, "retries": aws.stats.retries}}
+               "aws_calls": {"reads": aws.stats.reads, "writes": aws.stats.writes, "retries": aws.stats.retries},
+               "seconds": round(time.monotonic() - started, 3)}
+        if args.plan:
+            return _finish_plan(args, screen, results, doc, command="teardown.py")
+        if not args.quiet and any(r.changes for r in results):
+            screen.print()
+            screen.show(reporter.summary_table())
         if ctx.backup_location:
-            print(f"Items saved to {ctx.backup_location}", file=out)
+            screen.print(f"Items saved to {ctx.backup_location}")
         if target == "local":
             doc["local_aws"] = "running"
             if not args.keep_running:
                 left = _stack_left(aws)
                 if left:
-                    print(f"The local AWS keeps running: it still holds {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}.", file=out)
+                    screen.print(f"The local AWS keeps running: it still holds {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}.")
                 else:
                     from crudstack.local.daemon import stop
 
                     stop(config.state_dir)
                     doc["local_aws"] = "stopped"
-                    print("The local AWS held nothing else and was stopped.", file=out)
+                    screen.print("The local AWS held nothing else and was stopped.")
         if args.json:
             print(json.dumps(doc, indent=2))
         if kept:
             for change in kept:
-                print(f"Kept {change.kind} {change.name}: {change.note}", file=out)
+                screen.print(f"Kept {change.kind} {change.name}: {change.note}", style="magenta")
             return 4
         if not any(r.changes for r in results):
-            print("Nothing to delete: the stack is already gone.", file=out)
+            screen.print("Nothing to delete: the stack is already gone.")
+        elif not args.quiet:
+            screen.print(f"Done in {doc['seconds']:.1f} s ({aws.stats.reads} reads, {aws.stats.writes} writes).", style="bold")
         return 0
 
     return _main(body)

@@ -1,0 +1,331 @@
+"""What a run shows a person: live progress on a terminal, plain lines anywhere else.
+
+    Screen           one output stream: rich (colour, a live line) on a terminal; plain, uncoloured
+                     lines when it is not a terminal, NO_COLOR is set or TERM is dumb (CI logs)
+    RunReporter      the runner's Reporter: per step a live line with spinner and elapsed time (the
+                     change being made, or what it waits for), then the step's outcome and changes;
+                     times each change for the summary table; --quiet and --verbose live here
+    Guide            the workshop mode (--walkthrough): before each step, the console instructions
+                     and the boto3 calls it will make, then Enter to go on (at once without a terminal)
+
+The words of the walkthrough are in walkthrough.yaml (crudstack/walkthrough.py fills them in).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, TextIO
+
+import botocore
+from rich.console import Console, Group
+from rich.padding import Padding
+from rich.panel import Panel
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+from rich import box
+
+from crudstack.aws import Aws, error_code, error_message
+from crudstack.plan import Action, Change, Context
+from crudstack.runner import Reporter, StepResult
+from crudstack.steps.base import Step
+from crudstack.walkthrough import Script, call_lines, console_lines, load_script
+
+SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim", "!": "magenta"}
+OUTCOME_STYLE = {"created": "green", "updated": "yellow", "deleted": "red", "unchanged": "dim", "nothing to do": "dim",
+                 "kept": "magenta", "skipped": "magenta"}
+# How a plan tells a step's outcome: nothing has happened yet.
+PLAN_OUTCOME = {"created": "to create", "updated": "to update", "deleted": "to delete", "kept": "to keep"}
+DOING = {Action.CREATE: "creating", Action.UPDATE: "updating", Action.DELETE: "deleting"}
+PLAIN_WIDTH = 120  # tables in CI logs: wide enough for alarm names, never wrapped by a guessed width
+
+
+def wants_live(stream: TextIO, environ=os.environ) -> bool:
+    """Colour and a live line only for a person at a terminal (https://no-color.org)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+
+
+class Screen:
+    """One output stream, rich on a terminal and plain elsewhere."""
+
+    def __init__(self, stream: TextIO, *, live: bool | None = None):
+        self.stream = stream
+        self.live = wants_live(stream) if live is None else live
+        self.console = Console(file=stream, force_terminal=self.live, no_color=not self.live, highlight=False,
+                               markup=False, emoji=False, width=None if self.live else PLAIN_WIDTH)
+
+    def print(self, text: str = "", style: str | None = None) -> None:
+        if self.live:
+            # soft_wrap: long lines (curl commands, URLs) are left whole for the terminal to wrap.
+            self.console.print(Text(text, style=style or ""), soft_wrap=True)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def show(self, renderable) -> None:
+        self.console.print(renderable)
+        self.stream.flush()
+
+
+class _Seconds(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.elapsed or 0:5.1f} s", style="cyan")
+
+
+class _Spinner:
+    """The live line of one step: spinner, what it does now, seconds since the step began."""
+
+    def __init__(self, screen: Screen, description: str):
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _Seconds(), console=screen.console,
+                                 transient=True, redirect_stdout=False, redirect_stderr=False)
+        self.task = self.progress.add_task(description, total=None)
+        self.progress.start()
+
+    def update(self, description: str) -> None:
+        # Refresh now, not at the next tick: a call that takes 50 ms is still shown.
+        self.progress.update(self.task, description=description, refresh=True)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def step_label(step: Step) -> str:
+    return f"Step {step.number}  {step.title}"
+
+
+def wait_message(what: str, exc: BaseException, attempt: int) -> str:
+    """An on_retry report as a person reads it; `attempt` is the try that just failed."""
+    if what.startswith("waiting for"):
+        return f"{what} (attempt {attempt + 1})"
+    if "cannot be assumed" in error_message(exc):
+        return f"waiting for IAM role to propagate (attempt {attempt + 1})"
+    return f"retrying {what} after {error_code(exc) or type(exc).__name__} (attempt {attempt + 1})"
+
+
+def plan_counts(results: list[StepResult]) -> dict[str, int]:
+    counts = {"add": 0, "change": 0, "destroy": 0, "unchanged": 0, "kept": 0, "skipped": 0}
+    key = {Action.CREATE: "add", Action.UPDATE: "change", Action.DELETE: "destroy", Action.UNCHANGED: "unchanged",
+           Action.KEEP: "kept", Action.SKIP: "skipped"}
+    for change in (c for r in results for c in r.changes):
+        counts[key[change.action]] += 1
+    return counts
+
+
+def plan_line(counts: dict[str, int]) -> str:
+    """Terraform's summary: 'Plan: 3 to add, 1 to change, 0 to destroy, 20 unchanged.'"""
+    text = f"Plan: {counts['add']} to add, {counts['change']} to change, {counts['destroy']} to destroy, {counts['unchanged']} unchanged"
+    for extra in ("kept", "skipped"):
+        if counts[extra]:
+            text += f", {counts[extra]} {extra}"
+    return text + "."
+
+
+class RunReporter(Reporter):
+    """Tells a run as it goes; keeps each step's result and each change's time for the summary."""
+
+    def __init__(self, screen: Screen, *, plan: bool = False, quiet: bool = False, verbose: bool = False,
+                 guide: "Guide | None" = None):
+        self.screen = screen
+        self.plan = plan
+        self.quiet = quiet
+        self.verbose = verbose
+        self.guide = guide
+        self.results: list[StepResult] = []
+        self.timings: dict[int, float] = {}   # id(change) -> seconds its apply took
+        self._spinner: _Spinner | None = None
+        self._step: Step | None = None
+        self._current: tuple[Change, float] | None = None
+
+    # -- wiring ------------------------------------------------------------------------------------
+    def attach(self, aws: Aws) -> None:
+        """Hear retries and waits; with --verbose, every AWS call and its duration too."""
+        aws.on_retry = self.on_retry
+        if self.verbose:
+            aws.register("before-call", self._call_started)
+            aws.register("after-call", self._call_finished)
+            aws.register("after-call-error", self._call_failed)
+
+    def close(self) -> None:
+        self._stop_spinner()
+
+    # -- the runner's hooks --------------------------------------------------------------------------
+    def step_started(self, step: Step) -> None:
+        self._step = step
+        if self.guide:
+            self.guide.before_step(step)
+        else:
+            self._start_spinner(f"{step_label(step)}: reading what exists")
+
+    def step_planned(self, step: Step, changes: list[Change]) -> None:
+        if self.guide:
+            self.guide.show_calls(step, changes)
+            self.guide.wait(step)
+            self._start_spinner(step_label(step))
+        elif self._spinner:
+            self._spinner.update(step_label(step))
+
+    def change_started(self, step: Step, change: Change) -> None:
+        self._finish_change()
+        self._current = (change, time.monotonic())
+        self._say(f"{DOING[change.action]} {change.kind} {change.name}", plain=False)
+
+    def on_retry(self, what: str, exc: BaseException, attempt: int) -> None:
+        self._say(wait_message(what, exc, attempt), plain=True)
+
+    def step_finished(self, result: StepResult) -> None:
+        self._finish_change()
+        self._stop_spinner()
+        self.results.append(result)
+        if not self.quiet:
+            self._print_result(result)
+        if self.guide:
+            self.guide.after_step(result)
+
+    # -- output ------------------------------------------------------------------------------------
+    def _say(self, doing: str, *, plain: bool) -> None:
+        """What the step does now: on the live line, or (waits and retries only) a plain line."""
+        text = f"{step_label(self._step)}: {doing}" if self._step else doing
+        if self._spinner:
+            self._spinner.update(text)
+        elif plain and not self.quiet and not self.screen.live:
+            self.screen.print(text)  # the same words as the live line, one line per wait
+
+    def _print_result(self, result: StepResult) -> None:
+        outcome = PLAN_OUTCOME.get(result.outcome, result.outcome) if self.plan else result.outcome
+        head = f"{step_label(result.step) + ' ':.<46} {outcome:<14}"
+        if not self.plan:
+            head += f" {result.seconds:6.2f} s"
+        self.screen.print(head.rstrip(), style=f"bold {OUTCOME_STYLE.get(result.outcome, '')}")
+        for change in result.changes:
+            # A plan lists every resource; a run lists what it changed (or its one resource).
+            if self.plan or change.action is not Action.UNCHANGED or len(result.changes) == 1:
+                line = change.describe()
+                self.screen.print(f"        {line}", style=SYMBOL_STYLE.get(line[0]))
+
+    def _start_spinner(self, description: str) -> None:
+        self._stop_spinner()
+        if self.screen.live and not self.quiet:
+            self._spinner = _Spinner(self.screen, description)
+
+    def _stop_spinner(self) -> None:
+        if self._spinner:
+            self._spinner.stop()
+            self._spinner = None
+
+    def _finish_change(self) -> None:
+        if self._current:
+            change, started = self._current
+            self.timings[id(change)] = time.monotonic() - started
+            self._current = None
+
+    # -- --verbose: every AWS call -------------------------------------------------------------------
+    def _call_started(self, model, context, **_) -> None:
+        context["crudstack_call"] = (model.service_model.service_name, botocore.xform_name(model.name), time.perf_counter())
+
+    def _call_finished(self, context, http_response=None, **_) -> None:
+        status = getattr(http_response, "status_code", "?")
+        self._print_call(context, str(status))
+
+    def _call_failed(self, context, exception=None, **_) -> None:
+        self._print_call(context, f"failed: {type(exception).__name__}")
+
+    def _print_call(self, context, status: str) -> None:
+        started = context.pop("crudstack_call", None)
+        if started is None:
+            return
+        service, operation, t0 = started
+        self.screen.print(f"          aws {service}.{operation} -> {status} in {(time.perf_counter() - t0) * 1000:.0f} ms", style="dim")
+
+    # -- the end -----------------------------------------------------------------------------------
+    def summary_table(self) -> Table:
+        """Each resource, its outcome and the time its change took."""
+        table = Table(box=box.SIMPLE_HEAD if self.screen.live else box.ASCII, show_edge=not self.screen.live,
+                      title=None, header_style="bold")
+        table.add_column("Step", justify="right")
+        table.add_column("Resource")
+        table.add_column("Outcome")
+        table.add_column("Time", justify="right")
+        for result in self.results:
+            if not result.changes:
+                table.add_row(result.step.number, result.step.title, Text("nothing to do", style="dim"), "")
+            for change in result.changes:
+                seconds = self.timings.get(id(change))
+                table.add_row(result.step.number, f"{change.kind} {change.name}",
+                              Text(change.action.past, style=OUTCOME_STYLE.get(change.action.past, "")),
+                              f"{seconds:.2f} s" if seconds is not None else "")
+        return table
+
+
+class Guide:
+    """--walkthrough: each step as the console tutorial tells it, then the calls that replace the clicks."""
+
+    def __init__(self, screen: Screen, ctx: Context, *, stdin: TextIO, step_numbers: list[str],
+                 invoke_url: Callable[[], str | None], script: Script | None = None):
+        self.screen = screen
+        self.ctx = ctx
+        self.stdin = stdin
+        self.step_numbers = step_numbers        # the runner's steps, in order (the tutorial has more)
+        self.invoke_url = invoke_url
+        self.script = script or load_script()
+        self.interactive = bool(getattr(stdin, "isatty", None) and stdin.isatty())
+
+    def _header(self, number: str) -> None:
+        title = f"Step {number} of {self.script.last_number}: {self.script.step(number).title}"
+        if self.screen.live:
+            self.screen.show(Rule(Text(title, style="bold"), style="cyan"))
+        else:
+            self.screen.print(f"\n=== {title} ===")
+
+    def _block(self, heading: str, lines: list[tuple[int, str]], style: str) -> None:
+        """A titled block of (indent level, text) lines; a wrapped line keeps its indent."""
+        if self.screen.live:
+            body = Group(*[Padding(Text(text), (0, 0, 0, 4 * level)) for level, text in lines])
+            self.screen.show(Panel(body, title=heading, title_align="left", border_style=style))
+        else:
+            self.screen.print(f"{heading}:")
+            for level, text in lines:
+                self.screen.print("  " + "    " * level + text)
+
+    def show_console(self, number: str) -> None:
+        self._header(number)
+        url = self.invoke_url() if self.ctx.api_id else None
+        self._block("In the console", [(0, line) for line in console_lines(self.script, number, self.ctx, url)], "cyan")
+
+    def before_step(self, step: Step) -> None:
+        self.show_console(step.number)
+
+    def show_calls(self, step: Step, changes: list[Change]) -> None:
+        lines: list[tuple[int, str]] = []
+        for change in changes:
+            calls = call_lines(self.script, change, self.ctx)
+            if calls:
+                lines.append((0, change.describe()))
+                lines += [(1, call) for call in calls]
+        if not lines:
+            lines = [(0, "nothing to call: already as config.yaml asks")] + [(1, c.describe()) for c in changes]
+        self._block("crudstack calls instead (boto3)", lines, "green")
+
+    def wait(self, step: Step) -> None:
+        if not self.interactive:
+            return  # not a terminal (CI, a pipe): go on at once
+        self.screen.console.print(Text(f"Press Enter to run step {step.number} (Ctrl-C stops; running again resumes) ",
+                                       style="bold"), end="")
+        self.screen.stream.flush()
+        try:
+            answer = self.stdin.readline()
+        except KeyboardInterrupt:
+            self.screen.print()  # the runner's message about resuming starts on a line of its own
+            raise
+        if answer == "":  # end of input (Ctrl-D): no one left to ask
+            self.interactive = False
+
+    def after_step(self, result: StepResult) -> None:
+        """The tutorial steps with nothing to make (step 6, test the API) come after the step before them."""
+        position = self.step_numbers.index(result.step.number)
+        following = self.step_numbers[position + 1] if position + 1 < len(self.step_numbers) else None
+        for number in sorted(self.script.steps, key=int):
+            if int(result.step.number) < int(number) and (following is None or int(number) < int(following)) \
+                    and number not in self.step_numbers:
+                self.show_console(number)

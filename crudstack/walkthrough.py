@@ -1,0 +1,246 @@
+"""The words of the workshop mode: each step's console instructions and the boto3 calls of a change.
+
+They live in walkthrough.yaml; this module loads them once, fills in the placeholders from
+config.yaml and the run, and picks the lines a given plan needs. Printing and waiting for
+Enter are the UI's job (crudstack/ui.py).
+
+Placeholders (string.Template: `$name` or `${name}`), for every line:
+    stack region table_name partition_key billing_mode role_name role_arn policy_name runtime
+    runtime_label code_dir memory_mb timeout_s api_name stage topic_name alert_email retention_days
+    period_s function_errors function_throttles function_duration_p99_ms api_5xx_errors
+    api_latency_p99_ms tags (key=value, ...) tag_keys invoke_url
+  `each: function` lines, and calls for a function, method or permission, add:
+    base function_name handler module route method path (memory_mb / timeout_s: that function's)
+  `each: resource` lines, and calls for a resource, add:  path part parent
+  calls add:  name (the change's resource name), kind, new_values (`Field=new, ...` of its diffs)
+Yes/no settings for `when:`  tutorial_managed_policies  alert_email
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crudstack.config import Config
+from crudstack.plan import Action, Change, Context
+from crudstack.steps.api import wanted_paths
+from crudstack.steps.role import inline_policy_name
+
+DATA = Path(__file__).with_name("walkthrough.yaml")
+ACTIONS = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}
+EACH = ("function", "resource")
+# Diff fields that are not call arguments: shown in the plan, never as `Field=value`.
+NOT_ARGUMENTS = ("code", "state", "tags", "retention_days", "billing_mode", "authorization", "document", "trusted",
+                 "routes", "deployment", "source_arn")
+
+
+class WalkthroughDataError(ValueError):
+    """walkthrough.yaml is malformed or names a placeholder nobody fills."""
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    when: str | None = None                 # a yes/no setting; "not X" negates it
+    each: str | None = None                 # "function" or "resource": one line per item
+    when_diff: tuple[str, ...] = ()         # calls only: shown when the change alters one of these
+
+
+@dataclass(frozen=True)
+class StepText:
+    number: str
+    title: str
+    console: tuple[Line, ...]
+
+
+@dataclass(frozen=True)
+class Script:
+    steps: dict[str, StepText]
+    calls: dict[str, dict[str, tuple[Line, ...]]]     # kind -> action -> calls
+
+    def step(self, number: str) -> StepText:
+        try:
+            return self.steps[number]
+        except KeyError:
+            raise WalkthroughDataError(f"walkthrough.yaml: steps: no entry for step {number}") from None
+
+    @property
+    def last_number(self) -> str:
+        return max(self.steps, key=int)
+
+
+def _line(raw: Any, where: str) -> Line:
+    if isinstance(raw, str):
+        return Line(raw)
+    if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: expected a string or a mapping with 'text', found {raw!r}")
+    unknown = set(raw) - {"text", "when", "each", "when_diff"}
+    if unknown:
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: unknown keys {sorted(unknown)}; allowed: text, when, each, when_diff")
+    if raw.get("each") is not None and raw["each"] not in EACH:
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: each: {raw['each']!r}, expected one of {', '.join(EACH)}")
+    return Line(raw["text"], raw.get("when"), raw.get("each"), tuple(raw.get("when_diff") or ()))
+
+
+def parse_script(data: Any) -> Script:
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict) or not isinstance(data.get("calls"), dict):
+        raise WalkthroughDataError("walkthrough.yaml: expected a mapping with 'steps' and 'calls'")
+    steps = {}
+    for number, entry in data["steps"].items():
+        number = str(number)
+        if not isinstance(entry, dict) or not isinstance(entry.get("console"), list) or not entry.get("title"):
+            raise WalkthroughDataError(f"walkthrough.yaml: steps.{number}: expected 'title' and a 'console' list")
+        steps[number] = StepText(number, str(entry["title"]),
+                                 tuple(_line(raw, f"steps.{number}.console[{i}]") for i, raw in enumerate(entry["console"])))
+    calls: dict[str, dict[str, tuple[Line, ...]]] = {}
+    for kind, by_action in data["calls"].items():
+        if not isinstance(by_action, dict) or set(by_action) - set(ACTIONS.values()):
+            raise WalkthroughDataError(f"walkthrough.yaml: calls.{kind}: expected create/update/delete lists")
+        calls[kind] = {action: tuple(_line(raw, f"calls.{kind}.{action}[{i}]") for i, raw in enumerate(lines))
+                       for action, lines in by_action.items()}
+    return Script(steps, calls)
+
+
+@functools.lru_cache(maxsize=4)
+def load_script(path: Path = DATA) -> Script:
+    return parse_script(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+# -- values --------------------------------------------------------------------------------------------
+
+
+def _runtime_label(runtime: str) -> str:
+    return "Python " + runtime.removeprefix("python")  # python3.12 -> Python 3.12, as the console lists it
+
+
+def config_values(ctx: Context, invoke_url: str | None = None) -> dict[str, str]:
+    cfg: Config = ctx.config
+    alarms = cfg.monitoring.alarms
+    return {
+        "stack": cfg.stack, "region": ctx.region, "table_name": cfg.table_name, "partition_key": cfg.table.partition_key,
+        "billing_mode": cfg.table.billing_mode, "role_name": cfg.role_name,
+        "role_arn": ctx.role_arn or f"<arn of {cfg.role_name}>", "policy_name": inline_policy_name(ctx),
+        "runtime": cfg.lambda_.runtime, "runtime_label": _runtime_label(cfg.lambda_.runtime), "code_dir": cfg.lambda_.code_dir,
+        "memory_mb": str(cfg.lambda_.memory_mb), "timeout_s": str(cfg.lambda_.timeout_s),
+        "api_name": cfg.api_name, "stage": cfg.api.stage, "topic_name": cfg.topic_name,
+        "alert_email": cfg.monitoring.alert_email or "(none)", "retention_days": str(cfg.monitoring.log_retention_days),
+        "period_s": str(alarms.period_s), "function_errors": str(alarms.function_errors),
+        "function_throttles": str(alarms.function_throttles), "function_duration_p99_ms": str(alarms.function_duration_p99_ms),
+        "api_5xx_errors": str(alarms.api_5xx_errors), "api_latency_p99_ms": str(alarms.api_latency_p99_ms),
+        "tags": ", ".join(f"{k}={v}" for k, v in sorted(cfg.all_tags.items())),
+        "tag_keys": ", ".join(sorted(cfg.all_tags)),
+        "invoke_url": invoke_url or "(known once step 5 has deployed the API)",
+    }
+
+
+def flags(cfg: Config) -> dict[str, bool]:
+    return {
+        "tutorial_managed_policies": cfg.role.tutorial_managed_policies,
+        "alert_email": bool(cfg.monitoring.alert_email),
+    }
+
+
+def function_values(cfg: Config, base: str) -> dict[str, str]:
+    fn = cfg.lambda_.functions[base]
+    return {"base": base, "function_name": cfg.function_name(base), "handler": fn.handler, "module": fn.module,
+            "route": fn.route, "method": fn.method, "path": fn.path,
+            "memory_mb": str(fn.memory_mb or cfg.lambda_.memory_mb), "timeout_s": str(fn.timeout_s or cfg.lambda_.timeout_s)}
+
+
+def resource_values(path: str) -> dict[str, str]:
+    parent, _, part = path.rpartition("/")
+    return {"path": path, "part": part, "parent": parent or "/"}
+
+
+def _function_by(cfg: Config, *, name: str | None = None, route: tuple[str, str] | None = None) -> str | None:
+    for base, fn in cfg.lambda_.functions.items():
+        if cfg.function_name(base) == name or (fn.method, fn.path) == route:
+            return base
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def change_values(ctx: Context, change: Change) -> dict[str, str]:
+    """What a change's call lines may name, beyond the config values."""
+    cfg = ctx.config
+    values = {"name": change.name, "kind": change.kind,
+              "new_values": ", ".join(f"{k}={_short(new)}" for k, (_, new) in change.diffs.items() if k not in NOT_ARGUMENTS)}
+    base = None
+    if change.kind == "function":
+        base = _function_by(cfg, name=change.name)
+    elif change.kind == "method":
+        method, _, path = change.name.partition(" ")
+        base = _function_by(cfg, route=(method, path))
+        values.update(method=method, path=path, function_name=f"<no function for {change.name}>")
+    elif change.kind == "permission":
+        base = _function_by(cfg, name=change.name.rpartition("-> ")[2])
+    elif change.kind == "resource":
+        values.update(resource_values(change.name))
+    if base is not None:
+        values.update(function_values(cfg, base))
+    return values
+
+
+# -- rendering -----------------------------------------------------------------------------------------
+
+
+def render(text: str, values: dict[str, str], where: str) -> str:
+    try:
+        return string.Template(text).substitute(values)
+    except KeyError as exc:
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: unknown placeholder ${exc.args[0]} in {text!r}") from None
+    except ValueError as exc:  # a lone $ or a malformed ${...}
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: {exc} in {text!r}") from None
+
+
+def _holds(flag: str | None, settings: dict[str, bool], where: str) -> bool:
+    if flag is None:
+        return True
+    negate = flag.startswith("not ")
+    name = flag.removeprefix("not ").strip()
+    if name not in settings:
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: when: {flag!r}; known settings: {', '.join(settings)}")
+    return settings[name] != negate
+
+
+def console_lines(script: Script, number: str, ctx: Context, invoke_url: str | None = None) -> list[str]:
+    """A step's console instructions, placeholders filled, `each` lines repeated, `when` lines picked."""
+    cfg = ctx.config
+    base_values = config_values(ctx, invoke_url)
+    settings = flags(cfg)
+    lines = []
+    for i, line in enumerate(script.step(number).console):
+        where = f"steps.{number}.console[{i}]"
+        if not _holds(line.when, settings, where):
+            continue
+        if line.each == "function":
+            items = [function_values(cfg, base) for base in cfg.lambda_.functions]
+        elif line.each == "resource":
+            items = [resource_values(path) for path in wanted_paths(ctx) if path != "/"]
+        else:
+            items = [{}]
+        lines += [render(line.text, {**base_values, **item}, where) for item in items]
+    return lines
+
+
+def call_lines(script: Script, change: Change, ctx: Context) -> list[str]:
+    """The boto3 calls one planned change stands for; none for an unchanged or left-alone resource."""
+    action = ACTIONS.get(change.action)
+    if action is None:
+        return []
+    templates = script.calls.get(change.kind, {}).get(action)
+    if templates is None:
+        raise WalkthroughDataError(f"walkthrough.yaml: calls.{change.kind}.{action}: missing (the plan has '{change.describe()}')")
+    values = {**config_values(ctx), **change_values(ctx, change)}
+    return [render(line.text, values, f"calls.{change.kind}.{action}[{i}]")
+            for i, line in enumerate(templates)
+            if not line.when_diff or set(line.when_diff) & set(change.diffs)]
