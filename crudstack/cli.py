@@ -152,6 +152,14 @@ def _main(body) -> int:
         return 1
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to where they are, when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _reporter(args, screen: Screen, guide: Guide | None = None) -> RunReporter:
     return RunReporter(screen, plan=args.plan, quiet=args.quiet, verbose=args.verbose, guide=guide)
 
@@ -234,7 +242,7 @@ def provision_main(argv: list[str] | None = None) -> int:
         for line in doc["curl"]:
             screen.print(f"  {line}")
         if written:
-            screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(str(p) for p in written)}")
+            screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(_shown(p) for p in written)}")
         return 0
 
     return _main(body)
