@@ -170,11 +170,13 @@ class _InitFailed(Exception):
 
 
 class _WorkerProcess:
-    def __init__(self, *, env: dict[str, str], preload: tuple[str, ...], on_output):
+    def __init__(self, *, env: dict[str, str], preload: tuple[str, ...], all_packages: bool, on_output):
         self.task_root = tempfile.mkdtemp(prefix="crudstack-lambda-")
         command = [sys.executable, "-m", "crudstack.local.worker", "--task-root", self.task_root]
         if preload:
             command += ["--preload", ",".join(preload)]
+        if all_packages:
+            command.append("--all-packages")
         try:
             # A session of its own: Ctrl-C in the server's terminal is the server's to
             # handle, and killpg can take the handler's own subprocesses down too.
@@ -432,11 +434,19 @@ def _top_level_names(code: bytes) -> frozenset[str]:
 
 class LambdaRuntime:
     """Runs Lambda invocations in worker processes, one pool of warm workers per
-    function version and configuration. Thread-safe: call `invoke` from any thread."""
+    function version and configuration. Thread-safe: call `invoke` from any thread.
+
+    endpoint_url          what the handlers' boto3 calls reach (AWS_ENDPOINT_URL)
+    max_concurrency       invocations of one function running at once; more are throttled
+                          (a function's reserved concurrency lowers it further)
+    spare_workers         workers kept booted with boto3 imported, for fast cold starts
+    idle_timeout          seconds a warm worker may sit unused before it is stopped
+    lambda_packages_only  hide installed packages AWS's Python runtime does not have
+    """
 
     def __init__(self, *, endpoint_url: str, max_concurrency: int = 10, log: logging.Logger | None = None,
                  spare_workers: int = 1, idle_timeout: float = 600.0, preload: tuple[str, ...] = DEFAULT_PRELOAD,
-                 flush_interval: float = 0.2):
+                 flush_interval: float = 0.2, lambda_packages_only: bool = True):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if spare_workers < 0:
@@ -448,6 +458,7 @@ class LambdaRuntime:
         self._idle_timeout = idle_timeout
         self._preload = tuple(preload)
         self._flush_interval = flush_interval
+        self._lambda_packages_only = lambda_packages_only
         self._base_env = self._worker_base_environment()
 
         self._lock = threading.Lock()
@@ -461,7 +472,9 @@ class LambdaRuntime:
         self._zip_names: dict[str, frozenset[str]] = {}
 
         self._telemetry = _Telemetry(self.log)
-        self._events = concurrent.futures.ThreadPoolExecutor(max_workers=max_concurrency,
+        # Event invocations wait for capacity in these threads (threads start on demand): more
+        # of them than one function may run, so one busy function does not hold up the others.
+        self._events = concurrent.futures.ThreadPoolExecutor(max_workers=max(32, 4 * max_concurrency),
                                                               thread_name_prefix="lambda-event")
         self._wake = threading.Event()
         self._stop_housekeeping = threading.Event()
@@ -791,7 +804,8 @@ class LambdaRuntime:
         env = dict(self._base_env)
         if extra_env:
             env.update(extra_env)
-        worker = _WorkerProcess(env=env, preload=preload, on_output=self._worker_output)
+        worker = _WorkerProcess(env=env, preload=preload, all_packages=not self._lambda_packages_only,
+                                on_output=self._worker_output)
         with self._lock:
             closed = self._closed
             if not closed:

@@ -1,6 +1,6 @@
 """One Lambda execution environment: the process `crudstack.local.runtime` runs a function in.
 
-    python -m crudstack.local.worker --task-root DIR [--preload boto3,...]
+    python -m crudstack.local.worker --task-root DIR [--preload boto3,...] [--all-packages]
 
 AWS runs each function in its own sandbox, imports the handler once per sandbox (a
 "cold start") and then feeds it one event at a time for as long as the sandbox stays
@@ -51,6 +51,8 @@ from __future__ import annotations
 import argparse
 import decimal
 import importlib
+import importlib.abc
+import importlib.machinery
 import io
 import json
 import logging
@@ -59,6 +61,7 @@ import os
 import resource
 import select
 import shutil
+import site
 import struct
 import sys
 import threading
@@ -123,6 +126,39 @@ class FrameReader:
 
 # ---------------------------------------------------------------------------
 # What the handler sees.
+
+# Third-party packages AWS's Python runtime provides (boto3 and its dependencies); pip and
+# setuptools sit in its site-packages too. Everything else must come with the zip.
+LAMBDA_RUNTIME_PACKAGES = frozenset({
+    "boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six",
+    "pip", "setuptools", "pkg_resources", "_distutils_hack",
+})
+
+
+class OnlyWhatLambdaHas(importlib.abc.MetaPathFinder):
+    """Hides packages that are installed on this machine but not in AWS's Python runtime,
+    so a handler that forgot to bundle one (requests, yaml, ...) fails here as it would
+    there: "Unable to import module 'app': No module named 'requests'"."""
+
+    def __init__(self):
+        dirs = [*site.getsitepackages(), site.getusersitepackages()]
+        self._site_dirs = tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+        self.hidden: set[str] = set()
+
+    def find_spec(self, name, path=None, target=None):
+        if path is not None or name in sys.stdlib_module_names or name in LAMBDA_RUNTIME_PACKAGES:
+            return None  # submodules, the standard library and boto3 & co. import as usual
+        spec = importlib.machinery.PathFinder.find_spec(name)
+        if spec is None:
+            return None
+        if spec.has_location and spec.origin:
+            places = [spec.origin]
+        else:
+            places = list(spec.submodule_search_locations or [])
+        if places and all(os.path.realpath(place).startswith(self._site_dirs) for place in places):
+            self.hidden.add(name)
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return None  # the zip's own, or a PYTHONPATH the function set: the normal finders take it
 
 
 class ClientContext:
@@ -305,8 +341,9 @@ class _LambdaLogHandler(logging.Handler):
 
 
 class Worker:
-    def __init__(self, task_root: str):
+    def __init__(self, task_root: str, finder: OnlyWhatLambdaHas | None = None):
         self.task_root = task_root
+        self.finder = finder
         self.channel = _Channel()
         self.request_id = ""
         self.function: dict = {}
@@ -385,7 +422,16 @@ class Worker:
         self.handler = handler
         return None
 
+    def _hint_if_hidden(self, exc: BaseException) -> None:
+        # Not an AWS log line: a local hint, because "No module named" alone misleads when
+        # the package is right there on this machine.
+        if isinstance(exc, ModuleNotFoundError) and self.finder and exc.name in self.finder.hidden:
+            self.channel.send_log(f"[crudstack local runtime] '{exc.name}' is installed on this machine but is not "
+                                  f"part of AWS Lambda's Python runtime: bundle it in the deployment package\n",
+                                  whole=True)
+
     def _init_error(self, exc: BaseException, error_type: str | None, message: str | None) -> dict:
+        self._hint_if_hidden(exc)
         error = error_object(exc, "", error_type=error_type, message=message)
         if error_type is None:
             # An exception raised by the module's own code: its frames start after the
@@ -414,6 +460,7 @@ class Worker:
         except Exception as exc:
             ok = False
             payload = error_object(exc, request_id, skip_frames=1)
+            self._hint_if_hidden(exc)
         duration_ms = (time.perf_counter() - started) * 1000
         if ok:
             try:
@@ -460,10 +507,12 @@ def _max_rss_kb() -> int:
 
 
 def _forget_own_package() -> None:
-    """`python -m` imported crudstack and put the repository first on sys.path. The
-    function's zip must not see either: what runs is the zip and nothing of ours."""
-    root = os.getcwd()
-    sys.path[:] = [entry for entry in sys.path if entry not in ("", root)]
+    """`python -m` imported crudstack and put the directory holding it (the worker's
+    working directory) first on sys.path. The function's zip must see neither: what runs
+    is the zip and nothing of ours. Only that first entry goes: when crudstack is installed,
+    the same directory is site-packages, which stays where site put it."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     for name in [name for name in sys.modules if name == "crudstack" or name.startswith("crudstack.")]:
         del sys.modules[name]
 
@@ -486,10 +535,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task-root", required=True, help="empty directory to unzip the function into")
     parser.add_argument("--preload", default="", help="comma-separated modules to import before the handler")
+    parser.add_argument("--all-packages", action="store_true",
+                        help="let the handler import every installed package, not only those AWS's runtime has")
     args = parser.parse_args(argv)
 
     sys.dont_write_bytecode = True  # the task directory is thrown away with the worker
-    worker = Worker(args.task_root)
+    # Installed before the preload, so that what boto3 picks up (certifi, awscrt) is the
+    # same in a spare worker as in a fresh one, and as on AWS.
+    finder = None if args.all_packages else OnlyWhatLambdaHas()
+    if finder:
+        sys.meta_path.insert(0, finder)
+    worker = Worker(args.task_root, finder)
     _forget_own_package()
     threading.Thread(target=worker.watch_parent, name="parent-watchdog", daemon=True).start()
     preloaded = _preload([name for name in args.preload.split(",") if name])
