@@ -68,6 +68,7 @@ INIT_TIMEOUT_SECONDS = 10.0
 DEFAULT_PRELOAD = ("boto3", "boto3.dynamodb.table", "boto3.dynamodb.conditions", "encodings.idna")
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
+_FUNCTION_ARN = re.compile(r"^arn:[^:]+:lambda:(?P<region>[^:]+):(?P<account>\d{12}):function:")
 _SIGNAL_NAMES = {  # as AWS's (Go) runtime interface prints them
     signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
     signal.SIGTERM: "terminated", signal.SIGBUS: "bus error", signal.SIGFPE: "floating point exception",
@@ -196,8 +197,11 @@ class _WorkerProcess:
         self.rss_kb = 0
         self.last_used = self.stopped_at = time.monotonic()
         self._on_output = on_output
+        self._output_sink: list | None = None  # the current call's log, while there is one
         self._reaped = False
-        threading.Thread(target=self._pump_output, name=f"lambda-worker-{self.pid}-output", daemon=True).start()
+        self._output_thread = threading.Thread(target=self._pump_output, name=f"lambda-worker-{self.pid}-output",
+                                               daemon=True)
+        self._output_thread.start()
 
     def _pump_output(self) -> None:
         """fd-level output (C code, subprocesses, a dying interpreter) arrives here."""
@@ -213,10 +217,32 @@ class _WorkerProcess:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if lines:
-                self._on_output(self, [line.decode("utf-8", "backslashreplace") for line in lines])
+                self._deliver_output([line.decode("utf-8", "backslashreplace") for line in lines])
         if pending:
-            self._on_output(self, [pending.decode("utf-8", "backslashreplace")])
+            self._deliver_output([pending.decode("utf-8", "backslashreplace")])
         self.process.stderr.close()
+
+    def _deliver_output(self, lines: list[str]) -> None:
+        sink = self._output_sink
+        if sink is not None:  # during a call: part of that invocation's log
+            now = int(time.time() * 1000)
+            sink.extend((now, line, True) for line in lines)
+        else:
+            self._on_output(self, lines)
+
+    def _call(self, meta: dict, body: bytes, deadline: float, logs: list) -> tuple[dict, bytes]:
+        """Send one frame and wait for the answer, collecting everything logged meanwhile."""
+        self._output_sink = logs
+        try:
+            self._send(meta, body)
+            return self._reply(deadline, logs)
+        except _WorkerExited:
+            # A dying interpreter's last words (a fatal error, a C library's message)
+            # belong to this invocation's log: wait briefly for them.
+            self._output_thread.join(0.5)
+            raise
+        finally:
+            self._output_sink = None
 
     def _send(self, meta: dict, body: bytes = b"") -> None:
         try:
@@ -246,17 +272,16 @@ class _WorkerProcess:
         self.spec, self.log_stream = spec, log_stream
         function = {"name": spec.name, "version": spec.version, "memory_size": spec.memory_size,
                     "log_group": spec.log_group, "log_stream": log_stream}
-        self._send({"op": "init", "handler": spec.handler, "env": env, "function": function}, code)
-        meta, body = self._reply(deadline, logs)
+        meta, body = self._call({"op": "init", "handler": spec.handler, "env": env, "function": function}, code,
+                                deadline, logs)
         self.rss_kb = meta.get("rss_kb", 0)
         self.init_ms = meta.get("ms", 0.0)
         return meta, body
 
     def invoke(self, *, request_id: str, payload: bytes, invoked_arn: str, deadline: float, deadline_ms: int,
                client_context: dict | None, logs: list) -> tuple[dict, bytes]:
-        self._send({"op": "invoke", "id": request_id, "deadline": deadline_ms, "arn": invoked_arn,
-                    "client_context": client_context}, payload)
-        meta, body = self._reply(deadline, logs)
+        meta, body = self._call({"op": "invoke", "id": request_id, "deadline": deadline_ms, "arn": invoked_arn,
+                                 "client_context": client_context}, payload, deadline, logs)
         self.rss_kb = meta.get("rss_kb", self.rss_kb)
         return meta, body
 
@@ -520,6 +545,7 @@ class LambdaRuntime:
         self._telemetry.flush()
 
     def worker_pids(self) -> list[int]:
+        """Process ids of every worker, spares included (for tests and diagnostics)."""
         with self._lock:
             return sorted(worker.pid for worker in self._workers)
 
@@ -537,14 +563,9 @@ class LambdaRuntime:
         self._events.shutdown(wait=False, cancel_futures=True)
         self._stop_housekeeping.set()
         self._wake.set()
+        # SIGKILL rather than end-of-file: a busy handler must not delay shutdown, and the
+        # task directories are removed here either way.
         for worker in workers:
-            worker.stop()
-        deadline = time.monotonic() + 1.0
-        for worker in workers:
-            try:
-                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             worker.kill()
         self._housekeeper.join(timeout=5)
         self._telemetry.flush()
@@ -558,6 +579,9 @@ class LambdaRuntime:
     # -- finding the function ---------------------------------------------------
 
     def _find_function(self, name_or_arn: str, region: str, account_id: str, qualifier: str | None):
+        arn_match = _FUNCTION_ARN.match(name_or_arn)
+        if arn_match:  # an ARN names its own region and account
+            region, account_id = arn_match["region"], arn_match["account"]
         try:
             return lambda_backends[account_id][region].get_function(name_or_arn, qualifier)
         except (LambdaClientError, KeyError, ValueError):
@@ -582,7 +606,7 @@ class LambdaRuntime:
                 json.loads(payload)
             except ValueError as exc:
                 raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
-        return fn, _FunctionSpec.from_moto(fn, account_id, region)
+        return fn, _FunctionSpec.from_moto(fn, getattr(fn, "account_id", account_id), getattr(fn, "region", region))
 
     # -- one invocation -------------------------------------------------------------
 

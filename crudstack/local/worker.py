@@ -288,19 +288,20 @@ class _LogStream(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
             self._pending.append(text)
-            if "\n" in text:
-                self._flush_locked()
+            if "\n" in text:  # send the complete lines; a partial one waits for its end
+                pending = "".join(self._pending)
+                cut = pending.rfind("\n") + 1
+                self._pending[:] = [pending[cut:]] if cut < len(pending) else []
+                self._channel.send_log(pending[:cut])
         return len(text)
 
     def flush(self) -> None:
+        """Also sends a partial line: called at the end of every invocation."""
         with self._lock:
-            self._flush_locked()
-
-    def _flush_locked(self) -> None:
-        if self._pending:
-            text = "".join(self._pending)
-            self._pending.clear()
-            self._channel.send_log(text)
+            if self._pending:
+                text = "".join(self._pending)
+                self._pending.clear()
+                self._channel.send_log(text)
 
 
 class _BinaryLogStream(io.RawIOBase):
@@ -455,7 +456,7 @@ class Worker:
         ok = True
         started = time.perf_counter()
         try:
-            event = json.loads(body) if body else {}
+            event = json.loads(body) if body.strip() else {}
             result = self.handler(event, context)
         except Exception as exc:
             ok = False

@@ -352,6 +352,8 @@ def test_packages_installed_here_but_not_in_the_lambda_runtime_must_be_bundled(f
     assert "'requests' is installed on this machine but is not part of AWS Lambda's Python runtime" in result.log
     assert invoke_json(runtime, "bundled")[1] == "requests the zip"
     assert invoke_json(runtime, "boto3only")[1] == "ok"
+    with LambdaRuntime(endpoint_url=UNUSED_ENDPOINT, spare_workers=0, lambda_packages_only=False) as everything:
+        assert invoke_json(everything, "unbundled")[1] == "requests site-packages"
 
 
 def test_return_values_are_marshalled_like_aws(functions, runtime):
@@ -383,6 +385,8 @@ def test_a_handler_that_prints_anything_cannot_corrupt_the_protocol(functions, r
             os.write(1, b"\\x00\\x00\\x00\\x07fd-one\\n")
             os.write(2, b"fd-two\\n")
             logging.getLogger("app").info("multi\\nline record")
+            print("first\\nsecond", end="")
+            print(" continued")
             return {"ok": True}
         """)
 
@@ -393,6 +397,7 @@ def test_a_handler_that_prints_anything_cannot_corrupt_the_protocol(functions, r
     assert second.function_error is None and second.init_duration_ms is None
     assert "plain line\n" in result.log
     assert "partial\x00\x00\x00\x05bytes\n" in result.log
+    assert "first\nsecond continued\n" in result.log
     assert re.search(r"\[INFO\]\t\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\t" + result.request_id + r"\tmulti\nline record",
                      result.log)
 
@@ -436,9 +441,10 @@ def test_a_crashing_worker_returns_an_exit_error_and_the_next_call_works(functio
     assert bystander_after == {**bystander_before, "count": 2}, "another function's warm worker is untouched"
 
 
-def test_a_segfault_is_reported_with_its_signal(functions, runtime):
+def test_a_segfault_is_reported_with_its_signal_and_the_interpreters_last_words(functions, runtime):
     functions.create("segv", """
-        import ctypes
+        import ctypes, faulthandler
+        faulthandler.enable()
         def handler(event, context):
             ctypes.string_at(0)
         """)
@@ -448,6 +454,8 @@ def test_a_segfault_is_reported_with_its_signal(functions, runtime):
     assert result.function_error == "Unhandled"
     assert error["errorType"] == "Runtime.ExitError"
     assert error["errorMessage"].endswith("Runtime exited with error: signal: segmentation fault")
+    before_end = result.log.split(f"END RequestId: {result.request_id}")[0]
+    assert "Fatal Python error: Segmentation fault" in before_end
 
 
 def test_a_handler_running_past_its_timeout_is_killed_and_the_next_call_works(functions, runtime):
