@@ -44,8 +44,10 @@ EVENTUAL_CONSISTENCY = (
     ("ConflictException", "try again"),
 )
 CONNECTION_ERRORS = (
-    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectionClosedError, timeouts
-    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, proxy and SSL errors
+    # ConnectionClosedError, ReadTimeoutError and ResponseStreamingError derive from HTTPClientError,
+    # not ConnectionError: the request may have been sent and its answer lost.
+    botocore.exceptions.HTTPClientError,
 )
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Filter", "Search", "Lookup")
 

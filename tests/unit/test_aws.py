@@ -1,0 +1,333 @@
+"""The AWS door: which errors are worth another try, how calls are counted, and the
+retry/find/delete behaviour, with an injected sleep so nothing here waits."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import botocore.exceptions
+import pytest
+from botocore.awsrequest import AWSResponse
+from moto import mock_aws
+
+from crudstack.aws import Aws, CallStats, is_mutating, is_transient
+from crudstack.errors import ConfigError
+
+
+def client_error(code: str, message: str = "", status: int = 400, operation: str = "AnyOperation") -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+URL = "https://lambda.us-east-1.amazonaws.com/"
+
+TRANSIENT = [
+    ("ThrottlingException", client_error("ThrottlingException", "Rate exceeded")),
+    ("Throttling (IAM, CloudWatch)", client_error("Throttling", "Rate exceeded")),
+    ("TooManyRequestsException (Lambda, API Gateway)", client_error("TooManyRequestsException", "Too Many Requests", 429)),
+    ("RequestLimitExceeded", client_error("RequestLimitExceeded")),
+    ("ProvisionedThroughputExceededException", client_error("ProvisionedThroughputExceededException")),
+    ("ServiceUnavailable 503", client_error("ServiceUnavailable", "", 503)),
+    ("InternalFailure 500", client_error("InternalFailure", "", 500)),
+    ("InternalServerError", client_error("InternalServerError")),
+    ("an unknown code with status 503", client_error("SomethingNew", "Service Unavailable", 503)),
+    ("an unknown code with status 502", client_error("BadGateway", "", 502)),
+    ("role not yet assumable by Lambda",
+     client_error("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.")),
+    ("Lambda update in progress",
+     client_error("ResourceConflictException", "The operation cannot be performed at this time. An update is in progress for resource: arn", 409)),
+    ("DynamoDB table still being created", client_error("ResourceInUseException", "Attempt to change a resource which is still in use")),
+    ("API Gateway concurrent modification", client_error("ConflictException", "Unable to complete operation due to concurrent modification. Please try again later.", 409)),
+    ("EndpointConnectionError", botocore.exceptions.EndpointConnectionError(endpoint_url=URL)),
+    ("ConnectTimeoutError", botocore.exceptions.ConnectTimeoutError(endpoint_url=URL)),
+    ("ConnectionClosedError", botocore.exceptions.ConnectionClosedError(endpoint_url=URL)),
+    ("ReadTimeoutError", botocore.exceptions.ReadTimeoutError(endpoint_url=URL)),
+]
+
+NOT_TRANSIENT = [
+    ("AccessDenied (IAM)", client_error("AccessDenied", "User is not authorized to perform: iam:CreateRole", 403)),
+    ("AccessDeniedException", client_error("AccessDeniedException", "not authorized", 400)),
+    ("ValidationException", client_error("ValidationException", "1 validation error detected")),
+    ("InvalidParameterValueException for another reason", client_error("InvalidParameterValueException", "Runtime python3.99 is not supported")),
+    ("ResourceConflictException: function already exists", client_error("ResourceConflictException", "Function already exist: demo-F", 409)),
+    ("ResourceInUseException: table already exists", client_error("ResourceInUseException", "Table already exists: demo-ItemsTable")),
+    ("ConflictException: stage already exists", client_error("ConflictException", "Stage already exists", 409)),
+    ("EntityAlreadyExists", client_error("EntityAlreadyExists", "Role with name x already exists.", 409)),
+    ("ResourceNotFoundException", client_error("ResourceNotFoundException", "Function not found", 404)),
+    ("ExpiredToken", client_error("ExpiredToken", "The security token included in the request is expired", 403)),
+    ("NoCredentialsError", botocore.exceptions.NoCredentialsError()),
+    ("ParamValidationError", botocore.exceptions.ParamValidationError(report="bad")),
+    ("a plain ValueError", ValueError("boom")),
+    ("KeyboardInterrupt", KeyboardInterrupt()),
+]
+
+
+@pytest.mark.parametrize("exc", [t[1] for t in TRANSIENT], ids=[t[0] for t in TRANSIENT])
+def test_these_errors_are_transient_and_worth_another_try(exc):
+    assert is_transient(exc) is True
+
+
+@pytest.mark.parametrize("exc", [t[1] for t in NOT_TRANSIENT], ids=[t[0] for t in NOT_TRANSIENT])
+def test_these_errors_are_final_and_not_retried(exc):
+    assert is_transient(exc) is False
+
+
+@pytest.mark.parametrize(("operation", "mutating"), [
+    ("GetFunction", False), ("ListTagsOfResource", False), ("DescribeAlarms", False), ("HeadObject", False),
+    ("Query", False), ("Scan", False), ("BatchGetItem", False), ("GetCallerIdentity", False), ("GetRestApis", False),
+    ("CreateTable", True), ("PutRolePolicy", True), ("UpdateFunctionCode", True), ("DeleteRestApi", True),
+    ("TagResource", True), ("AddPermission", True), ("RemovePermission", True), ("Subscribe", True),
+    ("BatchWriteItem", True), ("PutMetricAlarm", True),
+])
+def test_an_operation_is_a_write_unless_its_name_says_it_reads(operation, mutating):
+    assert is_mutating(operation) is mutating
+
+
+def test_call_stats_split_reads_from_writes_and_list_every_write():
+    stats = CallStats()
+    for service, operation in [("lambda", "GetFunction"), ("lambda", "GetFunction"), ("dynamodb", "DescribeTable"),
+                               ("lambda", "UpdateFunctionCode"), ("lambda", "UpdateFunctionCode"), ("iam", "CreateRole")]:
+        stats.record(service, operation)
+
+    assert stats.reads == 3
+    assert stats.writes == 3
+    assert stats.mutating_calls() == ["iam.CreateRole", "lambda.UpdateFunctionCode", "lambda.UpdateFunctionCode"]
+
+
+def test_call_stats_reset_forgets_calls_and_retries():
+    stats = CallStats()
+    stats.record("iam", "CreateRole")
+    stats.retries = 2
+
+    stats.reset()
+
+    assert (stats.reads, stats.writes, stats.retries, stats.mutating_calls()) == (0, 0, 0, [])
+
+
+# -- the Aws door ---------------------------------------------------------------------------------------------------
+
+
+class Sleeps(list):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@pytest.fixture
+def aws(sleeps) -> Aws:
+    return Aws(region="us-east-1", sleep=sleeps, max_attempts=5)
+
+
+class Flaky:
+    """A callable that fails with the given errors first, then answers."""
+
+    def __init__(self, *errors, answer="done"):
+        self.errors = list(errors)
+        self.answer = answer
+        self.attempts = 0
+
+    def __call__(self, **kwargs):
+        self.attempts += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.answer
+
+
+def test_a_call_is_retried_through_transient_errors_with_the_injected_sleep(aws, sleeps):
+    flaky = Flaky(client_error("ThrottlingException"), botocore.exceptions.EndpointConnectionError(endpoint_url=URL),
+                  client_error("ServiceUnavailable", status=503))
+
+    assert aws.call(flaky, Name="x") == "done"
+
+    assert flaky.attempts == 4
+    assert aws.stats.retries == 3
+    assert len(sleeps) == 3 and all(0 <= s <= aws.wait_max_s for s in sleeps)
+
+
+def test_a_final_error_is_raised_after_one_attempt(aws, sleeps):
+    flaky = Flaky(client_error("AccessDeniedException", status=403))
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert raised.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert flaky.attempts == 1 and sleeps == [] and aws.stats.retries == 0
+
+
+def test_retries_stop_at_max_attempts_and_raise_the_last_error_itself(aws, sleeps):
+    flaky = Flaky(*[client_error("ThrottlingException", f"attempt {i}") for i in range(1, 10)])
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert flaky.attempts == 5
+    assert raised.value.response["Error"]["Message"] == "attempt 5"
+    assert len(sleeps) == 4
+
+
+def test_on_retry_hears_of_each_retry(aws):
+    heard = []
+    aws.on_retry = lambda what, exc, attempt: heard.append((type(exc).__name__, attempt))
+
+    aws.call(Flaky(client_error("ThrottlingException"), client_error("ThrottlingException")))
+
+    assert heard == [("ClientError", 1), ("ClientError", 2)]
+
+
+def test_find_turns_the_given_not_found_codes_into_none(aws):
+    assert aws.find(Flaky(client_error("ResourceNotFoundException", status=404)), not_found=("ResourceNotFoundException",)) is None
+
+
+def test_find_raises_other_errors(aws):
+    with pytest.raises(botocore.exceptions.ClientError):
+        aws.find(Flaky(client_error("AccessDeniedException")), not_found=("ResourceNotFoundException",))
+
+
+def test_find_retries_transient_errors_before_answering(aws):
+    assert aws.find(Flaky(client_error("ThrottlingException"), answer={"Table": {}}), not_found=("ResourceNotFoundException",)) == {"Table": {}}
+
+
+def test_delete_of_something_already_gone_counts_as_done(aws):
+    assert aws.delete(Flaky(client_error("NoSuchEntity", status=404)), not_found=("NoSuchEntity",)) is False
+    assert aws.delete(Flaky(answer={}), not_found=("NoSuchEntity",)) is True
+
+
+def test_retry_unit_runs_the_whole_find_or_create_again(aws):
+    made = []
+
+    def find_or_create():
+        if made:  # the retry looks again and finds what the lost call made
+            return made[0]
+        made.append("api-1")
+        raise botocore.exceptions.ConnectionClosedError(endpoint_url=URL)
+
+    assert aws.retry_unit(find_or_create) == "api-1"
+    assert made == ["api-1"]
+
+
+def test_wait_until_polls_with_the_injected_sleep_until_the_check_passes(aws, sleeps):
+    answers = iter([None, False, {"State": "Active"}])
+
+    assert aws.wait_until(lambda: next(answers), what="function") == {"State": "Active"}
+    assert len(sleeps) == 2
+
+
+def test_wait_until_gives_up_with_a_timeout_error_naming_what_it_waited_for(aws):
+    with pytest.raises(TimeoutError, match="table demo-ItemsTable to be ACTIVE"):
+        aws.wait_until(lambda: None, what="table demo-ItemsTable to be ACTIVE", timeout_s=0.001)
+
+
+def test_a_door_without_any_region_is_a_config_error(monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+
+    with pytest.raises(ConfigError) as raised:
+        Aws(region=None)
+
+    assert raised.value.problems[0].startswith("region:")
+
+
+# -- counting the requests botocore sends -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_account():
+    with mock_aws():
+        yield
+
+
+def throttle_first(operation: str):
+    """A before-call hook: the first call of operation is answered with a throttling error, the rest go through."""
+    calls = []
+
+    def hook(model, **_):
+        if model.name == operation:
+            calls.append(model.name)
+            if len(calls) == 1:
+                parsed = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+                return AWSResponse("https://injected.invalid/", 400, {}, None), parsed
+        return None
+
+    return hook
+
+
+def test_every_request_through_a_client_is_counted_by_service_and_operation_retries_included(aws, moto_account):
+    ddb = aws.client("dynamodb")
+    aws.register("before-call", throttle_first("CreateTable"))
+
+    aws.paginate(ddb, "list_tables", "TableNames")
+    assert aws.find(ddb.describe_table, not_found=("ResourceNotFoundException",), TableName="t") is None
+    aws.call(ddb.create_table, TableName="t", BillingMode="PAY_PER_REQUEST",
+             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+
+    assert dict(aws.stats.calls) == {("dynamodb", "ListTables"): 1, ("dynamodb", "DescribeTable"): 1, ("dynamodb", "CreateTable"): 2}
+    assert (aws.stats.reads, aws.stats.writes, aws.stats.retries) == (2, 2, 1)
+    assert aws.stats.mutating_calls() == ["dynamodb.CreateTable", "dynamodb.CreateTable"]
+
+
+def test_the_account_id_is_asked_for_once(aws, moto_account):
+    assert aws.account_id == "123456789012"
+    assert aws.account_id == "123456789012"
+
+    assert aws.stats.calls[("sts", "GetCallerIdentity")] == 1
+
+
+def test_a_registered_hook_reaches_clients_made_before_and_after(aws, moto_account):
+    seen = []
+    before = aws.client("sns")
+    aws.register("before-call", lambda model, **_: seen.append(model.name))
+    after = aws.client("sqs")
+
+    before.list_topics()
+    after.list_queues()
+
+    assert seen == ["ListTopics", "ListQueues"]
+
+
+class Unavailable(BaseHTTPRequestHandler):
+    """A loopback DynamoDB that always answers 503, counting the requests it gets."""
+
+    hits = 0
+
+    def do_POST(self):  # noqa: N802
+        type(self).hits += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ServiceUnavailableException", "message": "try later"}).encode()
+        self.send_response(503)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def unavailable_endpoint():
+    Unavailable.hits = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_botocore_does_not_retry_on_its_own_so_every_attempt_is_ours_and_counted(unavailable_endpoint, sleeps):
+    aws = Aws(region="us-east-1", endpoint_url=unavailable_endpoint, sleep=sleeps, max_attempts=3)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(aws.client("dynamodb").list_tables)
+
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert Unavailable.hits == 3  # botocore's standard mode alone would have sent 3 per call, 9 in all
+    assert aws.stats.calls[("dynamodb", "ListTables")] == 3
+    assert aws.stats.retries == 2 and len(sleeps) == 2
