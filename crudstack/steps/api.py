@@ -7,7 +7,7 @@ creates, and a crash right after create_rest_api is found by name and tag next r
 
 from __future__ import annotations
 
-from crudstack.errors import DeploymentError
+from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import is_ours, not_ours
 
@@ -49,7 +49,7 @@ def find_our_api(ctx: Context, step: str) -> tuple[dict | None, list[dict]]:
     apis = find_apis(ctx)
     ours = [a for a in apis if is_ours(a.get("tags") or {}, ctx.config)]
     if apis and not ours:
-        raise DeploymentError(
+        raise OwnershipError(
             step=step, resource=f"REST API {ctx.config.api_name}",
             cause="a REST API with this name exists but is not tagged as ours, so it is not ours to change",
             fix="pick another stack name (stack:) or api.name in config.yaml",
@@ -103,9 +103,10 @@ class ApiStep:
         if api is not None:
             changes.extend(self._plan_permissions(ctx, routes))
         else:
+            # replace=None: look first, as a function kept from an earlier API may still hold our statement.
             for (method, path), base in sorted(routes.items()):
                 changes.append(Change("permission", f"apigateway -> {cfg.function_name(base)}", Action.CREATE,
-                                      apply=lambda m=method, p=path, b=base: self._set_permission(ctx, b, m, p, replace=False)))
+                                      apply=lambda m=method, p=path, b=base: self._set_permission(ctx, b, m, p, replace=None)))
         if api is not None and not any(c.action.mutates for c in changes):
             return [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
         return changes
@@ -191,9 +192,17 @@ class ApiStep:
         ctx.aws.call(apigw.put_integration, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
                      type="AWS_PROXY", integrationHttpMethod="POST", uri=uri)
 
-    def _set_permission(self, ctx: Context, base: str, method: str, path: str, replace: bool) -> None:
+    def _set_permission(self, ctx: Context, base: str, method: str, path: str, replace: bool | None) -> None:
         lam = ctx.aws.client("lambda")
         name = ctx.config.function_name(base)
+        if replace is None:
+            # A function kept from an earlier API (e.g. a teardown cut off after step 4) still holds our
+            # statement id, scoped to that API: add_permission alone would fail on it (AWS; the error is
+            # taken for our own lost call) or add a second statement (moto), and the new API could not invoke.
+            import json
+
+            found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+            replace = bool(found) and any(s.get("Sid") == permission_id(ctx) for s in json.loads(found["Policy"])["Statement"])
         if replace:
             ctx.aws.delete(lam.remove_permission, not_found=("ResourceNotFoundException",), FunctionName=name, StatementId=permission_id(ctx))
         try:
