@@ -1,0 +1,188 @@
+"""Retry policy in whole runs: throttling, 5xx, dropped connections and AWS's eventual
+consistency are retried until the run succeeds; a refusal (AccessDenied) is not
+retried and is reported with the step, the resource and what to do.
+
+Faults are injected with a botocore before-call hook (the call never reaches
+moto); the Aws's sleep is a recorder, so nothing here waits."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+import yaml
+
+import crudstack.cli
+from crudstack.cli import provision_main
+from crudstack.errors import DeploymentError
+from tests.functional.conftest import assert_one_complete_stack, aws_error
+
+ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
+UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction"
+
+
+def endpoint_unreachable():
+    return botocore.exceptions.EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com/")
+
+
+TRANSIENT = [
+    # (id, operation, fault, times)
+    ("throttled-create-table", "CreateTable", aws_error("ThrottlingException", "Rate exceeded"), 3),
+    ("throttled-read", "DescribeTable", aws_error("ThrottlingException", "Rate exceeded"), 2),
+    ("too-many-requests-create-function", "CreateFunction", aws_error("TooManyRequestsException", "Rate exceeded", 429), 2),
+    ("too-many-requests-create-rest-api", "CreateRestApi", aws_error("TooManyRequestsException", "Too Many Requests", 429), 2),
+    ("503-unknown-code", "CreateResource", aws_error("SomethingUnexpected", "Service Unavailable", 503), 2),
+    ("internal-error", "PutIntegration", aws_error("InternalFailure", "We encountered an internal error", 500), 2),
+    ("connection-error", "CreateTable", endpoint_unreachable, 2),
+    ("role-not-yet-assumable", "CreateFunction", aws_error("InvalidParameterValueException", ROLE_NOT_READY), 4),
+]
+
+
+def raising(factory):
+    def fail():
+        raise factory()
+
+    return fail
+
+
+@pytest.mark.parametrize(("operation", "fault", "times"), [t[1:] for t in TRANSIENT], ids=[t[0] for t in TRANSIENT])
+def test_a_transient_error_is_retried_and_the_run_succeeds(operation, fault, times, provision, config, aws_clients, inject, sleeps):
+    fail = raising(fault) if fault is endpoint_unreachable else fault
+    flaky = inject(operation, fail, times=times)
+
+    first = provision(config, hooks=(flaky.event,))
+
+    assert flaky.failed == times
+    assert first.aws.stats.retries == times
+    assert len(sleeps) == times
+    assert all(0 <= s <= first.aws.wait_max_s for s in sleeps)
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_lambda_update_in_progress_is_retried_until_the_update_goes_through(provision, settings, make_config, aws_clients, inject, sleeps):
+    provision(make_config(settings))
+    settings["lambda"]["memory_mb"] = 256
+    busy = inject("UpdateFunctionConfiguration", aws_error("ResourceConflictException", UPDATE_IN_PROGRESS, 409), times=3)
+
+    second = provision(make_config(settings), hooks=(busy.event,))
+
+    assert busy.failed == 3
+    assert second.aws.stats.retries == 3 and len(sleeps) == 3
+    assert second.calls("UpdateFunctionConfiguration") == 5 + 3
+    for base in config_functions(settings):
+        assert aws_clients.awslambda.get_function_configuration(FunctionName=f"demo-{base}")["MemorySize"] == 256
+
+
+def test_lambda_update_in_progress_during_a_code_upload_is_retried(provision, config, code_dir, inject):
+    provision(config)
+    (code_dir / "delete_item.py").write_text((code_dir / "delete_item.py").read_text() + "\n# changed\n")
+    busy = inject("UpdateFunctionCode", aws_error("ResourceConflictException", UPDATE_IN_PROGRESS, 409), times=2)
+
+    second = provision(config, hooks=(busy.event,))
+
+    assert second.calls("UpdateFunctionCode") == 1 + 2
+    assert provision(config).mutating_calls == []
+
+
+def config_functions(settings) -> list[str]:
+    return list(settings["lambda"]["functions"])
+
+
+# -- refusals are not retried -------------------------------------------------------------------------------
+
+
+DENIED = [
+    ("CreateTable", "AccessDeniedException", "Step 1 DynamoDB table", "table demo-ItemsTable"),
+    ("CreateRole", "AccessDenied", "Step 2 IAM role", "role demo-LambdaDynamoDBRole"),
+    ("CreateFunction", "AccessDeniedException", "Step 3 Lambda functions", "function demo-CreateItemFunction"),
+    ("AddPermission", "AccessDeniedException", "Step 4 API Gateway REST API", "permission apigateway -> demo-DeleteItemFunction"),
+    ("PutMetricAlarm", "AccessDenied", "Step 7 Monitoring: logs, alerts, alarms", "alarm demo-CreateItemFunction-Errors"),
+]
+
+
+@pytest.mark.parametrize(("operation", "code", "step", "resource"), DENIED, ids=[d[0] for d in DENIED])
+def test_access_denied_is_tried_once_and_names_the_step_the_resource_and_a_fix(operation, code, step, resource, provision, config, inject, sleeps):
+    denied = inject(operation, aws_error(code, f"User: arn:aws:iam::123456789012:user/dev is not authorized to perform: {operation}"),
+                    times=100)
+    runs = []
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(config, hooks=(denied.event,), run_out=runs)
+
+    assert denied.seen == 1
+    assert runs[0].aws.stats.retries == 0 and sleeps == []
+    error = raised.value
+    assert error.step == step
+    assert error.resource == resource
+    assert error.code == code
+    assert f"{operation} failed: {code}" in error.cause
+    assert f"may not call {operation}" in error.fix
+    assert "What to do:" in str(error)
+
+
+def test_a_validation_error_is_not_retried(provision, config, inject, sleeps):
+    invalid = inject("CreateTable", aws_error("ValidationException", "One or more parameter values were invalid"), times=100)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(config, hooks=(invalid.event,))
+
+    assert invalid.seen == 1 and sleeps == []
+    assert raised.value.code == "ValidationException"
+
+
+def test_a_resource_conflict_that_is_not_an_update_in_progress_is_not_retried(provision, settings, make_config, inject, sleeps):
+    provision(make_config(settings))
+    settings["lambda"]["memory_mb"] = 256
+    conflict = inject("UpdateFunctionConfiguration", aws_error("ResourceConflictException", "The function is locked by a code signing policy", 409),
+                      times=100)
+
+    with pytest.raises(DeploymentError):
+        provision(make_config(settings), hooks=(conflict.event,))
+
+    assert conflict.seen == 1 and sleeps == []
+
+
+def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, settings, make_config, inject, sleeps):
+    settings["retry"]["max_attempts"] = 4
+    throttled = inject("CreateTable", aws_error("ThrottlingException", "Rate exceeded"), times=100)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(make_config(settings), hooks=(throttled.event,))
+
+    assert throttled.seen == 4
+    assert len(sleeps) == 3
+    assert raised.value.code == "ThrottlingException"
+    assert "run again" in raised.value.fix
+
+
+def test_an_endpoint_that_stays_unreachable_is_reported_as_such(provision, settings, make_config, inject):
+    settings["retry"]["max_attempts"] = 3
+    down = inject("CreateTable", raising(endpoint_unreachable), times=100)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(make_config(settings), hooks=(down.event,))
+
+    assert down.seen == 3
+    assert "could not be reached" in raised.value.fix
+
+
+def test_provision_main_exits_1_with_the_fix_when_access_is_denied(settings, tmp_path, monkeypatch, inject, capsys):
+    denied = inject("CreateRole", aws_error("AccessDenied", "not authorized"), times=100)
+    real_connect = crudstack.cli.connect
+
+    def connect_with_fault(config, target):
+        aws, endpoint = real_connect(config, target)
+        aws.register(*denied.event)
+        return aws, endpoint
+
+    monkeypatch.setattr(crudstack.cli, "connect", connect_with_fault)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+
+    code = provision_main(["--config", str(path), "--target", "aws"])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Step 2 IAM role: role demo-LambdaDynamoDBRole: CreateRole failed: AccessDenied" in err
+    assert "What to do:" in err
+    assert "Traceback" not in err
+    assert denied.seen == 1
