@@ -1,0 +1,240 @@
+"""config.yaml validation: every malformed file is rejected before any AWS call,
+with each problem named by its key path, and the commands exit 2."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import botocore.client
+import pytest
+import yaml
+
+import crudstack.cli
+from crudstack.cli import provision_main, teardown_main
+from crudstack.config import ROOT, load_config, parse_config
+from crudstack.errors import ConfigError
+
+VALID = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+
+
+class AwsWasCalled(BaseException):
+    """Not an Exception, so the CLI's error handling cannot swallow it: the test fails."""
+
+
+@pytest.fixture(autouse=True)
+def no_aws(monkeypatch):
+    """Any attempt to reach AWS, by the CLI's door or by botocore itself, fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AwsWasCalled(f"an AWS call was attempted: {args[:2]!r}")
+
+    monkeypatch.setattr(crudstack.cli, "connect", refuse)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refuse)
+
+
+def settings() -> dict:
+    return copy.deepcopy(VALID)
+
+
+def fn(data: dict, name: str = "GetItemFunction") -> dict:
+    return data["lambda"]["functions"][name]
+
+
+def rename(mapping: dict, old: str, new: str) -> None:
+    mapping[new] = mapping.pop(old)
+
+
+# (id, change to a valid config, fragments the message must contain)
+MALFORMED = [
+    ("missing-stack", lambda d: d.pop("stack"), ["stack: missing; this key is required"]),
+    ("missing-functions", lambda d: d["lambda"].pop("functions"), ["lambda.functions: missing"]),
+    ("missing-handler", lambda d: fn(d).pop("handler"), ["lambda.functions.GetItemFunction.handler: missing"]),
+    ("misspelt-top-level-key", lambda d: rename(d, "region", "regoin"), ["regoin: unknown key; did you mean 'region'?"]),
+    ("misspelt-block", lambda d: rename(d, "lambda", "lamda"), ["lamda: unknown key; did you mean 'lambda'?", "lambda: missing"]),
+    ("misspelt-nested-key", lambda d: rename(d["lambda"], "memory_mb", "memroy_mb"),
+     ["lambda.memroy_mb: unknown key; did you mean 'memory_mb'?"]),
+    ("misspelt-function-key", lambda d: rename(fn(d), "handler", "handlr"),
+     ["lambda.functions.GetItemFunction.handlr: unknown key; did you mean 'handler'?"]),
+    ("unknown-key", lambda d: d["monitoring"].update(colour="blue"),
+     ["monitoring.colour: unknown key; allowed keys here: log_retention_days, alerts_topic, alert_email, alarms"]),
+    ("memory-as-string", lambda d: d["lambda"].update(memory_mb="256"), ["lambda.memory_mb: found '256' (str), expected a valid integer"]),
+    ("timeout-as-bool", lambda d: d["lambda"].update(timeout_s=True), ["lambda.timeout_s: found True (bool)"]),
+    ("tags-as-list", lambda d: d.update(tags=["project"]), ["tags: found a list"]),
+    ("negative-memory", lambda d: d["lambda"].update(memory_mb=-128), ["lambda.memory_mb: found -128 (int), expected greater than or equal to 128"]),
+    ("memory-100", lambda d: d["lambda"].update(memory_mb=100), ["lambda.memory_mb: found 100 (int)", "128"]),
+    ("function-memory-too-big", lambda d: fn(d).update(memory_mb=20000), ["lambda.functions.GetItemFunction.memory_mb: found 20000 (int)"]),
+    ("timeout-over-15-minutes", lambda d: d["lambda"].update(timeout_s=901), ["lambda.timeout_s: found 901 (int)", "900"]),
+    ("unknown-runtime", lambda d: d["lambda"].update(runtime="python3.99"),
+     ["lambda.runtime: found 'python3.99' (str), expected one of python3.10", "python3.12"]),
+    ("node-runtime", lambda d: d["lambda"].update(runtime="nodejs20.x"), ["lambda.runtime: found 'nodejs20.x'"]),
+    ("retention-15", lambda d: d["monitoring"].update(log_retention_days=15),
+     ["monitoring.log_retention_days: found 15 (int), expected one of CloudWatch Logs' retention values", "14, 30"]),
+    ("bad-email", lambda d: d["monitoring"].update(alert_email="not-an-email"),
+     ["monitoring.alert_email: found 'not-an-email' (str), expected an e-mail address"]),
+    ("stack-with-capitals", lambda d: d.update(stack="Demo_Stack"), ["stack: found 'Demo_Stack' (str), expected lower-case letters"]),
+    ("stack-too-long", lambda d: d.update(stack="a" * 21), ["stack: found 'aaaaaaaaaaaaaaaaaaaaa' (str)", "at most 20 characters"]),
+    ("duplicate-route", lambda d: fn(d).update(route="GET /items"),
+     ["lambda.functions:", "GetItemsFunction and GetItemFunction both serve GET /items"]),
+    ("unknown-http-method", lambda d: fn(d).update(route="FETCH /items/{id}"),
+     ["lambda.functions.GetItemFunction.route: found 'FETCH /items/{id}' (str), expected a route like 'GET /items/{id}'"]),
+    ("route-without-slash", lambda d: fn(d).update(route="GET items"), ["lambda.functions.GetItemFunction.route: found 'GET items'", "a path like /items"]),
+    ("route-with-bad-parameter", lambda d: fn(d).update(route="GET /items/{id"), ["lambda.functions.GetItemFunction.route"]),
+    ("handler-module-missing", lambda d: fn(d).update(handler="nothere.lambda_handler"),
+     ["lambda.functions.GetItemFunction.handler: found 'nothere.lambda_handler'", "nothere.py does not exist"]),
+    ("handler-without-function", lambda d: fn(d).update(handler="get_item"),
+     ["lambda.functions.GetItemFunction.handler: found 'get_item' (str), expected 'module.function'"]),
+    ("bad-function-name", lambda d: rename(d["lambda"]["functions"], "GetItemFunction", "1stFunction"),
+     ["lambda.functions.1stFunction", "starting with a letter"]),
+    ("environment-value-not-a-string", lambda d: fn(d).update(environment={"PAGE_SIZE": 50}),
+     ["lambda.functions.GetItemFunction.environment.PAGE_SIZE: found 50 (int), expected a valid string"]),
+    ("no-functions", lambda d: d["lambda"].update(functions={}), ["lambda.functions:", "at least one function"]),
+    ("period-45", lambda d: d["monitoring"]["alarms"].update(period_s=45),
+     ["monitoring.alarms.period_s: found 45 (int), expected 10, 30 or a multiple of 60 seconds"]),
+    ("bad-region", lambda d: d.update(region="mars-north"), ["region: found 'mars-north' (str), expected an AWS region code like us-east-1"]),
+    ("bad-target", lambda d: d.update(target="gcp"), ["target: found 'gcp' (str)", "'local' or 'aws'"]),
+    ("bad-stage", lambda d: d["api"].update(stage="pr od"), ["api.stage: found 'pr od' (str)"]),
+    ("reserved-tag-managed-by", lambda d: d["tags"].update({"managed-by": "me"}), ["tags:", "'managed-by' is reserved"]),
+    ("reserved-tag-aws-prefix", lambda d: d["tags"].update({"aws:cloudformation:stack-name": "x"}), ["tags:", "'aws:cloudformation:stack-name' is reserved"]),
+    ("zero-retry-deadline", lambda d: d["retry"].update(deadline_s=0), ["retry.deadline_s: found 0 (int), expected greater than 0"]),
+    ("port-below-1024", lambda d: d["local"].update(port=80), ["local.port: found 80 (int)"]),
+]
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("change", "fragments"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_a_malformed_config_is_rejected_with_every_problem_named_by_its_key_path(change, fragments, tmp_path):
+    data = settings()
+    change(data)
+    path = write(tmp_path, data)
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    message = str(raised.value)
+    for fragment in fragments:
+        assert fragment in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(("change", "fragments"), [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_provision_exits_2_on_a_malformed_config_without_calling_aws(change, fragments, tmp_path, capsys):
+    data = settings()
+    change(data)
+
+    code = provision_main(["--config", str(write(tmp_path, data)), "--target", "aws"])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert fragments[0] in err
+    assert "Traceback" not in err
+
+
+UNREADABLE = [
+    ("yaml-syntax-error", "stack: demo\nlambda: [unclosed\n", ["YAML syntax error at line 3"]),
+    ("yaml-bad-indentation", "stack: demo\n  region: us-east-1\n", ["YAML syntax error at line 2"]),
+    ("top-level-list", "- stack: demo\n", ["(top level): found a list, expected a mapping of settings"]),
+    ("top-level-string", "just some text\n", ["(top level): found 'just some text' (str), expected a mapping"]),
+    ("empty-file", "", ["(top level): found None (NoneType), expected a mapping"]),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), [u[1:] for u in UNREADABLE], ids=[u[0] for u in UNREADABLE])
+def test_a_file_that_is_not_a_yaml_mapping_is_rejected_and_provision_exits_2(text, fragments, tmp_path, capsys):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    for fragment in fragments:
+        assert fragment in str(raised.value)
+
+    assert provision_main(["--config", str(path)]) == 2
+    assert fragments[0] in capsys.readouterr().err
+
+
+def test_a_missing_config_file_is_rejected_and_provision_exits_2(tmp_path, capsys):
+    path = tmp_path / "nowhere.yaml"
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert raised.value.problems == [f"{path}: file not found; pass --config FILE or copy config.yaml from the repository"]
+    assert provision_main(["--config", str(path)]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_a_valid_config_does_reach_the_aws_door_so_the_guard_above_would_catch_a_call(tmp_path):
+    with pytest.raises(AwsWasCalled):
+        provision_main(["--config", str(write(tmp_path, settings())), "--target", "aws"])
+
+
+def test_teardown_exits_2_on_a_malformed_config_without_calling_aws(tmp_path, capsys):
+    data = settings()
+    data["monitoring"]["log_retention_days"] = 15
+
+    code = teardown_main(["--config", str(write(tmp_path, data)), "--target", "aws", "--yes"])
+
+    assert code == 2
+    assert "monitoring.log_retention_days" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    data = settings()
+    data["stack"] = "Bad Stack"
+    data["lambda"]["memory_mb"] = 100
+    data["monitoring"]["log_retention_days"] = 15
+    data["regoin"] = data.pop("region")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, data))
+
+    problems = raised.value.problems
+    assert sorted(p.split(":")[0] for p in problems) == ["lambda.memory_mb", "monitoring.log_retention_days", "regoin", "stack"]
+    assert "(4 problems)" in str(raised.value)
+
+
+def test_the_repositorys_config_yaml_is_valid():
+    config = load_config(ROOT / "config.yaml")
+
+    assert config.stack == "demo"
+    assert len(config.lambda_.functions) == 5
+    assert config.table_name == "demo-ItemsTable"
+
+
+def test_defaults_fill_in_what_a_minimal_config_leaves_out():
+    config = parse_config({"stack": "mini", "lambda": {"functions": {"Get": {"handler": "get_item.lambda_handler", "route": "GET /items"}}}})
+
+    assert (config.region, config.target, config.lambda_.runtime, config.lambda_.memory_mb) == ("us-east-1", "local", "python3.12", 128)
+    assert config.monitoring.log_retention_days == 14
+    assert config.api.stage == "prod"
+    assert config.all_tags == {"managed-by": "crudstack", "crudstack-stack": "mini"}
+
+
+def test_every_aws_name_is_prefixed_by_the_stack_name():
+    config = parse_config({**settings(), "stack": "acme"})
+
+    assert (config.table_name, config.role_name, config.api_name, config.topic_name) == (
+        "acme-ItemsTable", "acme-LambdaDynamoDBRole", "acme-ItemsApi", "acme-ItemsApiAlerts")
+    assert config.function_name("GetItemFunction") == "acme-GetItemFunction"
+
+
+def test_a_valid_alert_email_and_period_are_accepted():
+    data = settings()
+    data["monitoring"]["alert_email"] = "ops@example.com"
+    data["monitoring"]["alarms"]["period_s"] = 300
+
+    config = parse_config(data)
+
+    assert config.monitoring.alert_email == "ops@example.com"
+    assert config.monitoring.alarms.period_s == 300
+
+
+def test_the_config_is_immutable():
+    config = parse_config(settings())
+
+    with pytest.raises(Exception):
+        config.stack = "other"  # type: ignore[misc]
