@@ -517,7 +517,7 @@ class LambdaRuntime:
         """Run one synchronous (RequestResponse) invocation. Raises FunctionNotFound,
         InvalidRequestContent, RequestTooLarge or RuntimeClosed; everything that goes wrong
         inside the function (errors, crashes, timeouts, throttling) is in the result."""
-        fn, spec = self._prepare(function_arn_or_name, payload, region, account_id, qualifier)
+        fn, spec, payload = self._prepare(function_arn_or_name, payload, region, account_id, qualifier)
         return self._invoke(fn, spec, payload, str(uuid.uuid4()), source, qualifier, client_context)
 
     def invoke_async(self, function_arn_or_name: str, payload: bytes, *, region: str,
@@ -525,7 +525,7 @@ class LambdaRuntime:
                      source: str = "event") -> str:
         """InvocationType=Event: check the request now, run it in the background and
         return its request id. A throttled event is retried, as AWS keeps it queued."""
-        fn, spec = self._prepare(function_arn_or_name, payload, region, account_id, qualifier)
+        fn, spec, payload = self._prepare(function_arn_or_name, payload, region, account_id, qualifier)
         request_id = str(uuid.uuid4())
         try:
             self._events.submit(self._run_event, fn, spec, payload, request_id, source, qualifier)
@@ -599,6 +599,8 @@ class LambdaRuntime:
         if self._closed:
             raise RuntimeClosed("the Lambda runtime is shut down")
         fn = self._find_function(name_or_arn, region, account_id, qualifier)
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
         if len(payload) > MAX_SYNC_PAYLOAD:
             raise RequestTooLarge(f"Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the Invoke operation")
         if payload.strip():
@@ -606,7 +608,7 @@ class LambdaRuntime:
                 json.loads(payload)
             except ValueError as exc:
                 raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
-        return fn, _FunctionSpec.from_moto(fn, getattr(fn, "account_id", account_id), getattr(fn, "region", region))
+        return fn, _FunctionSpec.from_moto(fn, getattr(fn, "account_id", account_id), getattr(fn, "region", region)), payload
 
     # -- one invocation -------------------------------------------------------------
 
