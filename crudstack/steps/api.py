@@ -184,7 +184,13 @@ class ApiStep:
         resource_id = ctx.resource_ids[path]
         existing = ctx.aws.find(apigw.get_method, not_found=NOT_FOUND, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method)
         if existing is None:
-            ctx.aws.call(apigw.put_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method, authorizationType="NONE")
+            try:
+                ctx.aws.call(apigw.put_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method, authorizationType="NONE")
+            except Exception as exc:
+                from crudstack.aws import error_code
+
+                if error_code(exc) != "ConflictException":  # "Method already exists": made by our own call whose answer was lost
+                    raise
         elif existing.get("authorizationType") != "NONE":
             ctx.aws.call(apigw.update_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
                          patchOperations=[{"op": "replace", "path": "/authorizationType", "value": "NONE"}])
