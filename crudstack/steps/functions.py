@@ -47,6 +47,22 @@ class FunctionsStep:
         changes: list[Change] = []
         for base, fn in ctx.config.lambda_.functions.items():
             changes.extend(self._plan_one(ctx, base, fn))
+        return changes + self._plan_removed(ctx)
+
+    def _plan_removed(self, ctx: Context) -> list[Change]:
+        """Our functions that config.yaml no longer lists (a route removed): delete them, or no
+        later run, teardown included, would ever find them again."""
+        lam = ctx.aws.client("lambda")
+        wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
+        changes = []
+        for listed in ctx.aws.paginate(lam, "list_functions", "Functions"):
+            name = listed["FunctionName"]
+            if not name.startswith(f"{ctx.config.stack}-") or name in wanted:
+                continue
+            found = self._find(ctx, name)
+            if found is not None and is_ours(found.get("Tags") or {}, ctx.config):  # "demo-two-..." is stack demo-two's
+                changes.append(Change("function", name, Action.DELETE, note="no longer in config.yaml",
+                                      apply=lambda name=name: ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)))
         return changes
 
     def _plan_one(self, ctx: Context, base: str, fn: FunctionConfig) -> list[Change]:
@@ -139,4 +155,4 @@ class FunctionsStep:
             # Its API Gateway permission goes with it.
             changes.append(Change("function", name, Action.DELETE,
                                   apply=lambda name=name: ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)))
-        return changes
+        return changes + self._plan_removed(ctx)
