@@ -12,7 +12,7 @@ import pytest
 
 from crudstack.errors import InterruptedRun
 from crudstack.plan import Action
-from tests.functional.conftest import assert_one_complete_stack, permission_statements, rest_apis
+from tests.functional.conftest import assert_one_complete_stack, aws_error, permission_statements, rest_apis
 
 
 class Crash(Exception):
@@ -223,3 +223,23 @@ def test_provision_after_a_teardown_cut_off_scopes_every_permission_to_the_new_a
         [statement] = permission_statements(aws_clients, config, base)
         assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].startswith(f"arn:aws:execute-api:us-east-1:123456789012:{new_api}/")
     assert_converges(provision, config, aws_clients)
+
+
+# -- a lost answer whose retry AWS refuses as a duplicate (moto accepts the duplicate, so AWS's answer is emulated) ----
+
+
+@pytest.mark.parametrize(("operation", "code", "message"), [
+    ("PutMethod", "ConflictException", "Method already exists for this resource"),
+    ("AddPermission", "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a new statement id, or remove the existing statement."),
+    ("CreateStage", "ConflictException", "Stage already exists"),
+], ids=["PutMethod", "AddPermission", "CreateStage"])
+def test_a_lost_answer_whose_retry_aws_refuses_as_already_done_does_not_fail_the_run(
+        operation, code, message, provision, config, aws_clients, inject):
+    lost = inject(operation, connection_closed(), after=True)
+    refused = inject(operation, aws_error(code, message, 409), skip=1)  # what AWS answers the retry
+
+    provision(config, hooks=(lost.event, refused.event))
+
+    assert lost.failed == 1 and refused.failed == 1
+    assert_one_complete_stack(aws_clients, config)
+    assert provision(config).mutating_calls == []

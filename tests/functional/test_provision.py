@@ -10,7 +10,7 @@ import pytest
 
 from crudstack.cli import provision_main
 from crudstack.config import Config
-from crudstack.errors import OwnershipError
+from crudstack.errors import DeploymentError, OwnershipError
 from crudstack.packaging import build_package
 from crudstack.steps.role import TRUST_POLICY
 from tests.functional.conftest import ACCOUNT, REGION, assert_one_complete_stack, permission_statements, rest_apis
@@ -449,3 +449,121 @@ def test_a_look_alike_topic_stops_provision_at_step_7_and_gets_no_alarms(provisi
 
     assert raised.value.resource == "SNS topic demo-ItemsApiAlerts"
     assert aws_clients.cloudwatch.describe_alarms(AlarmNamePrefix="demo-")["MetricAlarms"] == []
+
+
+# -- drift: what someone changed by hand is put back, and only that -------------------------------------------
+
+
+def test_a_function_setting_changed_by_hand_is_put_back(provision, config, aws_clients, recorder):
+    provision(config)
+    aws_clients.awslambda.update_function_configuration(FunctionName="demo-GetItemsFunction", MemorySize=2048, Timeout=60)
+
+    second = provision(config, hooks=(recorder.event,))
+
+    assert second.mutating_calls == ["lambda.UpdateFunctionConfiguration"]
+    assert [p["FunctionName"] for p in recorder.params("UpdateFunctionConfiguration")] == ["demo-GetItemsFunction"]
+    got = aws_clients.awslambda.get_function_configuration(FunctionName="demo-GetItemsFunction")
+    assert (got["MemorySize"], got["Timeout"]) == (128, 10)
+
+
+def test_an_inline_policy_widened_by_hand_is_narrowed_again(provision, config, aws_clients):
+    provision(config)
+    wide = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"}]}
+    aws_clients.iam.put_role_policy(RoleName="demo-LambdaDynamoDBRole", PolicyName="demo-items-access", PolicyDocument=json.dumps(wide))
+
+    second = provision(config)
+
+    assert second.mutating_calls == ["iam.PutRolePolicy"]
+    document = aws_clients.iam.get_role_policy(RoleName="demo-LambdaDynamoDBRole", PolicyName="demo-items-access")["PolicyDocument"]
+    assert "*" not in [s["Resource"] for s in document["Statement"]]
+
+
+def test_a_method_deleted_by_hand_is_put_back_without_a_redeploy_as_the_live_deployment_still_has_it(provision, config, aws_clients):
+    first = provision(config)
+    api_id = first.ctx.api_id
+    aws_clients.apigateway.delete_method(restApiId=api_id, resourceId=first.ctx.resource_ids["/items/{id}"], httpMethod="PUT")
+
+    second = provision(config)
+
+    assert sorted(second.mutating_calls) == ["apigateway.PutIntegration", "apigateway.PutMethod"]
+    assert aws_clients.apigateway.get_stage(restApiId=api_id, stageName="prod")["deploymentId"] == first.ctx.deployment_id
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_an_integration_redeployed_elsewhere_by_hand_is_put_back_and_the_stage_returns_to_our_deployment(provision, config, aws_clients):
+    first = provision(config)
+    api_id = first.ctx.api_id
+    elsewhere = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/arn:aws:lambda:{REGION}:{ACCOUNT}:function:demo-GetItemsFunction/invocations"
+    aws_clients.apigateway.put_integration(restApiId=api_id, resourceId=first.ctx.resource_ids["/items"], httpMethod="POST",
+                                           type="AWS_PROXY", integrationHttpMethod="POST", uri=elsewhere)
+    aws_clients.apigateway.update_stage(restApiId=api_id, stageName="prod", patchOperations=[
+        {"op": "replace", "path": "/deploymentId", "value": aws_clients.apigateway.create_deployment(restApiId=api_id)["id"]}])
+
+    second = provision(config)
+
+    # Our earlier deployment has exactly the shape config asks for, so it is reused, not made again.
+    assert sorted(second.mutating_calls) == ["apigateway.PutIntegration", "apigateway.UpdateStage"]
+    stage = aws_clients.apigateway.get_stage(restApiId=api_id, stageName="prod")
+    assert stage["deploymentId"] == second.ctx.deployment_id == first.ctx.deployment_id
+    integration = aws_clients.apigateway.get_integration(restApiId=api_id, resourceId=first.ctx.resource_ids["/items"], httpMethod="POST")
+    assert integration["uri"].endswith("function:demo-CreateItemFunction/invocations")
+    assert provision(config).mutating_calls == []
+
+
+def test_an_alarm_deleted_by_hand_is_the_only_one_put_back(provision, config, aws_clients, recorder):
+    provision(config)
+    aws_clients.cloudwatch.delete_alarms(AlarmNames=["demo-ItemsApi-5XXError"])
+
+    second = provision(config, hooks=(recorder.event,))
+
+    assert second.mutating_calls == ["cloudwatch.PutMetricAlarm"]
+    assert [p["AlarmName"] for p in recorder.params("PutMetricAlarm")] == ["demo-ItemsApi-5XXError"]
+
+
+def test_a_changed_partition_key_stops_the_run_because_dynamodb_cannot_change_a_key(provision, settings, make_config):
+    provision(make_config(settings))
+    settings["table"]["partition_key"] = "sku"
+    runs = []
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(make_config(settings), run_out=runs)
+
+    assert raised.value.resource == "table demo-ItemsTable"
+    assert "cannot change a key" in raised.value.cause
+    assert runs[0].mutating_calls == []
+
+
+# -- routes added and removed ------------------------------------------------------------------------------------
+
+
+def test_adding_a_route_creates_its_function_method_permission_alarms_and_a_new_deployment(provision, settings, make_config, aws_clients):
+    first = provision(make_config(settings))
+    settings["lambda"]["functions"]["PatchItemFunction"] = {"handler": "update_item.lambda_handler", "route": "PATCH /items/{id}"}
+    bigger = make_config(settings)
+
+    second = provision(bigger)
+
+    assert second.mutating_calls.count("lambda.CreateFunction") == 1
+    assert second.mutating_calls.count("cloudwatch.PutMetricAlarm") == 3
+    assert "apigateway.CreateDeployment" in second.mutating_calls
+    assert second.ctx.deployment_id != first.ctx.deployment_id
+    assert_one_complete_stack(aws_clients, bigger)
+    assert provision(bigger).mutating_calls == []
+
+
+def test_removing_a_route_removes_its_method_alarms_and_function_and_redeploys(provision, teardown, settings, make_config, aws_clients):
+    provision(make_config(settings))
+    del settings["lambda"]["functions"]["DeleteItemFunction"]
+    smaller = make_config(settings)
+
+    second = provision(smaller)
+
+    assert "apigateway.DeleteMethod" in second.mutating_calls
+    assert second.mutating_calls.count("cloudwatch.DeleteAlarms") == 3
+    assert "apigateway.CreateDeployment" in second.mutating_calls
+    functions = [f["FunctionName"] for f in aws_clients.awslambda.list_functions()["Functions"]]
+    assert "demo-DeleteItemFunction" not in functions
+    assert_one_complete_stack(aws_clients, smaller)
+    assert provision(smaller).mutating_calls == []
+    teardown(smaller)
+    assert aws_clients.awslambda.list_functions()["Functions"] == []

@@ -116,6 +116,16 @@ def test_provision_after_teardown_builds_the_stack_again(provision, teardown, co
     assert_one_complete_stack(aws_clients, config)
 
 
+def test_teardown_also_removes_a_function_whose_route_was_since_removed_from_the_config(
+        provision, teardown, config, settings, make_config, aws_clients):
+    provision(config)
+    del settings["lambda"]["functions"]["DeleteItemFunction"]
+
+    teardown(make_config(settings))
+
+    assert what_is_left(aws_clients) == NOTHING
+
+
 # -- look-alikes without our tag survive provision and teardown ---------------------------------------------
 
 
