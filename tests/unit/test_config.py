@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 
 import botocore.client
+import pydantic
 import pytest
 import yaml
 
@@ -236,5 +237,5 @@ def test_a_valid_alert_email_and_period_are_accepted():
 def test_the_config_is_immutable():
     config = parse_config(settings())
 
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.stack = "other"  # type: ignore[misc]
