@@ -17,7 +17,7 @@ from typing import Any, Callable
 import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 log = logging.getLogger("crudstack.aws")
 
@@ -123,6 +123,7 @@ class Aws:
         max_attempts: int = 12,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.session = session or boto3.session.Session(region_name=region)
         self.region = region or self.session.region_name
@@ -135,6 +136,9 @@ class Aws:
         self.max_attempts = max_attempts
         self.sleep = sleep
         self.wait_max_s = wait_max_s
+        # Deadlines are measured on this clock; tests inject one that the injected sleep moves on,
+        # so a model of AWS's delays runs in simulated seconds.
+        self.clock = clock
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
@@ -179,6 +183,11 @@ class Aws:
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:
+        started = self.clock()
+
+        def remaining() -> float:
+            return self.deadline_s - (self.clock() - started)
+
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
@@ -186,13 +195,28 @@ class Aws:
             if self.on_retry and exc is not None:
                 self.on_retry(getattr(state.fn, "__name__", "call"), exc, state.attempt_number)
 
+        def wait(state: RetryCallState) -> float:
+            # Never sleep past the deadline: the last attempt is made at it, not after it.
+            return max(0.0, min(backoff(state), remaining()))
+
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number >= self.max_attempts or remaining() <= 0
+
+        def give_up(state: RetryCallState):
+            exc = state.outcome.exception()
+            # What the user is told: how long we kept trying before this error became final.
+            exc.crudstack_attempts = state.attempt_number
+            exc.crudstack_seconds = self.clock() - started
+            raise exc
+
+        backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)
         return Retrying(
-            stop=stop_after_delay(self.deadline_s) | stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=self.wait_max_s),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
             before_sleep=before_sleep,
-            reraise=True,
+            retry_error_callback=give_up,
         )
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
@@ -232,15 +256,17 @@ class Aws:
 
     def wait_until(self, check: Callable[[], Any], *, what: str, timeout_s: float | None = None, interval_s: float = 0.5) -> Any:
         """Poll check() until it returns a truthy value (eventual consistency, status changes)."""
-        deadline = time.monotonic() + (timeout_s or self.deadline_s)
+        timeout = timeout_s or self.deadline_s
+        deadline = self.clock() + timeout
         attempt = 0
         while True:
             attempt += 1
             result = check()
             if result:
                 return result
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gave up waiting for {what} after {timeout_s or self.deadline_s:.0f} s")
+            left = deadline - self.clock()
+            if left <= 0:
+                raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
             if self.on_retry:
                 self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
-            self.sleep(min(interval_s * attempt, 5.0))
+            self.sleep(min(interval_s * attempt, 5.0, left))

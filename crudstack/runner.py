@@ -74,6 +74,9 @@ def translate(exc: BaseException, step: Step, resource: str) -> DeploymentError:
         cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
     else:
         cause = f"{type(exc).__name__}: {exc}"
+    attempts = getattr(exc, "crudstack_attempts", 1)
+    if attempts > 1:  # set by Aws when it gave up retrying: the user sees the deadline was used
+        cause += f" (the last of {attempts} attempts over {exc.crudstack_seconds:.1f} s)"
     return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
                            fix=_fix_for(exc, operation), code=error_code(exc))
 
@@ -98,6 +101,10 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
                     if change.apply is not None and change.action.mutates:
                         reporter.change_started(step, change)
                         change.apply()
+                # Waits the changes left for the end of the step, so that they overlap (e.g. five
+                # functions turning Active together rather than one after another).
+                while ctx.settle:
+                    ctx.settle.pop(0)()
         except KeyboardInterrupt:
             raise InterruptedRun(
                 f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
@@ -107,6 +114,11 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
             raise
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError) as exc:
             raise translate(exc, step, resource) from exc
+        except Exception as exc:  # a bug: the CLI logs its traceback; say where it happened
+            exc.add_note(f"during step {step.number} ({step.title}), at {resource}")
+            raise
+        finally:
+            ctx.settle.clear()  # never carried into the next step or run
         result.seconds = time.monotonic() - started
         reporter.step_finished(result)
         if on_step_done:
