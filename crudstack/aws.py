@@ -49,6 +49,10 @@ CONNECTION_ERRORS = (
     # not ConnectionError: the request may have been sent and its answer lost.
     botocore.exceptions.HTTPClientError,
 )
+# The parameter that names what a call is about, and how a person calls that (for error messages).
+TARGET_PARAMS = (("TableName", "table"), ("RoleName", "role"), ("FunctionName", "function"), ("restApiId", "REST API"),
+                 ("logGroupName", "log group"), ("TopicArn", "SNS topic"), ("AlarmName", "alarm"), ("ResourceArn", "resource"),
+                 ("ResourceARN", "resource"), ("SubscriptionArn", "subscription"), ("name", "REST API"), ("Name", "SNS topic"))
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Filter", "Search", "Lookup")
 
 
@@ -143,6 +147,7 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
         self._account_id: str | None = None
+        self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
 
     # -- clients -----------------------------------------------------------------------------
@@ -160,6 +165,7 @@ class Aws:
                 kwargs["endpoint_url"] = self.endpoint_url
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
+            client.meta.events.register("before-parameter-build", self._note_call)
             for event, handler in self._hooks:
                 client.meta.events.register(event, handler)
             self._clients[service] = client
@@ -173,6 +179,19 @@ class Aws:
 
     def _count(self, model, **_):
         self.stats.record(model.service_model.service_name, model.name)
+
+    def _note_call(self, params, model, **_):
+        self.last_call = (model.name, params)
+
+    def last_target(self) -> str | None:
+        """What the last call was about, e.g. "table demo-ItemsTable" (None if it named nothing)."""
+        if self.last_call is None:
+            return None
+        params = self.last_call[1]
+        for key, kind in TARGET_PARAMS:
+            if isinstance(params.get(key), str):
+                return f"{kind} {params[key]}"
+        return None
 
     @property
     def account_id(self) -> str:

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import botocore.exceptions
 
-from crudstack.aws import error_code, error_message, is_transient
+from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
@@ -68,10 +68,15 @@ def _fix_for(exc: BaseException, operation: str) -> str:
     return "fix the cause above, then run again: the run resumes where it stopped"
 
 
-def translate(exc: BaseException, step: Step, resource: str) -> DeploymentError:
-    operation = getattr(exc, "operation_name", None) or "the AWS call"
+def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = None) -> DeploymentError:
+    last = aws.last_call[0] if aws is not None and aws.last_call else None   # botocore's own errors name no operation
+    operation = getattr(exc, "operation_name", None) or last or "the AWS call"
+    if aws is not None and resource == step.title:  # failed while reading what exists: name what it read
+        resource = aws.last_target() or resource
     if isinstance(exc, botocore.exceptions.ClientError):
         cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
+    elif isinstance(exc, botocore.exceptions.BotoCoreError) and last:
+        cause = f"{last} failed: {type(exc).__name__}: {exc}"
     else:
         cause = f"{type(exc).__name__}: {exc}"
     attempts = getattr(exc, "crudstack_attempts", 1)
@@ -113,7 +118,7 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
         except CrudStackError:
             raise
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError) as exc:
-            raise translate(exc, step, resource) from exc
+            raise translate(exc, step, resource, ctx.aws) from exc
         except Exception as exc:  # a bug: the CLI logs its traceback; say where it happened
             exc.add_note(f"during step {step.number} ({step.title}), at {resource}")
             raise

@@ -13,11 +13,13 @@ Helpers (fixtures):
                 in simulated time, attach= hooks a model or fault injector onto its Aws
   inject        make the Nth call of an operation fail (before or after it reaches moto)
   recorder      every call of a run with its parameters, in order
+  cli           provision_main / teardown_main as a user runs them (exit code, stdout, stderr)
   aws_clients   plain boto3 clients, for looking at what the runs made
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +214,37 @@ def provision(config, new_aws):
 def teardown(config, new_aws):
     """teardown(cfg=None, options=Options(...), ...) -> Run: one whole teardown run."""
     return _runner(config, new_aws, teardown=True)
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(settings, tmp_path, monkeypatch):
+    """cli(main, *args, capsys=capsys) -> (exit code, stdout (parsed with --json), stderr): provision_main or
+    teardown_main on this test's settings, --target aws, backoff sleeps skipped; cli.hooks are put on its Aws."""
+    import crudstack.cli
+
+    real_connect = crudstack.cli.connect
+
+    def connect(config, target):
+        aws, endpoint = real_connect(config, target)
+        aws.sleep = lambda seconds: None
+        for event, handler in go.hooks:
+            aws.register(event, handler)
+        return aws, endpoint
+
+    monkeypatch.setattr(crudstack.cli, "connect", connect)
+    path = tmp_path / "config.yaml"
+
+    def go(main, *args, capsys):
+        path.write_text(yaml.safe_dump(settings), encoding="utf-8")  # as the test has left the settings
+        code = main(["--config", str(path), "--target", "aws", *args])
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if "--json" in args and out.strip().startswith("{") else out), err
+
+    go.hooks = []
+    return go
 
 
 # -- fault injection ------------------------------------------------------------------------------
