@@ -264,6 +264,22 @@ class Aws:
         """
         return self.retrying()(fn)
 
+    def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
+        """A call that must not be repeated blindly: a retry first asks done() whether the first
+        attempt, its answer lost, already did the work. (AWS refuses a second add_permission with
+        the same statement id, and moto keeps both; moto answers a second delete_rest_api with 500.)
+        act and done make raw client calls: this unit is what is retried."""
+        tried = False
+
+        def unit():
+            nonlocal tried
+            if tried and done():
+                return None
+            tried = True
+            return act()
+
+        return self.retry_unit(unit)
+
     def paginate(self, client, operation: str, key: str, **kwargs) -> list:
         """Every item of a paginated list call; a transient error retries the listing."""
 

@@ -62,6 +62,34 @@ def find_our_api(ctx: Context, step: str) -> tuple[dict | None, list[dict]]:
     return (ours[0] if ours else None), ours[1:]
 
 
+def delete_once(ctx: Context, delete, get, **ids) -> None:
+    """Delete; gone already counts as done, and a retry after a lost answer looks before deleting again."""
+
+    def gone() -> bool:
+        try:
+            get(**ids)
+            return False
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                return True
+            raise
+
+    def act() -> None:
+        try:
+            delete(**ids)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                raise
+
+    ctx.aws.once(act, done=gone)
+
+
+def delete_api(ctx: Context, api_id: str) -> None:
+    """Deleting the API deletes its resources, methods, deployments and stages with it."""
+    apigw = ctx.aws.client("apigateway")
+    delete_once(ctx, apigw.delete_rest_api, apigw.get_rest_api, restApiId=api_id)
+
+
 class ApiStep:
     number = "4"
     title = "API Gateway REST API"
@@ -81,12 +109,12 @@ class ApiStep:
             ctx.api_id = api["id"]
             for extra in extras:  # a copy left by a create whose answer was lost: ours, so remove it
                 changes.append(Change("REST API", f"{cfg.api_name} ({extra['id']})", Action.DELETE, note="duplicate copy",
-                                      apply=lambda i=extra["id"]: ctx.aws.delete(apigw.delete_rest_api, not_found=NOT_FOUND, restApiId=i)))
+                                      apply=lambda i=extra["id"]: delete_api(ctx, i)))
             for resource in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
                 if resource["path"] in existing:  # duplicate resource (moto accepts them): drop the newer one
                     changes.append(Change("resource", resource["path"], Action.DELETE, note="duplicate",
-                                          apply=lambda r=resource["id"]: ctx.aws.delete(apigw.delete_resource, not_found=NOT_FOUND,
-                                                                                        restApiId=ctx.api_id, resourceId=r)))
+                                          apply=lambda r=resource["id"]: delete_once(ctx, apigw.delete_resource, apigw.get_resource,
+                                                                                     restApiId=ctx.api_id, resourceId=r)))
                     continue
                 existing[resource["path"]] = resource
                 ctx.resource_ids[resource["path"]] = resource["id"]
@@ -226,14 +254,8 @@ class ApiStep:
             replace = bool(self._statements(ctx, name))
         if replace:
             ctx.aws.delete(lam.remove_permission, not_found=("ResourceNotFoundException",), FunctionName=name, StatementId=permission_id(ctx))
-        tried = []
 
-        def find_or_add():
-            # A retry looks first: the lost answer of our own add may have left the statement
-            # (AWS would refuse a second one, moto would keep two).
-            if tried and [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [wanted]:
-                return
-            tried.append(True)
+        def add():
             try:
                 lam.add_permission(FunctionName=name, StatementId=permission_id(ctx), Action="lambda:InvokeFunction",
                                    Principal="apigateway.amazonaws.com", SourceArn=wanted)
@@ -241,7 +263,10 @@ class ApiStep:
                 if error_code(exc) != "ResourceConflictException" or is_transient(exc):  # same statement id: made by our lost call
                     raise
 
-        ctx.aws.retry_unit(find_or_add)
+        def added() -> bool:
+            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [wanted]
+
+        ctx.aws.once(add, done=added)
 
     def _statements(self, ctx: Context, name: str) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
@@ -252,13 +277,10 @@ class ApiStep:
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        apigw = ctx.aws.client("apigateway")
         changes = []
         for api in find_apis(ctx):
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            # Deleting the API deletes its resources, methods, deployments and stages with it.
-            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE,
-                                  apply=lambda i=api["id"]: ctx.aws.delete(apigw.delete_rest_api, not_found=NOT_FOUND, restApiId=i)))
+            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, apply=lambda i=api["id"]: delete_api(ctx, i)))
         return changes

@@ -269,3 +269,18 @@ def test_an_add_permission_refused_as_already_there_after_a_lost_answer_counts_a
     assert lost.failed == 1 and stale.failed == 1 and refused.failed == 1
     assert refused.seen == len(config.lambda_.functions) + 1  # one retried add, refused
     assert_one_complete_stack(aws_clients, config)
+
+
+@pytest.mark.parametrize("operation", ["DeleteRestApi", "DeleteFunction", "DeleteTable", "DeleteRole", "DeleteLogGroup", "DeleteTopic"])
+def test_a_delete_whose_answer_is_lost_is_retried_and_the_teardown_finishes(operation, provision, teardown, config, aws_clients, inject):
+    # moto answers a second delete_rest_api with an internal error (AWS: NotFoundException): the retry must look first.
+    provision(config)
+    lost = inject(operation, connection_closed(), after=True)
+
+    down = teardown(config, hooks=(lost.event,))
+
+    assert lost.failed == 1 and down.aws.stats.retries >= 1
+    assert rest_apis(aws_clients, "demo-ItemsApi") == []
+    assert aws_clients.awslambda.list_functions()["Functions"] == []
+    assert aws_clients.dynamodb.list_tables()["TableNames"] == []
+    assert teardown(config).mutating_calls == []
