@@ -273,7 +273,11 @@ class LocalAws:
 
 
 def configure_moto() -> None:
-    """Make sure moto never tries Docker.
+    """Load AWS's managed policies into IAM, and make sure moto never tries Docker.
+
+    moto leaves out AWS managed policies unless asked, so the tutorial's AmazonDynamoDBFullAccess
+    and CloudWatchFullAccess (role.tutorial_managed_policies) would not exist; loading them
+    costs about 0.05 s when IAM is first used.
 
     moto runs Lambda (and Batch) code in Docker containers; every such path goes through
     DockerModel.docker_client. Here no container is ever wanted: functions run in
@@ -284,7 +288,10 @@ def configure_moto() -> None:
     container fails at once with an AttributeError, without contacting Docker. Attribute
     walkers such as /moto-api/data.json skip the attribute instead of failing.
     """
+    from moto import settings
     from moto.utilities.docker_utilities import DockerModel
+
+    settings.default_user_config.setdefault("iam", {})["load_aws_managed_policies"] = True
 
     def no_docker(_model: Any) -> Any:
         raise AttributeError("the local AWS runs without Docker: Lambda functions run in crudstack.local.runtime")

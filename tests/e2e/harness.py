@@ -19,7 +19,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,17 +30,12 @@ from typing import Any, Callable
 import boto3
 import yaml
 
+from tests.local.conftest import free_port
 from tests.stack_state import differences, duplicates, inventory, left_over, state
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MotoServer:

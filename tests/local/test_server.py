@@ -264,6 +264,16 @@ def test_a_mock_integration_answers_a_cors_preflight(stack, web):
     assert response.content == b""
 
 
+def test_the_tutorials_aws_managed_policies_exist_so_a_role_can_attach_them(server):
+    iam = server.client("iam")
+    iam.create_role(RoleName="tutorial-managed", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    for policy in ("AmazonDynamoDBFullAccess", "CloudWatchFullAccess"):
+        iam.attach_role_policy(RoleName="tutorial-managed", PolicyArn=f"arn:aws:iam::aws:policy/{policy}")
+
+    attached = iam.list_attached_role_policies(RoleName="tutorial-managed")["AttachedPolicies"]
+    assert sorted(p["PolicyName"] for p in attached) == ["AmazonDynamoDBFullAccess", "CloudWatchFullAccess"]
+
+
 def test_the_lambda_invoke_api_reaches_the_runtime(server):
     stack = Stack(server)
     arn = stack.function("raw")
