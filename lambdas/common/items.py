@@ -28,7 +28,7 @@ FIELDS = READ_ONLY[:1] + WRITABLE + READ_ONLY[1:]  # the order answers list them
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # An ETag we made ("3"), or the bare number; at most 18 digits, so it always fits a DynamoDB number.
 _ETAG = re.compile(r'^(?:"(\d{1,18})"|(\d{1,18}))$')
-_WEAK_ETAG = re.compile(r'^W/"[^"]*"$')
+_WEAK_ETAG = re.compile(r'^W/"[^",]*"$')
 MAX_IF_MATCH_TAGS = 20
 
 
