@@ -106,18 +106,6 @@ class Run:
                 if (kind is None or c.kind == kind) and (action is None or c.action is action)]
 
 
-class Sleeps(list):
-    """The injected sleep: records each requested wait instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
 @pytest.fixture(scope="session")
 def boto_session() -> boto3.session.Session:
     """One session for the whole run: it caches the service models, which makes a new client cheap."""

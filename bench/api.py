@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Benchmark: the items API through the local invoke URL, next to boto3 straight to the same local AWS.
+
+Provisions a private stack with `python provision.py` (free port, temporary state dir, no AWS
+settings: exactly what a user runs), then measures in the same run:
+
+  - warm latency p50/p99 of each route through the invoke URL (keep-alive HTTP client),
+  - boto3 get_item / put_item against the same local AWS (the floor the gateway adds to),
+  - requests/s for GET /items/{id} and for get_item at 1 and 8 concurrent clients,
+  - the cold start of a Lambda worker: the first request after a configuration update
+    retires the warm workers, minus a warm request to the same route.
+
+Rounds are interleaved (every measure once per round) and medians across rounds are reported,
+because this machine is shared and noisy. The stack is torn down and the local AWS stopped at
+the end.
+
+    python bench/api.py [--rounds 3] [--requests 200] [--items 100] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import boto3
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "us-east-1"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run_script(script: str, config: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # as on a machine without AWS
+    result = subprocess.run([sys.executable, str(ROOT / script), "--config", str(config), *args],
+                            cwd=config.parent, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode not in (0,):
+        raise SystemExit(f"{script} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+class Bench:
+    def __init__(self, folder: Path, items: int):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        data = yaml.safe_load((ROOT / "config.yaml").read_text())
+        data.update(stack="bench", target="local")
+        data["local"].update(port=port, state_dir=str(folder / "state"))
+        self.config = folder / "config.yaml"
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False))
+        document = json.loads(run_script("provision.py", self.config, "--json", "--quiet",
+                                         "--outputs", str(folder / "outputs")).stdout)
+        self.url = document["invoke_url"] + "/items"
+        endpoint = f"http://127.0.0.1:{port}"
+        credentials = dict(region_name=REGION, endpoint_url=endpoint,
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.dynamodb = boto3.client("dynamodb", **credentials)
+        self.lambda_ = boto3.client("lambda", **credentials)
+        self.table = "bench-ItemsTable"
+        self.web = requests.Session()
+        self.ids = [self.create() for _ in range(items)]
+
+    def create(self) -> str:
+        answer = self.web.post(self.url, json={"name": "bench item", "description": "x" * 40}, timeout=30)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["item"]["id"]
+
+    def close(self) -> None:
+        self.web.close()
+        run_script("teardown.py", self.config, "--yes", "--delete-data", "--quiet")
+
+    # One callable per measured operation; each makes one request and checks its answer.
+    def operations(self) -> dict[str, Callable[[int], None]]:
+        def expect(answer: requests.Response, status: int) -> None:
+            assert answer.status_code == status, f"{answer.status_code} {answer.text[:200]}"
+
+        posted: list[str] = []  # POST's items are DELETE's, so every round starts with the same table
+
+        def post(i: int) -> None:
+            answer = self.web.post(self.url, json={"name": "bench item", "description": "x" * 40}, timeout=30)
+            expect(answer, 201)
+            posted.append(answer.json()["item"]["id"])
+
+        def delete(i: int) -> None:
+            expect(self.web.delete(f"{self.url}/{posted.pop()}", timeout=30), 200)
+
+        def direct_put(i: int) -> None:
+            self.dynamodb.put_item(TableName=self.table, Item={
+                "id": {"S": ids[i % len(ids)]}, "name": {"S": "bench item"}, "description": {"S": "x" * 40}})
+
+        ids = self.ids
+        return {  # in this order: GET /items lists the same `items` items in every round
+            "GET /items": lambda i: expect(self.web.get(self.url, timeout=30), 200),
+            "POST /items": post,
+            "GET /items/{id}": lambda i: expect(self.web.get(f"{self.url}/{ids[i % len(ids)]}", timeout=30), 200),
+            "PUT /items/{id}": lambda i: expect(self.web.put(f"{self.url}/{ids[i % len(ids)]}", json={"name": f"renamed {i}"}, timeout=30), 200),
+            "DELETE /items/{id}": delete,
+            "boto3 get_item (direct)": lambda i: self.dynamodb.get_item(TableName=self.table, Key={"id": {"S": ids[i % len(ids)]}}),
+            "boto3 put_item (direct)": direct_put,  # replaces existing items: the table does not grow
+        }
+
+    def latencies(self, operation: Callable[[int], None], n: int) -> list[float]:
+        for i in range(5):  # warm: the worker, the connection, moto's code paths
+            operation(i)
+        samples = []
+        for i in range(n):
+            started = time.perf_counter()
+            operation(i)
+            samples.append(time.perf_counter() - started)
+        return samples
+
+    def throughput(self, make_operation: Callable[[], Callable[[int], None]], clients: int, n: int) -> float:
+        """Requests per second of `clients` threads, each with its own connection, n requests in all."""
+        operations = [make_operation() for _ in range(clients)]
+        barrier = threading.Barrier(clients + 1)
+        failures: list[BaseException] = []
+
+        def worker(operation: Callable[[int], None], share: int) -> None:
+            for i in range(5):  # concurrently, so that every Lambda worker needed is warm before timing
+                operation(i)
+            barrier.wait()
+            try:
+                for i in range(share):
+                    operation(i)
+            except BaseException as exc:  # reported after the timing
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(op, n // clients)) for op in operations]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+        if failures:
+            raise failures[0]
+        return (n // clients) * clients / elapsed
+
+    def http_get_one(self) -> Callable[[int], None]:
+        session, ids = requests.Session(), self.ids
+
+        def get(i: int) -> None:
+            answer = session.get(f"{self.url}/{ids[i % len(ids)]}", timeout=30)
+            assert answer.status_code == 200, answer.text
+
+        return get
+
+    def direct_get_one(self) -> Callable[[int], None]:
+        client, ids = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.dynamodb.meta.endpoint_url,
+                                   aws_access_key_id="testing", aws_secret_access_key="testing"), self.ids
+        return lambda i: client.get_item(TableName=self.table, Key={"id": {"S": ids[i % len(ids)]}})
+
+    def cold_start(self, round_number: int) -> tuple[float, float]:
+        """(first request after a configuration update, the warm request after it), in seconds."""
+        function = "bench-GetItemFunction"
+        variables = self.lambda_.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+        self.lambda_.update_function_configuration(
+            FunctionName=function, Environment={"Variables": {**variables, "BENCH_ROUND": str(round_number)}})
+        url = f"{self.url}/{self.ids[0]}"
+        timings = []
+        for _ in range(2):
+            started = time.perf_counter()
+            answer = self.web.get(url, timeout=60)
+            timings.append(time.perf_counter() - started)
+            assert answer.status_code == 200, answer.text
+        return timings[0], timings[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per route per round")
+    parser.add_argument("--items", type=int, default=100, help="items in the table when GET /items is measured")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="crudstack-bench-") as folder:
+        bench = Bench(Path(folder), args.items)
+        try:
+            operations = bench.operations()
+            rounds: list[dict] = []
+            for number in range(args.rounds):
+                figures: dict = {"latency": {}, "throughput": {}}
+                for name, operation in operations.items():
+                    samples = bench.latencies(operation, args.requests)
+                    figures["latency"][name] = {"p50": percentile(samples, 50), "p99": percentile(samples, 99)}
+                for clients in (1, 8):
+                    total = max(args.requests, 40 * clients)
+                    figures["throughput"][f"GET /items/{{id}} x{clients}"] = bench.throughput(bench.http_get_one, clients, total)
+                    figures["throughput"][f"boto3 get_item x{clients}"] = bench.throughput(bench.direct_get_one, clients, total)
+                figures["cold_start"] = bench.cold_start(number)
+                rounds.append(figures)
+        finally:
+            bench.close()
+
+    median = statistics.median
+    result = {
+        "latency_ms": {name: {q: round(median(r["latency"][name][q] for r in rounds) * 1000, 2) for q in ("p50", "p99")}
+                       for name in rounds[0]["latency"]},
+        "requests_per_s": {name: round(median(r["throughput"][name] for r in rounds), 1) for name in rounds[0]["throughput"]},
+        "cold_start_ms": {"first request after an update": round(median(r["cold_start"][0] for r in rounds) * 1000, 1),
+                          "next (warm) request": round(median(r["cold_start"][1] for r in rounds) * 1000, 1)},
+        "settings": {"rounds": args.rounds, "requests": args.requests, "items": args.items,
+                     "python": sys.version.split()[0], "cpus": os.cpu_count()},
+    }
+    latency = result["latency_ms"]
+    result["ratio_get_one_to_get_item_p50"] = round(latency["GET /items/{id}"]["p50"] / latency["boto3 get_item (direct)"]["p50"], 2)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    settings = result["settings"]
+    print(f"local invoke URL vs boto3 to the same local AWS; medians of {settings['rounds']} interleaved rounds, "
+          f"{settings['requests']} timed requests each, {settings['items']} items, python {settings['python']}, {settings['cpus']} CPUs")
+    print("\n| operation | p50 ms | p99 ms |\n|---|---:|---:|")
+    for name, row in latency.items():
+        print(f"| {name} | {row['p50']:.1f} | {row['p99']:.1f} |")
+    print("\n| throughput | requests/s |\n|---|---:|")
+    for name, value in result["requests_per_s"].items():
+        print(f"| {name} | {value:.0f} |")
+    cold = result["cold_start_ms"]
+    print(f"\ncold start: first request after an update {cold['first request after an update']:.0f} ms, "
+          f"next request {cold['next (warm) request']:.0f} ms")
+    print(f"GET /items/{{id}} p50 / boto3 get_item p50 = {result['ratio_get_one_to_get_item_p50']:.2f} (target <= 2)")
+
+
+if __name__ == "__main__":
+    main()
