@@ -10,7 +10,6 @@ from common import (
     response,
     to_api,
 )
-from common.items import FIELDS
 
 DEFAULT_LIMIT, MAX_LIMIT = 25, 100
 
@@ -21,12 +20,9 @@ def lambda_handler(event, context):
     limit = page_limit(query.get("limit"), DEFAULT_LIMIT, MAX_LIMIT)
     # ConsistentRead so an item created just before is always listed. One item more than the
     # page is read, so nextToken is given only when another item really follows (no empty last page).
-    scan_args = {
-        "ConsistentRead": True,
-        "Limit": limit + 1,
-        "ProjectionExpression": ", ".join(f"#{field}" for field in FIELDS),
-        "ExpressionAttributeNames": {f"#{field}": field for field in FIELDS},
-    }
+    # No ProjectionExpression: to_api picks the contract's fields anyway, and a projection made
+    # the local DynamoDB about 20% slower on a page of 100 items.
+    scan_args = {"ConsistentRead": True, "Limit": limit + 1}
     if "nextToken" in query:
         scan_args["ExclusiveStartKey"] = {"id": read_page_token(TABLE_NAME, query["nextToken"])}
     items = []
