@@ -9,6 +9,7 @@ Requests are dispatched by path (LocalAws):
     POST /2015-03-31/functions/{name}/invocations -> the Lambda runtime (runtime.invoke_api_app)
     GET /_localaws/health                        -> {"status": "ok", "pid": ..., "port": ...}
     anything else                                -> moto's own WSGI app, behind DeploymentRecorder
+                                                    (and DynamoDBItemAtomicity for DynamoDB calls)
 
 The HTTP server is ours, not werkzeug's: werkzeug's development server closes the connection after
 every response, and a Python server that writes headers and body in separate sends waits for the
@@ -272,6 +273,35 @@ class LocalAws:
         return self.moto_app(environ, start_response)
 
 
+class DynamoDBItemAtomicity:
+    """WSGI middleware in front of moto: one DynamoDB request at a time.
+
+    DynamoDB applies each write to an item atomically, its condition included: of two conditional
+    writes racing on one item, one fails, and a read never sees half an update. moto checks the
+    condition and then writes, with no lock, so two threads can both pass the check (seen here:
+    20 parallel updates conditioned on one version let two succeed in 6 rounds of 30), and an
+    optimistic-locking API would lose updates. moto's DynamoDB is CPU-bound under the GIL anyway,
+    so serialising its requests costs little.
+    """
+
+    TARGET_PREFIX = "DynamoDB_20120810."
+
+    def __init__(self, app: WsgiApp):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self.TARGET_PREFIX):
+            return self.app(environ, start_response)
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+
+
 def configure_moto() -> None:
     """Load AWS's managed policies into IAM, and make sure moto never tries Docker.
 
@@ -424,7 +454,7 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics),
             invoke_api=invoke_api,
-            moto_app=DeploymentRecorder(moto_app, snapshots),
+            moto_app=DeploymentRecorder(DynamoDBItemAtomicity(moto_app), snapshots),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
         )
         # The socket already listens (connections wait in its backlog): record it before the first

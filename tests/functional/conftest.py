@@ -344,11 +344,16 @@ def assert_one_complete_stack(clients: Clients, cfg: Config) -> None:
     resources = clients.apigateway.get_resources(restApiId=api_id, limit=500, embed=["methods"])["items"]
     assert sorted(r["path"] for r in resources) == ["/", "/items", "/items/{id}"]
     methods = {(m, r["path"]) for r in resources for m in r.get("resourceMethods") or {}}
-    assert methods == {(f.method, f.path) for f in cfg.lambda_.functions.values()}
+    routes = {(f.method, f.path) for f in cfg.lambda_.functions.values()}
+    assert methods == routes | {("OPTIONS", path) for _, path in routes}
     for resource in resources:
         for method in resource.get("resourceMethods") or {}:
             integration = clients.apigateway.get_integration(restApiId=api_id, resourceId=resource["id"], httpMethod=method)
-            assert integration["type"] == "AWS_PROXY"
+            assert integration["type"] == ("MOCK" if method == "OPTIONS" else "AWS_PROXY")
+            if method == "OPTIONS":
+                assert set(integration["integrationResponses"]["200"]["responseParameters"]) == set(
+                    clients.apigateway.get_method_response(restApiId=api_id, resourceId=resource["id"], httpMethod=method,
+                                                           statusCode="200")["responseParameters"])
     stages = clients.apigateway.get_stages(restApiId=api_id)["item"]
     assert [s["stageName"] for s in stages] == [cfg.api.stage]
     topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]
