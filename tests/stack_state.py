@@ -113,7 +113,9 @@ def state(client: Client) -> dict[str, Any]:
             methods = {}
             for method, detail in (resource.get("resourceMethods") or {}).items():
                 integration = detail.get("methodIntegration") or {}
-                methods[method] = [detail.get("authorizationType"), integration.get("type"), integration.get("httpMethod"), integration.get("uri")]
+                # The responses and templates too: a CORS preflight (MOCK) is made of them.
+                methods[method] = [detail.get("authorizationType"), integration.get("type"), integration.get("httpMethod"), integration.get("uri"),
+                                   integration.get("requestTemplates"), detail.get("methodResponses"), integration.get("integrationResponses")]
             resources.setdefault(resource["path"], []).append(methods)
         apis.setdefault(api["name"], []).append({
             "tags": _tags(api.get("tags")),
