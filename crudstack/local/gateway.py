@@ -244,6 +244,17 @@ class DeploymentSnapshots:
             self._snapshots.clear()
             self._locations.clear()
 
+    # A stage serves the deployment it points to even after the API changed: what was deployed
+    # is state, saved and restored with moto's (crudstack.local.durable).
+    def dump(self) -> dict[tuple[str, str], DeployedApi]:
+        with self._lock:
+            return dict(self._snapshots)
+
+    def load(self, snapshots: dict[tuple[str, str], DeployedApi]) -> None:
+        with self._lock:
+            self._snapshots = dict(snapshots)
+            self._locations.clear()
+
     def resolve(self, api_id: str, stage_name: str) -> StageTarget | None:
         """The deployment a stage points to, or None (AWS: 403 for an unknown api or stage)."""
         rest_api = self._find_rest_api(api_id)
