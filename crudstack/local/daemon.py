@@ -28,6 +28,7 @@ from crudstack.errors import LocalAwsError
 
 RECORD_NAME = "server.json"
 LOG_NAME = "server.log"
+RECOVERY_NAME = "recovery.json"
 HEALTH_PATH = "/_localaws/health"
 HOST = "127.0.0.1"
 SERVER_MODULE = "crudstack.local.server"
@@ -119,6 +120,22 @@ def stop(state_dir: Path, timeout: float = 10) -> bool:
         _wait_gone(pid, 5)
     _remove_record(state_dir)
     return True
+
+
+def unreported_recovery_problems(state_dir: Path) -> list[str]:
+    """What the server's last start had to drop or could not replay, once: marked reported when read."""
+    path = Path(state_dir).resolve() / RECOVERY_NAME
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(report, dict) or report.get("reported", True):
+        return []
+    report["reported"] = True
+    tmp = path.with_name(f".{RECOVERY_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return [str(p) for key in ("unreadable_snapshots", "dropped", "diverged") for p in report.get(key) or []]
 
 
 # ---------------------------------------------------------------------------- starting
