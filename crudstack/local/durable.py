@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 from crudstack.local import determinism, snapshot
+from crudstack.local.gateway import read_body
 from crudstack.local.journal import Damage, Journal, JournalError, Record, encode, fsync_dir, list_segments, read_segment
 
 log = logging.getLogger(__name__)
@@ -104,14 +105,6 @@ def _status_code(status: str) -> int:
         return int(status.split(" ", 1)[0])
     except ValueError:
         return 500
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +190,7 @@ class DurableState:
         """WSGI middleware: writes to `app` are run one at a time, journaled, and answered once durable."""
 
         def journaled(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-            body = _read_body(environ)
+            body = read_body(environ)
             environ["wsgi.input"] = io.BytesIO(body)
             if not is_write(environ, body):
                 return app(environ, start_response)

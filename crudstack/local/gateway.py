@@ -955,7 +955,7 @@ def _environ_headers(environ: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _read_body(environ: Mapping[str, Any]) -> bytes:
+def read_body(environ: Mapping[str, Any]) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -980,7 +980,7 @@ class Gateway:
             # PATH_INFO is already percent-decoded, its bytes carried as latin-1 (PEP 3333).
             path=path.encode("latin-1").decode("utf-8", errors="replace"),
             query_string=environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", errors="replace"),
-            headers=_environ_headers(environ), body=_read_body(environ),
+            headers=_environ_headers(environ), body=read_body(environ),
             source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"), protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
         )
         response, target, integration_ms = self.handle(request, ids)

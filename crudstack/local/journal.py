@@ -145,14 +145,19 @@ def segment_name(first_lsn: int) -> str:
     return f"{SEGMENT_PREFIX}{first_lsn:012d}{SEGMENT_SUFFIX}"
 
 
-def list_segments(folder: Path) -> list[tuple[int, Path]]:
-    """(first lsn, path) of every segment in folder, oldest first."""
+def numbered_files(folder: Path, prefix: str, suffix: str) -> list[tuple[int, Path]]:
+    """(number, path) of every <prefix><digits><suffix> file in folder, lowest number first."""
     found = []
-    for path in folder.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"):
-        number = path.name[len(SEGMENT_PREFIX):-len(SEGMENT_SUFFIX)]
+    for path in folder.glob(f"{prefix}*{suffix}"):
+        number = path.name[len(prefix):-len(suffix)]
         if number.isdigit():
             found.append((int(number), path))
     return sorted(found)
+
+
+def list_segments(folder: Path) -> list[tuple[int, Path]]:
+    """(first lsn, path) of every segment in folder, oldest first."""
+    return numbered_files(folder, SEGMENT_PREFIX, SEGMENT_SUFFIX)
 
 
 def fsync_dir(folder: Path) -> None:

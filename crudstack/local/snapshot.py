@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crudstack.local.journal import fsync_dir
+from crudstack.local.journal import fsync_dir, numbered_files
 
 MAGIC = b"CSNAP1\n"
 PREFIX, SUFFIX = "snapshot-", ".pickle"
@@ -51,12 +51,7 @@ def snapshot_name(lsn: int) -> str:
 
 def list_snapshots(folder: Path) -> list[tuple[int, Path]]:
     """(lsn, path) of every snapshot in folder, newest first."""
-    found = []
-    for path in folder.glob(f"{PREFIX}*{SUFFIX}"):
-        number = path.name[len(PREFIX):-len(SUFFIX)]
-        if number.isdigit():
-            found.append((int(number), path))
-    return sorted(found, reverse=True)
+    return numbered_files(folder, PREFIX, SUFFIX)[::-1]
 
 
 # -------------------------------------------------------------------------------- moto's backends
