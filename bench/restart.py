@@ -14,12 +14,14 @@ to its first healthy answer (what provision.py waits for):
 
   - empty:  a server on an empty state dir (the baseline: Python, moto and our imports);
   - clean:  after a clean stop (SIGTERM: a last snapshot, nothing to replay);
-  - crash:  after SIGKILL right after 200 more items (a snapshot plus the journal since it).
+  - crash:  after SIGKILL right after --tail more items (a snapshot plus the journal since it;
+            a snapshot is taken once the journal would take about a second to replay, so a tail of
+            about 400 items here is the longest a crash can leave).
 
 Each round checks the state came back (item count) and the last round runs provision.py once
 more, which must change nothing. The stack is torn down and the server stopped at the end.
 
-    python bench/restart.py [--items 10000] [--provisions 50] [--rounds 5] [--json]
+    python bench/restart.py [--items 10000] [--provisions 50] [--rounds 5] [--tail 200] [--json]
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--provisions", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tail", type=int, default=200, help="items created between the last start and the SIGKILL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -121,7 +124,7 @@ def main() -> None:
     port, empty_port = free_port(), free_port()
     state_dir, empty_dir = folder / "state", folder / "empty"
     configs = {128: write_config(folder, port, 128), 256: write_config(folder, port, 256)}
-    results: dict = {"items": args.items, "provisions": args.provisions + 1, "rounds": args.rounds}
+    results: dict = {"items": args.items, "provisions": args.provisions + 1, "rounds": args.rounds, "tail": args.tail}
     try:
         document = json.loads(provision(configs[128], "--json", "--quiet", "--outputs", str(folder / "outputs")).stdout)
         url = document["invoke_url"] + "/items"
@@ -148,14 +151,16 @@ def main() -> None:
             daemon.stop(state_dir)
             times["clean"].append(timed_start(port, state_dir))
             # a journal tail, then SIGKILL, then start
-            create_items(url, 200)
-            expected += 200
+            create_items(url, args.tail)
+            expected += args.tail
             sigkill(state_dir)
             times["crash"].append(timed_start(port, state_dir))
             report = json.loads((state_dir / "recovery.json").read_text())
             replayed.append(report["replayed"])
             recovered_in.append(report["seconds"])
-            count = ddb.scan(TableName="bench-ItemsTable", Select="COUNT")["Count"]
+            # Select=COUNT still stops at DynamoDB's 1 MB page: add up the pages
+            count = sum(page["Count"] for page in ddb.get_paginator("scan").paginate(
+                TableName="bench-ItemsTable", Select="COUNT"))
             if count != expected:
                 raise SystemExit(f"round {round_number}: {count} items after the restart, {expected} expected")
             print(f"round {round_number + 1}: empty {times['empty'][-1]:.2f} s, clean {times['clean'][-1]:.2f} s, "

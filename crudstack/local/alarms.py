@@ -265,13 +265,19 @@ def collect(metric_data: list, specs: Iterable[AlarmSpec], now: float) -> dict[A
     for spec in specs:
         wanted.setdefault((spec.namespace, spec.metric_name, spec.dimensions), []).append(spec)
     buckets: dict[AlarmSpec, dict[float, list]] = {spec: {} for spec in specs}
-    # metric_data grows at the end in arrival order; a datum that arrives more than 5 minutes
-    # behind its timestamp is not evaluated (CloudWatch too evaluates recent data only).
+    # metric_data grows at the end in arrival order, so the scan goes backwards and stops once it
+    # meets only old data: a datum that arrives more than 5 minutes behind its timestamp, behind 256
+    # older ones, is not evaluated (CloudWatch too evaluates recent data only).
+    old_in_a_row = 0
     for index in range(len(metric_data) - 1, -1, -1):
         datum = metric_data[index]
         when = _epoch(datum.timestamp)
         if when < oldest - 300:
-            break
+            old_in_a_row += 1
+            if old_in_a_row >= 256:
+                break
+            continue
+        old_in_a_row = 0
         key = (datum.namespace, datum.name, tuple(sorted((d.name, d.value) for d in datum.dimensions)))
         for spec in wanted.get(key, ()):
             start, end = ranges[spec]

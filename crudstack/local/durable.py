@@ -10,8 +10,8 @@ all (a snapshot, about 1 s for 10,000 items) and re-sending a request to moto (a
 - writes made inside the process (Lambda logs and metrics, API Gateway metrics, alarm state
   changes) are journaled the same way, as named operations (`apply`), without waiting;
 - a snapshot of every backend is taken when the journal since the last one would take more than
-  about a second to replay, after a quiet spell, and at a clean stop, and the journal starts a
-  new segment there; the previous snapshot and the segments after it are kept as a fallback;
+  about a second to replay (or twice as long as the last snapshot held the writes up, on a large
+  state), after a quiet spell, and at a clean stop, and the journal starts a new segment there; the previous snapshot and the segments after it are kept as a fallback;
 - at start-up, `recover` loads the newest readable snapshot and replays the journal after it.
   A record cut short or failing its checksum is dropped, reported, and moved aside.
 
@@ -176,6 +176,7 @@ class DurableState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_snapshot_seconds = 0.0
+        self._last_dump_seconds = 0.0  # how long the last snapshot held the write lock
 
     # -- registration -------------------------------------------------------------------------
     def register(self, name: str, operation: Callable[..., Any]) -> None:
@@ -366,6 +367,7 @@ class DurableState:
             self.journal.rotate()
             self._tail_cost, self._tail_records, self._tail_bytes = 0.0, 0, 0
             self._checkpoint_soon = False
+            self._last_dump_seconds = time.perf_counter() - started
         try:
             path = snapshot.write(self.folder, lsn, data)
         except OSError:
@@ -393,7 +395,10 @@ class DurableState:
     def _should_checkpoint(self) -> bool:
         if self._tail_records == 0:
             return False
-        return (self._checkpoint_soon or self._tail_cost >= self.replay_budget_s or self._tail_bytes >= self.max_tail_bytes
+        # Writes wait while a snapshot is taken, and a larger state takes longer: under a steady load,
+        # snapshot at most a third of the time (the journal then takes a little longer to replay).
+        budget = max(self.replay_budget_s, 2 * self._last_dump_seconds)
+        return (self._checkpoint_soon or self._tail_cost >= budget or self._tail_bytes >= self.max_tail_bytes
                 or time.monotonic() - self._last_write >= self.idle_s)
 
     # -- life cycle ---------------------------------------------------------------------------

@@ -242,8 +242,8 @@ class Journal:
                 self._file.write(data)
                 os.fsync(self._file.fileno())
                 self.bytes_written += len(data)
-        except OSError as exc:
-            failure = exc
+        except (OSError, ValueError) as exc:  # ValueError: a write after close(), at shutdown
+            failure = exc if isinstance(exc, OSError) else OSError(str(exc))
         with self._cond:
             self._flushing = False
             if failure is None:

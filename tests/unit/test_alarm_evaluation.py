@@ -162,3 +162,10 @@ def test_collect_reports_a_period_without_data_as_missing_and_honours_the_alarms
     found = collect(data, [spec], T0 + 25)[spec]
 
     assert [(p.start - T0, p.value) for p in found] == [(0, None), (10, 1.0)]
+
+
+def test_collect_still_finds_recent_data_behind_a_few_backdated_datums():
+    spec = replace(ERRORS, period=10, evaluation_periods=1)
+    data = [datum("Errors", T0 + 12, value=4.0)] + [datum("Errors", T0 - 3600, value=1.0) for _ in range(10)]
+
+    assert [p.value for p in collect(data, [spec], T0 + 25)[spec]] == [4.0]

@@ -349,3 +349,15 @@ def test_the_journal_is_snapshotted_once_it_would_take_too_long_to_replay(tmp_pa
 ])
 def test_a_request_is_a_write_unless_its_action_only_reads(environ, body, expected):
     assert is_write(environ, body) is expected
+
+
+def test_a_large_state_is_snapshotted_less_often_than_a_small_one(tmp_path):
+    app = KeyValueApp()
+    state = make_state(tmp_path, app, replay_budget_s=0.01, idle_s=3600)
+    state.recover()
+    state._tail_records, state._tail_cost = 1, 0.5
+    assert state._should_checkpoint()
+    state._last_dump_seconds = 0.4  # a snapshot that held the writes up for 0.4 s
+    assert not state._should_checkpoint()
+    state._tail_cost = 0.8
+    assert state._should_checkpoint()

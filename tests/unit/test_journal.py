@@ -136,3 +136,13 @@ def test_a_write_the_disk_refuses_is_an_error_for_the_writer_not_an_acknowledgem
 
     with pytest.raises(JournalError, match="No space left on device"):
         log.wait_durable(lsn)
+
+
+def test_a_write_after_close_is_an_error_for_the_writer_and_does_not_hang_the_next_one(tmp_path):
+    log = Journal(tmp_path, 1)
+    log.close()
+
+    for _ in range(2):
+        lsn = log.append({"kind": "late"})
+        with pytest.raises(JournalError):
+            log.wait_durable(lsn)
