@@ -33,6 +33,7 @@ MANAGED_BY = "crudstack"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:\d{1,5})?$")
 
 
 class _Strict(BaseModel):
@@ -130,9 +131,31 @@ class LambdaConfig(_Strict):
         return value
 
 
+class CorsConfig(_Strict):
+    # "*" (any page may call the API) or the exact origins of the pages that may.
+    allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+    max_age_s: int = Field(600, ge=0, le=86400)  # how long a browser may cache a preflight answer
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one origin, or ['*'] to allow any page")
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' alone (it already allows every origin), or a list of origins without it")
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"origins as browsers send them, like https://app.example.com or http://localhost:3000 "
+                                 f"(lower-case scheme and host, optional port, no path or trailing slash); {origin!r} is not one")
+        if len(set(value)) != len(value):
+            raise ValueError("each origin once")
+        return value
+
+
 class ApiConfig(_Strict):
     name: Name = "ItemsApi"
     stage: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
+    cors: CorsConfig = CorsConfig()
 
 
 class AlarmConfig(_Strict):

@@ -1,7 +1,9 @@
 """The files a user calls the API with, written after each provision (default folder: outputs/).
 
     stack.json                the --json document: invoke URL, every resource, routes, call counts
-    postman_collection.json   a Postman v2.1 collection: {{baseUrl}} is the invoke URL, one request per route
+    postman_collection.json   a Postman v2.1 collection: {{baseUrl}} is the invoke URL, one request per route,
+                              each checking its status; writes send back the ETag they read (If-Match); and a
+                              "Contract checks" folder of requests the API must refuse (400, 412, 415)
     endpoints.http            the same requests for VS Code's REST Client (and editors that read its format)
 
 Everything here is a pure function of the --json document, so it is tested without AWS. The example
@@ -27,6 +29,16 @@ def example_body(method: str) -> dict | None:
     if method in ("PUT", "PATCH"):
         return {"name": "Renamed widget"}
     return None
+
+
+# What each route answers when the collection runs in order (create first, delete last).
+EXPECTED_STATUS = {"POST": 201, "GET": 200, "PUT": 200, "PATCH": 200, "DELETE": 200}
+CONDITIONAL = ("PUT", "PATCH", "DELETE")  # writes that take If-Match
+
+
+def etag_variable(id_variable: str) -> str:
+    """itemId -> itemEtag: where the collection keeps the ETag of the item it works on."""
+    return id_variable.removesuffix("Id") + "Etag"
 
 
 def ordered_routes(routes: list[dict]) -> list[dict]:
@@ -75,6 +87,68 @@ def _created_ids(routes: list[dict]) -> dict[str, tuple[dict, str]]:
     return found
 
 
+def _postman_request(method: str, segments: list[str], description: str, *, body=None, headers=(),
+                     query=(), content_type: str = "application/json") -> dict:
+    request: dict = {
+        "method": method,
+        "header": [],
+        "url": {"raw": "{{baseUrl}}/" + "/".join(segments) + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else ""),
+                "host": ["{{baseUrl}}"], "path": segments},
+        "description": description,
+    }
+    if query:
+        request["url"]["query"] = [{"key": k, "value": v} for k, v in query]
+    if body is not None:
+        request["header"].append({"key": "Content-Type", "value": content_type})
+        raw = body if isinstance(body, str) else json.dumps(body, indent=2)
+        request["body"] = {"mode": "raw", "raw": raw, "options": {"raw": {"language": "json" if not isinstance(body, str) else "text"}}}
+    request["header"] += [{"key": k, "value": v} for k, v in headers]
+    return request
+
+
+def _tests(status: int, *lines: str) -> list[dict]:
+    """A test script checking the status, then `lines` (run only when the status is the expected one)."""
+    return [{"listen": "test", "script": {"type": "text/javascript", "exec": [
+        f"pm.test('answers {status}', () => pm.response.to.have.status({status}));",
+        *([f"if (pm.response.code === {status}) {{", *[f"  {line}" for line in lines], "}"] if lines else []),
+    ]}}]
+
+
+def _keep_etag(var: str) -> str:
+    return f"if (pm.response.headers.get('ETag')) pm.collectionVariables.set('{etag_variable(var)}', pm.response.headers.get('ETag'));"
+
+
+def contract_checks(routes: list[dict]) -> list[dict]:
+    """Requests the API must refuse, each checking the answer the contract (openapi.yaml) gives it:
+    only for a create on a collection whose item route takes PUT (the items API's shape)."""
+    create = next((r for r in routes if r["method"] == "POST"), None)
+    put = next((r for r in routes if create and r["method"] == "PUT" and r["path"].rsplit("/", 1)[0] == create["path"]), None)
+    if put is None:
+        return []
+    collection, item = _segments(create["path"]), _segments(put["path"])
+    var = item[-1].strip("{}")
+    scratch = [*collection, "{{checkItemId}}"]
+    unknown = {**example_body("POST"), "colour": "red"}
+    return [
+        {"name": "POST a scratch item", "event": _tests(201, "pm.collectionVariables.set('checkItemId', pm.response.json().item.id);"),
+         "request": _postman_request("POST", collection, "An item for the checks below", body=example_body("POST"))},
+        {"name": "PUT with a stale If-Match -> 412, nothing written", "event": _tests(412),
+         "request": _postman_request("PUT", scratch, "Versions start at 1: ETag \"0\" is always stale",
+                                     body=example_body("PUT"), headers=[("If-Match", '"0"')])},
+        {"name": "DELETE with a stale If-Match -> 412", "event": _tests(412),
+         "request": _postman_request("DELETE", scratch, "The item stays", headers=[("If-Match", '"0"')])},
+        {"name": "DELETE the scratch item", "event": _tests(200),
+         "request": _postman_request("DELETE", scratch, "Clean up", headers=[("If-Match", "*")])},
+        {"name": "POST an unknown field -> 400 naming it", "event": _tests(400, "pm.expect(pm.response.json().errors[0].field).to.eql('colour');"),
+         "request": _postman_request("POST", collection, "Unknown fields are refused, not ignored", body=unknown)},
+        {"name": "POST a form instead of JSON -> 415", "event": _tests(415),
+         "request": _postman_request("POST", collection, "Bodies must be application/json", body="name=Widget",
+                                     content_type="application/x-www-form-urlencoded")},
+        {"name": "GET an id that is not a UUID -> 400", "event": _tests(400),
+         "request": _postman_request("GET", [*collection, "not-a-uuid"], f"{{{{{var}}}}} must be a UUID")},
+    ]
+
+
 def postman_collection(doc: dict) -> dict:
     routes = ordered_routes(doc["routes"])
     created = _created_ids(routes)
@@ -82,24 +156,27 @@ def postman_collection(doc: dict) -> dict:
     items = []
     for route in routes:
         segments = _segments(route["path"])
-        request: dict = {
-            "method": route["method"],
-            "header": [],
-            "url": {"raw": "{{baseUrl}}/" + "/".join(segments), "host": ["{{baseUrl}}"], "path": segments},
-            "description": f"{route['method']} {route['path']}, served by Lambda function {route['function']}",
-        }
-        body = example_body(route["method"])
-        if body is not None:
-            request["header"].append({"key": "Content-Type", "value": "application/json"})
-            request["body"] = {"mode": "raw", "raw": json.dumps(body, indent=2), "options": {"raw": {"language": "json"}}}
-        item: dict = {"name": f"{route['method']} {route['path']}", "request": request}
+        method = route["method"]
+        ids = [s.strip("{}") for s in segments if s.startswith("{{")]
+        headers = [("If-Match", "{{" + etag_variable(ids[-1]) + "}}")] if ids and method in CONDITIONAL else []
+        query = [("limit", "25")] if method == "GET" and not ids else []
+        request = _postman_request(method, segments, f"{method} {route['path']}, served by Lambda function {route['function']}",
+                                   body=example_body(method), headers=headers, query=query)
         saves = [(var, key) for var, (source, key) in created.items() if source is route]
-        if saves:  # the create's answer carries the new id: keep it for the requests that need one
-            item["event"] = [{"listen": "test", "script": {"type": "text/javascript", "exec": [
-                "const item = pm.response.json().item || {};",
-                *[f"if (item.{key}) pm.collectionVariables.set('{var}', item.{key});" for var, key in saves],
-            ]}}]
-        items.append(item)
+        lines = []
+        if saves:  # the create's answer carries the new id (and its ETag): keep them for the requests that need them
+            lines = ["const item = pm.response.json().item || {};",
+                     *[f"if (item.{key}) pm.collectionVariables.set('{var}', item.{key});" for var, key in saves],
+                     *[_keep_etag(var) for var, _ in saves]]
+        elif ids and method != "DELETE":  # a read or an update: the item's current ETag, for the next write
+            lines = [_keep_etag(ids[-1])]
+        items.append({"name": f"{method} {route['path']}", "event": _tests(EXPECTED_STATUS.get(method, 200), *lines),
+                      "request": request})
+    checks = contract_checks(routes)
+    if checks:
+        items.append({"name": "Contract checks", "description": "Requests the API must refuse (see openapi.yaml)", "item": checks})
+        variables.add("checkItemId")
+    etags = {etag_variable(v) for v in variables if v.endswith("Id") and v != "checkItemId"}
     return {
         "info": {
             "name": f"{doc['stack']} items API ({doc['target']})",
@@ -108,7 +185,7 @@ def postman_collection(doc: dict) -> dict:
             "schema": POSTMAN_SCHEMA,
         },
         "variable": [{"key": "baseUrl", "value": doc["invoke_url"] or "", "type": "string"}]
-                    + [{"key": v, "value": "", "type": "string"} for v in sorted(variables)],
+                    + [{"key": v, "value": "", "type": "string"} for v in sorted(variables | etags)],
         "item": items,
     }
 
@@ -127,8 +204,13 @@ def rest_client_file(doc: dict) -> str:
     for var, (source, key) in sorted(created.items()):
         lines.append(f"@{var} = {{{{{names[id(source)]}.response.body.$.item.{key}}}}}")
     for route in routes:
+        segments = _segments(route["path"])
         lines += ["", f"### {route['method']} {route['path']} ({route['function']})", f"# @name {names[id(route)]}",
-                  f"{route['method']} {{{{baseUrl}}}}/{'/'.join(_segments(route['path']))}"]
+                  f"{route['method']} {{{{baseUrl}}}}/{'/'.join(segments)}"]
+        ids = [s.strip("{}") for s in segments if s.startswith("{{")]
+        if ids and route["method"] in CONDITIONAL and ids[-1] in created:
+            # The ETag of the item as created: a write after another write needs the newer one (412 otherwise).
+            lines.append(f"If-Match: {{{{{names[id(created[ids[-1]][0])]}.response.headers.ETag}}}}")
         body = example_body(route["method"])
         if body is not None:
             lines += ["Content-Type: application/json", "", json.dumps(body)]

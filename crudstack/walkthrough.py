@@ -28,7 +28,7 @@ import yaml
 
 from crudstack.config import Config
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import wanted_paths
+from crudstack.steps.api import CORS_ALLOW_HEADERS, PREFLIGHT, preflight_headers, wanted_paths
 from crudstack.steps.role import inline_policy_name
 
 DATA = Path(__file__).with_name("walkthrough.yaml")
@@ -135,6 +135,8 @@ def config_values(ctx: Context, invoke_url: str | None = None) -> dict[str, str]
         "tags": ", ".join(f"{k}={v}" for k, v in sorted(cfg.all_tags.items())),
         "tag_keys": ", ".join(sorted(cfg.all_tags)),
         "invoke_url": invoke_url or "(known once step 5 has deployed the API)",
+        "cors_origin": preflight_headers(ctx, [])["Access-Control-Allow-Origin"], "cors_headers": CORS_ALLOW_HEADERS,
+        "cors_max_age": str(cfg.api.cors.max_age_s),
     }
 
 
@@ -177,7 +179,7 @@ def change_values(ctx: Context, change: Change) -> dict[str, str]:
     base = None
     if change.kind == "function":
         base = _function_by(cfg, name=change.name)
-    elif change.kind == "method":
+    elif change.kind in ("method", PREFLIGHT):
         method, _, path = change.name.partition(" ")
         base = _function_by(cfg, route=(method, path))
         values.update(method=method, path=path, function_name=f"<no function for {change.name}>")

@@ -1,31 +1,42 @@
-"""PUT /items/{id}: change the name and/or description of an existing item."""
+"""PUT /items/{id}: change the name and/or description of an existing item, under If-Match."""
 from common import (
     TABLE,
     api_handler,
+    conditional_write,
+    etag,
+    header,
+    if_match,
     logger,
-    missing_item_is_404,
+    now,
     path_id,
     read_body,
     response,
-    validate_item_update,
+    to_api,
+    writable_fields,
+    write_condition,
 )
 
 
 @api_handler
 def lambda_handler(event, context):
     item_id = path_id(event)
-    fields = validate_item_update(read_body(event))
+    expected = if_match(header(event, "If-Match"))
+    values = {**writable_fields(read_body(event), creating=False), "updatedAt": now()}
+    condition, condition_values = write_condition(expected)
     # Placeholders for every field: "name" is a DynamoDB reserved word.
-    assignments = ", ".join(f"#{field} = :{field}" for field in fields)
-    with missing_item_is_404(item_id):
-        # update_item would create a missing item (an upsert); the condition stops that.
+    assignments = [f"#{field} = :{field}" for field in values] + ["#version = #version + :one"]
+    with conditional_write(item_id, expected):
+        # update_item alone would create a missing item (an upsert); the condition stops that,
+        # and checks the version in the same atomic write.
         updated = TABLE.update_item(
             Key={"id": item_id},
-            UpdateExpression=f"SET {assignments}",
-            ConditionExpression="attribute_exists(id)",
-            ExpressionAttributeNames={f"#{field}": field for field in fields},
-            ExpressionAttributeValues={f":{field}": value for field, value in fields.items()},
+            UpdateExpression="SET " + ", ".join(assignments),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={f"#{field}": field for field in [*values, "version"]},
+            ExpressionAttributeValues={**{f":{field}": value for field, value in values.items()}, ":one": 1,
+                                       **condition_values},
             ReturnValues="ALL_NEW",
-        )
-    logger.info("Updated item %s (%s)", item_id, ", ".join(fields))
-    return response(200, updated["Attributes"])
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )["Attributes"]
+    logger.info("Updated item %s to version %s", item_id, updated["version"])
+    return response(200, to_api(updated), {"ETag": etag(updated)})

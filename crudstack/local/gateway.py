@@ -93,6 +93,9 @@ class DeployedMethod:
     resource_id: str
     resource_path: str
     integration: DeployedIntegration | None
+    # status code -> the response headers the method response declares (put_method_response's
+    # method.response.header.* keys). Only non-proxy integrations use them.
+    responses: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,11 +123,13 @@ class DeployedApi:
 
     @classmethod
     def from_resources(cls, *, api_id: str, deployment_id: str, account_id: str, region: str,
-                       resources: Iterable[tuple[str, str, Mapping[str, DeployedIntegration | None]]],
+                       resources: Iterable[tuple],
                        binary_media_types: Iterable[str] = ()) -> "DeployedApi":
-        """resources: (resource id, path like /items/{id}, {HTTP method: integration or None})."""
+        """resources: (resource id, path like /items/{id}, {HTTP method: integration or None}) and,
+        optionally, a fourth item {HTTP method: {status code: declared response header names}}."""
         root = _RouteNode()
-        for resource_id, path, methods in resources:
+        for resource_id, path, methods, *more in resources:
+            method_responses = more[0] if more else {}
             node = root
             for part in _segments(path):
                 if part.startswith("{") and part.endswith("+}"):
@@ -140,7 +145,9 @@ class DeployedApi:
                 else:
                     node = node.literals.setdefault(part, _RouteNode())
             for http_method, integration in methods.items():
-                node.methods[http_method.upper()] = DeployedMethod(http_method.upper(), resource_id, path, integration)
+                node.methods[http_method.upper()] = DeployedMethod(
+                    http_method.upper(), resource_id, path, integration,
+                    {status: frozenset(headers) for status, headers in method_responses.get(http_method, {}).items()})
         return cls(api_id, deployment_id, account_id, region, tuple(binary_media_types), root)
 
 
@@ -149,7 +156,13 @@ def snapshot_rest_api(rest_api: Any, deployment_id: str) -> DeployedApi:
     resources = []
     for resource in list(rest_api.resources.values()):
         methods: dict[str, DeployedIntegration | None] = {}
+        method_responses: dict[str, dict[str, list[str]]] = {}
         for http_method, method in list(resource.resource_methods.items()):
+            method_responses[http_method] = {
+                str(code): [key[len("method.response.header."):] for key in (response.response_parameters or {})
+                            if key.startswith("method.response.header.")]
+                for code, response in list((method.method_responses or {}).items())
+            }
             integration = method.method_integration
             methods[http_method] = None if integration is None else DeployedIntegration(
                 type=(integration.integration_type or "").upper(),
@@ -166,7 +179,7 @@ def snapshot_rest_api(rest_api: Any, deployment_id: str) -> DeployedApi:
                 ),
                 timeout_ms=int(integration.timeout_in_millis or DEFAULT_INTEGRATION_TIMEOUT_MS),
             )
-        resources.append((resource.id, resource.get_path(), methods))
+        resources.append((resource.id, resource.get_path(), methods, method_responses))
     return DeployedApi.from_resources(
         api_id=rest_api.id, deployment_id=deployment_id, account_id=rest_api.account_id,
         region=rest_api.region_name, resources=resources, binary_media_types=rest_api.binaryMediaTypes or (),
@@ -392,6 +405,7 @@ class GatewayRequest:
     body: bytes
     source_ip: str
     protocol: str = "HTTP/1.1"
+    url_path: str = ""                     # the whole path the client called (the local URL form included)
 
 
 @dataclass(frozen=True)
@@ -483,7 +497,10 @@ def build_proxy_event(request: GatewayRequest, target: StageTarget, route: Route
             "httpMethod": request.http_method,
             "extendedRequestId": ids.extended_request_id,
             "requestTime": request_time.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "path": f"/{target.stage}{request.path}",
+            # The path as the client called it (AWS: "/prod/items" on the execute-api domain, a base path
+            # on a custom domain). Locally that is the local URL form, so a handler building a link
+            # (a Location header) from it points where the client can go.
+            "path": request.url_path or f"/{target.stage}{request.path}",
             "accountId": account_id,
             "protocol": request.protocol,
             "stage": target.stage,
@@ -796,10 +813,15 @@ def _pick_template(templates: Mapping[str, str | None], content_type: str | None
     return templates.get("application/json", next(iter(templates.values())))
 
 
-def mock_response(integration: DeployedIntegration, content_type: str | None, where: str) -> HttpResponse:
+def mock_response(method: DeployedMethod, content_type: str | None, where: str) -> HttpResponse:
     """MOCK: the request template's statusCode selects an integration response (by selectionPattern,
-    else the default one), whose static header values and body template make the answer. Templates
-    with VTL expressions are not evaluated here: 500 and a log line."""
+    else the default one), whose static header values and body template make the answer.
+
+    As on AWS, the integration response's status must have a method response, and a header it
+    maps must be declared there (AWS refuses such a mapping at put_integration_response; moto
+    stores it, so it is caught here): otherwise 500 and a log line. Templates with VTL expressions
+    are not evaluated here: 500 and a log line too."""
+    integration = method.integration  # a MOCK method always has one (Gateway.handle checked)
     template = _pick_template(integration.request_templates, content_type)
     status = "200"
     if template:
@@ -817,10 +839,19 @@ def mock_response(integration: DeployedIntegration, content_type: str | None, wh
         log.error("%s: execution failed due to configuration error: no integration response matches status %s "
                   "and there is no default one", where, status)
         return gateway_error(*INTERNAL_ERROR)
+    declared = method.responses.get(chosen.status_code)
+    if declared is None:
+        log.error("%s: execution failed due to configuration error: Output mapping refers to an invalid method "
+                  "response: %s", where, chosen.status_code)
+        return gateway_error(*INTERNAL_ERROR)
     headers: list[tuple[str, str]] = []
     for target, source in chosen.response_parameters.items():
         if not target.startswith("method.response.header."):
             continue
+        if target[len("method.response.header."):] not in declared:
+            log.error("%s: execution failed due to configuration error: %s is not declared by the %s method "
+                      "response (AWS refuses this mapping at put_integration_response)", where, target, chosen.status_code)
+            return gateway_error(*INTERNAL_ERROR)
         if not (len(source) >= 2 and source[0] == source[-1] == "'"):
             log.error("%s: MOCK response parameter %s = %s is not a static 'value'; the local gateway maps only those",
                       where, target, source)
@@ -982,6 +1013,7 @@ class Gateway:
             query_string=environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", errors="replace"),
             headers=_environ_headers(environ), body=read_body(environ),
             source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"), protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+            url_path=environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="replace"),
         )
         response, target, integration_ms = self.handle(request, ids)
         response.headers += [("x-amzn-RequestId", ids.request_id), ("x-amz-apigw-id", ids.extended_request_id),
@@ -1012,7 +1044,7 @@ class Gateway:
             return outcome.response, target, outcome.integration_ms
         if integration.type == "MOCK":
             content_type = next((v for k, v in request.headers if k.lower() == "content-type"), None)
-            return mock_response(integration, content_type, where), target, None
+            return mock_response(route.method, content_type, where), target, None
         log.error("%s: integration type %s is not served by the local gateway (AWS_PROXY and MOCK are)",
                   where, integration.type)
         return gateway_error(*INTERNAL_ERROR), target, None

@@ -8,8 +8,9 @@ Requests are dispatched by path (LocalAws):
     /_aws/execute-api/{api}/{stage}/...
     POST /2015-03-31/functions/{name}/invocations -> the Lambda runtime (runtime.invoke_api_app)
     GET /_localaws/health                        -> {"status": "ok", "pid": ..., "port": ...}
-    anything else                                -> moto's own WSGI app, behind DeploymentRecorder and
-                                                    the journal (durable.DurableState.wsgi)
+    anything else                                -> moto's own WSGI app, behind the journal
+                                                    (durable.DurableState.wsgi), DeploymentRecorder
+                                                    and DynamoDBItemAtomicity for DynamoDB calls
 
 State survives a stop, a crash and a reboot: <state-dir>/data holds snapshots and the write-ahead
 journal (crudstack.local.durable), replayed at start-up before the first request is served; what
@@ -287,6 +288,35 @@ class LocalAws:
         return self.moto_app(environ, start_response)
 
 
+class DynamoDBItemAtomicity:
+    """WSGI middleware in front of moto: one DynamoDB request at a time.
+
+    DynamoDB applies each write to an item atomically, its condition included: of two conditional
+    writes racing on one item, one fails, and a read never sees half an update. moto checks the
+    condition and then writes, with no lock, so two threads can both pass the check (seen here:
+    20 parallel updates conditioned on one version let two succeed in 6 rounds of 30), and an
+    optimistic-locking API would lose updates. moto's DynamoDB is CPU-bound under the GIL anyway,
+    so serialising its requests costs little.
+    """
+
+    TARGET_PREFIX = "DynamoDB_20120810."
+
+    def __init__(self, app: WsgiApp):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self.TARGET_PREFIX):
+            return self.app(environ, start_response)
+        with self.lock:
+            result = self.app(environ, start_response)
+            try:
+                return [b"".join(result)]
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+
+
 def configure_moto() -> None:
     """Load AWS's managed policies into IAM, and make sure moto never tries Docker.
 
@@ -442,7 +472,8 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
 
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
-    recorder = DeploymentRecorder(moto_app, snapshots)
+    # The app journaled writes are served by, and replayed into at start-up.
+    recorder = DeploymentRecorder(DynamoDBItemAtomicity(moto_app), snapshots)
     state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
     try:
         report = state.recover()

@@ -12,6 +12,10 @@ from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import is_ours, not_ours
 
 NOT_FOUND = ("NotFoundException", "ResourceNotFoundException")
+PREFLIGHT = "CORS preflight"
+# What the console's "Enable CORS" allows by default, plus If-Match (our PUT and DELETE take one).
+CORS_ALLOW_HEADERS = "Content-Type,If-Match,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token"
+MOCK_REQUEST_TEMPLATES = {"application/json": '{"statusCode": 200}'}
 
 
 def integration_uri(ctx: Context, function_arn: str) -> str:
@@ -35,6 +39,60 @@ def wanted_paths(ctx: Context) -> list[str]:
         for i in range(1, len(parts) + 1):
             paths.add("/" + "/".join(parts[:i]))
     return sorted(paths, key=lambda p: (p.count("/"), p))
+
+
+def preflight_headers(ctx: Context, methods: list[str]) -> dict[str, str]:
+    """The headers the OPTIONS answer of a resource serving `methods` carries.
+
+    A MOCK integration answers with static values, so it cannot echo one of several allowed
+    origins per request: with one origin configured it names that origin; with several it
+    allows "*", and the functions refuse (403) a request from an origin not listed.
+    """
+    cors = ctx.config.api.cors
+    origins = cors.allowed_origins
+    return {
+        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        "Access-Control-Allow-Methods": ",".join(sorted(methods) + ["OPTIONS"]),
+        "Access-Control-Allow-Origin": origins[0] if len(origins) == 1 else "*",
+        "Access-Control-Max-Age": str(cors.max_age_s),
+    }
+
+
+def wanted_preflights(ctx: Context) -> dict[str, dict[str, str]]:
+    """path -> preflight headers, for each resource that serves a route."""
+    methods: dict[str, list[str]] = {}
+    for fn in ctx.config.lambda_.functions.values():
+        methods.setdefault(fn.path, []).append(fn.method)
+    return {path: preflight_headers(ctx, found) for path, found in sorted(methods.items())}
+
+
+def preflight_shape(method: dict | None) -> dict:
+    """An OPTIONS method as get_resources(embed=["methods"]) shows it, reduced to what we set."""
+    method = method or {}
+    integration = method.get("methodIntegration") or {}
+    method_response = (method.get("methodResponses") or {}).get("200") or {}
+    integration_response = (integration.get("integrationResponses") or {}).get("200") or {}
+    templates = integration_response.get("responseTemplates") or {}
+    return {
+        "authorization": method.get("authorizationType"),
+        "integration": integration.get("type"),
+        "request_templates": integration.get("requestTemplates") or {},
+        "declared_headers": sorted(method_response.get("responseParameters") or {}),
+        "headers": dict(sorted((integration_response.get("responseParameters") or {}).items())),
+        # AWS keeps the empty body template as "", moto as None.
+        "body": {mime: body or "" for mime, body in templates.items()},
+    }
+
+
+def wanted_preflight_shape(headers: dict[str, str]) -> dict:
+    return {
+        "authorization": "NONE",
+        "integration": "MOCK",
+        "request_templates": MOCK_REQUEST_TEMPLATES,
+        "declared_headers": sorted(f"method.response.header.{name}" for name in headers),
+        "headers": {f"method.response.header.{name}": f"'{value}'" for name, value in sorted(headers.items())},
+        "body": {"application/json": ""},
+    }
 
 
 def find_apis(ctx: Context) -> list[dict]:
@@ -93,11 +151,14 @@ class ApiStep:
         routes = {(fn.method, fn.path): base for base, fn in cfg.lambda_.functions.items()}
         for (method, path), base in sorted(routes.items(), key=lambda r: (r[0][1], r[0][0])):
             changes.extend(self._plan_method(ctx, method, path, base, existing.get(path, {}).get("resourceMethods", {}).get(method)))
+        preflights = wanted_preflights(ctx)
+        for path, headers in preflights.items():
+            changes.extend(self._plan_preflight(ctx, path, headers, existing.get(path, {}).get("resourceMethods", {}).get("OPTIONS")))
         # Methods on our paths that config no longer asks for (a route removed from config.yaml).
         for path, resource in sorted(existing.items()):
             for method in sorted(resource.get("resourceMethods") or {}):
-                if (method, path) not in routes and method != "OPTIONS":
-                    changes.append(Change("method", f"{method} {path}", Action.DELETE,
+                if (method, path) not in routes and not (method == "OPTIONS" and path in preflights):
+                    changes.append(Change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE,
                                           apply=lambda m=method, p=path: ctx.aws.delete(apigw.delete_method, not_found=NOT_FOUND,
                                                                                         restApiId=ctx.api_id, resourceId=ctx.resource_ids[p], httpMethod=m)))
         if api is not None:
@@ -125,6 +186,21 @@ class ApiStep:
             diffs = {k: (got.get(k), wanted[k]) for k in wanted if got.get(k) != wanted[k]}
             return [Change("method", label, Action.UPDATE, diffs, apply=lambda: self._put_method(ctx, method, path, uri, replace=True))]
         return []
+
+    def _plan_preflight(self, ctx: Context, path: str, headers: dict[str, str], current: dict | None) -> list[Change]:
+        label = f"OPTIONS {path}"
+        if current is None:
+            return [Change(PREFLIGHT, label, Action.CREATE, apply=lambda: self._put_preflight(ctx, path, headers))]
+        got, wanted = preflight_shape(current), wanted_preflight_shape(headers)
+        if got == wanted:
+            return []
+        diffs = {key: (got[key], wanted[key]) for key in wanted if got[key] != wanted[key]}
+        if "headers" in diffs:  # name the headers that change rather than print two whole maps
+            old, new = diffs.pop("headers")
+            for key in sorted(set(old) | set(new)):
+                if old.get(key) != new.get(key):
+                    diffs[key.removeprefix("method.response.header.")] = (old.get(key), new.get(key))
+        return [Change(PREFLIGHT, label, Action.UPDATE, diffs, apply=lambda: self._put_preflight(ctx, path, headers, replace=True))]
 
     def _plan_permissions(self, ctx: Context, routes: dict) -> list[Change]:
         import json
@@ -197,6 +273,33 @@ class ApiStep:
         # Lambda proxy integrations are always called with POST, whatever the client's method.
         ctx.aws.call(apigw.put_integration, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
                      type="AWS_PROXY", integrationHttpMethod="POST", uri=uri)
+
+    def _put_preflight(self, ctx: Context, path: str, headers: dict[str, str], replace: bool = False) -> None:
+        """OPTIONS with a MOCK integration, as the console's "Enable CORS" makes it: the method, its
+        integration (request template {"statusCode": 200}), a 200 method response declaring the
+        headers, and the integration response giving them their static values."""
+        from crudstack.aws import error_code
+
+        apigw = ctx.aws.client("apigateway")
+        where = {"restApiId": ctx.api_id, "resourceId": ctx.resource_ids[path], "httpMethod": "OPTIONS"}
+        if replace:
+            # Deleting the method takes its integration and both responses with it: what is put back
+            # below is then exactly what we want, whatever was there (a half-made one, a console edit).
+            ctx.aws.delete(apigw.delete_method, not_found=NOT_FOUND, **where)
+
+        def put(operation, **kwargs):
+            try:
+                ctx.aws.call(operation, **where, **kwargs)
+            except Exception as exc:
+                if error_code(exc) != "ConflictException":  # already made by our own call whose answer was lost
+                    raise
+
+        put(apigw.put_method, authorizationType="NONE")
+        ctx.aws.call(apigw.put_integration, **where, type="MOCK", requestTemplates=MOCK_REQUEST_TEMPLATES)
+        put(apigw.put_method_response, statusCode="200", responseModels={"application/json": "Empty"},
+            responseParameters={f"method.response.header.{name}": False for name in headers})
+        put(apigw.put_integration_response, statusCode="200", responseTemplates={"application/json": ""},
+            responseParameters={f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()})
 
     def _set_permission(self, ctx: Context, base: str, method: str, path: str, replace: bool | None) -> None:
         lam = ctx.aws.client("lambda")

@@ -11,10 +11,11 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
+from crudstack.steps.api import PREFLIGHT, preflight_shape
 
 NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
-ROUTE_KINDS = ("resource", "method")  # the changes of step 4 that alter the deployed snapshot
+ROUTE_KINDS = ("resource", "method", PREFLIGHT)  # the changes of step 4 that alter the deployed snapshot
 
 
 def api_fingerprint(ctx: Context) -> str:
@@ -25,6 +26,9 @@ def api_fingerprint(ctx: Context) -> str:
             integration = detail.get("methodIntegration") or {}
             shape.append([resource["path"], method, detail.get("authorizationType"),
                           integration.get("type"), integration.get("httpMethod"), integration.get("uri")])
+            if integration.get("type") == "MOCK":
+                # A MOCK's answer is its templates and responses: a changed CORS origin must be redeployed.
+                shape[-1].append(preflight_shape(detail))
     return hashlib.sha256(json.dumps(sorted(shape)).encode()).hexdigest()[:16]
 
 

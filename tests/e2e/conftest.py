@@ -8,10 +8,10 @@ stops it (and every process it started) even when a test fails half-way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,14 +23,10 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT
+from tests.local.conftest import free_port
+from tests.local.conftest import pid_alive as alive
 
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def descendants(pid: int) -> set[int]:
@@ -50,14 +46,6 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass
@@ -136,8 +124,9 @@ def make_stack(folder: Path, settings: dict | None = None) -> LocalStack:
     data = yaml.safe_load((ROOT / "config.yaml").read_text())
     data["stack"] = "e2e"
     data["target"] = "local"
-    data["local"].update(port=free_port(), state_dir=str(folder / "state"))
     data.update(settings or {})
+    # Whatever settings say, the stack gets a free port and a private state dir.
+    data["local"] = {**data.get("local", {}), "port": free_port(), "state_dir": str(folder / "state")}
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -145,10 +134,9 @@ def make_stack(folder: Path, settings: dict | None = None) -> LocalStack:
                       env=user_environment(), stack=data["stack"])
 
 
-@pytest.fixture(scope="module")
-def deployed_stack(tmp_path_factory):
-    """A provisioned local stack, shared by a module's tests; torn down and stopped afterwards."""
-    stack = make_stack(tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def provisioned(stack: LocalStack):
+    """Provision `stack` as a user would; tear it down and stop its local AWS afterwards, whatever happens."""
     result = stack.provision()
     assert result.returncode == 0, f"provision.py failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
     stack.provision_output = result.stdout
@@ -162,3 +150,38 @@ def deployed_stack(tmp_path_factory):
         deadline = time.monotonic() + 10
         while stack.server_pid() and alive(stack.server_pid()) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def deployed_stack(tmp_path_factory):
+    """A provisioned local stack, shared by a module's tests; torn down and stopped afterwards."""
+    with provisioned(make_stack(tmp_path_factory.mktemp("stack"))) as stack:
+        yield stack
+
+
+# Parallel requests the contract tests send to one function (20 PUTs at once): the local runtime
+# throttles beyond local.lambda_concurrency (API Gateway then answers 500, as on AWS), so the
+# stack gets enough for them rather than a client that retries.
+CONTRACT_CONCURRENCY = 24
+# Two pages may call the contract stack: the preflight then allows "*", and the functions check the Origin.
+CONTRACT_ORIGINS = ("http://localhost:3000", "https://app.example.com")
+
+
+@pytest.fixture(scope="session")
+def contract_stack(tmp_path_factory):
+    """One provisioned local stack for every module that checks the items API contract
+    (provisioning costs seconds; CI time matters). Tests that need an empty table call empty_table()."""
+    folder = tmp_path_factory.mktemp("contract")
+    api = yaml.safe_load((ROOT / "config.yaml").read_text())["api"]
+    api["cors"] = {"allowed_origins": list(CONTRACT_ORIGINS), "max_age_s": 600}
+    with provisioned(make_stack(folder, {"local": {"lambda_concurrency": CONTRACT_CONCURRENCY}, "api": api})) as stack:
+        yield stack
+
+
+def empty_table(stack: LocalStack) -> None:
+    """Delete every item of the stack's table, straight through the local DynamoDB."""
+    dynamodb = stack.client("dynamodb")
+    table = stack.name("ItemsTable")
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id"):
+        for item in page["Items"]:
+            dynamodb.delete_item(TableName=table, Key={"id": item["id"]})

@@ -97,6 +97,18 @@ def test_an_unknown_route_answers_api_gateways_missing_authentication_token(depl
     assert answer.json() == {"message": "Missing Authentication Token"}
 
 
+def test_with_the_default_config_any_page_may_call_the_api(items_url):
+    preflight = requests.options(items_url, headers={"Origin": "https://any.example", "Access-Control-Request-Method": "POST"},
+                                 timeout=30)
+    created = requests.post(items_url, json={"name": "From any page"}, headers={"Origin": "https://any.example"}, timeout=30)
+
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET,POST,OPTIONS"
+    assert created.status_code == 201
+    assert created.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_every_invocation_leaves_start_and_report_lines_in_the_functions_log_group(deployed_stack, items_url):
     requests.post(items_url, json={"name": "Logged"}, timeout=30)
     logs = deployed_stack.client("logs")

@@ -106,18 +106,6 @@ class Run:
                 if (kind is None or c.kind == kind) and (action is None or c.action is action)]
 
 
-class Sleeps(list):
-    """The injected sleep: records each requested wait instead of waiting."""
-
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
 @pytest.fixture(scope="session")
 def boto_session() -> boto3.session.Session:
     """One session for the whole run: it caches the service models, which makes a new client cheap."""
@@ -312,11 +300,16 @@ def assert_one_complete_stack(clients: Clients, cfg: Config) -> None:
     resources = clients.apigateway.get_resources(restApiId=api_id, limit=500, embed=["methods"])["items"]
     assert sorted(r["path"] for r in resources) == ["/", "/items", "/items/{id}"]
     methods = {(m, r["path"]) for r in resources for m in r.get("resourceMethods") or {}}
-    assert methods == {(f.method, f.path) for f in cfg.lambda_.functions.values()}
+    routes = {(f.method, f.path) for f in cfg.lambda_.functions.values()}
+    assert methods == routes | {("OPTIONS", path) for _, path in routes}
     for resource in resources:
         for method in resource.get("resourceMethods") or {}:
             integration = clients.apigateway.get_integration(restApiId=api_id, resourceId=resource["id"], httpMethod=method)
-            assert integration["type"] == "AWS_PROXY"
+            assert integration["type"] == ("MOCK" if method == "OPTIONS" else "AWS_PROXY")
+            if method == "OPTIONS":
+                assert set(integration["integrationResponses"]["200"]["responseParameters"]) == set(
+                    clients.apigateway.get_method_response(restApiId=api_id, resourceId=resource["id"], httpMethod=method,
+                                                           statusCode="200")["responseParameters"])
     stages = clients.apigateway.get_stages(restApiId=api_id)["item"]
     assert [s["stageName"] for s in stages] == [cfg.api.stage]
     topics = [t["TopicArn"] for t in clients.sns.list_topics()["Topics"]]

@@ -65,6 +65,8 @@ INTERRUPTIONS = [
     ("PutMethod", 1, True),           # a method with no integration yet
     ("PutIntegration", 3, True),
     ("AddPermission", 1, True),
+    ("PutMethodResponse", 1, True),   # a CORS preflight with its method response but no integration response
+    ("PutIntegrationResponse", 2, False),
     ("CreateDeployment", 1, True),    # deployed, but the stage does not exist yet
     ("CreateStage", 1, False),
     ("CreateLogGroup", 2, True),      # a log group without its retention yet
@@ -232,7 +234,8 @@ def test_provision_after_a_teardown_cut_off_scopes_every_permission_to_the_new_a
     ("PutMethod", "ConflictException", "Method already exists for this resource"),
     ("AddPermission", "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a new statement id, or remove the existing statement."),
     ("CreateStage", "ConflictException", "Stage already exists"),
-], ids=["PutMethod", "AddPermission", "CreateStage"])
+    ("PutMethodResponse", "ConflictException", "Response already exists for this resource"),
+], ids=["PutMethod", "AddPermission", "CreateStage", "PutMethodResponse"])
 def test_a_lost_answer_whose_retry_aws_refuses_as_already_done_does_not_fail_the_run(
         operation, code, message, provision, config, aws_clients, inject):
     lost = inject(operation, connection_closed(), after=True)

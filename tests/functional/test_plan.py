@@ -85,7 +85,7 @@ def test_plan_on_an_empty_account_lists_every_kind_of_resource_of_every_step(cli
     plan = cli(provision_main, "--plan")
 
     kinds = {line.split(" ", 2)[1] for line in plan.lines("+")}
-    assert kinds >= {"table", "role", "inline", "function", "REST", "resource", "method", "permission", "deployment",
+    assert kinds >= {"table", "role", "inline", "function", "REST", "resource", "method", "CORS", "permission", "deployment",
                      "stage", "log", "SNS", "alarm"}
     for step in ("Step 1", "Step 2", "Step 3", "Step 4", "Step 5", "Step 7"):
         assert f"{step}  " in plan.out

@@ -27,7 +27,8 @@ def shop(settings, make_config) -> Config:
     settings["role"] = {"name": "OrdersRole", "tutorial_managed_policies": False}
     settings["lambda"].update(runtime="python3.11", memory_mb=256, timeout_s=20)
     settings["lambda"]["functions"]["GetItemsFunction"].update(memory_mb=512, timeout_s=30, environment={"PAGE_SIZE": "50"})
-    settings["api"] = {"name": "OrdersApi", "stage": "prod"}
+    settings["api"] = {"name": "OrdersApi", "stage": "prod",
+                       "cors": {"allowed_origins": ["https://shop.example.com", "http://localhost:3000"], "max_age_s": 60}}
     settings["monitoring"] = {
         "log_retention_days": 30, "alerts_topic": "OrdersAlerts", "alert_email": "ops@example.com",
         "alarms": {"period_s": 300, "evaluation_periods": 2, "function_errors": 2, "function_throttles": 3,
@@ -99,7 +100,8 @@ def test_each_function_has_the_configured_runtime_memory_timeout_environment_han
         assert got["MemorySize"] == (512 if override else 256)
         assert got["Timeout"] == (30 if override else 20)
         assert got["Role"] == role_arn
-        expected_env = {"TABLE_NAME": "shop-Orders", **({"PAGE_SIZE": "50"} if override else {})}
+        expected_env = {"TABLE_NAME": "shop-Orders", "ALLOWED_ORIGINS": "https://shop.example.com,http://localhost:3000",
+                        **({"PAGE_SIZE": "50"} if override else {})}
         assert got["Environment"]["Variables"] == expected_env
         assert got["CodeSha256"] == build_package(shop.code_dir, fn.module).sha256
 
@@ -110,8 +112,8 @@ def test_the_api_has_items_and_item_id_with_each_route_proxied_to_its_own_functi
     api = the_api(aws_clients, shop)
     resources = {r["path"]: r for r in aws_clients.apigateway.get_resources(restApiId=api["id"], embed=["methods"])["items"]}
     assert sorted(resources) == ["/", "/items", "/items/{id}"]
-    assert sorted(resources["/items"]["resourceMethods"]) == ["GET", "POST"]
-    assert sorted(resources["/items/{id}"]["resourceMethods"]) == ["DELETE", "GET", "PUT"]
+    assert sorted(resources["/items"]["resourceMethods"]) == ["GET", "OPTIONS", "POST"]  # OPTIONS: CORS preflight
+    assert sorted(resources["/items/{id}"]["resourceMethods"]) == ["DELETE", "GET", "OPTIONS", "PUT"]
     assert not resources["/"].get("resourceMethods")
     expected = {("POST", "/items"): "CreateItemFunction", ("GET", "/items"): "GetItemsFunction",
                 ("GET", "/items/{id}"): "GetItemFunction", ("PUT", "/items/{id}"): "UpdateItemFunction",

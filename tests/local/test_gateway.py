@@ -14,6 +14,7 @@ from crudstack.local.gateway import (
     DeployedApi,
     DeployedIntegration,
     DeployedIntegrationResponse,
+    DeployedMethod,
     DeploymentSnapshots,
     GatewayRequest,
     MalformedProxyResult,
@@ -310,19 +311,28 @@ def test_one_matching_statement_among_others_is_enough():
 
 # ---------------------------------------------------------------------------- MOCK integration
 
-def mock(request_template='{"statusCode": 200}', *responses):
-    return DeployedIntegration(type="MOCK", uri=None, request_templates={"application/json": request_template},
-                               responses=tuple(responses))
+def mock(request_template='{"statusCode": 200}', *responses, declared=None):
+    """A MOCK method; `declared`: status -> the headers its method response declares (default: what the
+    integration responses map, as the console's Enable CORS makes them)."""
+    integration = DeployedIntegration(type="MOCK", uri=None, request_templates={"application/json": request_template},
+                                      responses=tuple(responses))
+    if declared is None:
+        declared = {r.status_code: frozenset(k.removeprefix("method.response.header.") for k in r.response_parameters)
+                    for r in responses}
+    return DeployedMethod("OPTIONS", "r1", "/items", integration, declared)
 
 
-CORS = DeployedIntegrationResponse("200", None, {"method.response.header.Access-Control-Allow-Origin": "'*'"},
+CORS = DeployedIntegrationResponse("200", None, {"method.response.header.Access-Control-Allow-Origin": "'*'",
+                                                 "method.response.header.Access-Control-Allow-Methods": "'GET,POST,OPTIONS'"},
                                    {"application/json": None})
 
 
-def test_a_mock_answers_with_the_selected_integration_response():
+def test_a_mock_answers_with_the_selected_integration_responses_static_headers():
     response = mock_response(mock('{"statusCode": 200}', CORS), None, "test")
     assert response.status == 200
     assert ("Access-Control-Allow-Origin", "*") in response.headers
+    assert ("Access-Control-Allow-Methods", "GET,POST,OPTIONS") in response.headers
+    assert ("Content-Type", "application/json") in response.headers
     assert response.body == b""
 
 
@@ -332,14 +342,36 @@ def test_a_mock_selects_by_selection_pattern_before_the_default():
     assert (response.status, response.body) == (418, b'{"tea": true}')
 
 
-@pytest.mark.parametrize("integration", [
+def test_a_header_the_method_response_declares_but_nothing_maps_is_not_sent():
+    method = mock('{"statusCode": 200}', CORS, declared={"200": frozenset({"Access-Control-Allow-Origin",
+                                                                          "Access-Control-Allow-Methods", "X-Extra"})})
+    response = mock_response(method, None, "test")
+    assert response.status == 200
+    assert "X-Extra" not in {name for name, _ in response.headers}
+
+
+def test_a_mock_whose_status_has_no_method_response_answers_500_and_logs_why(caplog):
+    response = mock_response(mock('{"statusCode": 200}', CORS, declared={}), None, "test")
+    assert response.status == 500
+    assert "Output mapping refers to an invalid method response: 200" in caplog.text
+
+
+def test_a_mock_mapping_a_header_its_method_response_does_not_declare_answers_500_and_logs_why(caplog):
+    method = mock('{"statusCode": 200}', CORS, declared={"200": frozenset({"Access-Control-Allow-Origin"})})
+    response = mock_response(method, None, "test")
+    assert response.status == 500
+    assert "method.response.header.Access-Control-Allow-Methods is not declared by the 200 method response" in caplog.text
+
+
+@pytest.mark.parametrize("method", [
     mock('#set($x = 1){"statusCode": 200}', CORS),
     mock('{"statusCode": 200}', DeployedIntegrationResponse("200", None, {}, {"application/json": '{"id": "$context.requestId"}'})),
     mock('{"statusCode": 500}', DeployedIntegrationResponse("200", "2\\d\\d", {}, {})),
     mock('{"status": 200}', CORS),
+    mock('{"statusCode": 200}', DeployedIntegrationResponse("200", None, {"method.response.header.X": "method.request.header.Origin"}, {})),
 ])
-def test_a_mock_the_local_gateway_cannot_serve_answers_500(integration):
-    assert mock_response(integration, None, "test").status == 500
+def test_a_mock_the_local_gateway_cannot_serve_answers_500(method):
+    assert mock_response(method, None, "test").status == 500
 
 
 # ---------------------------------------------------------------------------- snapshots
@@ -370,6 +402,29 @@ def test_a_snapshot_keeps_the_api_as_it_was_at_deployment():
     assert match_route(target.api, "POST", "/items") is None
     assert snapshots.resolve(api_id, "dev") is None
     assert snapshots.resolve("nosuchapi", "prod") is None
+
+
+@mock_aws
+def test_a_snapshot_keeps_each_methods_declared_response_headers():
+    from moto.apigateway.models import apigateway_backends
+
+    apigw = boto3.client("apigateway", region_name="eu-west-1")
+    api_id = apigw.create_rest_api(name="snap")["id"]
+    root = apigw.get_resources(restApiId=api_id)["items"][0]["id"]
+    where = {"restApiId": api_id, "resourceId": root, "httpMethod": "OPTIONS"}
+    apigw.put_method(**where, authorizationType="NONE")
+    apigw.put_integration(**where, type="MOCK", requestTemplates={"application/json": '{"statusCode": 200}'})
+    apigw.put_method_response(**where, statusCode="200", responseParameters={"method.response.header.Access-Control-Allow-Origin": False})
+    apigw.put_integration_response(**where, statusCode="200", responseTemplates={"application/json": ""},
+                                   responseParameters={"method.response.header.Access-Control-Allow-Origin": "'*'"})
+    deployment = apigw.create_deployment(restApiId=api_id, stageName="prod")["id"]
+    snapshots = DeploymentSnapshots(apigateway_backends)
+    snapshots.record(api_id, deployment)
+    apigw.delete_method_response(**where, statusCode="200")  # not deployed: the stage keeps serving it
+
+    method = match_route(snapshots.resolve(api_id, "prod").api, "OPTIONS", "/").method
+    assert method.responses == {"200": frozenset({"Access-Control-Allow-Origin"})}
+    assert mock_response(method, None, "test").headers[0] == ("Access-Control-Allow-Origin", "*")
 
 
 # ---------------------------------------------------------------------------- metrics

@@ -12,6 +12,7 @@ import json
 import signal
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -108,7 +109,8 @@ def test_invoke_url_serves_the_deployed_route_in_both_url_forms(stack, web, form
     assert event["resource"] == "/items/{id}"
     assert event["path"] == "/items/42"
     assert event["pathParameters"] == {"id": "42"}
-    assert event["requestContext"]["path"] == "/prod/items/42"
+    # The path the client called, as on AWS: here that is the local URL form.
+    assert event["requestContext"]["path"] == urlsplit(stack.url("/items/42", form=form)).path
     assert event["requestContext"]["requestId"] == response.headers["x-amzn-RequestId"]
 
 
@@ -251,7 +253,8 @@ def test_a_mock_integration_answers_a_cors_preflight(stack, web):
     apigw.put_integration(restApiId=stack.api_id, resourceId=resource_id, httpMethod="OPTIONS", type="MOCK",
                           requestTemplates={"application/json": '{"statusCode": 200}'})
     apigw.put_method_response(restApiId=stack.api_id, resourceId=resource_id, httpMethod="OPTIONS", statusCode="200",
-                              responseParameters={"method.response.header.Access-Control-Allow-Origin": False})
+                              responseParameters={"method.response.header.Access-Control-Allow-Origin": False,
+                                                  "method.response.header.Access-Control-Allow-Methods": False})
     apigw.put_integration_response(restApiId=stack.api_id, resourceId=resource_id, httpMethod="OPTIONS", statusCode="200",
                                    responseParameters={"method.response.header.Access-Control-Allow-Origin": "'*'",
                                                        "method.response.header.Access-Control-Allow-Methods": "'GET,POST,OPTIONS'"},
@@ -406,3 +409,65 @@ def test_the_real_runtime_serves_a_handler_reading_dynamodb_and_sigterm_leaves_n
         running.stop()
     assert wait_until(lambda: not any(pid_alive(pid) for pid in children), timeout=10)
     assert running.stdout.read_text() == "" and running.stderr.read_text() == ""
+
+
+def race_conditional_updates(app, rounds: int, writers: int = 20) -> list[int]:
+    """Serve `app` on loopback and, each round, send `writers` updates of one item at once, all
+    conditioned on its version being 1; return how many succeeded in each round."""
+    import sys
+    import threading
+
+    import boto3
+
+    from crudstack.local.server import LocalAwsHTTPServer
+
+    httpd = LocalAwsHTTPServer("127.0.0.1", 0, app)
+    serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    serving.start()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows within a few rounds
+    try:
+        def client():
+            return boto3.client("dynamodb", region_name=REGION, endpoint_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+
+        table = f"race-{uuid.uuid4().hex[:8]}"
+        admin = client()
+        admin.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                           AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        clients = [client() for _ in range(writers)]
+        wins_per_round = []
+        for _ in range(rounds):
+            admin.put_item(TableName=table, Item={"id": {"S": "x"}, "version": {"N": "1"}})
+            wins: list[int] = []
+            start = threading.Barrier(writers)
+
+            def write(c):
+                start.wait()
+                try:
+                    c.update_item(TableName=table, Key={"id": {"S": "x"}}, UpdateExpression="SET version = version + :one",
+                                  ConditionExpression="version = :one", ExpressionAttributeValues={":one": {"N": "1"}})
+                    wins.append(1)
+                except c.exceptions.ConditionalCheckFailedException:
+                    pass
+
+            threads = [threading.Thread(target=write, args=(c,)) for c in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wins_per_round.append(len(wins))
+        return wins_per_round
+    finally:
+        sys.setswitchinterval(interval)
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_conditional_dynamodb_writes_racing_on_one_item_let_exactly_one_win():
+    from crudstack.local.server import DynamoDBItemAtomicity, build_moto_app, configure_moto
+
+    configure_moto()
+    wins = race_conditional_updates(DynamoDBItemAtomicity(build_moto_app()), rounds=15)
+
+    assert wins == [1] * 15

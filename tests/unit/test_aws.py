@@ -109,15 +109,6 @@ def test_call_stats_reset_forgets_calls_and_retries():
 # -- the Aws door ---------------------------------------------------------------------------------------------------
 
 
-class Sleeps(list):
-    def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
 
 @pytest.fixture
 def aws(sleeps) -> Aws:

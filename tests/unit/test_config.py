@@ -99,6 +99,17 @@ MALFORMED = [
     ("reserved-tag-aws-prefix", lambda d: d["tags"].update({"aws:cloudformation:stack-name": "x"}), ["tags:", "'aws:cloudformation:stack-name' is reserved"]),
     ("zero-retry-deadline", lambda d: d["retry"].update(deadline_s=0), ["retry.deadline_s: found 0 (int), expected greater than 0"]),
     ("port-below-1024", lambda d: d["local"].update(port=80), ["local.port: found 80 (int)"]),
+    ("cors-origins-empty", lambda d: d["api"]["cors"].update(allowed_origins=[]),
+     ["api.cors.allowed_origins: found a list, expected at least one origin, or ['*'] to allow any page"]),
+    ("cors-origin-with-path", lambda d: d["api"]["cors"].update(allowed_origins=["https://app.example.com/"]),
+     ["api.cors.allowed_origins:", "no path or trailing slash); 'https://app.example.com/' is not one"]),
+    ("cors-star-with-others", lambda d: d["api"]["cors"].update(allowed_origins=["*", "https://app.example.com"]),
+     ["api.cors.allowed_origins:", "'*' alone"]),
+    ("cors-origins-as-string", lambda d: d["api"]["cors"].update(allowed_origins="https://app.example.com"),
+     ["api.cors.allowed_origins: found 'https://app.example.com' (str), expected a valid list"]),
+    ("cors-max-age-negative", lambda d: d["api"]["cors"].update(max_age_s=-1), ["api.cors.max_age_s: found -1 (int)"]),
+    ("cors-misspelt-key", lambda d: rename(d["api"]["cors"], "allowed_origins", "allowed_origin"),
+     ["api.cors.allowed_origin: unknown key; did you mean 'allowed_origins'?"]),
 ]
 
 
@@ -212,6 +223,7 @@ def test_defaults_fill_in_what_a_minimal_config_leaves_out():
     assert (config.region, config.target, config.lambda_.runtime, config.lambda_.memory_mb) == ("us-east-1", "local", "python3.12", 128)
     assert config.monitoring.log_retention_days == 14
     assert config.api.stage == "prod"
+    assert (config.api.cors.allowed_origins, config.api.cors.max_age_s) == (["*"], 600)
     assert config.all_tags == {"managed-by": "crudstack", "crudstack-stack": "mini"}
 
 
@@ -239,6 +251,15 @@ def test_the_config_is_immutable():
 
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         config.stack = "other"  # type: ignore[misc]
+
+
+def test_exact_cors_origins_with_ports_and_ipv6_are_accepted():
+    data = settings()
+    data["api"]["cors"] = {"allowed_origins": ["https://app.example.com", "http://localhost:3000", "http://[::1]:8080"], "max_age_s": 0}
+
+    config = parse_config(data)
+
+    assert config.api.cors.allowed_origins == ["https://app.example.com", "http://localhost:3000", "http://[::1]:8080"]
 
 
 @pytest.mark.parametrize("period", [10, 30])

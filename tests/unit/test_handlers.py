@@ -1,9 +1,10 @@
 """The five Lambda handlers, called with API Gateway (REST, proxy) events
-against a moto DynamoDB table."""
+against a moto DynamoDB table: the contract of openapi.yaml, status by status."""
 import base64
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,8 +18,10 @@ import pytest
 from moto import mock_aws
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
-HANDLER_MODULES = ("common", "create_item", "get_items", "get_item", "update_item", "delete_item")
+HANDLER_MODULES = ("common.http", "common.items", "common", "create_item", "get_items", "get_item", "update_item", "delete_item")
 TABLE_NAME = "ItemsTable"
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+MISSING = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
 
 
 @pytest.fixture
@@ -34,45 +37,73 @@ def table(monkeypatch):
         )
 
 
-@pytest.fixture
-def handlers(table, monkeypatch):
+def import_handlers(monkeypatch) -> SimpleNamespace:
     # The handlers build their Table at import, as Lambda advises (one per warm
     # container), so we keep that code as it ships and import it here instead:
-    # after mock_aws has started and TABLE_NAME is set, and forgotten afterwards.
-    # Each test gets a cold start bound to its own mocked account.
+    # after mock_aws has started and the environment is set, and forgotten afterwards.
     monkeypatch.syspath_prepend(str(LAMBDAS_DIR))
     for name in HANDLER_MODULES:
         monkeypatch.delitem(sys.modules, name, raising=False)
-    yield SimpleNamespace(**{name: importlib.import_module(name) for name in HANDLER_MODULES})
+    return SimpleNamespace(**{name.replace(".", "_"): importlib.import_module(name) for name in HANDLER_MODULES})
+
+
+@pytest.fixture
+def handlers(table, monkeypatch):
+    monkeypatch.delenv("ALLOWED_ORIGINS", raising=False)
+    yield import_handlers(monkeypatch)
     for name in HANDLER_MODULES:
         sys.modules.pop(name, None)
 
 
-def event(method, path, *, item_id=None, body=None, base64_body=False):
+@pytest.fixture
+def strict_cors(table, monkeypatch):
+    """The handlers of a stack whose config.yaml allows two origins only."""
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://app.example.com,http://localhost:3000")
+    yield import_handlers(monkeypatch)
+    for name in HANDLER_MODULES:
+        sys.modules.pop(name, None)
+
+
+def event(method, path, *, item_id=None, body=None, base64_body=False, headers=None, query=None,
+          content_type="application/json"):
     """A REST API (v1) Lambda proxy event, as API Gateway sends it."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
     if base64_body:
         body = base64.b64encode(body.encode("utf-8")).decode("ascii")
+    all_headers = dict(headers or {})
+    if body is not None and content_type is not None:
+        all_headers.setdefault("Content-Type", content_type)
     return {
         "resource": "/items/{id}" if item_id is not None else "/items",
         "path": path,
         "httpMethod": method,
-        "headers": None,
-        "queryStringParameters": None,
+        "headers": all_headers or None,
+        "queryStringParameters": dict(query) if query else None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
         "pathParameters": {"id": item_id} if item_id is not None else None,
         "body": body,
         "isBase64Encoded": base64_body,
-        "requestContext": {"stage": "prod", "requestId": str(uuid.uuid4())},
+        "requestContext": {"stage": "prod", "requestId": str(uuid.uuid4()), "path": f"/prod{path}"},
     }
 
 
-def call(handlers, module, evt):
-    """Invoke a handler; return (status, parsed body) after checking the envelope."""
+def invoke(handlers, module, evt) -> dict:
+    """Invoke a handler; return its proxy result after checking the envelope every answer shares."""
     result = getattr(handlers, module).lambda_handler(evt, None)
     assert isinstance(result["statusCode"], int)
     assert result["headers"]["Content-Type"] == "application/json"
     assert isinstance(result["body"], str)
+    payload = json.loads(result["body"])
+    if result["statusCode"] >= 400:
+        assert set(payload) == {"message", "errors"}, payload
+        assert isinstance(payload["message"], str) and isinstance(payload["errors"], list)
+    return result
+
+
+def call(handlers, module, evt):
+    """(status, parsed body) of a handler's answer."""
+    result = invoke(handlers, module, evt)
     return result["statusCode"], json.loads(result["body"])
 
 
@@ -86,28 +117,50 @@ def stored(table, item_id):
     return table.get_item(Key={"id": item_id}, ConsistentRead=True).get("Item")
 
 
+def fields_named(payload) -> set[str]:
+    return {problem["field"] for problem in payload["errors"]}
+
+
+def item_event(method, item_id, **kwargs):
+    return event(method, f"/items/{item_id}", item_id=item_id, **kwargs)
+
+
 # --- POST /items ------------------------------------------------------------------
 
 
-def test_create_returns_201_with_the_tutorial_shape(handlers, table):
-    status, payload = call(
-        handlers, "create_item", event("POST", "/items", body={"name": "Pen", "description": "Blue ink"})
-    )
+def test_create_returns_201_with_the_tutorial_shape_location_and_etag(handlers, table):
+    result = invoke(handlers, "create_item", event("POST", "/items", body={"name": "Pen", "description": "Blue ink"}))
+    payload = json.loads(result["body"])
 
-    assert status == 201
+    assert result["statusCode"] == 201
     assert payload["message"] == "Item created successfully!"
-    assert set(payload["item"]) == {"id", "name", "description"}
-    assert uuid.UUID(payload["item"]["id"]).version == 4
-    assert payload["item"]["name"] == "Pen"
-    assert payload["item"]["description"] == "Blue ink"
-    assert stored(table, payload["item"]["id"]) == payload["item"]
+    item = payload["item"]
+    assert list(item) == ["id", "name", "description", "createdAt", "updatedAt", "version"]
+    assert uuid.UUID(item["id"]).version == 4
+    assert (item["name"], item["description"], item["version"]) == ("Pen", "Blue ink", 1)
+    assert ISO_UTC.match(item["createdAt"]) and item["updatedAt"] == item["createdAt"]
+    assert result["headers"]["Location"] == f"/prod/items/{item['id']}"
+    assert result["headers"]["ETag"] == '"1"'
+    assert stored(table, item["id"]) == {**item, "version": Decimal(1)}
 
 
-def test_create_without_description_stores_an_empty_one(handlers, table):
-    item = create(handlers, {"name": "Pen"})
+def test_create_sends_the_version_as_a_json_integer(handlers, table):
+    result = invoke(handlers, "create_item", event("POST", "/items", body={"name": "Pen"}))
 
-    assert item["description"] == ""
-    assert stored(table, item["id"]) == {"id": item["id"], "name": "Pen", "description": ""}
+    assert '"version": 1' in result["body"]
+
+
+def test_create_trims_the_name_and_defaults_the_description_to_empty(handlers, table):
+    item = create(handlers, {"name": "  Pen \n"})
+
+    assert (item["name"], item["description"]) == ("Pen", "")
+    assert stored(table, item["id"])["name"] == "Pen"
+
+
+def test_create_accepts_the_longest_name_and_description(handlers, table):
+    item = create(handlers, {"name": " " + "n" * 200 + " ", "description": "d" * 2000})
+
+    assert len(item["name"]) == 200 and len(item["description"]) == 2000
 
 
 def test_create_gives_every_item_its_own_id(handlers, table):
@@ -118,24 +171,23 @@ def test_create_gives_every_item_its_own_id(handlers, table):
     assert table.scan()["Count"] == 2
 
 
-def test_create_ignores_an_id_and_unknown_fields_in_the_body(handlers, table):
-    existing = create(handlers, {"name": "Original"})
+def test_the_location_of_a_new_item_follows_the_path_the_client_called(handlers, table):
+    evt = event("POST", "/items", body={"name": "Pen"})
+    evt["requestContext"]["path"] = "/restapis/abc123/prod/_user_request_/items/"
 
-    item = create(handlers, {"name": "Intruder", "id": existing["id"], "colour": "red"})
+    result = invoke(handlers, "create_item", evt)
 
-    assert item["id"] != existing["id"]
-    assert "colour" not in stored(table, item["id"])
-    assert stored(table, existing["id"])["name"] == "Original"
+    item_id = json.loads(result["body"])["item"]["id"]
+    assert result["headers"]["Location"] == f"/restapis/abc123/prod/_user_request_/items/{item_id}"
 
 
 def test_create_never_overwrites_an_existing_item(handlers, table, monkeypatch):
     existing = create(handlers, {"name": "Original"})
-    monkeypatch.setattr(handlers.create_item.uuid, "uuid4", lambda: uuid.UUID(existing["id"]))
+    monkeypatch.setattr(handlers.create_item, "new_id", lambda: existing["id"])
 
     status, payload = call(handlers, "create_item", event("POST", "/items", body={"name": "Clash"}))
 
-    assert status == 500
-    assert payload == {"message": "Internal server error"}
+    assert (status, payload) == (500, {"message": "Internal server error", "errors": []})
     assert stored(table, existing["id"])["name"] == "Original"
 
 
@@ -150,286 +202,493 @@ def test_create_decodes_a_base64_body(handlers, table):
 
 
 @pytest.mark.parametrize(
-    "body, message",
+    "body, field, message",
     [
-        (None, "Request body is required"),
-        ("", "Request body is required"),
-        ("{not json", "Request body is not valid JSON"),
-        ('{"name": NaN}', "Request body is not valid JSON: NaN is not valid JSON"),
-        ('["Pen"]', "Request body must be a JSON object, got array"),
-        ('"Pen"', "Request body must be a JSON object, got string"),
-        ("null", "Request body must be a JSON object, got null"),
-        ({"description": "no name"}, "Field 'name' is required"),
-        ({"name": ""}, "Field 'name' must not be empty"),
-        ({"name": "   "}, "Field 'name' must not be empty"),
-        ({"name": 42}, "Field 'name' must be a string, got number"),
-        ({"name": None}, "Field 'name' must be a string, got null"),
-        ({"name": ["Pen"]}, "Field 'name' must be a string, got array"),
-        ({"name": "Pen", "description": 1.5}, "Field 'description' must be a string, got number"),
-        ({"name": "Pen", "description": True}, "Field 'description' must be a string, got boolean"),
-        ({"name": "Pen", "description": {}}, "Field 'description' must be a string, got object"),
+        (None, "(body)", "is required"),
+        ("", "(body)", "is required"),
+        ("{not json", "(body)", "is not valid JSON"),
+        ('{"name": NaN}', "(body)", "is not valid JSON: NaN is not valid JSON"),
+        ('{"name": "a", "name": "b"}', "(body)", "is not valid JSON: field 'name' appears twice"),
+        ("[" * 5000 + "]" * 5000, "(body)", "is not valid JSON: nested too deeply"),
+        ('["Pen"]', "(body)", "must be a JSON object, got array"),
+        ("null", "(body)", "must be a JSON object, got null"),
+        ({"description": "no name"}, "name", "is required"),
+        ({"name": ""}, "name", "must be 1 to 200 characters once trimmed, got 0"),
+        ({"name": " \t "}, "name", "must be 1 to 200 characters once trimmed, got 0"),
+        ({"name": "n" * 201}, "name", "must be 1 to 200 characters once trimmed, got 201"),
+        ({"name": 42}, "name", "must be a string, got number"),
+        ({"name": None}, "name", "must be a string, got null"),
+        ({"name": "Pen", "description": "d" * 2001}, "description", "must be at most 2000 characters, got 2001"),
+        ({"name": "Pen", "description": True}, "description", "must be a string, got boolean"),
+        ('{"name": "\\ud800"}', "name", "must be valid Unicode text"),
+        ({"name": "Pen", "colour": "red"}, "colour", "unknown field; allowed: name, description"),
+        ({"name": "Pen", "id": MISSING}, "id", "is read-only"),
+        ({"name": "Pen", "version": 7}, "version", "is read-only"),
+        ({"name": "Pen", "createdAt": "2020-01-01T00:00:00.000Z"}, "createdAt", "is read-only"),
     ],
 )
-def test_create_rejects_a_bad_body_with_400_naming_the_problem(handlers, table, body, message):
+def test_create_rejects_a_bad_body_with_400_naming_the_field(handlers, table, body, field, message):
     status, payload = call(handlers, "create_item", event("POST", "/items", body=body))
 
     assert status == 400
-    assert payload["message"].startswith(message)
+    assert [p for p in payload["errors"] if p["field"] == field and p["message"].startswith(message)], payload
+    assert message in payload["message"]
     assert table.scan()["Count"] == 0
 
 
-def test_create_rejects_a_base64_body_that_does_not_decode(handlers, table):
-    evt = event("POST", "/items", body="not base64!")
-    evt["isBase64Encoded"] = True
+def test_create_reports_every_problem_of_a_body_at_once(handlers, table):
+    status, payload = call(handlers, "create_item", event("POST", "/items", body={"name": 1, "id": "x", "size": 3, "colour": "red"}))
 
-    status, payload = call(handlers, "create_item", evt)
+    assert status == 400
+    assert fields_named(payload) == {"name", "id", "size", "colour"}
+    assert all(p["location"] == "body" for p in payload["errors"])
 
-    assert (status, payload) == (400, {"message": "Request body is not valid base64"})
+
+def test_create_rejects_a_body_over_64_kib_with_413(handlers, table):
+    body = json.dumps({"name": "Pen", "description": "x" * (64 * 1024)})
+
+    status, payload = call(handlers, "create_item", event("POST", "/items", body=body))
+
+    assert status == 413
+    assert "64 KiB" in payload["message"]
+    assert table.scan()["Count"] == 0
 
 
-def test_create_rejects_a_base64_body_that_is_not_utf8(handlers, table):
-    evt = event("POST", "/items", body=base64.b64encode(b'{"name": "\xff"}').decode("ascii"))
-    evt["isBase64Encoded"] = True
+def test_a_body_of_exactly_64_kib_is_not_too_large(handlers, table):
+    padding = 64 * 1024 - len(json.dumps({"name": "Pen", "pad": ""}))
+    body = json.dumps({"name": "Pen", "pad": "x" * padding})
+    assert len(body) == 64 * 1024
 
-    status, payload = call(handlers, "create_item", evt)
+    status, payload = call(handlers, "create_item", event("POST", "/items", body=body))
 
-    assert (status, payload) == (400, {"message": "Request body is not valid UTF-8"})
+    assert (status, fields_named(payload)) == (400, {"pad"})
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/json; charset=latin-1", "multipart/form-data; boundary=x"])
+def test_create_rejects_a_body_that_is_not_json_with_415(handlers, table, content_type):
+    status, payload = call(handlers, "create_item", event("POST", "/items", body={"name": "Pen"}, content_type=content_type))
+
+    assert status == 415
+    assert payload["errors"] == [{"location": "header", "field": "Content-Type", "message": "must be application/json (UTF-8)"}]
+    assert table.scan()["Count"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "Application/JSON; charset=UTF-8", "application/merge-patch+json"])
+def test_create_accepts_json_media_types_in_any_case(handlers, table, content_type):
+    status, _ = call(handlers, "create_item", event("POST", "/items", body={"name": "Pen"}, content_type=content_type))
+
+    assert status == 201
+
+
+def test_create_rejects_a_base64_body_that_does_not_decode_or_is_not_utf8(handlers, table):
+    broken = event("POST", "/items", body="not base64!")
+    broken["isBase64Encoded"] = True
+    latin = event("POST", "/items", body=base64.b64encode(b'{"name": "\xff"}').decode("ascii"))
+    latin["isBase64Encoded"] = True
+
+    assert call(handlers, "create_item", broken)[1]["message"] == "Request body is not valid base64"
+    assert call(handlers, "create_item", latin)[1]["message"] == "Request body is not valid UTF-8"
 
 
 # --- GET /items -------------------------------------------------------------------
 
 
-def test_list_returns_every_item_and_the_count(handlers, table):
+def list_page(handlers, **query):
+    return call(handlers, "get_items", event("GET", "/items", query={k: str(v) for k, v in query.items()}))
+
+
+def test_list_returns_the_items_the_count_and_no_token_when_all_fit(handlers, table):
     created = [create(handlers, {"name": f"Item {n}"}) for n in range(3)]
 
-    status, payload = call(handlers, "get_items", event("GET", "/items"))
+    status, payload = list_page(handlers)
 
     assert status == 200
-    assert payload["count"] == 3
+    assert (payload["count"], payload["nextToken"]) == (3, None)
     assert sorted(payload["items"], key=lambda i: i["id"]) == sorted(created, key=lambda i: i["id"])
 
 
-def test_list_of_an_empty_table_is_an_empty_list(handlers, table):
-    status, payload = call(handlers, "get_items", event("GET", "/items"))
+def test_list_of_an_empty_table_is_an_empty_page(handlers, table):
+    assert list_page(handlers) == (200, {"items": [], "count": 0, "nextToken": None})
 
-    assert (status, payload) == (200, {"items": [], "count": 0})
+
+def test_list_gives_25_items_a_page_by_default(handlers, table):
+    for n in range(30):
+        table.put_item(Item={"id": str(uuid.uuid4()), "name": f"n{n}", "description": "", "createdAt": "t",
+                             "updatedAt": "t", "version": 1})
+
+    status, payload = list_page(handlers)
+
+    assert (status, payload["count"], len(payload["items"])) == (200, 25, 25)
+    assert payload["nextToken"]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 10, 100])
+def test_pages_cover_every_item_exactly_once(handlers, table, limit):
+    ids = {create(handlers, {"name": f"Item {n}"})["id"] for n in range(10)}
+    seen, token, pages = [], None, 0
+    while True:
+        query = {"limit": limit, **({"nextToken": token} if token else {})}
+        status, payload = list_page(handlers, **query)
+        assert status == 200 and payload["count"] == len(payload["items"]) <= limit
+        seen += [item["id"] for item in payload["items"]]
+        pages += 1
+        token = payload["nextToken"]
+        if token is None:
+            break
+
+    assert sorted(seen) == sorted(ids)
+    assert pages == -(-10 // limit)  # no empty last page
+
+
+def test_a_token_still_works_after_the_last_item_of_its_page_is_deleted(handlers, table):
+    ids = {create(handlers, {"name": f"Item {n}"})["id"] for n in range(6)}
+    status, first = list_page(handlers, limit=3)
+    call(handlers, "delete_item", item_event("DELETE", first["items"][-1]["id"]))
+
+    status, second = list_page(handlers, limit=3, nextToken=first["nextToken"])
+
+    assert status == 200
+    assert {i["id"] for i in first["items"]} | {i["id"] for i in second["items"]} == ids
 
 
 def test_list_follows_scan_pages_past_the_1mb_limit(handlers, table, monkeypatch):
-    # 12 items of ~200 KB are ~2.4 MB: DynamoDB (and moto) must split the Scan.
-    created = {create(handlers, {"name": f"Big {n}", "description": f"{n}" * 200_000})["id"] for n in range(12)}
+    # Items written outside the API can be large: 12 of ~200 KB are ~2.4 MB, more than one Scan returns.
+    for n in range(12):
+        table.put_item(Item={"id": f"{n:08d}-0000-4000-8000-000000000000", "name": f"Big {n}", "description": "",
+                             "createdAt": "t", "updatedAt": "t", "version": 1, "blob": f"{n}" * 200_000})
     scans = []
     real_scan = handlers.common.TABLE.scan
 
     def counting_scan(**kwargs):
-        scans.append(kwargs)
+        scans.append(dict(kwargs))
         return real_scan(**kwargs)
 
     monkeypatch.setattr(handlers.common.TABLE, "scan", counting_scan)
 
-    status, payload = call(handlers, "get_items", event("GET", "/items"))
+    status, payload = list_page(handlers, limit=100)
 
     assert status == 200
     assert len(scans) >= 3
-    assert "ExclusiveStartKey" not in scans[0]
-    assert all("ExclusiveStartKey" in later for later in scans[1:])
-    assert payload["count"] == 12
-    assert {item["id"] for item in payload["items"]} == created
+    assert "ExclusiveStartKey" not in scans[0] and all("ExclusiveStartKey" in later for later in scans[1:])
+    assert payload["count"] == 12 and payload["nextToken"] is None
+    assert "blob" not in payload["items"][0]
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "ten", "2.5", "", "1" * 5000, "５"])
+def test_a_limit_outside_1_to_100_is_400(handlers, table, limit):
+    status, payload = list_page(handlers, limit=limit)
+
+    assert status == 400
+    assert fields_named(payload) == {"limit"}
+
+
+@pytest.mark.parametrize("token", ["garbage", "", "a.b", "eyJhZnRlciI6IngifQ.AAAAAAAAAAAAAAAA", "%%%", "." * 300])
+def test_a_garbled_next_token_is_400(handlers, table, token):
+    create(handlers, {"name": "Pen"})
+
+    status, payload = list_page(handlers, nextToken=token)
+
+    assert status == 400
+    assert fields_named(payload) == {"nextToken"}
+
+
+def test_a_token_from_another_stacks_table_is_400(handlers, table):
+    foreign = handlers.common_items.page_token("other-ItemsTable", MISSING)
+
+    status, payload = list_page(handlers, nextToken=foreign)
+
+    assert (status, fields_named(payload)) == (400, {"nextToken"})
+
+
+def test_a_token_with_one_character_changed_is_400(handlers, table):
+    for n in range(3):
+        create(handlers, {"name": f"Item {n}"})
+    token = list_page(handlers, limit=1)[1]["nextToken"]
+    tampered = token[:5] + ("A" if token[5] != "A" else "B") + token[6:]
+
+    assert list_page(handlers, nextToken=tampered)[0] == 400
+
+
+def test_unknown_or_repeated_query_parameters_are_400(handlers, table):
+    typo = list_page(handlers, limt="5")
+    repeated_event = event("GET", "/items", query={"limit": "5"})
+    repeated_event["multiValueQueryStringParameters"] = {"limit": ["5", "6"]}
+    repeated = call(handlers, "get_items", repeated_event)
+
+    assert typo[0] == 400 and fields_named(typo[1]) == {"limt"}
+    assert "allowed: limit, nextToken" in typo[1]["errors"][0]["message"]
+    assert repeated[0] == 400 and repeated[1]["errors"][0]["message"] == "must be given once"
 
 
 # --- GET /items/{id} --------------------------------------------------------------
 
 
-def test_get_returns_the_item(handlers, table):
+def test_get_returns_the_item_and_its_etag(handlers, table):
     item = create(handlers, {"name": "Pen", "description": "Blue ink"})
 
-    status, payload = call(handlers, "get_item", event("GET", f"/items/{item['id']}", item_id=item["id"]))
+    result = invoke(handlers, "get_item", item_event("GET", item["id"]))
 
-    assert (status, payload) == (200, item)
+    assert (result["statusCode"], json.loads(result["body"])) == (200, item)
+    assert result["headers"]["ETag"] == '"1"'
+
+
+def test_get_finds_an_item_by_its_id_in_upper_case(handlers, table):
+    item = create(handlers, {"name": "Pen"})
+
+    assert call(handlers, "get_item", item_event("GET", item["id"].upper())) == (200, item)
+
+
+def test_get_shows_only_the_contracts_fields_of_an_item_written_elsewhere(handlers, table):
+    table.put_item(Item={"id": MISSING, "name": "Pen", "createdAt": "t", "updatedAt": "t", "version": Decimal(4),
+                         "price": Decimal("2.50")})
+
+    status, payload = call(handlers, "get_item", item_event("GET", MISSING))
+
+    assert (status, payload) == (200, {"id": MISSING, "name": "Pen", "description": "", "createdAt": "t",
+                                       "updatedAt": "t", "version": 4})
 
 
 def test_get_of_a_missing_item_is_404(handlers, table):
-    status, payload = call(handlers, "get_item", event("GET", "/items/nope", item_id="nope"))
+    status, payload = call(handlers, "get_item", item_event("GET", MISSING))
 
-    assert (status, payload) == (404, {"message": "Item nope not found"})
-
-
-def test_get_sends_stored_numbers_back_as_json_numbers(handlers, table):
-    table.put_item(
-        Item={
-            "id": "n1",
-            "name": "Numbers",
-            "price": Decimal("19.99"),
-            "quantity": Decimal("3"),
-            "whole_with_point": Decimal("2.0"),
-            "huge": Decimal("123456789012345678901234567890"),
-            "negative": Decimal("-0.5"),
-            "nested": {"weights": [Decimal("1.25"), Decimal("7")]},
-        }
-    )
-
-    status, result = call(handlers, "get_item", event("GET", "/items/n1", item_id="n1"))
-    raw = handlers.get_item.lambda_handler(event("GET", "/items/n1", item_id="n1"), None)["body"]
-
-    assert status == 200
-    assert result["price"] == 19.99 and isinstance(result["price"], float)
-    assert result["quantity"] == 3 and isinstance(result["quantity"], int)
-    assert result["whole_with_point"] == 2 and isinstance(result["whole_with_point"], int)
-    assert result["huge"] == 123456789012345678901234567890
-    assert result["negative"] == -0.5
-    assert result["nested"] == {"weights": [1.25, 7]}
-    assert '"price": 19.99' in raw and '"quantity": 3' in raw
-
-
-def test_get_logs_a_number_too_precise_for_json(handlers, table, caplog):
-    table.put_item(Item={"id": "pi", "name": "Pi", "value": Decimal("3.14159265358979323846264338327950288")})
-
-    status, result = call(handlers, "get_item", event("GET", "/items/pi", item_id="pi"))
-
-    assert status == 200
-    assert result["value"] == 3.141592653589793
-    assert "3.14159265358979323846264338327950288 is sent as 3.141592653589793" in caplog.text
-
-
-def test_get_sends_sets_as_lists_and_binary_as_base64(handlers, table):
-    table.put_item(
-        Item={"id": "s1", "name": "Sets", "tags": {"b", "a"}, "sizes": {Decimal("2"), Decimal("1")}, "blob": b"\x00\x01"}
-    )
-
-    status, result = call(handlers, "get_item", event("GET", "/items/s1", item_id="s1"))
-
-    assert status == 200
-    assert result["tags"] == ["a", "b"]
-    assert result["sizes"] == [1, 2]
-    assert result["blob"] == "AAE="
+    assert (status, payload) == (404, {"message": f"Item {MISSING} not found", "errors": []})
 
 
 @pytest.mark.parametrize("module, method", [("get_item", "GET"), ("update_item", "PUT"), ("delete_item", "DELETE")])
-@pytest.mark.parametrize("path_parameters", [None, {}, {"id": ""}])
-def test_a_route_without_an_id_is_400(handlers, table, module, method, path_parameters):
-    evt = event(method, "/items/", body={"name": "x"})
-    evt["pathParameters"] = path_parameters
+@pytest.mark.parametrize("item_id", [None, "", "nope", "0b1c2d3e4f504a6b8c7d9e0f1a2b3c4d", MISSING + "0", "é" * 1025])
+def test_a_path_id_that_is_not_a_uuid_is_400(handlers, table, module, method, item_id):
+    evt = event(method, f"/items/{item_id}", body={"name": "x"})
+    evt["pathParameters"] = {"id": item_id} if item_id is not None else None
 
     status, payload = call(handlers, module, evt)
 
-    assert (status, payload) == (400, {"message": "Path parameter 'id' is required"})
-
-
-def test_an_id_longer_than_dynamodb_allows_is_400(handlers, table):
-    long_id = "é" * 1025  # 2050 bytes in UTF-8
-
-    status, payload = call(handlers, "get_item", event("GET", f"/items/{long_id}", item_id=long_id))
-
-    assert (status, payload) == (400, {"message": "Path parameter 'id' is longer than 2048 bytes"})
+    assert status == 400
+    assert payload["errors"] == [{"location": "path", "field": "id",
+                                  "message": "must be a UUID like 3f2b8c1e-5d4a-4f6b-9c7d-1a2b3c4d5e6f"}]
 
 
 # --- PUT /items/{id} --------------------------------------------------------------
 
 
-def test_update_changes_only_the_fields_given(handlers, table):
+def put(handlers, item_id, body, if_match=None):
+    headers = {"If-Match": if_match} if if_match is not None else None
+    return invoke(handlers, "update_item", item_event("PUT", item_id, body=body, headers=headers))
+
+
+def test_update_changes_the_fields_given_and_bumps_the_version(handlers, table, monkeypatch):
     item = create(handlers, {"name": "Pen", "description": "Blue ink"})
+    monkeypatch.setattr(handlers.update_item, "now", lambda: "2099-01-01T00:00:00.000Z")
 
-    evt = event("PUT", f"/items/{item['id']}", item_id=item["id"], body={"description": "Red ink"})
-    status, payload = call(handlers, "update_item", evt)
+    result = put(handlers, item["id"], {"description": "Red ink"})
+    payload = json.loads(result["body"])
 
-    assert status == 200
-    assert payload == {"id": item["id"], "name": "Pen", "description": "Red ink"}
-    assert stored(table, item["id"]) == payload
+    assert result["statusCode"] == 200
+    assert payload == {**item, "description": "Red ink", "version": 2, "updatedAt": "2099-01-01T00:00:00.000Z"}
+    assert result["headers"]["ETag"] == '"2"'
+    assert stored(table, item["id"])["version"] == 2
 
 
 def test_update_can_change_name_and_description_together(handlers, table):
     item = create(handlers, {"name": "Pen", "description": "Blue ink"})
 
-    status, payload = call(
-        handlers,
-        "update_item",
-        event("PUT", f"/items/{item['id']}", item_id=item["id"], body={"name": "Pencil", "description": "HB"}),
-    )
+    payload = json.loads(put(handlers, item["id"], {"name": " Pencil ", "description": "HB"})["body"])
 
-    assert (status, payload) == (200, {"id": item["id"], "name": "Pencil", "description": "HB"})
-    assert stored(table, item["id"]) == payload
+    assert (payload["name"], payload["description"], payload["version"]) == ("Pencil", "HB", 2)
 
 
-def test_update_keeps_other_stored_attributes_and_their_numbers(handlers, table):
-    table.put_item(Item={"id": "p1", "name": "Pen", "description": "", "price": Decimal("2.50")})
+def test_update_with_the_current_etag_succeeds(handlers, table):
+    item = create(handlers, {"name": "Pen"})
 
-    status, payload = call(handlers, "update_item", event("PUT", "/items/p1", item_id="p1", body={"name": "Pencil"}))
+    first = put(handlers, item["id"], {"name": "Pencil"}, if_match='"1"')
+    second = put(handlers, item["id"], {"name": "Quill"}, if_match=first["headers"]["ETag"])
 
-    assert status == 200
-    assert payload == {"id": "p1", "name": "Pencil", "description": "", "price": 2.5}
+    assert (first["statusCode"], second["statusCode"]) == (200, 200)
+    assert stored(table, item["id"])["version"] == 3
 
 
-def test_update_of_a_missing_item_is_404_and_creates_nothing(handlers, table):
-    status, payload = call(handlers, "update_item", event("PUT", "/items/ghost", item_id="ghost", body={"name": "Boo"}))
+@pytest.mark.parametrize("if_match", ["*", "2", '"2"', '"5", "2"', 'W/"1", "2"'])
+def test_update_accepts_any_if_match_naming_the_current_version(handlers, table, if_match):
+    item = create(handlers, {"name": "Pen"})
+    put(handlers, item["id"], {"name": "v2"})
 
-    assert (status, payload) == (404, {"message": "Item ghost not found"})
+    assert put(handlers, item["id"], {"name": "v3"}, if_match=if_match)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("if_match", ['"1"', "1", 'W/"2"', '"3", "4"'])
+def test_update_with_a_stale_etag_is_412_and_writes_nothing(handlers, table, if_match):
+    item = create(handlers, {"name": "Pen"})
+    put(handlers, item["id"], {"name": "v2"})
+    before = stored(table, item["id"])
+
+    result = put(handlers, item["id"], {"name": "Lost update"}, if_match=if_match)
+
+    assert result["statusCode"] == 412
+    assert result["headers"]["ETag"] == '"2"'
+    assert json.loads(result["body"])["errors"][0]["field"] == "If-Match"
+    assert stored(table, item["id"]) == before
+
+
+@pytest.mark.parametrize("if_match", ["yesterday", '"abc"', '"1', "", "W/", '"1";"2"', '"' + "9" * 19 + '"', ",".join(['"1"'] * 21)])
+def test_update_with_an_if_match_that_is_no_etag_is_400(handlers, table, if_match):
+    item = create(handlers, {"name": "Pen"})
+
+    result = put(handlers, item["id"], {"name": "x"}, if_match=if_match)
+
+    assert result["statusCode"] == 400
+    assert fields_named(json.loads(result["body"])) == {"If-Match"}
+    assert stored(table, item["id"])["name"] == "Pen"
+
+
+@pytest.mark.parametrize("if_match", [None, "*", '"1"'])
+def test_update_of_a_missing_item_is_404_and_creates_nothing(handlers, table, if_match):
+    result = put(handlers, MISSING, {"name": "Boo"}, if_match=if_match)
+
+    assert (result["statusCode"], json.loads(result["body"])) == (404, {"message": f"Item {MISSING} not found", "errors": []})
     assert table.scan()["Count"] == 0
 
 
 @pytest.mark.parametrize(
-    "body, message",
+    "body, field",
     [
-        (None, "Request body is required"),
-        ("{oops", "Request body is not valid JSON"),
-        ("[1, 2]", "Request body must be a JSON object, got array"),
-        ({}, "Request body must contain at least one of: name, description"),
-        ({"colour": "red"}, "Request body must contain at least one of: name, description"),
-        ({"name": ""}, "Field 'name' must not be empty"),
-        ({"name": 7}, "Field 'name' must be a string, got number"),
-        ({"description": None}, "Field 'description' must be a string, got null"),
-        ({"name": "Ok", "description": ["x"]}, "Field 'description' must be a string, got array"),
+        (None, "(body)"),
+        ("{oops", "(body)"),
+        ("[1, 2]", "(body)"),
+        ({}, "(body)"),
+        ({"name": ""}, "name"),
+        ({"name": 7}, "name"),
+        ({"description": None}, "description"),
+        ({"name": "Ok", "colour": "red"}, "colour"),
+        ({"name": "Ok", "version": 2}, "version"),
+        ({"name": "Ok", "updatedAt": "now"}, "updatedAt"),
     ],
 )
-def test_update_rejects_a_bad_body_with_400_and_leaves_the_item_alone(handlers, table, body, message):
+def test_update_rejects_a_bad_body_with_400_and_leaves_the_item_alone(handlers, table, body, field):
     item = create(handlers, {"name": "Pen", "description": "Blue ink"})
+    before = stored(table, item["id"])
 
-    evt = event("PUT", f"/items/{item['id']}", item_id=item["id"], body=body)
-    status, payload = call(handlers, "update_item", evt)
+    result = put(handlers, item["id"], body)
 
-    assert status == 400
-    assert payload["message"].startswith(message)
-    assert stored(table, item["id"]) == item
+    assert result["statusCode"] == 400
+    assert field in fields_named(json.loads(result["body"]))
+    assert stored(table, item["id"]) == before
 
 
-def test_update_decodes_a_base64_body(handlers, table):
-    item = create(handlers, {"name": "Pen"})
+def test_update_checks_the_id_before_the_body(handlers, table):
+    result = invoke(handlers, "update_item", event("PUT", "/items/x", item_id="x", body="{oops"))
 
-    evt = event("PUT", f"/items/{item['id']}", item_id=item["id"], body={"name": "Stylo"}, base64_body=True)
-    status, payload = call(handlers, "update_item", evt)
+    assert fields_named(json.loads(result["body"])) == {"id"}
 
-    assert status == 200
-    assert stored(table, item["id"])["name"] == "Stylo"
+
+def test_update_keeps_attributes_written_outside_the_api(handlers, table):
+    table.put_item(Item={"id": MISSING, "name": "Pen", "description": "", "createdAt": "t", "updatedAt": "t",
+                         "version": 1, "price": Decimal("2.50")})
+
+    assert put(handlers, MISSING, {"name": "Pencil"})["statusCode"] == 200
+    assert stored(table, MISSING)["price"] == Decimal("2.50")
 
 
 # --- DELETE /items/{id} -----------------------------------------------------------
 
 
-def test_delete_removes_the_item(handlers, table):
+def delete(handlers, item_id, if_match=None):
+    headers = {"If-Match": if_match} if if_match is not None else None
+    return call(handlers, "delete_item", item_event("DELETE", item_id, headers=headers))
+
+
+def test_delete_removes_the_item_and_answers_200_with_its_id(handlers, table):
     item = create(handlers, {"name": "Pen"})
     keep = create(handlers, {"name": "Keep"})
 
-    status, payload = call(handlers, "delete_item", event("DELETE", f"/items/{item['id']}", item_id=item["id"]))
-
-    assert (status, payload) == (200, {"message": "Item deleted", "id": item["id"]})
+    assert delete(handlers, item["id"]) == (200, {"message": "Item deleted", "id": item["id"]})
     assert stored(table, item["id"]) is None
-    assert stored(table, keep["id"]) == keep
+    assert stored(table, keep["id"])["name"] == "Keep"
 
 
-def test_delete_of_a_missing_item_is_404(handlers, table):
-    status, payload = call(handlers, "delete_item", event("DELETE", "/items/ghost", item_id="ghost"))
-
-    assert (status, payload) == (404, {"message": "Item ghost not found"})
-
-
-def test_delete_twice_is_404_the_second_time(handlers, table):
+def test_delete_of_a_missing_item_is_404_also_the_second_time(handlers, table):
     item = create(handlers, {"name": "Pen"})
-    evt = event("DELETE", f"/items/{item['id']}", item_id=item["id"])
 
-    first, _ = call(handlers, "delete_item", evt)
-    second, payload = call(handlers, "delete_item", evt)
+    assert delete(handlers, item["id"])[0] == 200
+    assert delete(handlers, item["id"]) == (404, {"message": f"Item {item['id']} not found", "errors": []})
+    assert delete(handlers, MISSING, if_match='"1"')[0] == 404
 
-    assert (first, second) == (200, 404)
-    assert payload == {"message": f"Item {item['id']} not found"}
+
+def test_delete_with_a_stale_etag_is_412_and_keeps_the_item(handlers, table):
+    item = create(handlers, {"name": "Pen"})
+    put(handlers, item["id"], {"name": "v2"})
+
+    status, payload = delete(handlers, item["id"], if_match='"1"')
+
+    assert status == 412
+    assert "version 2" in payload["message"]
+    assert stored(table, item["id"])["name"] == "v2"
+
+
+def test_delete_with_the_current_etag_or_a_star_succeeds(handlers, table):
+    first = create(handlers, {"name": "Pen"})
+    second = create(handlers, {"name": "Ink"})
+
+    assert delete(handlers, first["id"], if_match='"1"')[0] == 200
+    assert delete(handlers, second["id"], if_match="*")[0] == 200
+    assert table.scan()["Count"] == 0
+
+
+def test_delete_with_an_if_match_that_is_no_etag_is_400(handlers, table):
+    item = create(handlers, {"name": "Pen"})
+
+    status, payload = delete(handlers, item["id"], if_match="latest")
+
+    assert (status, fields_named(payload)) == (400, {"If-Match"})
+    assert stored(table, item["id"]) is not None
+
+
+# --- CORS ---------------------------------------------------------------------------
+
+
+def test_by_default_every_answer_allows_any_origin_and_exposes_etag_and_location(handlers, table):
+    ok = invoke(handlers, "create_item", event("POST", "/items", body={"name": "Pen"}, headers={"Origin": "https://a.example"}))
+    missing = invoke(handlers, "get_item", item_event("GET", MISSING))
+    bad = invoke(handlers, "create_item", event("POST", "/items", body="{"))
+
+    for result in (ok, missing, bad):
+        assert result["headers"]["Access-Control-Allow-Origin"] == "*"
+        assert result["headers"]["Access-Control-Expose-Headers"] == "ETag, Location"
+
+
+def test_an_allowed_origin_is_echoed_with_vary_origin(strict_cors, table):
+    result = invoke(strict_cors, "create_item",
+                    event("POST", "/items", body={"name": "Pen"}, headers={"origin": "http://localhost:3000"}))
+
+    assert result["statusCode"] == 201
+    assert result["headers"]["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert result["headers"]["Vary"] == "Origin"
+    assert result["headers"]["Access-Control-Expose-Headers"] == "ETag, Location"
+
+
+def test_an_error_answer_carries_the_cors_headers_too(strict_cors, table):
+    result = invoke(strict_cors, "get_item", item_event("GET", "nope", headers={"Origin": "https://app.example.com"}))
+
+    assert result["statusCode"] == 400
+    assert result["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"
+
+
+def test_a_request_from_an_origin_not_allowed_is_403_and_changes_nothing(strict_cors, table):
+    result = invoke(strict_cors, "create_item",
+                    event("POST", "/items", body={"name": "Pen"}, headers={"Origin": "https://evil.example"}))
+
+    assert result["statusCode"] == 403
+    assert "api.cors.allowed_origins" in json.loads(result["body"])["message"]
+    assert "Access-Control-Allow-Origin" not in result["headers"]
+    assert result["headers"]["Vary"] == "Origin"
+    assert table.scan()["Count"] == 0
+
+
+def test_a_request_without_an_origin_is_served_without_allow_origin(strict_cors, table):
+    result = invoke(strict_cors, "get_items", event("GET", "/items"))
+
+    assert result["statusCode"] == 200
+    assert "Access-Control-Allow-Origin" not in result["headers"]
+    assert result["headers"]["Vary"] == "Origin"
 
 
 # --- Whole flow and failures ------------------------------------------------------
@@ -437,15 +696,14 @@ def test_delete_twice_is_404_the_second_time(handlers, table):
 
 def test_create_then_read_update_list_and_delete_round_trip(handlers, table):
     item = create(handlers, {"name": "Pen", "description": "Blue"})
-    item_path = f"/items/{item['id']}"
 
-    assert call(handlers, "get_item", event("GET", item_path, item_id=item["id"])) == (200, item)
-    status, updated = call(handlers, "update_item", event("PUT", item_path, item_id=item["id"], body={"name": "Pencil"}))
-    assert (status, updated["name"]) == (200, "Pencil")
-    assert call(handlers, "get_items", event("GET", "/items")) == (200, {"items": [updated], "count": 1})
-    assert call(handlers, "delete_item", event("DELETE", item_path, item_id=item["id"]))[0] == 200
-    assert call(handlers, "get_item", event("GET", item_path, item_id=item["id"]))[0] == 404
-    assert call(handlers, "get_items", event("GET", "/items")) == (200, {"items": [], "count": 0})
+    assert call(handlers, "get_item", item_event("GET", item["id"])) == (200, item)
+    updated = json.loads(put(handlers, item["id"], {"name": "Pencil"}, if_match='"1"')["body"])
+    assert (updated["name"], updated["version"]) == ("Pencil", 2)
+    assert list_page(handlers) == (200, {"items": [updated], "count": 1, "nextToken": None})
+    assert delete(handlers, item["id"], if_match='"2"')[0] == 200
+    assert call(handlers, "get_item", item_event("GET", item["id"]))[0] == 404
+    assert list_page(handlers) == (200, {"items": [], "count": 0, "nextToken": None})
 
 
 def test_an_unexpected_error_is_a_json_500_with_the_traceback_logged(handlers, table, monkeypatch, caplog):
@@ -454,22 +712,22 @@ def test_an_unexpected_error_is_a_json_500_with_the_traceback_logged(handlers, t
 
     monkeypatch.setattr(handlers.common.TABLE, "get_item", broken_get_item)
 
-    result = handlers.get_item.lambda_handler(event("GET", "/items/x", item_id="x"), None)
+    result = invoke(handlers, "get_item", item_event("GET", MISSING))
 
     assert result["statusCode"] == 500
-    assert json.loads(result["body"]) == {"message": "Internal server error"}
+    assert json.loads(result["body"]) == {"message": "Internal server error", "errors": []}
+    assert result["headers"]["Access-Control-Allow-Origin"] == "*"
     assert "disk on fire" not in result["body"] and "Traceback" not in result["body"]
-    assert "Unhandled error in GET /items/x" in caplog.text
-    assert "Traceback (most recent call last)" in caplog.text
+    assert f"Unhandled error in GET /items/{MISSING}" in caplog.text
     assert "RuntimeError: disk on fire" in caplog.text
 
 
-def test_a_dynamodb_error_is_a_500_not_a_404(handlers, table, monkeypatch, caplog):
+def test_a_dynamodb_error_is_a_500_not_a_404(handlers, table, caplog):
     table.delete()  # every call now fails with ResourceNotFoundException
 
-    status, payload = call(handlers, "get_item", event("GET", "/items/x", item_id="x"))
+    status, payload = call(handlers, "get_item", item_event("GET", MISSING))
 
-    assert (status, payload) == (500, {"message": "Internal server error"})
+    assert (status, payload) == (500, {"message": "Internal server error", "errors": []})
     assert "ResourceNotFoundException" in caplog.text
 
 
@@ -486,7 +744,7 @@ def test_outside_lambda_the_traceback_of_a_500_goes_to_stdout(tmp_path):
             raise RuntimeError("disk on fire")
 
         common.TABLE.get_item = broken_get_item
-        result = get_item.lambda_handler({"httpMethod": "GET", "path": "/items/x", "pathParameters": {"id": "x"}}, None)
+        result = get_item.lambda_handler({"httpMethod": "GET", "path": "/items/x", "pathParameters": {"id": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"}}, None)
         sys.stderr.write(json.dumps(result))
         """
     )
@@ -512,7 +770,8 @@ def test_outside_lambda_the_traceback_of_a_500_goes_to_stdout(tmp_path):
 def test_a_missing_table_name_fails_the_cold_start_with_a_clear_message(table, monkeypatch):
     monkeypatch.delenv("TABLE_NAME")
     monkeypatch.syspath_prepend(str(LAMBDAS_DIR))
-    monkeypatch.delitem(sys.modules, "common", raising=False)
+    for name in ("common", "common.http", "common.items"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
 
     try:
         with pytest.raises(RuntimeError, match="TABLE_NAME is not set"):
@@ -525,5 +784,5 @@ def test_an_event_that_is_not_from_api_gateway_is_a_logged_500(handlers, table, 
     result = handlers.get_item.lambda_handler(["not", "a", "proxy", "event"], None)
 
     assert result["statusCode"] == 500
-    assert json.loads(result["body"]) == {"message": "Internal server error"}
+    assert json.loads(result["body"]) == {"message": "Internal server error", "errors": []}
     assert "Unhandled error in non-API event list" in caplog.text

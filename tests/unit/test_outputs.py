@@ -3,6 +3,7 @@ requests in them are ones the real handlers accept."""
 
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,42 +40,70 @@ def test_routes_are_ordered_so_that_the_create_comes_before_the_requests_needing
     assert order == [("POST", "/items"), ("GET", "/items"), ("GET", "/items/{id}"), ("PUT", "/items/{id}"), ("DELETE", "/items/{id}")]
 
 
+def route_items(collection: dict) -> list[dict]:
+    return [item for item in collection["item"] if "request" in item]
+
+
+def script(item: dict) -> str:
+    return "\n".join(item["event"][0]["script"]["exec"])
+
+
 def test_postman_collection_is_v2_1_with_base_url_set_to_the_invoke_url(doc):
     collection = postman_collection(doc)
 
     assert collection["info"]["schema"] == POSTMAN_SCHEMA
     variables = {v["key"]: v["value"] for v in collection["variable"]}
-    assert variables == {"baseUrl": URL, "itemId": ""}
+    assert variables == {"baseUrl": URL, "itemId": "", "itemEtag": "", "checkItemId": ""}
 
 
 def test_postman_collection_has_one_request_per_route_with_the_id_as_a_variable(doc):
-    requests = [item["request"] for item in postman_collection(doc)["item"]]
+    requests = [item["request"] for item in route_items(postman_collection(doc))]
 
     assert [(r["method"], r["url"]["raw"]) for r in requests] == [
-        ("POST", "{{baseUrl}}/items"), ("GET", "{{baseUrl}}/items"), ("GET", "{{baseUrl}}/items/{{itemId}}"),
+        ("POST", "{{baseUrl}}/items"), ("GET", "{{baseUrl}}/items?limit=25"), ("GET", "{{baseUrl}}/items/{{itemId}}"),
         ("PUT", "{{baseUrl}}/items/{{itemId}}"), ("DELETE", "{{baseUrl}}/items/{{itemId}}")]
+    assert requests[1]["url"]["query"] == [{"key": "limit", "value": "25"}]
     assert requests[2]["url"]["host"] == ["{{baseUrl}}"]
     assert requests[2]["url"]["path"] == ["items", "{{itemId}}"]
 
 
-def test_postman_requests_with_a_body_send_json_and_the_others_send_none(doc):
-    requests = {(i["request"]["method"], i["request"]["url"]["raw"]): i["request"] for i in postman_collection(doc)["item"]}
+def test_postman_requests_with_a_body_send_json_and_writes_send_the_etag_they_read(doc):
+    requests = {(i["request"]["method"], i["request"]["url"]["path"][-1]): i["request"] for i in route_items(postman_collection(doc))}
 
-    post = requests[("POST", "{{baseUrl}}/items")]
+    post = requests[("POST", "items")]
     assert json.loads(post["body"]["raw"]) == example_body("POST")
     assert post["header"] == [{"key": "Content-Type", "value": "application/json"}]
-    assert json.loads(requests[("PUT", "{{baseUrl}}/items/{{itemId}}")]["body"]["raw"]) == example_body("PUT")
-    assert "body" not in requests[("GET", "{{baseUrl}}/items/{{itemId}}")]
-    assert "body" not in requests[("DELETE", "{{baseUrl}}/items/{{itemId}}")]
+    put = requests[("PUT", "{{itemId}}")]
+    assert json.loads(put["body"]["raw"]) == example_body("PUT")
+    assert put["header"] == [{"key": "Content-Type", "value": "application/json"}, {"key": "If-Match", "value": "{{itemEtag}}"}]
+    assert requests[("DELETE", "{{itemId}}")]["header"] == [{"key": "If-Match", "value": "{{itemEtag}}"}]
+    assert "body" not in requests[("GET", "{{itemId}}")] and requests[("GET", "{{itemId}}")]["header"] == []
 
 
-def test_the_postman_create_request_stores_the_new_id_for_the_others(doc):
-    post, *others = postman_collection(doc)["item"]
+def test_every_postman_request_checks_its_status_and_keeps_the_latest_etag(doc):
+    post, listing, get, put, delete = route_items(postman_collection(doc))
 
-    script = "\n".join(post["event"][0]["script"]["exec"])
     assert post["event"][0]["listen"] == "test"
-    assert "pm.collectionVariables.set('itemId', item.id)" in script
-    assert all("event" not in item for item in others)
+    assert "pm.collectionVariables.set('itemId', item.id)" in script(post)
+    for item, status in ((post, 201), (listing, 200), (get, 200), (put, 200), (delete, 200)):
+        assert f"pm.response.to.have.status({status})" in script(item)
+    for item in (post, get, put):
+        assert "pm.collectionVariables.set('itemEtag', pm.response.headers.get('ETag'))" in script(item)
+    assert "itemEtag" not in script(delete) and "itemEtag" not in script(listing)
+
+
+def test_the_contract_checks_folder_expects_the_refusals_of_openapi_yaml(doc):
+    folder = postman_collection(doc)["item"][-1]
+
+    assert folder["name"] == "Contract checks"
+    expected = {item["name"]: int(re.search(r"have.status\((\d+)\)", script(item)).group(1)) for item in folder["item"]}
+    assert list(expected.values()) == [201, 412, 412, 200, 400, 415, 400]
+
+
+def test_an_api_without_an_item_update_gets_no_contract_checks(doc):
+    doc["routes"] = [r for r in doc["routes"] if r["method"] != "PUT"]
+
+    assert all("request" in item for item in postman_collection(doc)["item"])
 
 
 def test_endpoints_http_sets_base_url_and_has_one_request_per_route(doc):
@@ -92,6 +121,15 @@ def test_endpoints_http_takes_the_item_id_from_the_named_create_request(doc):
 
     assert "@itemId = {{createItem.response.body.$.item.id}}" in text
     assert text.index("# @name createItem") < text.index("POST {{baseUrl}}/items")
+
+
+def test_endpoints_http_sends_the_created_items_etag_on_put_and_delete(doc):
+    blocks = rest_client_file(doc).split("\n###")
+
+    for method in ("PUT", "DELETE"):
+        block = next(b for b in blocks if f"\n{method} " in b)
+        assert "If-Match: {{createItem.response.headers.ETag}}" in block
+    assert "If-Match" not in next(b for b in blocks if "\nGET {{baseUrl}}/items/" in b)
 
 
 def test_endpoints_http_puts_the_json_body_after_a_blank_line(doc):
@@ -122,12 +160,13 @@ def test_write_outputs_writes_the_three_files_and_stack_json_is_the_document(doc
 @pytest.fixture
 def handlers(monkeypatch):
     monkeypatch.setenv("TABLE_NAME", "ItemsTable")
+    monkeypatch.delenv("ALLOWED_ORIGINS", raising=False)
     with mock_aws():
         boto3.resource("dynamodb", region_name="us-east-1").create_table(
             TableName="ItemsTable", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
         monkeypatch.syspath_prepend(str(LAMBDAS_DIR))
-        names = ("common", "create_item", "update_item", "get_item")
+        names = ("common.http", "common.items", "common", "create_item", "get_items", "get_item", "update_item", "delete_item")
         for name in names:  # a cold start bound to this mocked account
             monkeypatch.delitem(sys.modules, name, raising=False)
         yield {name: importlib.import_module(name) for name in names}
@@ -135,22 +174,50 @@ def handlers(monkeypatch):
             sys.modules.pop(name, None)
 
 
-def _proxy_event(request: dict, item_id: str | None) -> dict:
-    """What API Gateway (REST, Lambda proxy) would send for a Postman request."""
-    path = "/" + "/".join(item_id if part == "{{itemId}}" else part for part in request["url"]["path"])
-    return {"resource": "/items/{id}" if item_id else "/items", "path": path, "httpMethod": request["method"],
-            "headers": {h["key"]: h["value"] for h in request["header"]}, "queryStringParameters": None,
-            "pathParameters": {"id": item_id} if item_id else None, "body": request.get("body", {}).get("raw"),
-            "isBase64Encoded": False, "requestContext": {"requestId": "test", "stage": "prod"}}
+HANDLER_FOR = {("POST", False): "create_item", ("GET", False): "get_items", ("GET", True): "get_item",
+               ("PUT", True): "update_item", ("DELETE", True): "delete_item"}
 
 
-def test_the_example_create_and_update_are_accepted_by_the_handlers(doc, handlers):
-    items = {item["request"]["method"] + " " + item["request"]["url"]["raw"]: item["request"] for item in postman_collection(doc)["item"]}
+class Postman:
+    """Runs a collection's requests against the handlers, as API Gateway would hand them over,
+    filling {{variables}} and keeping what the scripts keep (ids from the body, ETags from headers)."""
 
-    created = handlers["create_item"].lambda_handler(_proxy_event(items["POST {{baseUrl}}/items"], None), None)
-    assert created["statusCode"] == 201
-    item_id = json.loads(created["body"])["item"]["id"]  # where the collection's script reads it
-    updated = handlers["update_item"].lambda_handler(_proxy_event(items["PUT {{baseUrl}}/items/{{itemId}}"], item_id), None)
-    assert updated["statusCode"] == 200
-    got = handlers["get_item"].lambda_handler(_proxy_event(items["GET {{baseUrl}}/items/{{itemId}}"], item_id), None)
-    assert json.loads(got["body"])["name"] == example_body("PUT")["name"]
+    def __init__(self, handlers):
+        self.handlers = handlers
+        self.variables: dict[str, str] = {}
+
+    def fill(self, text: str) -> str:
+        return re.sub(r"\{\{(\w+)\}\}", lambda m: self.variables.get(m.group(1), ""), text)
+
+    def send(self, item: dict) -> dict:
+        request = item["request"]
+        path = [self.fill(part) for part in request["url"]["path"]]
+        item_id = path[1] if len(path) > 1 else None
+        headers = {h["key"]: self.fill(h["value"]) for h in request["header"]}
+        query = {q["key"]: q["value"] for q in request["url"].get("query", [])}
+        event = {"resource": "/items/{id}" if item_id else "/items", "path": "/" + "/".join(path), "httpMethod": request["method"],
+                 "headers": headers, "queryStringParameters": query or None,
+                 "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+                 "pathParameters": {"id": item_id} if item_id else None, "body": request.get("body", {}).get("raw"),
+                 "isBase64Encoded": False, "requestContext": {"requestId": "test", "stage": "prod", "path": "/prod/items"}}
+        answer = self.handlers[HANDLER_FOR[(request["method"], bool(item_id))]].lambda_handler(event, None)
+        body = json.loads(answer["body"])
+        for var in re.findall(r"pm.collectionVariables.set\('(\w+)', item\.id\)", script(item)):
+            self.variables[var] = (body.get("item") or {}).get("id", "")
+        for var in re.findall(r"pm.collectionVariables.set\('(\w+)', pm.response.json\(\).item.id\)", script(item)):
+            self.variables[var] = body["item"]["id"]
+        for var in re.findall(r"pm.collectionVariables.set\('(\w+)', pm.response.headers.get\('ETag'\)\)", script(item)):
+            if "ETag" in answer["headers"]:
+                self.variables[var] = answer["headers"]["ETag"]
+        return answer
+
+
+def test_running_the_collection_in_order_gets_every_status_its_tests_expect(doc, handlers):
+    postman = Postman(handlers)
+    collection = postman_collection(doc)
+    items = route_items(collection) + collection["item"][-1]["item"]
+
+    for item in items:
+        expected = int(re.search(r"have.status\((\d+)\)", script(item)).group(1))
+        answer = postman.send(item)
+        assert answer["statusCode"] == expected, (item["name"], answer["body"])

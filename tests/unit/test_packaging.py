@@ -100,7 +100,7 @@ def test_a_package_holds_its_handler_and_the_common_package_without_bytecode(cod
 
     package = build_package(code, "get_item")
 
-    assert package.files == ("common/__init__.py", "common/helpers.py", "get_item.py")
+    assert package.files == ("common/__init__.py", "common/helpers.py", "common/http.py", "common/items.py", "get_item.py")
     with zipfile.ZipFile(io.BytesIO(package.zip_bytes)) as archive:
         assert archive.namelist() == list(package.files)
         assert archive.testzip() is None

@@ -1,0 +1,202 @@
+"""The item resource: its fields and their rules, its ETag, and the list's page tokens.
+
+An item as clients see it (openapi.yaml, schema Item)::
+
+    id           server-made UUID (the path id must look like one)
+    name         string, 1..200 characters once leading/trailing spaces are trimmed (stored trimmed)
+    description  string, at most 2000 characters (default "")
+    createdAt    ISO 8601 UTC, set on create
+    updatedAt    ISO 8601 UTC, set on create and on each update
+    version      integer, 1 on create, +1 on each update; the ETag is its quoted value, "3"
+"""
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import uuid
+
+from common.http import BadRequest, invalid, json_type, problem
+
+NAME_MAX = 200
+DESCRIPTION_MAX = 2000
+WRITABLE = ("name", "description")
+READ_ONLY = ("id", "createdAt", "updatedAt", "version")
+FIELDS = READ_ONLY[:1] + WRITABLE + READ_ONLY[1:]  # the order answers list them in
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# An ETag we made ("3"), or the bare number; at most 18 digits, so it always fits a DynamoDB number.
+_ETAG = re.compile(r'^(?:"(\d{1,18})"|(\d{1,18}))$')
+_WEAK_ETAG = re.compile(r'^W/"[^",]*"$')
+MAX_IF_MATCH_TAGS = 20
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def path_id(event) -> str:
+    item_id = (event.get("pathParameters") or {}).get("id")
+    if not item_id or not _UUID.match(item_id):
+        shown = "(none)" if not item_id else repr(item_id[:60])
+        raise BadRequest(f"Path parameter 'id' must be an item id (a UUID), got {shown}",
+                         [problem("path", "id", "must be a UUID like 3f2b8c1e-5d4a-4f6b-9c7d-1a2b3c4d5e6f")])
+    return item_id.lower()  # ids are made lower-case; an upper-case copy names the same item
+
+
+def to_api(item: dict) -> dict:
+    """The stored item as the contract shows it: its fields only, in a fixed order."""
+    return {field: item[field] if field != "description" else item.get(field, "") for field in FIELDS}
+
+
+def etag(item: dict) -> str:
+    return f'"{int(item["version"])}"'
+
+
+# --- Writable fields ----------------------------------------------------------
+
+
+def _check_string(field: str, value, problems: list):
+    if not isinstance(value, str):
+        problems.append(problem("body", field, f"must be a string, got {json_type(value)}"))
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (\ud800) from the JSON text: DynamoDB stores UTF-8 only
+        problems.append(problem("body", field, "must be valid Unicode text (it holds a lone surrogate)"))
+        return None
+    return value
+
+
+def _check_name(value, problems: list):
+    value = _check_string("name", value, problems)
+    if value is None:
+        return None
+    value = value.strip()
+    if not 1 <= len(value) <= NAME_MAX:
+        problems.append(problem("body", "name", f"must be 1 to {NAME_MAX} characters once trimmed, got {len(value)}"))
+        return None
+    return value
+
+
+def _check_description(value, problems: list):
+    value = _check_string("description", value, problems)
+    if value is not None and len(value) > DESCRIPTION_MAX:
+        problems.append(problem("body", "description", f"must be at most {DESCRIPTION_MAX} characters, got {len(value)}"))
+        return None
+    return value
+
+
+CHECKS = {"name": _check_name, "description": _check_description}
+
+
+def writable_fields(body: dict, *, creating: bool) -> dict:
+    """The writable fields of ``body``, checked; every problem is reported at once (400).
+
+    Read-only fields are refused rather than ignored: a client that sends a version
+    expecting it to be used learns it is not (If-Match is how to name a version).
+    """
+    problems = []
+    fields = {}
+    for field, value in body.items():
+        if field in READ_ONLY:
+            problems.append(problem("body", field, "is read-only (set by the server); send only name and description"
+                                    + ("" if field != "version" else ", and the version in If-Match")))
+        elif field not in CHECKS:
+            problems.append(problem("body", field, f"unknown field; allowed: {', '.join(WRITABLE)}"))
+        else:
+            checked = CHECKS[field](value, problems)
+            if checked is not None:
+                fields[field] = checked
+    if creating and "name" not in body:
+        problems.append(problem("body", "name", "is required"))
+    if not creating and not any(field in body for field in WRITABLE):
+        problems.append(problem("body", "(body)", f"must contain at least one of: {', '.join(WRITABLE)}"))
+    if problems:
+        raise invalid("body", problems)
+    if creating:
+        fields.setdefault("description", "")
+    return fields
+
+
+# --- If-Match -----------------------------------------------------------------
+
+
+def if_match(header_value):
+    """If-Match as what it allows: None (no header: any version), "*" (the item must exist),
+    or the versions it names. A weak tag (W/"3") never matches, as RFC 9110 wants for If-Match."""
+    if header_value is None:
+        return None
+    value = header_value.strip()
+    if value == "*":
+        return "*"
+    versions = []
+    tags = [tag.strip() for tag in value.split(",")]
+    for tag in tags:
+        if _WEAK_ETAG.match(tag):
+            continue
+        match = _ETAG.match(tag)
+        if match is None:
+            raise BadRequest(
+                f"If-Match {header_value[:60]!r} is not an ETag of this API: send the ETag of an earlier answer, "
+                'like "3", or * for any version',
+                [problem("header", "If-Match", 'must be an ETag like "3", a list of them, or *')])
+        versions.append(int(match.group(1) or match.group(2)))
+    if len(tags) > MAX_IF_MATCH_TAGS:
+        raise BadRequest(f"If-Match names {len(tags)} ETags; at most {MAX_IF_MATCH_TAGS} are accepted",
+                         [problem("header", "If-Match", f"must name at most {MAX_IF_MATCH_TAGS} ETags")])
+    return versions
+
+
+# --- Page tokens --------------------------------------------------------------
+
+
+def _token_key(table_name: str) -> bytes:
+    return hashlib.sha256(f"crudstack page token of {table_name}".encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def page_token(table_name: str, last_id: str) -> str:
+    """Opaque to clients: the id the next page starts after, with a MAC so that a garbled or
+    hand-made token is a 400 and never reaches DynamoDB. (Its key is derived from the table
+    name, so it catches mistakes and tokens of another stack, not a determined forger; all a
+    forged token could do is start a listing at another place.)"""
+    payload = _b64(json.dumps({"after": last_id}, separators=(",", ":")).encode())
+    mac = _b64(hmac.new(_token_key(table_name), payload.encode(), "sha256").digest()[:12])
+    return f"{payload}.{mac}"
+
+
+def read_page_token(table_name: str, token: str) -> str:
+    bad = BadRequest("nextToken is not valid: pass the nextToken of an earlier page unchanged, or leave it out",
+                     [problem("query", "nextToken", "must be a nextToken from an earlier page of this list")])
+    payload, _, mac = token.partition(".")
+    expected = _b64(hmac.new(_token_key(table_name), payload.encode("utf-8", "replace"), "sha256").digest()[:12])
+    if not hmac.compare_digest(mac.encode("utf-8", "replace"), expected.encode()):
+        raise bad
+    try:
+        after = json.loads(_unb64(payload))["after"]
+    except (ValueError, KeyError, TypeError):
+        raise bad from None
+    if not isinstance(after, str) or not after:
+        raise bad
+    return after
+
+
+def page_limit(value, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not (value.isascii() and value.isdigit() and len(value) <= 6 and 1 <= int(value) <= maximum):
+        raise invalid("query", [problem("query", "limit", f"must be a whole number from 1 to {maximum}, got {value[:20]!r}")])
+    return int(value)
