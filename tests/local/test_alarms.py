@@ -61,11 +61,12 @@ def state(cloudwatch, name):
 
 
 def test_a_new_alarm_starts_with_insufficient_data_and_an_update_keeps_its_state(server, cloudwatch, topic):
-    name = put_alarm(cloudwatch, topic[0], TreatMissingData="missing", Period=60)
+    # "ignore": the evaluator, which looks at an alarm again once it is updated, leaves it as it is
+    name = put_alarm(cloudwatch, topic[0], TreatMissingData="ignore", Period=60)
     assert state(cloudwatch, name)["StateValue"] == "INSUFFICIENT_DATA"
 
     cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="testing")
-    put_alarm(cloudwatch, topic[0], name=name, TreatMissingData="missing", Period=60, Threshold=5.0)
+    put_alarm(cloudwatch, topic[0], name=name, TreatMissingData="ignore", Period=60, Threshold=5.0)
 
     after = state(cloudwatch, name)
     assert (after["StateValue"], after["StateReason"], after["Threshold"]) == ("ALARM", "testing", 5.0)
@@ -75,7 +76,7 @@ def test_a_new_alarm_starts_with_insufficient_data_and_an_update_keeps_its_state
 
 def test_set_alarm_state_notifies_the_topic_by_email_and_is_in_the_alarm_history(server, cloudwatch, topic):
     topic_arn, address = topic
-    name = put_alarm(cloudwatch, topic_arn, Period=60, TreatMissingData="missing")
+    name = put_alarm(cloudwatch, topic_arn, Period=60, TreatMissingData="ignore")  # the evaluator leaves it alone
 
     cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="Threshold Crossed: a test")
 
@@ -136,7 +137,7 @@ def test_a_p99_alarm_takes_the_percentile_of_the_values(server, cloudwatch, topi
 
 def test_disabled_alarm_actions_change_the_state_but_send_nothing(server, cloudwatch, topic):
     topic_arn, address = topic
-    name = put_alarm(cloudwatch, topic_arn, Period=60, TreatMissingData="missing")
+    name = put_alarm(cloudwatch, topic_arn, Period=60, TreatMissingData="ignore")  # the evaluator leaves it alone
     cloudwatch.disable_alarm_actions(AlarmNames=[name])
 
     cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="quiet")
@@ -226,7 +227,7 @@ def test_a_lambda_subscription_runs_the_function_with_snss_event(server, sns, to
 
 
 def test_history_can_be_filtered_by_type_and_date_and_paged(server, cloudwatch, topic):
-    name = put_alarm(cloudwatch, topic[0], Period=60, TreatMissingData="missing")
+    name = put_alarm(cloudwatch, topic[0], Period=60, TreatMissingData="ignore")  # the evaluator leaves it alone
     for state_value in ("ALARM", "OK", "ALARM"):
         cloudwatch.set_alarm_state(AlarmName=name, StateValue=state_value, StateReason=state_value)
 
