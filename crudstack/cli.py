@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 
 from crudstack.aws import Aws
-from crudstack.config import ROOT, Config, load_config
+from crudstack.config import ROOT, Config, check_target, load_config
 from crudstack.errors import ConfigError, CrudStackError
 from crudstack.outputs import example_body, ordered_routes, write_outputs
 from crudstack.plan import Action, Context, Options
@@ -60,9 +60,14 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
-        from crudstack.local.daemon import ensure_running
+        from crudstack.local.daemon import ensure_running, unreported_recovery_problems
 
         endpoint = ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
+        problems = unreported_recovery_problems(config.state_dir)
+        if problems:
+            log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
+                        "  Everything else was recovered. Details: %s",
+                        "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
         session = boto3.session.Session(region_name=config.region, **FAKE_CREDENTIALS)
         return Aws(region=config.region, endpoint_url=endpoint, session=session,
                    deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts), endpoint
@@ -201,6 +206,7 @@ def provision_main(argv: list[str] | None = None) -> int:
     def body() -> int:
         config = load_config(args.config)
         target = args.target or config.target
+        check_target(config, target, args.config)
         screen = Screen(sys.stderr if args.json else sys.stdout)
         started = time.monotonic()
         aws, endpoint = connect(config, target)
