@@ -28,7 +28,7 @@ import botocore.exceptions
 
 from crudstack.aws import Aws
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
-from crudstack.config import ROOT, Config, load_config
+from crudstack.config import ROOT, Config, check_target, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import example_body, ordered_routes, write_outputs
@@ -88,9 +88,14 @@ def attach_chaos(spec: ChaosSpec | None, aws: Aws) -> Chaos | None:
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
-        from crudstack.local.daemon import ensure_running
+        from crudstack.local.daemon import ensure_running, unreported_recovery_problems
 
         endpoint = ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
+        problems = unreported_recovery_problems(config.state_dir)
+        if problems:
+            log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
+                        "  Everything else was recovered. Details: %s",
+                        "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
         session = boto3.session.Session(region_name=config.region, **FAKE_CREDENTIALS)
         return Aws(region=config.region, endpoint_url=endpoint, session=session,
                    deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts), endpoint
@@ -262,6 +267,7 @@ def provision_main(argv: list[str] | None = None) -> int:
         config = seen["config"] = load_config(args.config)
         spec = chaos_spec(args)
         target = args.target or config.target
+        check_target(config, target, args.config)
         screen = Screen(sys.stderr if args.json else sys.stdout)
         started = time.monotonic()
         aws, endpoint = connect(config, target)

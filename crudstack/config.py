@@ -25,6 +25,9 @@ PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
 # The only values CloudWatch Logs accepts for a retention policy.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Alarm periods under a minute: CloudWatch allows them for high-resolution metrics only, and
+# AWS/Lambda and AWS/ApiGateway publish one datapoint a minute, so they are for the local AWS.
+SHORT_ALARM_PERIODS = (10, 30)
 MANAGED_BY = "crudstack"
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
@@ -167,7 +170,7 @@ class AlarmConfig(_Strict):
     @field_validator("period_s")
     @classmethod
     def _cloudwatch_period(cls, value: int) -> int:
-        if value not in (10, 30) and value % 60:
+        if value not in SHORT_ALARM_PERIODS and value % 60:
             raise ValueError("10, 30 or a multiple of 60 seconds (CloudWatch's rule)")
         return value
 
@@ -255,6 +258,16 @@ class Config(_Strict):
     @property
     def all_tags(self) -> dict[str, str]:
         return {**self.tags, **self.ownership_tags}
+
+
+def check_target(config: Config, target: str, source: str = "config.yaml") -> None:
+    """What is valid only for one target; called once --target is known, before any AWS call."""
+    period = config.monitoring.alarms.period_s
+    if target == "aws" and period in SHORT_ALARM_PERIODS:
+        raise ConfigError([
+            f"monitoring.alarms.period_s: found {period} (int), expected a multiple of 60 seconds with target aws: "
+            f"AWS/Lambda and AWS/ApiGateway publish one datapoint a minute, so a {period} s alarm would never see "
+            f"full data; {' and '.join(map(str, SHORT_ALARM_PERIODS))} s periods are for demos with target: local"], source)
 
 
 def _describe(value) -> str:

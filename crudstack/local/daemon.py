@@ -4,6 +4,10 @@ provision.py calls `ensure_running`, teardown.py `status` and `stop`. The server
 <state-dir>/server.json (pid, port, started_at, log) once it listens, and removes the record when
 it stops cleanly; a record whose process is gone (a crash, a reboot) is stale and removed here.
 
+The server keeps its state in <state-dir>/data across stops and crashes (crudstack.local.durable)
+and writes what each start recovered to <state-dir>/recovery.json; `unreported_recovery_problems`
+hands provision.py what it had to drop, once.
+
 A running server is trusted only when its health check (/_localaws/health) answers with the pid
 and state dir of the record, so a recycled pid or another program on the port is never mistaken
 for it, and never signalled.
@@ -28,6 +32,7 @@ from crudstack.errors import LocalAwsError
 
 RECORD_NAME = "server.json"
 LOG_NAME = "server.log"
+RECOVERY_NAME = "recovery.json"
 HEALTH_PATH = "/_localaws/health"
 HOST = "127.0.0.1"
 SERVER_MODULE = "crudstack.local.server"
@@ -88,6 +93,8 @@ def status(state_dir: Path) -> dict[str, Any] | None:
     if record is None:
         return None
     pid, port = record.get("pid"), record.get("port")
+    if isinstance(pid, int) and _dying(pid):
+        _wait_gone(pid, 10)  # killed (kill -9): gone in a moment, its port with it
     if not isinstance(pid, int) or not isinstance(port, int) or not _alive(pid):
         _remove_record(state_dir)
         return None
@@ -119,6 +126,22 @@ def stop(state_dir: Path, timeout: float = 10) -> bool:
         _wait_gone(pid, 5)
     _remove_record(state_dir)
     return True
+
+
+def unreported_recovery_problems(state_dir: Path) -> list[str]:
+    """What the server's last start had to drop or could not replay, once: marked reported when read."""
+    path = Path(state_dir).resolve() / RECOVERY_NAME
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(report, dict) or report.get("reported", True):
+        return []
+    report["reported"] = True
+    tmp = path.with_name(f".{RECOVERY_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return [str(p) for key in ("unreadable_snapshots", "dropped", "diverged") for p in report.get(key) or []]
 
 
 # ---------------------------------------------------------------------------- starting
@@ -256,9 +279,21 @@ def _alive(pid: Any) -> bool:
     except PermissionError:
         return True
     try:  # exited but not yet reaped by a parent that is not us
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z":
+            return True
     except (OSError, IndexError):
         return True
+    return _dying(pid)
+
+
+def _dying(pid: int) -> bool:
+    """A killed process whose main thread is a zombie while its other threads still exit: until the
+    last one has, its files (the listening socket) stay open and a connection to its port hangs."""
+    try:
+        zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] == "Z"
+        return zombie and len(os.listdir(f"/proc/{pid}/task")) > 1
+    except (OSError, IndexError):
+        return False
 
 
 def _is_our_server(pid: int, state_dir: Path) -> bool:

@@ -257,6 +257,17 @@ class DeploymentSnapshots:
             self._snapshots.clear()
             self._locations.clear()
 
+    # A stage serves the deployment it points to even after the API changed: what was deployed
+    # is state, saved and restored with moto's (crudstack.local.durable).
+    def dump(self) -> dict[tuple[str, str], DeployedApi]:
+        with self._lock:
+            return dict(self._snapshots)
+
+    def load(self, snapshots: dict[tuple[str, str], DeployedApi]) -> None:
+        with self._lock:
+            self._snapshots = dict(snapshots)
+            self._locations.clear()
+
     def resolve(self, api_id: str, stage_name: str) -> StageTarget | None:
         """The deployment a stage points to, or None (AWS: 403 for an unknown api or stage)."""
         rest_api = self._find_rest_api(api_id)
@@ -975,7 +986,7 @@ def _environ_headers(environ: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _read_body(environ: Mapping[str, Any]) -> bytes:
+def read_body(environ: Mapping[str, Any]) -> bytes:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -1000,7 +1011,7 @@ class Gateway:
             # PATH_INFO is already percent-decoded, its bytes carried as latin-1 (PEP 3333).
             path=path.encode("latin-1").decode("utf-8", errors="replace"),
             query_string=environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", errors="replace"),
-            headers=_environ_headers(environ), body=_read_body(environ),
+            headers=_environ_headers(environ), body=read_body(environ),
             source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"), protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
             url_path=environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="replace"),
         )

@@ -51,9 +51,7 @@ from urllib.parse import parse_qs, unquote
 
 from moto.awslambda.exceptions import LambdaClientError
 from moto.awslambda.models import lambda_backends
-from moto.cloudwatch.models import cloudwatch_backends
-from moto.logs.models import logs_backends
-
+from crudstack.local.telemetry import MotoTelemetry
 from crudstack.local.worker import FrameReader, encode_frame, write_all
 
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -348,6 +346,10 @@ class _WorkerProcess:
 # CloudWatch Logs and metrics.
 
 
+# Metrics put as single values rather than statistic sets, so that percentiles can be taken.
+_PERCENTILE_METRICS = frozenset({"Duration"})
+
+
 def _metric_timestamp() -> datetime.datetime:
     # moto compares metric timestamps with naive UTC datetimes (second resolution); an
     # aware datetime here would break get_metric_statistics for the whole namespace.
@@ -355,11 +357,13 @@ def _metric_timestamp() -> datetime.datetime:
 
 
 class _Telemetry:
-    """Queues log events and metric values; `flush` writes them to moto's backends.
-    Producers only append to a deque, so an invocation never waits for CloudWatch."""
+    """Queues log events and metric values; `flush` hands them to the telemetry store
+    (crudstack.local.telemetry). Producers only append to a deque, so an invocation never
+    waits for CloudWatch."""
 
-    def __init__(self, log: logging.Logger):
+    def __init__(self, log: logging.Logger, store=None):
         self._log = log
+        self._store = store or MotoTelemetry()
         self._queue: collections.deque = collections.deque()
         self._flush_lock = threading.Lock()
 
@@ -374,40 +378,34 @@ class _Telemetry:
     def flush(self) -> None:
         with self._flush_lock:
             logs: dict[tuple, list] = collections.defaultdict(list)
-            metrics: dict[tuple, list] = {}
+            metrics: dict[tuple, list] = collections.defaultdict(list)
             while self._queue:
                 item = self._queue.popleft()
                 if item[0] == "log":
                     logs[item[1:5]].extend(item[5])
                 else:
                     _, account, region, function, name, value, unit, stamp = item
-                    stats = metrics.get((account, region, function, name, unit, stamp))
-                    if stats is None:
-                        metrics[(account, region, function, name, unit, stamp)] = [value, value, value, 1]
-                    else:
-                        stats[0] += value
-                        stats[1] = min(stats[1], value)
-                        stats[2] = max(stats[2], value)
-                        stats[3] += 1
+                    metrics[(account, region, function, name, unit, stamp)].append(value)
             for (account, region, group, stream), events in logs.items():
                 try:
-                    backend = logs_backends[account][region]
-                    backend.ensure_log_group(group)
-                    backend.ensure_log_stream(group, stream)
-                    events.sort(key=lambda event: event[0])  # PutLogEvents wants them in order
-                    backend.put_log_events(group, stream, [{"timestamp": ts, "message": msg} for ts, msg in events])
+                    self._store.put_log_events(account, region, group, stream, events)
                 except Exception:
                     self._log.exception("could not write %d log events to %s %s", len(events), group, stream)
             per_backend: dict[tuple, list] = collections.defaultdict(list)
-            for (account, region, function, name, unit, stamp), (total, low, high, count) in metrics.items():
-                per_backend[(account, region)].append({
-                    "MetricName": name, "Unit": unit, "Timestamp": stamp,
-                    "Dimensions": [{"Name": "FunctionName", "Value": function}],
-                    "StatisticValues": {"Sum": total, "Minimum": low, "Maximum": high, "SampleCount": count},
-                })
+            for (account, region, function, name, unit, stamp), values in metrics.items():
+                datum = {"MetricName": name, "Unit": unit, "Timestamp": stamp,
+                         "Dimensions": [{"Name": "FunctionName", "Value": function}]}
+                if name in _PERCENTILE_METRICS:
+                    # Each value, so alarms can take percentiles (Duration p99), as Lambda publishes it.
+                    counted = collections.Counter(round(v, 3) for v in values)
+                    datum.update(Values=list(counted), Counts=list(counted.values()))
+                else:
+                    datum["StatisticValues"] = {"Sum": sum(values), "Minimum": min(values), "Maximum": max(values),
+                                                "SampleCount": len(values)}
+                per_backend[(account, region)].append(datum)
             for (account, region), data in per_backend.items():
                 try:
-                    cloudwatch_backends[account][region].put_metric_data("AWS/Lambda", data)
+                    self._store.put_metric_data(account, region, "AWS/Lambda", data)
                 except Exception:
                     self._log.exception("could not put %d AWS/Lambda metrics", len(data))
 
@@ -467,11 +465,12 @@ class LambdaRuntime:
     spare_workers         workers kept booted with boto3 imported, for fast cold starts
     idle_timeout          seconds a warm worker may sit unused before it is stopped
     lambda_packages_only  hide installed packages AWS's Python runtime does not have
+    telemetry             where logs and metrics go (crudstack.local.telemetry; default: moto, directly)
     """
 
     def __init__(self, *, endpoint_url: str, max_concurrency: int = 10, log: logging.Logger | None = None,
                  spare_workers: int = 1, idle_timeout: float = 600.0, preload: tuple[str, ...] = DEFAULT_PRELOAD,
-                 flush_interval: float = 0.2, lambda_packages_only: bool = True):
+                 flush_interval: float = 0.2, lambda_packages_only: bool = True, telemetry=None):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if spare_workers < 0:
@@ -496,7 +495,7 @@ class LambdaRuntime:
         self._stopping: list[_WorkerProcess] = []
         self._zip_names: dict[str, frozenset[str]] = {}
 
-        self._telemetry = _Telemetry(self.log)
+        self._telemetry = _Telemetry(self.log, telemetry)
         # Event invocations wait for capacity in these threads (threads start on demand): more
         # of them than one function may run, so one busy function does not hold up the others.
         self._events = concurrent.futures.ThreadPoolExecutor(max_workers=max(32, 4 * max_concurrency),

@@ -8,8 +8,15 @@ Requests are dispatched by path (LocalAws):
     /_aws/execute-api/{api}/{stage}/...
     POST /2015-03-31/functions/{name}/invocations -> the Lambda runtime (runtime.invoke_api_app)
     GET /_localaws/health                        -> {"status": "ok", "pid": ..., "port": ...}
-    anything else                                -> moto's own WSGI app, behind DeploymentRecorder
-                                                    (and DynamoDBItemAtomicity for DynamoDB calls)
+    anything else                                -> moto's own WSGI app, behind the journal
+                                                    (durable.DurableState.wsgi), DeploymentRecorder
+                                                    and DynamoDBItemAtomicity for DynamoDB calls
+
+State survives a stop, a crash and a reboot: <state-dir>/data holds snapshots and the write-ahead
+journal (crudstack.local.durable), replayed at start-up before the first request is served; what
+the start recovered, and anything it had to drop, is in <state-dir>/recovery.json. Alongside moto
+run an alarm evaluator (crudstack.local.alarms) and SNS delivery to <state-dir>/outbox
+(crudstack.local.notify).
 
 The HTTP server is ours, not werkzeug's: werkzeug's development server closes the connection after
 every response, and a Python server that writes headers and body in separate sends waits for the
@@ -18,7 +25,7 @@ connections alive, sets TCP_NODELAY and writes each response with a single send.
 
 Nothing is written to the terminal per request: the process logs to <state-dir>/server.log.
 SIGTERM or SIGINT stops it cleanly: the listener closes, the runtime's workers are shut down,
-pending metrics are flushed and <state-dir>/server.json is removed.
+pending metrics are flushed, a last snapshot is written and <state-dir>/server.json is removed.
 
 moto never tries Docker here (see configure_moto); Lambda code runs in crudstack.local.runtime.
 """
@@ -42,6 +49,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from crudstack.local import alarms, determinism
+from crudstack.local.alarms import AlarmEvaluator
+from crudstack.local.durable import DurableState, RecoveryReport, StatePart, StateUnreadable
 from crudstack.local.gateway import (
     DeploymentRecorder,
     DeploymentSnapshots,
@@ -50,6 +60,8 @@ from crudstack.local.gateway import (
     MetricsPublisher,
     is_invoke_path,
 )
+from crudstack.local.notify import OUTBOX_DIR, Outbox, SnsDelivery
+from crudstack.local.telemetry import JournaledTelemetry
 
 log = logging.getLogger("crudstack.local.server")
 
@@ -62,9 +74,12 @@ IDLE_TIMEOUT_S = 120
 # first provision call to each does not pay moto's lazy load (about 0.4 s each).
 PREWARM_SERVICES = ("apigateway", "lambda", "dynamodb", "iam", "logs", "cloudwatch", "sns", "sts")
 
+RECOVERY_NAME = "recovery.json"
+
 WsgiApp = Callable[[dict, Callable], Iterable[bytes]]
-# endpoint url, max concurrency, logger -> (runtime with invoke()/shutdown(), its Invoke API WSGI app)
-RuntimeFactory = Callable[[str, int, logging.Logger], "tuple[Any, WsgiApp]"]
+# endpoint url, max concurrency, logger, telemetry store -> (runtime with invoke()/invoke_async()/shutdown(),
+# its Invoke API WSGI app)
+RuntimeFactory = Callable[[str, int, logging.Logger, Any], "tuple[Any, WsgiApp]"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,10 +362,28 @@ def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
             log.exception("could not prepare moto's %s app; it will load on first use", service)
 
 
-def real_runtime(endpoint_url: str, max_concurrency: int, runtime_log: logging.Logger) -> tuple[Any, WsgiApp]:
+def load_service_modules(services: Iterable[str] = PREWARM_SERVICES + ("sqs",)) -> None:
+    """Import moto's models and responses for the services we use before the clock is hooked
+    (crudstack.local.determinism), so that even their first write runs on the journal's clock."""
+    import importlib
+
+    from moto.backends import ALT_SERVICE_NAMES
+
+    for service in services:
+        module = ALT_SERVICE_NAMES.get(service, service)
+        for part in ("models", "responses"):
+            try:
+                importlib.import_module(f"moto.{module}.{part}")
+            except ImportError:
+                log.warning("moto has no module moto.%s.%s", module, part)
+
+
+def real_runtime(endpoint_url: str, max_concurrency: int, runtime_log: logging.Logger,
+                 telemetry: Any = None) -> tuple[Any, WsgiApp]:
     from crudstack.local.runtime import LambdaRuntime, invoke_api_app
 
-    runtime = LambdaRuntime(endpoint_url=endpoint_url, max_concurrency=max_concurrency, log=runtime_log)
+    runtime = LambdaRuntime(endpoint_url=endpoint_url, max_concurrency=max_concurrency, log=runtime_log,
+                            telemetry=telemetry)
     return runtime, invoke_api_app(runtime)
 
 
@@ -439,30 +472,47 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
 
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
-    metrics = MetricsPublisher().start()
+    # The app journaled writes are served by, and replayed into at start-up.
+    recorder = DeploymentRecorder(DynamoDBItemAtomicity(moto_app), snapshots)
+    state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
+    try:
+        report = state.recover()
+    except StateUnreadable as exc:
+        log.error("%s", exc)
+        print(f"local AWS: {exc}.\n  Nothing was changed. To keep the data, move {state.folder} away and look into "
+              f"it; to start over with an empty local AWS, run: python -m crudstack.local wipe", file=sys.stderr)
+        httpd.server_close()
+        return 1
+    write_recovery(state_dir, report)
+    state.start()
+    metrics = MetricsPublisher(telemetry.cloudwatch_backends()).start()
+    evaluator = None
     runtime = None
     invoker = None
     serving = None
     try:
         try:
-            runtime, invoke_api = make_runtime(endpoint, options.lambda_concurrency, logging.getLogger("crudstack.local.runtime"))
+            runtime, invoke_api = make_runtime(endpoint, options.lambda_concurrency,
+                                               logging.getLogger("crudstack.local.runtime"), telemetry)
         except Exception as exc:
             log.exception("the Lambda runtime could not be started")
             print(f"local AWS: the Lambda runtime could not be started: {exc} (see {log_path})", file=sys.stderr)
             return 1
+        delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics),
             invoke_api=invoke_api,
-            moto_app=DeploymentRecorder(DynamoDBItemAtomicity(moto_app), snapshots),
+            moto_app=state.wsgi(recorder),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
         )
+        evaluator = AlarmEvaluator(state.apply).start()
         # The socket already listens (connections wait in its backlog): record it before the first
         # health answer, so whoever sees the server healthy also finds its record.
         write_record(state_dir, {
             "pid": os.getpid(), "port": port, "host": options.host, "endpoint": endpoint,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log": str(log_path),
-            "lambda_concurrency": options.lambda_concurrency,
+            "lambda_concurrency": options.lambda_concurrency, "recovery": report.summary(),
         })
         serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
         serving.start()
@@ -474,18 +524,47 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         if serving is not None:
             httpd.shutdown()
         httpd.server_close()
+        if evaluator is not None:
+            evaluator.close()
         if invoker is not None:
             invoker.close()
         if runtime is not None:
             try:
-                runtime.shutdown()
+                runtime.shutdown()  # writes its last logs and metrics, through the journal
             except Exception:
                 log.exception("the Lambda runtime did not shut down cleanly")
         metrics.close()
+        try:
+            state.close()  # a last snapshot: the next start replays nothing
+        except Exception:
+            log.exception("the state could not be saved cleanly; the journal holds it")
         remove_record(state_dir, os.getpid())
         log.info("local AWS stopped")
         logging.shutdown()
     return 0
+
+
+def prepare_durable_state(state_dir: Path, recorder: WsgiApp, snapshots: DeploymentSnapshots,
+                          endpoint: str) -> tuple[DurableState, JournaledTelemetry, SnsDelivery]:
+    """The durable state with everything that writes through it: moto's writes over HTTP (the
+    recorder), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
+    load_service_modules()
+    determinism.install()
+    alarms.install_extensions()
+    delivery = SnsDelivery(Outbox(state_dir / OUTBOX_DIR), endpoint)
+    delivery.install()
+    state = DurableState(state_dir, recorder)
+    state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
+    state.register("cloudwatch.set_alarm_state", alarms.set_alarm_state)
+    return state, JournaledTelemetry(state), delivery
+
+
+def write_recovery(state_dir: Path, report: RecoveryReport) -> None:
+    """<state-dir>/recovery.json: what the last start recovered, and what it had to drop (shown by provision.py)."""
+    path = state_dir / RECOVERY_NAME
+    tmp = path.with_name(f".{RECOVERY_NAME}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**report.as_dict(), "reported": not report.problems}, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None, *, make_runtime: RuntimeFactory = real_runtime) -> int:

@@ -10,7 +10,7 @@ from tests.local.fakes import FakeRuntime, fake_invoke_api_app
 def main(argv: list[str] | None = None) -> int:
     options = server.parse_args(argv)
 
-    def make_runtime(endpoint_url, max_concurrency, log):
+    def make_runtime(endpoint_url, max_concurrency, log, telemetry=None):
         runtime = FakeRuntime(endpoint_url=endpoint_url, max_concurrency=max_concurrency, log=log,
                               state_dir=options.state_dir)
         return runtime, fake_invoke_api_app(runtime)

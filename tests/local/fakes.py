@@ -12,6 +12,9 @@ by the function's FAKE_BEHAVIOUR environment variable, read from moto's in-proce
     throttle        no free concurrency (throttled)
     sleep           sleeps FAKE_SLEEP_S seconds, then echo
 
+Event invocations (invoke_async: SNS deliveries to Lambda) are recorded, one JSON line each, in
+<state-dir>/fake-events.jsonl.
+
 It also starts one child process, as the real runtime starts workers, and stops it in shutdown():
 a test can then see that the server shuts its runtime down.
 """
@@ -45,6 +48,7 @@ class FakeRuntime:
     def __init__(self, *, endpoint_url: str, max_concurrency: int = 10, log=None, state_dir: Path | None = None):
         self.endpoint_url = endpoint_url
         self.log = log
+        self.state_dir = state_dir
         self.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         if state_dir is not None:
             (state_dir / "fake-worker.pid").write_text(str(self.child.pid))
@@ -88,6 +92,17 @@ class FakeRuntime:
             error = {"Type": "User", "message": "Rate Exceeded."}
             return FakeInvokeResult(json.dumps(error).encode(), throttled=True, request_id=request_id)
         raise ValueError(f"unknown FAKE_BEHAVIOUR {behaviour!r}")
+
+    def invoke_async(self, function_arn_or_name: str, payload: bytes, *, region: str, account_id: str = "123456789012",
+                     qualifier: str | None = None, source: str = "event") -> str:
+        """An event invocation: recorded, one JSON line each, in <state-dir>/fake-events.jsonl."""
+        self._function(function_arn_or_name, region, account_id)  # FunctionNotFound-like errors, as the real one
+        request_id = str(uuid.uuid4())
+        if self.state_dir is not None:
+            with open(self.state_dir / "fake-events.jsonl", "a", encoding="utf-8") as events:
+                events.write(json.dumps({"function": function_arn_or_name, "source": source,
+                                         "event": json.loads(payload), "request_id": request_id}) + "\n")
+        return request_id
 
     def shutdown(self) -> None:
         self.child.terminate()

@@ -12,12 +12,13 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from crudstack.errors import LocalAwsError
 from crudstack.local import daemon
-from tests.local.conftest import ROOT, free_port, health, pid_alive
+from tests.local.conftest import ROOT, free_port, health, pid_alive, wait_until
 
 FAKE = "tests.local.fake_server"
 
@@ -148,3 +149,26 @@ def test_a_server_that_fails_at_start_up_is_reported_with_its_log(state_dir):
     assert "No module named tests.local.no_such_module" in str(error.value)
     assert daemon.status(state_dir) is None
     assert set(os.listdir(state_dir)) == {"server.log", ".start.lock"}
+
+
+EXIT_THREAD = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine)  # exit(2): this thread only, not the group
+
+
+@pytest.mark.skipif(EXIT_THREAD is None or not os.path.isdir("/proc/self/task"), reason="needs Linux /proc and a known syscall number")
+def test_a_killed_server_whose_threads_are_still_exiting_is_not_taken_for_gone(state_dir):
+    # After kill -9 the main thread of a busy server is a zombie before its other threads have
+    # exited, and until they have, its listening socket is open: a new server must wait.
+    script = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+              f"time.sleep(0.2); ctypes.CDLL(None).syscall({EXIT_THREAD}, 0)")
+    half_gone = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        assert wait_until(lambda: Path(f"/proc/{half_gone.pid}/stat").read_text().rsplit(") ", 1)[1][0] == "Z", timeout=10)
+
+        assert daemon._dying(half_gone.pid) and daemon._alive(half_gone.pid)
+        half_gone.kill()
+        half_gone.wait(timeout=10)
+        assert not daemon._alive(half_gone.pid)
+    finally:
+        if half_gone.poll() is None:
+            half_gone.kill()
+            half_gone.wait()

@@ -260,3 +260,33 @@ def test_exact_cors_origins_with_ports_and_ipv6_are_accepted():
     config = parse_config(data)
 
     assert config.api.cors.allowed_origins == ["https://app.example.com", "http://localhost:3000", "http://[::1]:8080"]
+
+
+@pytest.mark.parametrize("period", [10, 30])
+def test_a_short_alarm_period_is_rejected_for_aws_before_any_aws_call(period, tmp_path, capsys):
+    data = settings()
+    data["target"] = "aws"
+    data["monitoring"]["alarms"]["period_s"] = period
+
+    code = provision_main(["--config", str(write(tmp_path, data))])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"monitoring.alarms.period_s: found {period} (int), expected a multiple of 60 seconds with target aws" in err
+    assert "for demos with target: local" in err
+
+
+def test_a_short_alarm_period_in_a_local_config_is_rejected_when_aws_is_chosen_on_the_command_line(tmp_path, capsys):
+    data = settings()
+    data["monitoring"]["alarms"]["period_s"] = 10  # target: local in the file
+
+    assert provision_main(["--config", str(write(tmp_path, data)), "--target", "aws", "--plan"]) == 2
+    assert "monitoring.alarms.period_s: found 10 (int)" in capsys.readouterr().err
+
+
+def test_a_short_alarm_period_is_accepted_for_the_local_aws(tmp_path):
+    data = settings()
+    data["monitoring"]["alarms"]["period_s"] = 10
+
+    with pytest.raises(AwsWasCalled):  # past validation, at the door of the local AWS
+        provision_main(["--config", str(write(tmp_path, data)), "--target", "local"])

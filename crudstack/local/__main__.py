@@ -1,0 +1,7 @@
+"""python -m crudstack.local outbox | status | wipe (see crudstack.local.commands)."""
+import sys
+
+from crudstack.local.commands import main
+
+if __name__ == "__main__":
+    sys.exit(main())
