@@ -7,7 +7,11 @@ A table that still holds items is kept unless --delete-data or --backup is given
 """
 import sys
 
-from crudstack.cli import teardown_main
+try:
+    from crudstack.cli import teardown_main
+except KeyboardInterrupt:  # Ctrl-C while Python loads boto3: nothing has been done yet
+    print("Interrupted before anything was done.", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(teardown_main())

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 log = logging.getLogger("crudstack.aws")
 
@@ -49,6 +49,10 @@ CONNECTION_ERRORS = (
     # not ConnectionError: the request may have been sent and its answer lost.
     botocore.exceptions.HTTPClientError,
 )
+# The parameter that names what a call is about, and how a person calls that (for error messages).
+TARGET_PARAMS = (("TableName", "table"), ("RoleName", "role"), ("FunctionName", "function"), ("restApiId", "REST API"),
+                 ("logGroupName", "log group"), ("TopicArn", "SNS topic"), ("AlarmName", "alarm"), ("ResourceArn", "resource"),
+                 ("ResourceARN", "resource"), ("SubscriptionArn", "subscription"), ("name", "REST API"), ("Name", "SNS topic"))
 READ_PREFIXES = ("Get", "List", "Describe", "Head", "Query", "Scan", "BatchGet", "Filter", "Search", "Lookup")
 
 
@@ -123,6 +127,7 @@ class Aws:
         max_attempts: int = 12,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.session = session or boto3.session.Session(region_name=region)
         self.region = region or self.session.region_name
@@ -135,10 +140,14 @@ class Aws:
         self.max_attempts = max_attempts
         self.sleep = sleep
         self.wait_max_s = wait_max_s
+        # Deadlines are measured on this clock; tests inject one that the injected sleep moves on,
+        # so a model of AWS's delays runs in simulated seconds.
+        self.clock = clock
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
         self._account_id: str | None = None
+        self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
 
     # -- clients -----------------------------------------------------------------------------
@@ -156,6 +165,7 @@ class Aws:
                 kwargs["endpoint_url"] = self.endpoint_url
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
+            client.meta.events.register("before-parameter-build", self._note_call)
             for event, handler in self._hooks:
                 client.meta.events.register(event, handler)
             self._clients[service] = client
@@ -170,6 +180,19 @@ class Aws:
     def _count(self, model, **_):
         self.stats.record(model.service_model.service_name, model.name)
 
+    def _note_call(self, params, model, **_):
+        self.last_call = (model.name, params)
+
+    def last_target(self) -> str | None:
+        """What the last call was about, e.g. "table demo-ItemsTable" (None if it named nothing)."""
+        if self.last_call is None:
+            return None
+        params = self.last_call[1]
+        for key, kind in TARGET_PARAMS:
+            if isinstance(params.get(key), str):
+                return f"{kind} {params[key]}"
+        return None
+
     @property
     def account_id(self) -> str:
         if self._account_id is None:
@@ -179,6 +202,11 @@ class Aws:
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:
+        started = self.clock()
+
+        def remaining() -> float:
+            return self.deadline_s - (self.clock() - started)
+
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
             exc = state.outcome.exception() if state.outcome else None
@@ -186,13 +214,28 @@ class Aws:
             if self.on_retry and exc is not None:
                 self.on_retry(getattr(state.fn, "__name__", "call"), exc, state.attempt_number)
 
+        def wait(state: RetryCallState) -> float:
+            # Never sleep past the deadline: the last attempt is made at it, not after it.
+            return max(0.0, min(backoff(state), remaining()))
+
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number >= self.max_attempts or remaining() <= 0
+
+        def give_up(state: RetryCallState):
+            exc = state.outcome.exception()
+            # What the user is told: how long we kept trying before this error became final.
+            exc.crudstack_attempts = state.attempt_number
+            exc.crudstack_seconds = self.clock() - started
+            raise exc
+
+        backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)
         return Retrying(
-            stop=stop_after_delay(self.deadline_s) | stop_after_attempt(self.max_attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=self.wait_max_s),
+            stop=stop,
+            wait=wait,
             retry=retry_if_exception(is_transient),
             sleep=self.sleep,
             before_sleep=before_sleep,
-            reraise=True,
+            retry_error_callback=give_up,
         )
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
@@ -221,6 +264,22 @@ class Aws:
         """
         return self.retrying()(fn)
 
+    def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
+        """A call that must not be repeated blindly: a retry first asks done() whether the first
+        attempt, its answer lost, already did the work. (AWS refuses a second add_permission with
+        the same statement id, and moto keeps both; moto answers a second delete_rest_api with 500.)
+        act and done make raw client calls: this unit is what is retried."""
+        tried = False
+
+        def unit():
+            nonlocal tried
+            if tried and done():
+                return None
+            tried = True
+            return act()
+
+        return self.retry_unit(unit)
+
     def paginate(self, client, operation: str, key: str, **kwargs) -> list:
         """Every item of a paginated list call; a transient error retries the listing."""
 
@@ -232,15 +291,17 @@ class Aws:
 
     def wait_until(self, check: Callable[[], Any], *, what: str, timeout_s: float | None = None, interval_s: float = 0.5) -> Any:
         """Poll check() until it returns a truthy value (eventual consistency, status changes)."""
-        deadline = time.monotonic() + (timeout_s or self.deadline_s)
+        timeout = timeout_s or self.deadline_s
+        deadline = self.clock() + timeout
         attempt = 0
         while True:
             attempt += 1
             result = check()
             if result:
                 return result
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"gave up waiting for {what} after {timeout_s or self.deadline_s:.0f} s")
+            left = deadline - self.clock()
+            if left <= 0:
+                raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
             if self.on_retry:
                 self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
-            self.sleep(min(interval_s * attempt, 5.0))
+            self.sleep(min(interval_s * attempt, 5.0, left))

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 AWS failure; 2 bad config or arguments; 3 the local AWS could
 not be started; 4 teardown kept something on purpose (a table holding items);
-130 interrupted (Ctrl-C): run again to resume.
+130 interrupted (Ctrl-C): run again to resume. An unexpected error (a bug) prints one line and
+the path of a log file holding its traceback (last-error.log in the state dir).
 With --plan (a dry run: read calls only): 0 nothing would change, 2 something would
 (config errors exit 2 as well; their message on stderr tells them apart).
 
@@ -20,12 +21,16 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import boto3
+import botocore.exceptions
 
 from crudstack.aws import Aws
+from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, load_config
-from crudstack.errors import ConfigError, CrudStackError
+from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
+from crudstack.interrupt import GracefulStop
 from crudstack.outputs import example_body, ordered_routes, write_outputs
 from crudstack.plan import Action, Context, Options
 from crudstack.runner import StepResult, run
@@ -54,7 +59,30 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("--quiet", "-q", action="store_true", help="print only errors and the final result")
     loudness.add_argument("--verbose", "-v", action="store_true", help="also print each AWS call with its duration")
+    chaos = parser.add_argument_group(
+        "fault injection (development)",
+        "Make a share of AWS calls fail the way AWS fails, to see the retries and resumes at work. "
+        "Each option falls back to its environment variable: CRUDSTACK_CHAOS, CRUDSTACK_CHAOS_SEED, "
+        "CRUDSTACK_CHAOS_FAULTS, CRUDSTACK_CHAOS_CALLS. See RELIABILITY.md.")
+    chaos.add_argument("--chaos", metavar="RATE", help="share of AWS calls to fail, above 0 and at most 1 (e.g. 0.2)")
+    chaos.add_argument("--chaos-seed", metavar="N", help="the same seed fails the same calls (default: a new seed, printed)")
+    chaos.add_argument("--chaos-faults", metavar="LIST",
+                       help=f"comma-separated faults to draw from: {', '.join(FAULTS)} "
+                            "(default: all but access-denied, which is permanent)")
+    chaos.add_argument("--chaos-calls", metavar="LIST", help="only these operations, e.g. CreateRole,create_function (default: all)")
     return parser
+
+
+def chaos_spec(args) -> ChaosSpec | None:
+    """The --chaos options (or their environment variables); checked before any AWS call."""
+    return parse_spec(args.chaos, args.chaos_seed, args.chaos_faults, args.chaos_calls, environ=os.environ)
+
+
+def attach_chaos(spec: ChaosSpec | None, aws: Aws) -> Chaos | None:
+    if spec is None:
+        return None
+    print(f"warning: chaos: {spec.describe()}", file=sys.stderr, flush=True)
+    return Chaos(spec).attach(aws)
 
 
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
@@ -133,17 +161,43 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
     }
 
 
-def _error_log(config: Config | None) -> Path:
-    folder = config.state_dir if config else ROOT / ".local-aws"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / "last-error.log"
+def write_error_log(config: Config | None, exc: BaseException) -> Path:
+    """The traceback of an unexpected error, with what is needed to reproduce it, in the state dir
+    (git-ignored; the same folder whatever the target). Falls back to the temp dir if that is not writable."""
+    import platform
+    import tempfile
+
+    import botocore
+
+    lines = [f"crudstack {Path(sys.argv[0]).name} failed unexpectedly at {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
+             f"command: {' '.join([Path(sys.executable).name, *sys.argv])}",
+             f"python {platform.python_version()}, boto3 {boto3.__version__}, botocore {botocore.__version__}, {platform.platform()}",
+             f"config: stack {config.stack!r}, target {config.target!r}, region {config.region!r}" if config else "config: not loaded",
+             "", "".join(traceback.format_exception(exc))]
+    for folder in ([config.state_dir] if config else []) + [ROOT / ".local-aws", Path(tempfile.gettempdir())]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / "last-error.log"
+            path.write_text("\n".join(lines), encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    raise OSError("no writable folder for the error log")
 
 
-def _main(body) -> int:
-    """Run a command's body with the same user-facing error handling for both commands."""
+def _main(body: Callable[[dict], int]) -> int:
+    """Run a command's body with the same user-facing error handling for both commands.
+
+    `seen` is what the body learnt before it failed (its config), so an unexpected error's log
+    goes to that config's state dir.
+    """
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    seen: dict = {}
     try:
-        return body()
+        return body(seen)
+    except InterruptedRun as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return exc.exit_code
     except CrudStackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -151,9 +205,12 @@ def _main(body) -> int:
         print("Interrupted. Nothing is lost: run the same command again to resume.", file=sys.stderr)
         return 130
     except Exception as exc:  # unexpected: one line for the user, the traceback in a file
-        path = _error_log(None)
-        path.write_text(traceback.format_exc(), encoding="utf-8")
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n  The full traceback is in {path}; please report it.", file=sys.stderr)
+        where = "".join(f" {note}" for note in getattr(exc, "__notes__", []))
+        try:
+            shown = f"The full traceback is in {_shown(write_error_log(seen.get('config'), exc))}; please report it."
+        except OSError:
+            shown = "The traceback could not be written to a file; run again with --verbose and report what it prints."
+        print(f"error: unexpected {type(exc).__name__}: {exc}{where}\n  {shown}", file=sys.stderr)
         return 1
 
 
@@ -169,12 +226,15 @@ def _reporter(args, screen: Screen, guide: Guide | None = None) -> RunReporter:
     return RunReporter(screen, plan=args.plan, quiet=args.quiet, verbose=args.verbose, guide=guide)
 
 
-def _run(ctx: Context, reporter: RunReporter, *, teardown: bool, apply: bool) -> list[StepResult]:
+def _run(ctx: Context, reporter: RunReporter, *, teardown: bool, apply: bool, chaos: Chaos | None = None) -> list[StepResult]:
     reporter.attach(ctx.aws)
     try:
-        return run(ctx, reporter, teardown=teardown, apply=apply)
+        with GracefulStop().attached(ctx.aws):
+            return run(ctx, reporter, teardown=teardown, apply=apply)
     finally:
         reporter.close()  # a live line must not outlive the run, even one stopped by an error
+        if chaos is not None:
+            print(chaos.summary_line(), file=sys.stderr, flush=True)
 
 
 def _finish_plan(args, screen: Screen, results: list[StepResult], doc: dict, *, command: str) -> int:
@@ -203,13 +263,15 @@ def provision_main(argv: list[str] | None = None) -> int:
     if args.walkthrough and (args.plan or args.quiet):
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
 
-    def body() -> int:
-        config = load_config(args.config)
+    def body(seen: dict) -> int:
+        config = seen["config"] = load_config(args.config)
+        spec = chaos_spec(args)
         target = args.target or config.target
         check_target(config, target, args.config)
         screen = Screen(sys.stderr if args.json else sys.stdout)
         started = time.monotonic()
         aws, endpoint = connect(config, target)
+        chaos = attach_chaos(spec, aws)
         ctx = Context(config=config, aws=aws, target=target)
         if not args.quiet:
             where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
@@ -220,8 +282,10 @@ def provision_main(argv: list[str] | None = None) -> int:
             guide = Guide(screen, ctx, stdin=sys.stdin, step_numbers=[s.number for s in STEPS],
                           invoke_url=lambda: invoke_url(ctx, endpoint))
         reporter = _reporter(args, screen, guide)
-        results = _run(ctx, reporter, teardown=False, apply=not args.plan)
+        results = _run(ctx, reporter, teardown=False, apply=not args.plan, chaos=chaos)
         doc = summary(ctx, results, endpoint, time.monotonic() - started, timings=reporter.timings)
+        if chaos is not None:
+            doc["chaos"] = chaos.summary()
         if args.plan:
             return _finish_plan(args, screen, results, doc, command="provision.py")
 
@@ -255,7 +319,14 @@ def provision_main(argv: list[str] | None = None) -> int:
 
 
 def _stack_left(aws: Aws) -> list[str]:
-    """What of any crudstack stack, or any table at all, is still in the local AWS."""
+    """What of any crudstack stack, or any table at all, is still in the local AWS (a failed look: not empty)."""
+    try:
+        return _listed(aws)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        return [f"what could not be listed ({type(exc).__name__})"]
+
+
+def _listed(aws: Aws) -> list[str]:
     left = []
     ddb = aws.client("dynamodb")
     left += [f"table {t}" for t in aws.paginate(ddb, "list_tables", "TableNames")]
@@ -274,8 +345,9 @@ def teardown_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-running", action="store_true", help="(local) leave the local AWS running afterwards")
     args = parser.parse_args(argv)
 
-    def body() -> int:
-        config = load_config(args.config)
+    def body(seen: dict) -> int:
+        config = seen["config"] = load_config(args.config)
+        spec = chaos_spec(args)
         target = args.target or config.target
         screen = Screen(sys.stderr if args.json else sys.stdout)
         if target == "local":
@@ -298,6 +370,7 @@ def teardown_main(argv: list[str] | None = None) -> int:
                 return 0
         started = time.monotonic()
         aws, endpoint = connect(config, target)
+        chaos = attach_chaos(spec, aws)
         if not args.quiet:
             where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
             what = "Planning the teardown (read calls only, nothing is deleted) of" if args.plan else "Tearing down"
@@ -305,7 +378,7 @@ def teardown_main(argv: list[str] | None = None) -> int:
         ctx = Context(config=config, aws=aws, target=target,
                       options=Options(delete_data=args.delete_data, backup=args.backup, backup_dir=ROOT / "backups"))
         reporter = _reporter(args, screen)
-        results = _run(ctx, reporter, teardown=True, apply=not args.plan)
+        results = _run(ctx, reporter, teardown=True, apply=not args.plan, chaos=chaos)
         kept = [c for r in results for c in r.changes if c.action is Action.KEEP]
         doc = {"stack": config.stack, "target": target, "region": aws.region, "backup": ctx.backup_location,
                "steps": [{"number": r.step.number, "title": r.step.title, "outcome": r.outcome, "seconds": round(r.seconds, 3),
@@ -315,6 +388,8 @@ def teardown_main(argv: list[str] | None = None) -> int:
                          for r in results],
                "aws_calls": {"reads": aws.stats.reads, "writes": aws.stats.writes, "retries": aws.stats.retries},
                "seconds": round(time.monotonic() - started, 3)}
+        if chaos is not None:
+            doc["chaos"] = chaos.summary()
         if args.plan:
             return _finish_plan(args, screen, results, doc, command="teardown.py")
         if not args.quiet and any(r.changes for r in results):

@@ -85,6 +85,9 @@ class Context:
     # Dry run only: earlier steps' changes that were planned but not made. A later step whose
     # own reads cannot see them (e.g. a deployment of routes not yet created) looks here.
     pending: list[Change] = field(default_factory=list)
+    # Waits a step's changes leave for the end of the step (the runner runs them in order), so
+    # that AWS's delays for several resources overlap instead of adding up.
+    settle: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def region(self) -> str:

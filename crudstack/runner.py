@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import botocore.exceptions
 
-from crudstack.aws import error_code, error_message, is_transient
+from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
@@ -68,12 +68,20 @@ def _fix_for(exc: BaseException, operation: str) -> str:
     return "fix the cause above, then run again: the run resumes where it stopped"
 
 
-def translate(exc: BaseException, step: Step, resource: str) -> DeploymentError:
-    operation = getattr(exc, "operation_name", None) or "the AWS call"
+def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = None) -> DeploymentError:
+    last = aws.last_call[0] if aws is not None and aws.last_call else None   # botocore's own errors name no operation
+    operation = getattr(exc, "operation_name", None) or last or "the AWS call"
+    if aws is not None and resource == step.title:  # failed while reading what exists: name what it read
+        resource = aws.last_target() or resource
     if isinstance(exc, botocore.exceptions.ClientError):
         cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
+    elif isinstance(exc, botocore.exceptions.BotoCoreError) and last:
+        cause = f"{last} failed: {type(exc).__name__}: {exc}"
     else:
         cause = f"{type(exc).__name__}: {exc}"
+    attempts = getattr(exc, "crudstack_attempts", 1)
+    if attempts > 1:  # set by Aws when it gave up retrying: the user sees the deadline was used
+        cause += f" (the last of {attempts} attempts over {exc.crudstack_seconds:.1f} s)"
     return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
                            fix=_fix_for(exc, operation), code=error_code(exc))
 
@@ -98,6 +106,10 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
                     if change.apply is not None and change.action.mutates:
                         reporter.change_started(step, change)
                         change.apply()
+                # Waits the changes left for the end of the step, so that they overlap (e.g. five
+                # functions turning Active together rather than one after another).
+                while ctx.settle:
+                    ctx.settle.pop(0)()
         except KeyboardInterrupt:
             raise InterruptedRun(
                 f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
@@ -106,7 +118,12 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
         except CrudStackError:
             raise
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError) as exc:
-            raise translate(exc, step, resource) from exc
+            raise translate(exc, step, resource, ctx.aws) from exc
+        except Exception as exc:  # a bug: the CLI logs its traceback; say where it happened
+            exc.add_note(f"during step {step.number} ({step.title}), at {resource}")
+            raise
+        finally:
+            ctx.settle.clear()  # never carried into the next step or run
         result.seconds = time.monotonic() - started
         reporter.step_finished(result)
         if on_step_done:

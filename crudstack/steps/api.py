@@ -7,6 +7,11 @@ creates, and a crash right after create_rest_api is found by name and tag next r
 
 from __future__ import annotations
 
+import json
+
+import botocore.exceptions
+
+from crudstack.aws import error_code, is_transient
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import is_ours, not_ours
@@ -115,6 +120,34 @@ def find_our_api(ctx: Context, step: str) -> tuple[dict | None, list[dict]]:
     return (ours[0] if ours else None), ours[1:]
 
 
+def delete_once(ctx: Context, delete, get, **ids) -> None:
+    """Delete; gone already counts as done, and a retry after a lost answer looks before deleting again."""
+
+    def gone() -> bool:
+        try:
+            get(**ids)
+            return False
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                return True
+            raise
+
+    def act() -> None:
+        try:
+            delete(**ids)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) not in NOT_FOUND:
+                raise
+
+    ctx.aws.once(act, done=gone)
+
+
+def delete_api(ctx: Context, api_id: str) -> None:
+    """Deleting the API deletes its resources, methods, deployments and stages with it."""
+    apigw = ctx.aws.client("apigateway")
+    delete_once(ctx, apigw.delete_rest_api, apigw.get_rest_api, restApiId=api_id)
+
+
 class ApiStep:
     number = "4"
     title = "API Gateway REST API"
@@ -134,12 +167,12 @@ class ApiStep:
             ctx.api_id = api["id"]
             for extra in extras:  # a copy left by a create whose answer was lost: ours, so remove it
                 changes.append(Change("REST API", f"{cfg.api_name} ({extra['id']})", Action.DELETE, note="duplicate copy",
-                                      apply=lambda i=extra["id"]: ctx.aws.delete(apigw.delete_rest_api, not_found=NOT_FOUND, restApiId=i)))
+                                      apply=lambda i=extra["id"]: delete_api(ctx, i)))
             for resource in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
                 if resource["path"] in existing:  # duplicate resource (moto accepts them): drop the newer one
                     changes.append(Change("resource", resource["path"], Action.DELETE, note="duplicate",
-                                          apply=lambda r=resource["id"]: ctx.aws.delete(apigw.delete_resource, not_found=NOT_FOUND,
-                                                                                        restApiId=ctx.api_id, resourceId=r)))
+                                          apply=lambda r=resource["id"]: delete_once(ctx, apigw.delete_resource, apigw.get_resource,
+                                                                                     restApiId=ctx.api_id, resourceId=r)))
                     continue
                 existing[resource["path"]] = resource
                 ctx.resource_ids[resource["path"]] = resource["id"]
@@ -203,16 +236,11 @@ class ApiStep:
         return [Change(PREFLIGHT, label, Action.UPDATE, diffs, apply=lambda: self._put_preflight(ctx, path, headers, replace=True))]
 
     def _plan_permissions(self, ctx: Context, routes: dict) -> list[Change]:
-        import json
-
-        lam = ctx.aws.client("lambda")
         changes = []
         for (method, path), base in sorted(routes.items()):
             name = ctx.config.function_name(base)
             wanted = source_arn(ctx, ctx.api_id, method, path)
-            found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
-            statements = json.loads(found["Policy"])["Statement"] if found else []
-            mine = [s for s in statements if s.get("Sid") == permission_id(ctx)]
+            mine = self._statements(ctx, name)
             current = mine[0].get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") if mine else None
             if current == wanted and len(mine) == 1:
                 continue
@@ -248,12 +276,31 @@ class ApiStep:
         parent, _, part = path.rpartition("/")
 
         def find_or_create():
-            for resource in apigw.get_resources(restApiId=ctx.api_id, limit=500)["items"]:
-                if resource["path"] == path:
-                    return resource
-            return apigw.create_resource(restApiId=ctx.api_id, parentId=ctx.resource_ids[parent or "/"], pathPart=part)
+            found = self._listed(ctx, path)
+            if found is not None:
+                return found
+            try:
+                return apigw.create_resource(restApiId=ctx.api_id, parentId=ctx.resource_ids[parent or "/"], pathPart=part)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ConflictException" or is_transient(exc):
+                    raise
+                # AWS refuses a second resource with this path: ours, made by a run cut off or a lost
+                # answer, that get_resources does not list yet. Take it once it shows.
+                return self._wait_listed(ctx, path)
 
-        ctx.resource_ids[path] = ctx.aws.retry_unit(find_or_create)["id"]
+        created = ctx.aws.retry_unit(find_or_create)
+        ctx.resource_ids[path] = created["id"]
+        # get_resources may not list a new resource for a while; step 5 fingerprints what it
+        # lists, so the step ends only once every new resource shows.
+        ctx.settle.append(lambda: self._wait_listed(ctx, path))
+
+    def _listed(self, ctx: Context, path: str) -> dict | None:
+        apigw = ctx.aws.client("apigateway")
+        return next((r for r in apigw.get_resources(restApiId=ctx.api_id, limit=500)["items"] if r["path"] == path), None)
+
+    def _wait_listed(self, ctx: Context, path: str) -> dict:
+        return ctx.aws.wait_until(lambda: ctx.aws.call(self._listed, ctx=ctx, path=path),
+                                  what=f"resource {path} to be listed by API Gateway")
 
     def _put_method(self, ctx: Context, method: str, path: str, uri: str, replace: bool = False) -> None:
         apigw = ctx.aws.client("apigateway")
@@ -262,10 +309,8 @@ class ApiStep:
         if existing is None:
             try:
                 ctx.aws.call(apigw.put_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method, authorizationType="NONE")
-            except Exception as exc:
-                from crudstack.aws import error_code
-
-                if error_code(exc) != "ConflictException":  # "Method already exists": made by our own call whose answer was lost
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ConflictException" or is_transient(exc):  # "Method already exists": made by our own call whose answer was lost
                     raise
         elif existing.get("authorizationType") != "NONE":
             ctx.aws.call(apigw.update_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
@@ -304,34 +349,41 @@ class ApiStep:
     def _set_permission(self, ctx: Context, base: str, method: str, path: str, replace: bool | None) -> None:
         lam = ctx.aws.client("lambda")
         name = ctx.config.function_name(base)
+        wanted = source_arn(ctx, ctx.api_id, method, path)
         if replace is None:
             # A function kept from an earlier API (e.g. a teardown cut off after step 4) still holds our
             # statement id, scoped to that API: add_permission alone would fail on it (AWS; the error is
             # taken for our own lost call) or add a second statement (moto), and the new API could not invoke.
-            import json
-
-            found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
-            replace = bool(found) and any(s.get("Sid") == permission_id(ctx) for s in json.loads(found["Policy"])["Statement"])
+            replace = bool(self._statements(ctx, name))
         if replace:
             ctx.aws.delete(lam.remove_permission, not_found=("ResourceNotFoundException",), FunctionName=name, StatementId=permission_id(ctx))
-        try:
-            ctx.aws.call(lam.add_permission, FunctionName=name, StatementId=permission_id(ctx), Action="lambda:InvokeFunction",
-                         Principal="apigateway.amazonaws.com", SourceArn=source_arn(ctx, ctx.api_id, method, path))
-        except Exception as exc:
-            from crudstack.aws import error_code
 
-            if error_code(exc) != "ResourceConflictException":  # same statement id: made by our lost call
-                raise
+        def add():
+            try:
+                lam.add_permission(FunctionName=name, StatementId=permission_id(ctx), Action="lambda:InvokeFunction",
+                                   Principal="apigateway.amazonaws.com", SourceArn=wanted)
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) != "ResourceConflictException" or is_transient(exc):  # same statement id: made by our lost call
+                    raise
+
+        def added() -> bool:
+            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [wanted]
+
+        ctx.aws.once(add, done=added)
+
+    def _statements(self, ctx: Context, name: str) -> list[dict]:
+        """This stack's statements in the function's resource policy (normally none or one)."""
+        lam = ctx.aws.client("lambda")
+        found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+        statements = json.loads(found["Policy"])["Statement"] if found else []
+        return [s for s in statements if s.get("Sid") == permission_id(ctx)]
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        apigw = ctx.aws.client("apigateway")
         changes = []
         for api in find_apis(ctx):
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            # Deleting the API deletes its resources, methods, deployments and stages with it.
-            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE,
-                                  apply=lambda i=api["id"]: ctx.aws.delete(apigw.delete_rest_api, not_found=NOT_FOUND, restApiId=i)))
+            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, apply=lambda i=api["id"]: delete_api(ctx, i)))
         return changes

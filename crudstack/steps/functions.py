@@ -115,17 +115,21 @@ class FunctionsStep:
 
             if error_code(exc) != "ResourceConflictException":  # our own earlier create, answer lost
                 raise
-        self._wait_ready(ctx, name)
+        # A new function is Pending for a while: wait at the end of the step, all functions at once.
+        ctx.settle.append(lambda: self._wait_ready(ctx, name))
 
     def _update(self, ctx: Context, name: str, fn: FunctionConfig, package, settings_changed: bool) -> None:
         lam = ctx.aws.client("lambda")
-        self._wait_ready(ctx, name)
+        if package is not None or settings_changed:
+            # Lambda refuses an update while the last one still runs (ResourceConflictException).
+            self._wait_ready(ctx, name)
         if package is not None:
             ctx.aws.call(lam.update_function_code, FunctionName=name, ZipFile=package.zip_bytes)
-            self._wait_ready(ctx, name)
         if settings_changed:
+            if package is not None:
+                self._wait_ready(ctx, name)
             ctx.aws.call(lam.update_function_configuration, FunctionName=name, **desired_settings(ctx, fn))
-            self._wait_ready(ctx, name)
+        ctx.settle.append(lambda: self._wait_ready(ctx, name))
 
     def _wait_ready(self, ctx: Context, name: str) -> None:
         lam = ctx.aws.client("lambda")

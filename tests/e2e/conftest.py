@@ -1,4 +1,5 @@
-"""A real local stack, built the way a user builds it: `python provision.py` in a subprocess.
+"""A real local stack, built the way a user builds it: `python provision.py` in a subprocess;
+and a moto server in a subprocess for the commands run with --target aws (tests/e2e/harness.py).
 
 The stack's config is the repository's config.yaml with a free port and a temporary state dir,
 and the commands run with every AWS_* variable removed from their environment, as on a fresh
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT
+from tests.e2e.harness import Baseline, Cli, MotoServer, baseline
 from tests.local.conftest import free_port
 from tests.local.conftest import pid_alive as alive
 
@@ -185,3 +187,24 @@ def empty_table(stack: LocalStack) -> None:
     for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="id"):
         for item in page["Items"]:
             dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
+
+
+# -- a moto server for --target aws runs (kill-and-resume, Ctrl-C, network loss, chaos) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    """One moto server on 127.0.0.1 for the session, reset between scenarios, always stopped."""
+    with MotoServer(log=tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack_cli(moto_server, tmp_path_factory) -> Cli:
+    return Cli(moto_server.endpoint, tmp_path_factory.mktemp("cli"))
+
+
+@pytest.fixture(scope="session")
+def clean(moto_server, stack_cli) -> Baseline:
+    """A clean provision's state and call counts, measured once per session."""
+    return baseline(moto_server, stack_cli)

@@ -9,14 +9,17 @@ Helpers (fixtures):
   settings      a copy of config.yaml's dict, with lambda.code_dir pointing at a
                 private copy of lambdas/ (tests edit it; the repository's is never touched)
   make_config   settings dict -> Config, written to a YAML file in tmp_path first
-  provision / teardown   one whole run; returns a Run (results, context, AWS call counts)
+  provision / teardown   one whole run; returns a Run (results, context, AWS call counts); clock= runs it
+                in simulated time, attach= hooks a model or fault injector onto its Aws
   inject        make the Nth call of an operation fail (before or after it reaches moto)
   recorder      every call of a run with its parameters, in order
+  cli           provision_main / teardown_main as a user runs them (exit code, stdout, stderr)
   aws_clients   plain boto3 clients, for looking at what the runs made
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,11 +157,15 @@ def reused_clients(boto_session) -> ReusedClients:
 
 @pytest.fixture
 def new_aws(sleeps, reused_clients) -> Callable[..., Aws]:
-    def make(config: Config | None = None, hooks: tuple = ()) -> Aws:
+    def make(config: Config | None = None, hooks: tuple = (), clock=None) -> Aws:
         kwargs = {}
         if config is not None:
             kwargs = {"deadline_s": config.retry.deadline_s, "max_attempts": config.retry.max_attempts}
-        aws = Aws(region=REGION, sleep=sleeps, session=reused_clients, **kwargs)
+        if clock is not None:  # simulated time (tests/functional/consistency.py): its sleep moves it on
+            kwargs.update(sleep=clock.sleep, clock=clock)
+        else:
+            kwargs.update(sleep=sleeps)
+        aws = Aws(region=REGION, session=reused_clients, **kwargs)
         for event, handler in hooks:
             aws.register(event, handler)
         return aws
@@ -168,9 +175,15 @@ def new_aws(sleeps, reused_clients) -> Callable[..., Aws]:
 
 def _runner(config: Config, new_aws, *, teardown: bool):
     def go(cfg: Config | None = None, *, hooks: tuple = (), target: str = "aws", options: Options | None = None,
-           on_step_done: Callable[[StepResult], None] | None = None, run_out: list | None = None) -> Run:
+           on_step_done: Callable[[StepResult], None] | None = None, run_out: list | None = None, clock=None,
+           attach: Callable[[Aws], Any] | None = None) -> Run:
         cfg = cfg or config
-        result = Run(Context(config=cfg, aws=new_aws(cfg, hooks), target=target, options=options or Options()))
+        aws = new_aws(cfg, (), clock)
+        if attach is not None:  # e.g. ConsistencyModel.attach, Chaos.attach: nearest to AWS, so hooked first
+            attach(aws)
+        for event, handler in hooks:
+            aws.register(event, handler)
+        result = Run(Context(config=cfg, aws=aws, target=target, options=options or Options()))
         if run_out is not None:  # lets a test look at the calls of a run that raised
             run_out.append(result)
         result.results = run(result.ctx, Reporter(), teardown=teardown, on_step_done=on_step_done)
@@ -189,6 +202,37 @@ def provision(config, new_aws):
 def teardown(config, new_aws):
     """teardown(cfg=None, options=Options(...), ...) -> Run: one whole teardown run."""
     return _runner(config, new_aws, teardown=True)
+
+
+# -- the commands ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(settings, tmp_path, monkeypatch):
+    """cli(main, *args, capsys=capsys) -> (exit code, stdout (parsed with --json), stderr): provision_main or
+    teardown_main on this test's settings, --target aws, backoff sleeps skipped; cli.hooks are put on its Aws."""
+    import crudstack.cli
+
+    real_connect = crudstack.cli.connect
+
+    def connect(config, target):
+        aws, endpoint = real_connect(config, target)
+        aws.sleep = lambda seconds: None
+        for event, handler in go.hooks:
+            aws.register(event, handler)
+        return aws, endpoint
+
+    monkeypatch.setattr(crudstack.cli, "connect", connect)
+    path = tmp_path / "config.yaml"
+
+    def go(main, *args, capsys):
+        path.write_text(yaml.safe_dump(settings), encoding="utf-8")  # as the test has left the settings
+        code = main(["--config", str(path), "--target", "aws", *args])
+        out, err = capsys.readouterr()
+        return code, (json.loads(out) if "--json" in args and out.strip().startswith("{") else out), err
+
+    go.hooks = []
+    return go
 
 
 # -- fault injection ------------------------------------------------------------------------------

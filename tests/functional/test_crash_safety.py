@@ -232,10 +232,9 @@ def test_provision_after_a_teardown_cut_off_scopes_every_permission_to_the_new_a
 
 @pytest.mark.parametrize(("operation", "code", "message"), [
     ("PutMethod", "ConflictException", "Method already exists for this resource"),
-    ("AddPermission", "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a new statement id, or remove the existing statement."),
     ("CreateStage", "ConflictException", "Stage already exists"),
     ("PutMethodResponse", "ConflictException", "Response already exists for this resource"),
-], ids=["PutMethod", "AddPermission", "CreateStage", "PutMethodResponse"])
+], ids=["PutMethod", "CreateStage", "PutMethodResponse"])
 def test_a_lost_answer_whose_retry_aws_refuses_as_already_done_does_not_fail_the_run(
         operation, code, message, provision, config, aws_clients, inject):
     lost = inject(operation, connection_closed(), after=True)
@@ -246,3 +245,45 @@ def test_a_lost_answer_whose_retry_aws_refuses_as_already_done_does_not_fail_the
     assert lost.failed == 1 and refused.failed == 1
     assert_one_complete_stack(aws_clients, config)
     assert provision(config).mutating_calls == []
+
+
+def test_a_lost_add_permission_answer_is_found_by_the_retry_which_adds_no_second_statement(provision, config, aws_clients, inject):
+    # moto keeps a second statement with the same id (AWS would refuse it): the retry must look first.
+    lost = inject("AddPermission", connection_closed(), after=True)
+
+    first = provision(config, hooks=(lost.event,))
+
+    assert lost.failed == 1
+    assert first.calls("AddPermission") == len(config.lambda_.functions)
+    assert_one_complete_stack(aws_clients, config)
+    assert provision(config).mutating_calls == []
+
+
+def test_an_add_permission_refused_as_already_there_after_a_lost_answer_counts_as_done(provision, config, aws_clients, inject):
+    # The retry's look (get_policy) does not show the statement yet, and AWS refuses the second add.
+    lost = inject("AddPermission", connection_closed(), after=True)
+    stale = inject("GetPolicy", aws_error("ResourceNotFoundException", "The resource you requested does not exist.", 404), skip=1)
+    refused = inject("AddPermission", aws_error(
+        "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a new "
+        "statement id, or remove the existing statement.", 409), skip=1)
+
+    provision(config, hooks=(lost.event, stale.event, refused.event))
+
+    assert lost.failed == 1 and stale.failed == 1 and refused.failed == 1
+    assert refused.seen == len(config.lambda_.functions) + 1  # one retried add, refused
+    assert_one_complete_stack(aws_clients, config)
+
+
+@pytest.mark.parametrize("operation", ["DeleteRestApi", "DeleteFunction", "DeleteTable", "DeleteRole", "DeleteLogGroup", "DeleteTopic"])
+def test_a_delete_whose_answer_is_lost_is_retried_and_the_teardown_finishes(operation, provision, teardown, config, aws_clients, inject):
+    # moto answers a second delete_rest_api with an internal error (AWS: NotFoundException): the retry must look first.
+    provision(config)
+    lost = inject(operation, connection_closed(), after=True)
+
+    down = teardown(config, hooks=(lost.event,))
+
+    assert lost.failed == 1 and down.aws.stats.retries >= 1
+    assert rest_apis(aws_clients, "demo-ItemsApi") == []
+    assert aws_clients.awslambda.list_functions()["Functions"] == []
+    assert aws_clients.dynamodb.list_tables()["TableNames"] == []
+    assert teardown(config).mutating_calls == []

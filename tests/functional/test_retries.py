@@ -151,6 +151,7 @@ def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, s
     assert throttled.seen == 4
     assert len(sleeps) == 3
     assert raised.value.code == "ThrottlingException"
+    assert "(the last of 4 attempts over " in raised.value.cause
     assert "run again" in raised.value.fix
 
 

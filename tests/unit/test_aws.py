@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from crudstack.aws import Aws, CallStats, is_mutating, is_transient
 from crudstack.errors import ConfigError
+from tests.functional.consistency import SimClock
 
 
 def client_error(code: str, message: str = "", status: int = 400, operation: str = "AnyOperation") -> botocore.exceptions.ClientError:
@@ -212,6 +213,31 @@ def test_wait_until_polls_with_the_injected_sleep_until_the_check_passes(aws, sl
 def test_wait_until_gives_up_with_a_timeout_error_naming_what_it_waited_for(aws):
     with pytest.raises(TimeoutError, match="table demo-ItemsTable to be ACTIVE"):
         aws.wait_until(lambda: None, what="table demo-ItemsTable to be ACTIVE", timeout_s=0.001)
+
+
+def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_they_tried():
+    clock = SimClock()
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3, max_attempts=100)
+    flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 100)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert clock.now == pytest.approx(3)   # the last sleep is cut short: the last attempt is made at the deadline
+    assert flaky.attempts > 2
+    assert raised.value.crudstack_attempts == flaky.attempts
+    assert raised.value.crudstack_seconds == pytest.approx(3)
+
+
+def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
+    clock = SimClock()
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=10)
+
+    with pytest.raises(TimeoutError, match="after 10 s"):
+        aws.wait_until(lambda: None, what="function demo-F to be Active")
+
+    assert clock.now == pytest.approx(10)
+    assert max(clock.sleeps) <= 5
 
 
 def test_a_door_without_any_region_is_a_config_error(monkeypatch):
