@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from crudstack.local import alarms, determinism
+from crudstack.local import alarms, determinism, moto_speedups
 from crudstack.local.alarms import AlarmEvaluator
 from crudstack.local.durable import DurableState, RecoveryReport, StatePart, StateUnreadable
 from crudstack.local.gateway import (
@@ -318,7 +318,8 @@ class DynamoDBItemAtomicity:
 
 
 def configure_moto() -> None:
-    """Load AWS's managed policies into IAM, and make sure moto never tries Docker.
+    """Load AWS's managed policies into IAM, make sure moto never tries Docker, and cache the work
+    moto would redo on every request (crudstack.local.moto_speedups).
 
     moto leaves out AWS managed policies unless asked, so the tutorial's AmazonDynamoDBFullAccess
     and CloudWatchFullAccess (role.tutorial_managed_policies) would not exist; loading them
@@ -342,6 +343,7 @@ def configure_moto() -> None:
         raise AttributeError("the local AWS runs without Docker: Lambda functions run in crudstack.local.runtime")
 
     DockerModel.docker_client = property(no_docker)  # type: ignore[assignment]
+    moto_speedups.install()
 
 
 def build_moto_app() -> Any:

@@ -1,0 +1,133 @@
+"""The caches the local AWS puts into moto: each serves repeated requests, and answers stay right.
+
+install() changes moto for the whole test process (as configure_moto does in the server); the
+caches are equivalent to what they replace, so other tests are unaffected.
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from crudstack.local import moto_speedups
+from crudstack.local.server import configure_moto
+
+REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def table():
+    moto_speedups.install()
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        table = dynamodb.create_table(
+            TableName="Items", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        yield table
+
+
+def update(table, item_id: str, field: str, value, expected_version=None):
+    """An UpdateItem shaped like PUT /items/{id}'s: the same text each time, other values."""
+    condition, values = "attribute_exists(id)", {}
+    if expected_version is not None:
+        condition, values = "attribute_exists(id) AND #version IN (:expected0)", {":expected0": expected_version}
+    return table.update_item(
+        Key={"id": item_id},
+        UpdateExpression=f"SET #{field} = :{field}, #version = #version + :one",
+        ConditionExpression=condition,
+        ExpressionAttributeNames={f"#{field}": field, "#version": "version"},
+        ExpressionAttributeValues={f":{field}": value, ":one": 1, **values},
+        ReturnValues="ALL_NEW",
+    )["Attributes"]
+
+
+def test_an_update_expression_is_parsed_once_however_often_it_is_sent(table, monkeypatch):
+    from moto.dynamodb.parsing import expressions
+
+    tokenised = []
+    make_list = expressions.ExpressionTokenizer.make_list.__func__
+    monkeypatch.setattr(expressions.ExpressionTokenizer, "make_list",
+                        classmethod(lambda cls, text: tokenised.append(text) or make_list(cls, text)))
+    field = f"f{uuid.uuid4().hex[:8]}"  # an expression no other test has sent, so not cached yet
+    table.put_item(Item={"id": "a", "version": 1})
+
+    for n in range(5):
+        update(table, "a", field, f"value {n}")
+
+    assert len([text for text in tokenised if field in text]) == 1  # moto alone parses it twice per call
+
+
+def test_cached_update_expressions_apply_each_requests_own_values(table):
+    table.put_item(Item={"id": "a", "version": 1})
+    table.put_item(Item={"id": "b", "version": 7})
+
+    first = update(table, "a", "name", "first")
+    second = update(table, "b", "name", "second")
+    third = update(table, "a", "name", "third", expected_version=2)
+
+    assert (first["name"], first["version"]) == ("first", 2)
+    assert (second["name"], second["version"]) == ("second", 8)
+    assert (third["name"], third["version"]) == ("third", 3)
+    assert table.get_item(Key={"id": "b"})["Item"] == {"id": "b", "name": "second", "version": 8}
+
+
+def test_a_failed_condition_or_a_bad_expression_still_fails_with_a_cached_parse(table):
+    table.put_item(Item={"id": "a", "version": 1})
+    update(table, "a", "name", "ok", expected_version=1)
+
+    with pytest.raises(ClientError) as stale:
+        update(table, "a", "name", "stale", expected_version=1)
+    for _ in range(2):  # an expression that does not parse is an error each time, never cached
+        with pytest.raises(ClientError) as bad:
+            table.update_item(Key={"id": "a"}, UpdateExpression="SET name = = :v",
+                              ExpressionAttributeValues={":v": "x"})
+        assert bad.value.response["Error"]["Code"] == "ValidationException"
+
+    assert stale.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert table.get_item(Key={"id": "a"})["Item"]["name"] == "ok"
+
+
+def test_moto_finds_each_services_handler_without_listing_its_methods_again(table):
+    table.put_item(Item={"id": "a"})
+    before = moto_speedups.cache_info()["method_names"]
+
+    for _ in range(3):
+        table.get_item(Key={"id": "a"})
+
+    after = moto_speedups.cache_info()["method_names"]
+    assert after.hits - before.hits >= 3
+    assert after.misses == before.misses
+
+
+def test_the_dispatcher_recognises_a_service_host_without_reading_the_disk(monkeypatch):
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_speedups.install()
+    app = DomainDispatcherApplication(create_backend_app)
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(path) or real_listdir(path))
+
+    backends = [app.get_backend_for_host(host) for host in ("dynamodb", "sns", "apigateway")]
+
+    assert backends == ["dynamodb", "sns", "apigateway"]
+    assert listed == []
+
+
+def test_the_server_installs_the_caches_when_it_configures_moto():
+    # In a fresh interpreter: in this one, the tests above have installed them already.
+    script = ("from moto.dynamodb.parsing.expressions import UpdateExpressionParser as P\n"
+              "from crudstack.local.server import configure_moto\n"
+              "before = hasattr(P.make, 'cache_info')\n"
+              "configure_moto()\n"
+              "print(before, hasattr(P.make, 'cache_info'))\n")
+    answer = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert answer.stdout.split() == ["False", "True"], answer.stderr
