@@ -10,18 +10,32 @@ BENCHMARKS.md) showed three pure computations redone on each request:
   to find the action's handler: ``core.responses.method_names_from_class``;
 - an UpdateExpression is tokenised and parsed twice per UpdateItem (once to find the names and
   values it uses, once to apply it): ``UpdateExpressionParser.make``. A PUT's expression is the
-  same text every time; only its values change, and they are not part of the parse.
+  same text every time; only its values change, and they are not part of the parse;
+- the validator then copies the parsed expression with ``copy.deepcopy`` (it resolves names and
+  values into its copy), about 130 us for a PUT's expression; unpickling a copy pickled once is
+  about 30 us;
+- each of the validator's ten passes walks every node of the expression and, for each, builds a
+  dict of bound methods to learn which node types it handles, then tests the node against them
+  and against ``Node`` with ``isinstance`` on abstract classes (about 1,200 ABC checks per PUT):
+  ``DepthFirstTraverser.traverse_node_recursively`` and ``Node.find_clauses``. Which node classes a
+  pass handles is fixed per pass class (each ``_processing_map`` lists classes; checked for moto
+  5.2.1, the pinned version), so the walk below answers both questions from a table per class.
+
+These costs grow with the number of actions in an UpdateExpression, which is what made PUT
+/items/{id} slower once it also set updatedAt and version (BENCHMARKS.md, issue 4).
 
 Each is replaced by a cached equivalent. The cached results are never mutated by moto: the
-module list and method names are only tested with ``in``, and moto's UpdateExpressionValidator
-deep-copies the parsed expression before resolving names and values into it. A moto upgrade
-that renames any of these fails ``install`` loudly (tests/local/test_moto_speedups.py) rather
-than silently losing the cache.
+module list and method names are only tested with ``in``, the validator works on its own copy of
+a parsed expression, and node types are only tested with ``isinstance``. A moto upgrade that
+renames any of these fails ``install`` loudly (tests/local/test_moto_speedups.py) rather than
+silently losing the cache.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 from typing import Any
 
 # Distinct UpdateExpression texts kept parsed. The items API uses a handful; the bound keeps a
@@ -38,6 +52,8 @@ def install() -> None:
         return
     from moto import backends
     from moto.core import responses
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Expression, Node, UpdateExpressionFunction
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     module_names = frozenset(backends.list_of_moto_modules())
@@ -48,8 +64,66 @@ def install() -> None:
         lambda clazz: frozenset(uncached_method_names(clazz)))
 
     uncached_make = UpdateExpressionParser.make.__func__
+
+    def make(cls: type, expression: str) -> Any:
+        parsed = uncached_make(cls, expression)
+        parsed.crudstack_pickled = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
+        return parsed
+
     UpdateExpressionParser.make = classmethod(  # type: ignore[method-assign]
-        functools.lru_cache(maxsize=PARSED_EXPRESSIONS)(uncached_make))
+        functools.lru_cache(maxsize=PARSED_EXPRESSIONS)(make))
+
+    def copy_parsed_or_deepcopy(value: Any, memo: Any = None) -> Any:
+        pickled = getattr(value, "__dict__", {}).get("crudstack_pickled")
+        return pickle.loads(pickled) if pickled is not None else copy.deepcopy(value, memo)
+
+    validators.deepcopy = copy_parsed_or_deepcopy
+
+    @functools.cache
+    def is_node(kind: type) -> bool:
+        return issubclass(kind, Node)
+
+    handled: dict[tuple[type, type], bool] = {}
+
+    def handles(traverser: Any, node_kind: type) -> bool:
+        key = (type(traverser), node_kind)
+        try:
+            return handled[key]
+        except KeyError:  # the first traverser of a kind answers for its kind
+            return handled.setdefault(key, issubclass(node_kind, traverser.nodes_to_be_processed()))
+
+    def traverse_node_recursively(traverser: Any, node: Any, child_id: int = -1) -> Any:
+        # moto's walk, in moto's order: children first (left to right), then the node itself,
+        # replaced in its parent by what the pass returns for it.
+        if not is_node(type(node)):
+            return node
+        parent = node.parent
+        for index, child in enumerate(node.children or ()):
+            traverser.pre_processing_of_child(node, index)
+            traverser.traverse_node_recursively(child, index)
+        if handles(traverser, type(node)):
+            node = traverser.process(node)
+            node.parent = parent
+            if parent:
+                parent.children[child_id] = node
+        return node
+
+    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively  # type: ignore[method-assign]
+
+    @functools.cache
+    def holds_clauses(kind: type) -> bool:
+        return issubclass(kind, (Expression, UpdateExpressionFunction))
+
+    def find_clauses(node: Any, clause_types: Any) -> list:
+        found = []
+        for child in node.children or ():
+            if type(child) in clause_types:
+                found.append(child)
+            elif holds_clauses(type(child)):
+                found.extend(child.find_clauses(clause_types))
+        return found
+
+    Node.find_clauses = find_clauses  # type: ignore[method-assign]
     _installed = True
 
 

@@ -131,3 +131,78 @@ def test_the_server_installs_the_caches_when_it_configures_moto():
     answer = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
     assert answer.stdout.split() == ["False", "True"], answer.stderr
+
+
+def test_the_validator_works_on_a_copy_of_the_parse_without_deep_copying_it(table, monkeypatch):
+    from moto.dynamodb.parsing.ast_nodes import UpdateExpression
+
+    copied = []
+    monkeypatch.setattr(UpdateExpression, "__reduce_ex__",
+                        lambda node, protocol: copied.append(node) or object.__reduce_ex__(node, protocol),
+                        raising=False)
+    field = f"f{uuid.uuid4().hex[:8]}"
+    table.put_item(Item={"id": "a", "version": 1})
+    update(table, "a", field, "first")  # parsed, and pickled once for the copies to come
+    copied.clear()
+
+    for n in range(5):
+        update(table, "a", field, f"value {n}")
+
+    assert copied == []  # copy.deepcopy reduces the expression on every UpdateItem
+
+
+def test_each_validation_pass_learns_the_node_types_it_handles_once(table, monkeypatch):
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    asked = []
+    nodes_to_be_processed = DepthFirstTraverser.nodes_to_be_processed
+    monkeypatch.setattr(DepthFirstTraverser, "nodes_to_be_processed",
+                        lambda traverser: asked.append(type(traverser)) or nodes_to_be_processed(traverser))
+    table.put_item(Item={"id": "a", "version": 1})
+    update(table, "a", "name", "first")
+    asked.clear()
+
+    for n in range(5):
+        update(table, "a", "name", f"value {n}")
+
+    assert asked == []  # moto asks for every node of every pass: about 200 times per update
+
+
+ITEM = {"id": "a", "version": 3, "count": 10, "tags": {"x", "y"}, "labels": {"p", "q"}, "list": [1, 2],
+        "map": {"inner": {"deep": "v"}}}
+
+
+@pytest.mark.parametrize("expression, names, values, changed", [
+    ("SET #v = #v + :one, #c = #c - :one", {"#v": "version", "#c": "count"}, {":one": 1}, {"version": 4, "count": 9}),
+    ("SET #l = list_append(#l, :more), created = if_not_exists(created, :now)", {"#l": "list"},
+     {":more": [3], ":now": "t0"}, {"list": [1, 2, 3], "created": "t0"}),
+    ("REMOVE #m.#i.deep, #l[0]", {"#m": "map", "#i": "inner", "#l": "list"}, {}, {"map": {"inner": {}}, "list": [2]}),
+    ("ADD tags :t, #c :n DELETE labels :gone", {"#c": "count"}, {":t": {"z"}, ":n": 5, ":gone": {"p"}},
+     {"tags": {"x", "y", "z"}, "count": 15, "labels": {"q"}}),
+    ("SET #m.#i.added = :o, #m.top = :o", {"#m": "map", "#i": "inner"}, {":o": "new"},
+     {"map": {"inner": {"deep": "v", "added": "new"}, "top": "new"}}),
+])
+def test_update_expressions_of_every_kind_still_apply_as_dynamodb_does(table, expression, names, values, changed):
+    for _ in range(2):  # the second time from the caches
+        table.put_item(Item=ITEM)
+        args = {"ExpressionAttributeValues": values} if values else {}
+        table.update_item(Key={"id": "a"}, UpdateExpression=expression, ExpressionAttributeNames=names, **args)
+
+        assert table.get_item(Key={"id": "a"})["Item"] == {**ITEM, **changed}
+
+
+@pytest.mark.parametrize("expression, names, message", [
+    ("SET #v = :v, #v = :w", {"#v": "version"}, "overlap"),
+    ("SET id = :v", {}, "key"),
+    ("SET #v = #missing + :v", {"#v": "version", "#missing": "nothing"}, "does not exist"),
+])
+def test_invalid_update_expressions_are_still_refused_each_time(table, expression, names, message):
+    table.put_item(Item=ITEM)
+    for _ in range(2):
+        with pytest.raises(ClientError) as refused:
+            table.update_item(Key={"id": "a"}, UpdateExpression=expression,
+                              **({"ExpressionAttributeNames": names} if names else {}),
+                              ExpressionAttributeValues={":v": 1, ":w": 2} if ":w" in expression else {":v": 1})
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        assert message in refused.value.response["Error"]["Message"].lower()
+    assert table.get_item(Key={"id": "a"})["Item"] == ITEM
