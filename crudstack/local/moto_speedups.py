@@ -21,6 +21,11 @@ BENCHMARKS.md) showed three pure computations redone on each request:
   pass handles is fixed per pass class (each ``_processing_map`` lists classes; checked for moto
   5.2.1, the pinned version), so the walk below answers both questions from a table per class.
 
+- a ConditionExpression is lexed and parsed twice per conditional write too (to check the
+  placeholders it uses, then to evaluate it). Its parse depends on the names and values it refers
+  to, so it is cached on the text together with those (values of other placeholders, such as a
+  PUT's new name, do not matter to it).
+
 These costs grow with the number of actions in an UpdateExpression, which is what made PUT
 /items/{id} slower once it also set updatedAt and version (BENCHMARKS.md, issue 4).
 
@@ -35,12 +40,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import pickle
+import re
 from typing import Any
 
 # Distinct UpdateExpression texts kept parsed. The items API uses a handful; the bound keeps a
 # client that sends endless distinct expressions from growing the server's memory.
 PARSED_EXPRESSIONS = 256
+# Placeholders in a condition: #name and :value (DynamoDB allows letters, digits and _ after them).
+_PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 
 _installed = False
 
@@ -124,7 +133,54 @@ def install() -> None:
         return found
 
     Node.find_clauses = find_clauses  # type: ignore[method-assign]
+    _cache_condition_parses()
     _installed = True
+
+
+def _cache_condition_parses() -> None:
+    from moto.dynamodb import comparisons, responses as dynamodb_responses
+    from moto.dynamodb import models as dynamodb_models
+
+    class CachedConditionParser(comparisons.ConditionExpressionParser):
+        # The parse and the placeholders it found, for each condition text and the names and
+        # values it refers to. The parsed condition (Op objects) is only evaluated, never changed.
+        parses: dict = {}
+
+        def parse(self) -> Any:
+            key = self._cache_key()
+            if key is None:
+                return super().parse()
+            try:
+                parsed, names_found, values_found = self.parses[key]
+            except KeyError:
+                parsed = super().parse()  # a condition that does not parse raises: nothing cached
+                if len(self.parses) >= PARSED_EXPRESSIONS:
+                    self.parses.clear()
+                self.parses[key] = (parsed, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+                return parsed
+            self.expr_attr_names_found.extend(names_found)
+            self.expr_attr_values_found.extend(values_found)
+            return parsed
+
+        def _cache_key(self) -> Any:
+            text = self.condition_expression
+            if not text:
+                return None
+            names = self.expression_attribute_names or {}
+            values = self.expression_attribute_values or {}
+            used = sorted(set(_PLACEHOLDER.findall(text)))
+            if any(p not in (names if p[0] == "#" else values) for p in used):
+                return None  # let moto's parse raise its own error for the missing placeholder
+            try:
+                return text, json.dumps([(p, names[p] if p[0] == "#" else values[p]) for p in used], sort_keys=True)
+            except TypeError:
+                return None
+
+    def create_condition_expression_parser(expr: Any, names: Any, values: Any) -> Any:
+        return CachedConditionParser(expr, names, values)
+
+    for module in (comparisons, dynamodb_responses, dynamodb_models):
+        module.create_condition_expression_parser = create_condition_expression_parser
 
 
 def cache_info() -> dict[str, Any]:

@@ -206,3 +206,54 @@ def test_invalid_update_expressions_are_still_refused_each_time(table, expressio
         assert refused.value.response["Error"]["Code"] == "ValidationException"
         assert message in refused.value.response["Error"]["Message"].lower()
     assert table.get_item(Key={"id": "a"})["Item"] == ITEM
+
+
+def conditional_update(table, condition: str, values: dict, name: str):
+    return table.update_item(Key={"id": "a"}, UpdateExpression="SET #name = :name, #version = #version + :one",
+                             ConditionExpression=condition, ExpressionAttributeNames={"#name": "name", "#version": "version"},
+                             ExpressionAttributeValues={":name": name, ":one": 1, **values}, ReturnValues="ALL_NEW")
+
+
+@pytest.fixture()
+def lexed_conditions(monkeypatch):
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    lexed = []
+    lex = ConditionExpressionParser._lex_condition_expression
+    monkeypatch.setattr(ConditionExpressionParser, "_lex_condition_expression",
+                        lambda parser: lexed.append(parser.condition_expression) or lex(parser))
+    return lexed
+
+
+def test_a_condition_is_parsed_once_for_the_values_it_names_whatever_else_the_write_sends(table, lexed_conditions):
+    tag = f"t{uuid.uuid4().hex[:8]}"  # a condition text no other test has sent
+    table.put_item(Item={"id": "a", "version": 1})
+
+    for n in range(5):  # :name changes every time; the condition names only :<tag>
+        conditional_update(table, f"#version >= :{tag}", {f":{tag}": 1}, f"name {n}")
+
+    assert table.get_item(Key={"id": "a"})["Item"] == {"id": "a", "name": "name 4", "version": 6}
+    assert len(lexed_conditions) == 1  # moto alone lexes it twice per write: 10
+
+
+def test_a_cached_condition_is_evaluated_with_the_values_it_names(table, lexed_conditions):
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    condition = f"#version IN (:{tag})"
+    table.put_item(Item={"id": "a", "version": 1})
+
+    conditional_update(table, condition, {f":{tag}": 1}, "first")
+    with pytest.raises(ClientError) as stale:  # the same text and value, from the cache: version is 2 now
+        conditional_update(table, condition, {f":{tag}": 1}, "stale")
+    conditional_update(table, condition, {f":{tag}": 2}, "second")  # another value: parsed again
+
+    assert stale.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert table.get_item(Key={"id": "a"})["Item"] == {"id": "a", "name": "second", "version": 3}
+    assert len(lexed_conditions) == 2
+
+
+def test_a_condition_naming_a_placeholder_the_request_lacks_is_left_to_moto_each_time(table):
+    table.put_item(Item={"id": "a", "version": 1})
+    for _ in range(2):  # moto's own answer (a KeyError in-process, a 500 from its server), never a cached parse
+        with pytest.raises(KeyError, match=":missing"):
+            conditional_update(table, "#version IN (:missing)", {}, "x")
+    assert table.get_item(Key={"id": "a"})["Item"] == {"id": "a", "version": 1}
