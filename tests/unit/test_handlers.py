@@ -1,6 +1,7 @@
 """The five Lambda handlers, called with API Gateway (REST, proxy) events
 against a moto DynamoDB table: the contract of openapi.yaml, status by status."""
 import base64
+import functools
 import importlib
 import json
 import os
@@ -15,7 +16,9 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 HANDLER_MODULES = ("common.http", "common.items", "common", "create_item", "get_items", "get_item", "update_item", "delete_item")
@@ -440,13 +443,14 @@ def test_get_finds_an_item_by_its_id_in_upper_case(handlers, table):
 
 
 def test_get_shows_only_the_contracts_fields_of_an_item_written_elsewhere(handlers, table):
-    table.put_item(Item={"id": MISSING, "name": "Pen", "createdAt": "t", "updatedAt": "t", "version": Decimal(4),
+    stamp = "2025-01-31T12:00:00.000Z"
+    table.put_item(Item={"id": MISSING, "name": "Pen", "createdAt": stamp, "updatedAt": stamp, "version": Decimal(4),
                          "price": Decimal("2.50")})
 
     status, payload = call(handlers, "get_item", item_event("GET", MISSING))
 
-    assert (status, payload) == (200, {"id": MISSING, "name": "Pen", "description": "", "createdAt": "t",
-                                       "updatedAt": "t", "version": 4})
+    assert (status, payload) == (200, {"id": MISSING, "name": "Pen", "description": "", "createdAt": stamp,
+                                       "updatedAt": stamp, "version": 4})
 
 
 def test_get_of_a_missing_item_is_404(handlers, table):
@@ -640,6 +644,120 @@ def test_delete_with_an_if_match_that_is_no_etag_is_400(handlers, table):
 
     assert (status, fields_named(payload)) == (400, {"If-Match"})
     assert stored(table, item["id"]) is not None
+
+
+# --- Items written outside the API --------------------------------------------------
+# The console tutorial's own functions store only id, name and description; the DynamoDB
+# console or a script can store anything. Each test writes such an item straight into the table.
+
+LEGACY = "5a0e4a7c-1b2d-4c3e-9f80-123456789abc"
+# What the tutorial's original functions store: no timestamps, no version.
+TUTORIAL_ITEM = {"id": LEGACY, "name": "Pen", "description": "Blue ink"}
+# Versions the API would never store, each with the attribute type DynamoDB keeps it as.
+UNUSABLE_VERSIONS = {
+    "missing": {},
+    "a string": {"version": "abc"},
+    "a number in a string": {"version": "7"},
+    "zero": {"version": Decimal(0)},
+    "negative": {"version": Decimal(-3)},
+    "beyond what If-Match can name": {"version": Decimal(10**20)},
+    "a boolean": {"version": True},
+    "null": {"version": None},
+    "a map": {"version": {"n": Decimal(2)}},
+    "binary": {"version": b"\x01"},
+}
+
+
+@functools.cache
+def item_validator() -> OAS30Validator:
+    # openapi-schema-validator comes with moto[server] (requirements.txt), through openapi-spec-validator.
+    document = yaml.safe_load((LAMBDAS_DIR.parent / "openapi.yaml").read_text(encoding="utf-8"))
+    return OAS30Validator({"$ref": "#/components/schemas/Item", "components": document["components"]},
+                          format_checker=oas30_format_checker)
+
+
+def item_schema_problems(item) -> list[str]:
+    """What in ``item`` breaks openapi.yaml's Item schema (formats such as date-time included)."""
+    return [error.message for error in item_validator().iter_errors(item)]
+
+
+def get_one(handlers, item_id):
+    result = invoke(handlers, "get_item", item_event("GET", item_id))
+    return result["statusCode"], json.loads(result["body"]), result["headers"].get("ETag")
+
+
+def test_get_shows_an_item_of_the_tutorials_functions_at_version_1_without_timestamps(handlers, table):
+    table.put_item(Item=TUTORIAL_ITEM)
+
+    status, item, tag = get_one(handlers, LEGACY)
+
+    assert (status, tag) == (200, '"1"')
+    assert item == {**TUTORIAL_ITEM, "createdAt": None, "updatedAt": None, "version": 1}
+    assert item_schema_problems(item) == []
+
+
+def test_list_shows_items_written_outside_the_api_within_the_item_schema(handlers, table):
+    odd = {
+        "00000000-0000-4000-8000-000000000001": {},
+        "00000000-0000-4000-8000-000000000002": {"name": Decimal(42), "description": True},
+        "00000000-0000-4000-8000-000000000003": {"name": "", "description": ["a", "b"], "version": "abc"},
+        "00000000-0000-4000-8000-000000000004": {"name": "x" * 500, "description": "y" * 3000, "version": Decimal("2.5"),
+                                                 "createdAt": "yesterday", "updatedAt": Decimal(1700000000)},
+    }
+    for item_id, attributes in odd.items():
+        table.put_item(Item={"id": item_id, **attributes})
+    table.put_item(Item=TUTORIAL_ITEM)
+
+    status, payload = list_page(handlers)
+
+    assert (status, payload["count"]) == (200, 5)
+    shown = {item["id"]: item for item in payload["items"]}
+    for item in shown.values():
+        assert item_schema_problems(item) == [], item
+    assert shown[LEGACY] == {**TUTORIAL_ITEM, "createdAt": None, "updatedAt": None, "version": 1}
+    assert shown["00000000-0000-4000-8000-000000000001"] == {
+        "id": "00000000-0000-4000-8000-000000000001", "name": "", "description": "",
+        "createdAt": None, "updatedAt": None, "version": 1}
+    assert (shown["00000000-0000-4000-8000-000000000002"]["name"],
+            shown["00000000-0000-4000-8000-000000000002"]["description"]) == ("42", "true")
+    assert shown["00000000-0000-4000-8000-000000000003"]["description"] == ""
+    assert shown["00000000-0000-4000-8000-000000000004"]["version"] == 2
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_get_reads_an_unusable_version_as_version_1(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    status, item, tag = get_one(handlers, LEGACY)
+
+    assert (status, item["version"], tag) == (200, 1, '"1"')
+
+
+def test_a_name_or_description_stored_as_a_number_or_boolean_is_shown_as_its_json_text(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "name": Decimal("12.50"), "description": False})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["name"], item["description"]) == (200, "12.5", "false")
+    assert item_schema_problems(item) == []
+
+
+def test_a_missing_name_and_a_description_of_another_type_are_shown_as_empty_strings(handlers, table):
+    table.put_item(Item={"id": LEGACY, "description": {"colour": "blue"}})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["name"], item["description"]) == (200, "", "")
+    assert item_schema_problems(item) == []
+
+
+def test_timestamps_that_are_not_date_times_are_shown_as_null_and_others_as_stored(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "createdAt": "2024-05-01T10:00:00+02:00", "updatedAt": "last Tuesday"})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["createdAt"], item["updatedAt"]) == (200, "2024-05-01T10:00:00+02:00", None)
+    assert item_schema_problems(item) == []
 
 
 # --- CORS ---------------------------------------------------------------------------
