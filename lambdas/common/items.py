@@ -20,6 +20,9 @@ so that GET, the list, PUT and DELETE read an item the same way (openapi.yaml an
     version            a whole number from 1 to MAX_VERSION as stored; a fraction in that range
                        as its whole part (2.5 reads 2); anything else (missing, below 1, beyond
                        MAX_VERSION, not a number) reads as 1. The ETag follows the version read.
+
+A write makes such an item an ordinary one: PUT stores the version read plus one, and updatedAt
+(common.write_condition says how it stays one conditional write).
 """
 import base64
 import datetime as dt
@@ -98,6 +101,13 @@ def version_of(item: dict) -> int:
     if _is_number(value) and 1 <= value <= MAX_VERSION:
         return int(value)
     return 1
+
+
+def has_legacy_version(item: dict) -> bool:
+    """True when the stored version is not the whole number ``version_of`` reads: a write must then
+    store the next version itself rather than add 1 to what is there."""
+    value = item.get("version")
+    return not (_is_number(value) and 1 <= value <= MAX_VERSION and value == int(value))
 
 
 def _text(value) -> str:
@@ -210,7 +220,9 @@ def if_match(header_value):
                 f"If-Match {header_value[:60]!r} is not an ETag of this API: send the ETag of an earlier answer, "
                 'like "3", or * for any version',
                 [problem("header", "If-Match", 'must be an ETag like "3", a list of them, or *')])
-        versions.append(int(match.group(1) or match.group(2)))
+        version = int(match.group(1) or match.group(2))
+        if version >= 1:  # versions start at 1: "0" names none (not even an item stored with 0, which reads 1)
+            versions.append(version)
     if len(tags) > MAX_IF_MATCH_TAGS:
         raise BadRequest(f"If-Match names {len(tags)} ETags; at most {MAX_IF_MATCH_TAGS} are accepted",
                          [problem("header", "If-Match", f"must name at most {MAX_IF_MATCH_TAGS} ETags")])

@@ -760,6 +760,162 @@ def test_timestamps_that_are_not_date_times_are_shown_as_null_and_others_as_stor
     assert item_schema_problems(item) == []
 
 
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_without_if_match_makes_an_item_with_an_unusable_version_version_2(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+    item = json.loads(result["body"])
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"2"')
+    assert (item["name"], item["description"], item["version"], item["createdAt"]) == ("Pencil", "Blue ink", 2, None)
+    assert ISO_UTC.match(item["updatedAt"])
+    assert stored(table, LEGACY)["version"] == 2
+    assert put(handlers, LEGACY, {"name": "Quill"}, if_match='"2"')["headers"]["ETag"] == '"3"'
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_with_if_match_1_changes_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = put(handlers, LEGACY, {"description": "Red ink"}, if_match='"1"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"2"')
+    assert stored(table, LEGACY)["description"] == "Red ink"
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_with_a_stale_if_match_on_an_item_with_an_unusable_version_is_412_with_etag_1(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+    before = stored(table, LEGACY)
+
+    result = put(handlers, LEGACY, {"name": "Lost update"}, if_match='"5"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert "version 1" in json.loads(result["body"])["message"]
+    assert stored(table, LEGACY) == before
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_delete_with_if_match_1_removes_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    assert delete(handlers, LEGACY, if_match='"1"') == (200, {"message": "Item deleted", "id": LEGACY})
+    assert stored(table, LEGACY) is None
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_delete_with_a_stale_if_match_keeps_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = invoke(handlers, "delete_item", item_event("DELETE", LEGACY, headers={"If-Match": '"2"'}))
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert stored(table, LEGACY) is not None
+
+
+def test_if_match_0_never_matches_not_even_an_item_stored_with_version_0(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal(0)})
+
+    assert delete(handlers, LEGACY, if_match='"0"')[0] == 412
+    assert put(handlers, LEGACY, {"name": "x"}, if_match='"0"')["statusCode"] == 412
+    assert stored(table, LEGACY) == {**TUTORIAL_ITEM, "version": 0}
+
+
+def test_a_fractional_version_reads_as_its_whole_part_and_an_if_match_put_stores_the_next_whole_number(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal("2.5")})
+
+    assert get_one(handlers, LEGACY)[2] == '"2"'
+    assert put(handlers, LEGACY, {"name": "x"}, if_match='"1"')["statusCode"] == 412
+    result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"2"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"3"')
+    assert stored(table, LEGACY)["version"] == Decimal(3)
+
+
+def test_an_update_without_if_match_moves_a_fractional_version_on_by_one(handlers, table):
+    # DynamoDB's conditions cannot tell 2.5 from a whole number: the normal write adds 1 (3.5), read as 3.
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal("2.5")})
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"], json.loads(result["body"])["version"]) == (200, '"3"', 3)
+    assert get_one(handlers, LEGACY)[2] == '"3"'
+
+
+def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_takes_the_normal_path(handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    calls = []
+
+    def another_client_upgrades_it_first(**kwargs):
+        calls.append(kwargs["UpdateExpression"])
+        if len(calls) == 2:  # between our first attempt and our second, another PUT makes it version 2
+            table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
+                              ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"3"')
+    assert len(calls) == 3
+
+
+def test_an_if_match_1_update_that_loses_the_upgrade_of_a_legacy_item_is_412(handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    calls = []
+
+    def another_client_upgrades_it_first(**kwargs):
+        calls.append(kwargs["UpdateExpression"])
+        if len(calls) == 2:
+            table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
+                              ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"1"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"2"')
+    assert stored(table, LEGACY)["name"] == "Pen"
+
+
+def test_an_update_gives_up_with_412_when_another_writer_changes_the_legacy_version_before_every_attempt(
+        handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    versions = iter(["abc", True, Decimal(0)])
+
+    def another_writer_changes_it_each_time(**kwargs):
+        table.put_item(Item={**TUTORIAL_ITEM, "version": next(versions)})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_writer_changes_it_each_time)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert "during each of 3 attempts" in json.loads(result["body"])["message"]
+    assert stored(table, LEGACY)["name"] == "Pen"
+
+
+def test_an_item_made_by_the_api_is_updated_and_deleted_in_one_dynamodb_call(handlers, table, monkeypatch):
+    item = create(handlers, {"name": "Pen"})
+    calls = []
+    for verb in ("update_item", "delete_item"):
+        real = getattr(handlers.common.TABLE, verb)
+        monkeypatch.setattr(handlers.common.TABLE, verb,
+                            lambda _real=real, _verb=verb, **kwargs: calls.append(_verb) or _real(**kwargs))
+
+    assert put(handlers, item["id"], {"name": "Pencil"})["statusCode"] == 200
+    assert put(handlers, item["id"], {"name": "Quill"}, if_match='"2"')["statusCode"] == 200
+    assert delete(handlers, item["id"], if_match='"3"')[0] == 200
+    assert calls == ["update_item", "update_item", "delete_item"]
+
+
 # --- CORS ---------------------------------------------------------------------------
 
 
