@@ -2,7 +2,6 @@
 from common import (
     TABLE,
     api_handler,
-    conditional_write,
     etag,
     header,
     if_match,
@@ -13,7 +12,7 @@ from common import (
     response,
     to_api,
     writable_fields,
-    write_condition,
+    write_conditionally,
 )
 
 
@@ -22,21 +21,29 @@ def lambda_handler(event, context):
     item_id = path_id(event)
     expected = if_match(header(event, "If-Match"))
     values = {**writable_fields(read_body(event), creating=False), "updatedAt": now()}
-    condition, condition_values = write_condition(expected)
-    # Placeholders for every field: "name" is a DynamoDB reserved word.
-    assignments = [f"#{field} = :{field}" for field in values] + ["#version = #version + :one"]
-    with conditional_write(item_id, expected):
+
+    def update(precondition):
+        # Placeholders for every field: "name" is a DynamoDB reserved word.
+        assignments = [f"#{field} = :{field}" for field in values]
+        attribute_values = {f":{field}": value for field, value in values.items()}
+        if precondition.next_version is None:
+            assignments.append("#version = #version + :one")
+            attribute_values[":one"] = 1
+        else:  # an item written outside the API: its version is not one to add 1 to
+            assignments.append("#version = :next_version")
+            attribute_values[":next_version"] = precondition.next_version
         # update_item alone would create a missing item (an upsert); the condition stops that,
         # and checks the version in the same atomic write.
-        updated = TABLE.update_item(
+        return TABLE.update_item(
             Key={"id": item_id},
             UpdateExpression="SET " + ", ".join(assignments),
-            ConditionExpression=condition,
-            ExpressionAttributeNames={f"#{field}": field for field in [*values, "version"]},
-            ExpressionAttributeValues={**{f":{field}": value for field, value in values.items()}, ":one": 1,
-                                       **condition_values},
+            ConditionExpression=precondition.condition,
+            ExpressionAttributeNames={**{f"#{field}": field for field in [*values, "version"]}, **precondition.names},
+            ExpressionAttributeValues={**attribute_values, **precondition.values},
             ReturnValues="ALL_NEW",
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )["Attributes"]
+
+    updated = write_conditionally(item_id, expected, update, adds_to_version=True)
     logger.info("Updated item %s to version %s", item_id, updated["version"])
     return response(200, to_api(updated), {"ETag": etag(updated)})

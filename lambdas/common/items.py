@@ -8,6 +8,21 @@ An item as clients see it (openapi.yaml, schema Item)::
     createdAt    ISO 8601 UTC, set on create
     updatedAt    ISO 8601 UTC, set on create and on each update
     version      integer, 1 on create, +1 on each update; the ETag is its quoted value, "3"
+
+Items written outside this API (by the console tutorial's own functions, which store only id,
+name and description, by the DynamoDB console, by a script) are shown by these rules, all here
+so that GET, the list, PUT and DELETE read an item the same way (openapi.yaml and README say the same)::
+
+    name, description  a string as stored; a number as its decimal text ("12.5"); a boolean as
+                       "true"/"false"; missing or any other type (null, binary, set, list, map) as ""
+    createdAt,         the stored string when it is an RFC 3339 date-time (the Item schema's
+    updatedAt          format), else null: missing, another type, or other text
+    version            a whole number from 1 to MAX_VERSION as stored; a fraction in that range
+                       as its whole part (2.5 reads 2); anything else (missing, below 1, beyond
+                       MAX_VERSION, not a number) reads as 1. The ETag follows the version read.
+
+A write makes such an item an ordinary one: PUT stores the version read plus one, and updatedAt
+(common.write_condition says how it stays one conditional write).
 """
 import base64
 import datetime as dt
@@ -16,6 +31,7 @@ import hmac
 import json
 import re
 import uuid
+from decimal import Decimal
 
 from common.http import BadRequest, invalid, json_type, problem
 
@@ -23,13 +39,19 @@ NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 WRITABLE = ("name", "description")
 READ_ONLY = ("id", "createdAt", "updatedAt", "version")
-FIELDS = READ_ONLY[:1] + WRITABLE + READ_ONLY[1:]  # the order answers list them in
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # An ETag we made ("3"), or the bare number; at most 18 digits, so it always fits a DynamoDB number.
 _ETAG = re.compile(r'^(?:"(\d{1,18})"|(\d{1,18}))$')
 _WEAK_ETAG = re.compile(r'^W/"[^",]*"$')
 MAX_IF_MATCH_TAGS = 20
+# The largest version an If-Match can name (18 digits, above). A larger stored one reads as 1,
+# so that such an item can still be written under If-Match.
+MAX_VERSION = 10**18 - 1
+# RFC 3339 date-time, what openapi.yaml's "format: date-time" means, as strict as the validator that
+# schemathesis uses: upper-case T and Z, no leap second (the day of the month is checked apart).
+_DATE_TIME = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])-(\d{2})T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d+)?"
+                        r"(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$", re.ASCII)
 
 
 def now() -> str:
@@ -50,12 +72,64 @@ def path_id(event) -> str:
 
 
 def to_api(item: dict) -> dict:
-    """The stored item as the contract shows it: its fields only, in a fixed order."""
-    return {field: item[field] if field != "description" else item.get(field, "") for field in FIELDS}
+    """The stored item as the contract shows it: its fields only, in this order, whatever wrote it
+    (the rules for items written outside the API are in the module docstring)."""
+    return {
+        "id": item["id"],
+        "name": _text(item.get("name")),
+        "description": _text(item.get("description")),
+        "createdAt": _date_time(item.get("createdAt")),
+        "updatedAt": _date_time(item.get("updatedAt")),
+        "version": version_of(item),
+    }
 
 
 def etag(item: dict) -> str:
-    return f'"{int(item["version"])}"'
+    return f'"{version_of(item)}"'
+
+
+def _is_number(value) -> bool:
+    # boto3 reads a DynamoDB number as a Decimal; an item the API has just made holds an int. bool is an int too.
+    return isinstance(value, (Decimal, int)) and not isinstance(value, bool)
+
+
+def version_of(item: dict) -> int:
+    """The version an item reads as. A fraction reads as its whole part, not as 1, because DynamoDB
+    conditions cannot tell 2.5 from 2: a PUT without If-Match adds 1 to it like to any version
+    (3.5, read 3), and the ETag must move on with every write."""
+    value = item.get("version")
+    if _is_number(value) and 1 <= value <= MAX_VERSION:
+        return int(value)
+    return 1
+
+
+def has_legacy_version(item: dict) -> bool:
+    """True when the stored version is not the whole number ``version_of`` reads: a write must then
+    store the next version itself rather than add 1 to what is there."""
+    value = item.get("version")
+    return not (_is_number(value) and 1 <= value <= MAX_VERSION and value == int(value))
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if _is_number(value):
+        return format(Decimal(value).normalize(), "f")  # plain digits: 12.50 -> "12.5", 1E+2 -> "100"
+    return ""
+
+
+def _date_time(value):
+    # Not datetime.fromisoformat: what it accepts changed in Python 3.11, and config.yaml allows python3.10.
+    match = _DATE_TIME.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    try:
+        dt.date(*map(int, match.groups()))
+    except ValueError:  # the right shape, not a real day: 31 April, year 0
+        return None
+    return value
 
 
 # --- Writable fields ----------------------------------------------------------
@@ -146,7 +220,9 @@ def if_match(header_value):
                 f"If-Match {header_value[:60]!r} is not an ETag of this API: send the ETag of an earlier answer, "
                 'like "3", or * for any version',
                 [problem("header", "If-Match", 'must be an ETag like "3", a list of them, or *')])
-        versions.append(int(match.group(1) or match.group(2)))
+        version = int(match.group(1) or match.group(2))
+        if version >= 1:  # versions start at 1: "0" names none (not even an item stored with 0, which reads 1)
+            versions.append(version)
     if len(tags) > MAX_IF_MATCH_TAGS:
         raise BadRequest(f"If-Match names {len(tags)} ETags; at most {MAX_IF_MATCH_TAGS} are accepted",
                          [problem("header", "If-Match", f"must name at most {MAX_IF_MATCH_TAGS} ETags")])

@@ -1,6 +1,7 @@
 """The five Lambda handlers, called with API Gateway (REST, proxy) events
 against a moto DynamoDB table: the contract of openapi.yaml, status by status."""
 import base64
+import functools
 import importlib
 import json
 import os
@@ -15,7 +16,9 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
+from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 HANDLER_MODULES = ("common.http", "common.items", "common", "create_item", "get_items", "get_item", "update_item", "delete_item")
@@ -440,13 +443,14 @@ def test_get_finds_an_item_by_its_id_in_upper_case(handlers, table):
 
 
 def test_get_shows_only_the_contracts_fields_of_an_item_written_elsewhere(handlers, table):
-    table.put_item(Item={"id": MISSING, "name": "Pen", "createdAt": "t", "updatedAt": "t", "version": Decimal(4),
+    stamp = "2025-01-31T12:00:00.000Z"
+    table.put_item(Item={"id": MISSING, "name": "Pen", "createdAt": stamp, "updatedAt": stamp, "version": Decimal(4),
                          "price": Decimal("2.50")})
 
     status, payload = call(handlers, "get_item", item_event("GET", MISSING))
 
-    assert (status, payload) == (200, {"id": MISSING, "name": "Pen", "description": "", "createdAt": "t",
-                                       "updatedAt": "t", "version": 4})
+    assert (status, payload) == (200, {"id": MISSING, "name": "Pen", "description": "", "createdAt": stamp,
+                                       "updatedAt": stamp, "version": 4})
 
 
 def test_get_of_a_missing_item_is_404(handlers, table):
@@ -640,6 +644,276 @@ def test_delete_with_an_if_match_that_is_no_etag_is_400(handlers, table):
 
     assert (status, fields_named(payload)) == (400, {"If-Match"})
     assert stored(table, item["id"]) is not None
+
+
+# --- Items written outside the API --------------------------------------------------
+# The console tutorial's own functions store only id, name and description; the DynamoDB
+# console or a script can store anything. Each test writes such an item straight into the table.
+
+LEGACY = "5a0e4a7c-1b2d-4c3e-9f80-123456789abc"
+# What the tutorial's original functions store: no timestamps, no version.
+TUTORIAL_ITEM = {"id": LEGACY, "name": "Pen", "description": "Blue ink"}
+# Versions the API would never store, each with the attribute type DynamoDB keeps it as.
+UNUSABLE_VERSIONS = {
+    "missing": {},
+    "a string": {"version": "abc"},
+    "a number in a string": {"version": "7"},
+    "zero": {"version": Decimal(0)},
+    "negative": {"version": Decimal(-3)},
+    "beyond what If-Match can name": {"version": Decimal(10**20)},
+    "a boolean": {"version": True},
+    "null": {"version": None},
+    "a map": {"version": {"n": Decimal(2)}},
+    "binary": {"version": b"\x01"},
+}
+
+
+@functools.cache
+def item_validator() -> OAS30Validator:
+    # openapi-schema-validator comes with moto[server] (requirements.txt), through openapi-spec-validator.
+    document = yaml.safe_load((LAMBDAS_DIR.parent / "openapi.yaml").read_text(encoding="utf-8"))
+    return OAS30Validator({"$ref": "#/components/schemas/Item", "components": document["components"]},
+                          format_checker=oas30_format_checker)
+
+
+def item_schema_problems(item) -> list[str]:
+    """What in ``item`` breaks openapi.yaml's Item schema (formats such as date-time included)."""
+    return [error.message for error in item_validator().iter_errors(item)]
+
+
+def get_one(handlers, item_id):
+    result = invoke(handlers, "get_item", item_event("GET", item_id))
+    return result["statusCode"], json.loads(result["body"]), result["headers"].get("ETag")
+
+
+def test_get_shows_an_item_of_the_tutorials_functions_at_version_1_without_timestamps(handlers, table):
+    table.put_item(Item=TUTORIAL_ITEM)
+
+    status, item, tag = get_one(handlers, LEGACY)
+
+    assert (status, tag) == (200, '"1"')
+    assert item == {**TUTORIAL_ITEM, "createdAt": None, "updatedAt": None, "version": 1}
+    assert item_schema_problems(item) == []
+
+
+def test_list_shows_items_written_outside_the_api_within_the_item_schema(handlers, table):
+    odd = {
+        "00000000-0000-4000-8000-000000000001": {},
+        "00000000-0000-4000-8000-000000000002": {"name": Decimal(42), "description": True},
+        "00000000-0000-4000-8000-000000000003": {"name": "", "description": ["a", "b"], "version": "abc"},
+        "00000000-0000-4000-8000-000000000004": {"name": "x" * 500, "description": "y" * 3000, "version": Decimal("2.5"),
+                                                 "createdAt": "yesterday", "updatedAt": Decimal(1700000000)},
+    }
+    for item_id, attributes in odd.items():
+        table.put_item(Item={"id": item_id, **attributes})
+    table.put_item(Item=TUTORIAL_ITEM)
+
+    status, payload = list_page(handlers)
+
+    assert (status, payload["count"]) == (200, 5)
+    shown = {item["id"]: item for item in payload["items"]}
+    for item in shown.values():
+        assert item_schema_problems(item) == [], item
+    assert shown[LEGACY] == {**TUTORIAL_ITEM, "createdAt": None, "updatedAt": None, "version": 1}
+    assert shown["00000000-0000-4000-8000-000000000001"] == {
+        "id": "00000000-0000-4000-8000-000000000001", "name": "", "description": "",
+        "createdAt": None, "updatedAt": None, "version": 1}
+    assert (shown["00000000-0000-4000-8000-000000000002"]["name"],
+            shown["00000000-0000-4000-8000-000000000002"]["description"]) == ("42", "true")
+    assert shown["00000000-0000-4000-8000-000000000003"]["description"] == ""
+    assert shown["00000000-0000-4000-8000-000000000004"]["version"] == 2
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_get_reads_an_unusable_version_as_version_1(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    status, item, tag = get_one(handlers, LEGACY)
+
+    assert (status, item["version"], tag) == (200, 1, '"1"')
+
+
+def test_a_name_or_description_stored_as_a_number_or_boolean_is_shown_as_its_json_text(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "name": Decimal("12.50"), "description": False})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["name"], item["description"]) == (200, "12.5", "false")
+    assert item_schema_problems(item) == []
+
+
+def test_a_missing_name_and_a_description_of_another_type_are_shown_as_empty_strings(handlers, table):
+    table.put_item(Item={"id": LEGACY, "description": {"colour": "blue"}})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["name"], item["description"]) == (200, "", "")
+    assert item_schema_problems(item) == []
+
+
+def test_timestamps_that_are_not_date_times_are_shown_as_null_and_others_as_stored(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "createdAt": "2024-05-01T10:00:00+02:00", "updatedAt": "last Tuesday"})
+
+    status, item, _ = get_one(handlers, LEGACY)
+
+    assert (status, item["createdAt"], item["updatedAt"]) == (200, "2024-05-01T10:00:00+02:00", None)
+    assert item_schema_problems(item) == []
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_without_if_match_makes_an_item_with_an_unusable_version_version_2(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+    item = json.loads(result["body"])
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"2"')
+    assert (item["name"], item["description"], item["version"], item["createdAt"]) == ("Pencil", "Blue ink", 2, None)
+    assert ISO_UTC.match(item["updatedAt"])
+    assert stored(table, LEGACY)["version"] == 2
+    assert put(handlers, LEGACY, {"name": "Quill"}, if_match='"2"')["headers"]["ETag"] == '"3"'
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_with_if_match_1_changes_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = put(handlers, LEGACY, {"description": "Red ink"}, if_match='"1"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"2"')
+    assert stored(table, LEGACY)["description"] == "Red ink"
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_update_with_a_stale_if_match_on_an_item_with_an_unusable_version_is_412_with_etag_1(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+    before = stored(table, LEGACY)
+
+    result = put(handlers, LEGACY, {"name": "Lost update"}, if_match='"5"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert "version 1" in json.loads(result["body"])["message"]
+    assert stored(table, LEGACY) == before
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_delete_with_if_match_1_removes_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    assert delete(handlers, LEGACY, if_match='"1"') == (200, {"message": "Item deleted", "id": LEGACY})
+    assert stored(table, LEGACY) is None
+
+
+@pytest.mark.parametrize("version", UNUSABLE_VERSIONS.values(), ids=UNUSABLE_VERSIONS.keys())
+def test_delete_with_a_stale_if_match_keeps_an_item_with_an_unusable_version(handlers, table, version):
+    table.put_item(Item={**TUTORIAL_ITEM, **version})
+
+    result = invoke(handlers, "delete_item", item_event("DELETE", LEGACY, headers={"If-Match": '"2"'}))
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert stored(table, LEGACY) is not None
+
+
+def test_if_match_0_never_matches_not_even_an_item_stored_with_version_0(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal(0)})
+
+    assert delete(handlers, LEGACY, if_match='"0"')[0] == 412
+    assert put(handlers, LEGACY, {"name": "x"}, if_match='"0"')["statusCode"] == 412
+    assert stored(table, LEGACY) == {**TUTORIAL_ITEM, "version": 0}
+
+
+def test_a_fractional_version_reads_as_its_whole_part_and_an_if_match_put_stores_the_next_whole_number(handlers, table):
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal("2.5")})
+
+    assert get_one(handlers, LEGACY)[2] == '"2"'
+    assert put(handlers, LEGACY, {"name": "x"}, if_match='"1"')["statusCode"] == 412
+    result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"2"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"3"')
+    assert stored(table, LEGACY)["version"] == Decimal(3)
+
+
+def test_an_update_without_if_match_moves_a_fractional_version_on_by_one(handlers, table):
+    # DynamoDB's conditions cannot tell 2.5 from a whole number: the normal write adds 1 (3.5), read as 3.
+    table.put_item(Item={**TUTORIAL_ITEM, "version": Decimal("2.5")})
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"], json.loads(result["body"])["version"]) == (200, '"3"', 3)
+    assert get_one(handlers, LEGACY)[2] == '"3"'
+
+
+def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_takes_the_normal_path(handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    calls = []
+
+    def another_client_upgrades_it_first(**kwargs):
+        calls.append(kwargs["UpdateExpression"])
+        if len(calls) == 2:  # between our first attempt and our second, another PUT makes it version 2
+            table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
+                              ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (200, '"3"')
+    assert len(calls) == 3
+
+
+def test_an_if_match_1_update_that_loses_the_upgrade_of_a_legacy_item_is_412(handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    calls = []
+
+    def another_client_upgrades_it_first(**kwargs):
+        calls.append(kwargs["UpdateExpression"])
+        if len(calls) == 2:
+            table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
+                              ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"1"')
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"2"')
+    assert stored(table, LEGACY)["name"] == "Pen"
+
+
+def test_an_update_gives_up_with_412_when_another_writer_changes_the_legacy_version_before_every_attempt(
+        handlers, table, monkeypatch):
+    table.put_item(Item=TUTORIAL_ITEM)
+    real_update = handlers.common.TABLE.update_item
+    versions = iter(["abc", True, Decimal(0)])
+
+    def another_writer_changes_it_each_time(**kwargs):
+        table.put_item(Item={**TUTORIAL_ITEM, "version": next(versions)})
+        return real_update(**kwargs)
+
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_writer_changes_it_each_time)
+
+    result = put(handlers, LEGACY, {"name": "Pencil"})
+
+    assert (result["statusCode"], result["headers"]["ETag"]) == (412, '"1"')
+    assert "during each of 3 attempts" in json.loads(result["body"])["message"]
+    assert stored(table, LEGACY)["name"] == "Pen"
+
+
+def test_an_item_made_by_the_api_is_updated_and_deleted_in_one_dynamodb_call(handlers, table, monkeypatch):
+    item = create(handlers, {"name": "Pen"})
+    calls = []
+    for verb in ("update_item", "delete_item"):
+        real = getattr(handlers.common.TABLE, verb)
+        monkeypatch.setattr(handlers.common.TABLE, verb,
+                            lambda _real=real, _verb=verb, **kwargs: calls.append(_verb) or _real(**kwargs))
+
+    assert put(handlers, item["id"], {"name": "Pencil"})["statusCode"] == 200
+    assert put(handlers, item["id"], {"name": "Quill"}, if_match='"2"')["statusCode"] == 200
+    assert delete(handlers, item["id"], if_match='"3"')[0] == 200
+    assert calls == ["update_item", "update_item", "delete_item"]
 
 
 # --- CORS ---------------------------------------------------------------------------
