@@ -2,7 +2,7 @@
 
 The local AWS answers every DynamoDB call of the items API through moto, so moto's fixed cost
 per request is part of every route's latency. Profiling the server under PUT /items/{id} (py-spy,
-BENCHMARKS.md) showed three pure computations redone on each request:
+BENCHMARKS.md, issue 4) showed pure computations redone on each request:
 
 - the dispatcher lists moto's package folder on disk (``os.listdir`` + ``isdir`` on each of ~150
   entries) to recognise a service name in the Host header: ``backends.list_of_moto_modules``;
@@ -19,21 +19,25 @@ BENCHMARKS.md) showed three pure computations redone on each request:
   and against ``Node`` with ``isinstance`` on abstract classes (about 1,200 ABC checks per PUT):
   ``DepthFirstTraverser.traverse_node_recursively`` and ``Node.find_clauses``. Which node classes a
   pass handles is fixed per pass class (each ``_processing_map`` lists classes; checked for moto
-  5.2.1, the pinned version), so the walk below answers both questions from a table per class.
-
+  5.2.1, the pinned version), so the walk below answers both questions from a table per class;
 - a ConditionExpression is lexed and parsed twice per conditional write too (to check the
   placeholders it uses, then to evaluate it). Its parse depends on the names and values it refers
   to, so it is cached on the text together with those (values of other placeholders, such as a
-  PUT's new name, do not matter to it).
+  PUT's new name, do not matter to it);
+- the response serializer walks every member of every AttributeValue of an answer's item (S, N,
+  B, SS, ... : ten per attribute) and, for each, asks six alias providers which keys the value
+  may hide under. For a plain dict (what DynamoDB's answers are) the answer depends only on the
+  member's name and its shape, so it is kept per (name, shape, parent shape).
 
-These costs grow with the number of actions in an UpdateExpression, which is what made PUT
-/items/{id} slower once it also set updatedAt and version (BENCHMARKS.md, issue 4).
+Most of these costs grow with the number of actions in an UpdateExpression and of attributes in
+an item, which is what made PUT /items/{id} slower once it also set updatedAt and version.
 
 Each is replaced by a cached equivalent. The cached results are never mutated by moto: the
 module list and method names are only tested with ``in``, the validator works on its own copy of
-a parsed expression, and node types are only tested with ``isinstance``. A moto upgrade that
-renames any of these fails ``install`` loudly (tests/local/test_moto_speedups.py) rather than
-silently losing the cache.
+a parsed expression, parsed conditions and key lists are only read, and node types are only
+tested with ``isinstance``. A moto upgrade that renames any of these fails ``install`` loudly
+(tests/local/test_moto_speedups.py) rather than silently losing the cache; moto's own DynamoDB
+tests (683, from the 5.2.1 sdist) pass with every cache installed.
 """
 
 from __future__ import annotations
@@ -134,7 +138,30 @@ def install() -> None:
 
     Node.find_clauses = find_clauses  # type: ignore[method-assign]
     _cache_condition_parses()
+    _cache_serializer_key_lookups()
     _installed = True
+
+
+def _cache_serializer_key_lookups() -> None:
+    from moto.core import serialize
+
+    uncached = serialize.XFormedAttributePicker.get_possible_keys
+    possible_keys: dict = {}
+
+    def get_possible_keys(picker: Any, context: Any) -> Any:
+        # Only for plain dicts: another object's class or Meta can add aliases of its own.
+        if type(context.obj) is not dict:
+            return uncached(picker, context)
+        shape = context.shape
+        key = (tuple(picker.alias_providers), context.key, shape, getattr(shape, "parent", None))
+        try:
+            return possible_keys[key]
+        except KeyError:
+            if len(possible_keys) >= 4096:
+                possible_keys.clear()
+            return possible_keys.setdefault(key, tuple(uncached(picker, context)))
+
+    serialize.XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
 
 
 def _cache_condition_parses() -> None:

@@ -257,3 +257,40 @@ def test_a_condition_naming_a_placeholder_the_request_lacks_is_left_to_moto_each
         with pytest.raises(KeyError, match=":missing"):
             conditional_update(table, "#version IN (:missing)", {}, "x")
     assert table.get_item(Key={"id": "a"})["Item"] == {"id": "a", "version": 1}
+
+
+def test_answers_keep_every_attribute_type_with_the_serializers_key_lookups_cached(table):
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import Binary
+
+    item = {"id": "t", "s": "text", "n": Decimal("12.5"), "b": b"\x00\xffbytes", "ss": {"a", "b"}, "ns": {1, 2},
+            "bs": {b"x", b"y"}, "m": {"inner": {"deep": [1, "two", None, True]}}, "l": [{"k": "v"}, [b"z"]],
+            "null": None, "bool": False}
+    expected = {**item, "b": Binary(b"\x00\xffbytes"), "ns": {Decimal(1), Decimal(2)}, "bs": {Binary(b"x"), Binary(b"y")},
+                "m": {"inner": {"deep": [Decimal(1), "two", None, True]}}, "l": [{"k": "v"}, [Binary(b"z")]]}
+    table.put_item(Item=item)
+
+    for _ in range(2):  # the second time from the caches
+        got = table.get_item(Key={"id": "t"})["Item"]
+        updated = table.update_item(Key={"id": "t"}, UpdateExpression="SET s = :s", ExpressionAttributeValues={":s": "text"},
+                                    ReturnValues="ALL_NEW")["Attributes"]
+
+        assert got == expected
+        assert updated == expected
+
+
+def test_the_serializer_asks_the_alias_providers_once_per_member_of_a_dynamodb_answer(table, monkeypatch):
+    from moto.core import serialize
+
+    asked = []
+    has_alias = serialize.NoAlias.has_alias
+    monkeypatch.setattr(serialize.NoAlias, "has_alias", lambda provider, key: asked.append(key) or has_alias(provider, key))
+    table.put_item(Item={"id": "a", "name": "x", "version": 1})
+    table.get_item(Key={"id": "a"})
+    asked.clear()
+
+    for _ in range(3):
+        table.get_item(Key={"id": "a"})
+
+    assert asked == []  # moto asks for each of the ten members of each attribute's value: 30 a call here
