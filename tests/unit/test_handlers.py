@@ -843,19 +843,26 @@ def test_an_update_without_if_match_moves_a_fractional_version_on_by_one(handler
     assert get_one(handlers, LEGACY)[2] == '"3"'
 
 
-def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_takes_the_normal_path(handlers, table, monkeypatch):
+def another_client_upgrades_the_legacy_item_after_our_first_attempt(handlers, table, monkeypatch) -> list:
+    """Store the tutorial's item, and make another PUT move it to version 2 between our first write
+    attempt and our second; returns the UpdateExpressions our handler sent, as it sends them."""
     table.put_item(Item=TUTORIAL_ITEM)
     real_update = handlers.common.TABLE.update_item
     calls = []
 
-    def another_client_upgrades_it_first(**kwargs):
+    def update_item(**kwargs):
         calls.append(kwargs["UpdateExpression"])
-        if len(calls) == 2:  # between our first attempt and our second, another PUT makes it version 2
+        if len(calls) == 2:
             table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
                               ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
         return real_update(**kwargs)
 
-    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+    monkeypatch.setattr(handlers.common.TABLE, "update_item", update_item)
+    return calls
+
+
+def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_takes_the_normal_path(handlers, table, monkeypatch):
+    calls = another_client_upgrades_the_legacy_item_after_our_first_attempt(handlers, table, monkeypatch)
 
     result = put(handlers, LEGACY, {"name": "Pencil"})
 
@@ -864,18 +871,7 @@ def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_tak
 
 
 def test_an_if_match_1_update_that_loses_the_upgrade_of_a_legacy_item_is_412(handlers, table, monkeypatch):
-    table.put_item(Item=TUTORIAL_ITEM)
-    real_update = handlers.common.TABLE.update_item
-    calls = []
-
-    def another_client_upgrades_it_first(**kwargs):
-        calls.append(kwargs["UpdateExpression"])
-        if len(calls) == 2:
-            table.update_item(Key={"id": LEGACY}, UpdateExpression="SET #v = :two",
-                              ExpressionAttributeNames={"#v": "version"}, ExpressionAttributeValues={":two": 2})
-        return real_update(**kwargs)
-
-    monkeypatch.setattr(handlers.common.TABLE, "update_item", another_client_upgrades_it_first)
+    calls = another_client_upgrades_the_legacy_item_after_our_first_attempt(handlers, table, monkeypatch)
 
     result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"1"')
 
