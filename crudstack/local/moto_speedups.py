@@ -35,8 +35,8 @@ an item, which is what made PUT /items/{id} slower once it also set updatedAt an
 Each is replaced by a cached equivalent. The cached results are never mutated by moto: the
 module list and method names are only tested with ``in``, the validator works on its own copy of
 a parsed expression, parsed conditions and key lists are only read, and node types are only
-tested with ``isinstance``. A moto upgrade that renames any of these fails ``install`` loudly
-(tests/local/test_moto_speedups.py) rather than silently losing the cache; moto's own DynamoDB
+tested with ``isinstance``. A moto upgrade that renames any of these makes ``install`` raise
+MotoChanged (``_replace``) rather than silently lose the cache; moto's own DynamoDB
 tests (683, from the 5.2.1 sdist) pass with every cache installed.
 """
 
@@ -49,9 +49,11 @@ import pickle
 import re
 from typing import Any
 
-# Distinct UpdateExpression texts kept parsed. The items API uses a handful; the bound keeps a
-# client that sends endless distinct expressions from growing the server's memory.
+# Distinct UpdateExpression and ConditionExpression texts kept parsed. The items API uses a handful;
+# the bound keeps a client that sends endless distinct expressions from growing the server's memory.
 PARSED_EXPRESSIONS = 256
+# (member, shape) pairs whose serialization keys are kept: every output shape of every service fits.
+SERIALIZER_KEYS = 4096
 # Placeholders in a condition: #name and :value (DynamoDB allows letters, digits and _ after them).
 _PLACEHOLDER = re.compile(r"[#:][A-Za-z0-9_]+")
 
@@ -63,18 +65,44 @@ def install() -> None:
     global _installed
     if _installed:
         return
+    _cache_dispatch_lookups()
+    _cache_update_expression_parses()
+    _speed_up_validation_passes()
+    _cache_condition_parses()
+    _cache_serializer_key_lookups()
+    _installed = True
+
+
+class MotoChanged(RuntimeError):
+    """What a cache replaces is no longer where moto 5.2.1 had it."""
+
+
+def _replace(owner: Any, name: str, replacement: Any) -> Any:
+    """Put ``replacement`` in place of ``owner.name`` and return what was there. Assigning a name moto
+    no longer has would succeed silently and cache nothing: refuse instead."""
+    if not hasattr(owner, name):
+        raise MotoChanged(f"moto has no {getattr(owner, '__name__', owner)}.{name} any more: "
+                          "update crudstack/local/moto_speedups.py for this moto version")
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    return original
+
+
+def _cache_dispatch_lookups() -> None:
     from moto import backends
     from moto.core import responses
-    from moto.dynamodb.parsing import validators
-    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Expression, Node, UpdateExpressionFunction
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     module_names = frozenset(backends.list_of_moto_modules())
-    backends.list_of_moto_modules = lambda: module_names  # the package's folders do not change while it runs
+    # The package's folders do not change while it runs.
+    _replace(backends, "list_of_moto_modules", lambda: module_names)
+    uncached = responses.method_names_from_class
+    _replace(responses, "method_names_from_class",
+             functools.lru_cache(maxsize=None)(lambda clazz: frozenset(uncached(clazz))))
 
-    uncached_method_names = responses.method_names_from_class
-    responses.method_names_from_class = functools.lru_cache(maxsize=None)(
-        lambda clazz: frozenset(uncached_method_names(clazz)))
+
+def _cache_update_expression_parses() -> None:
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
     uncached_make = UpdateExpressionParser.make.__func__
 
@@ -83,14 +111,17 @@ def install() -> None:
         parsed.crudstack_pickled = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
         return parsed
 
-    UpdateExpressionParser.make = classmethod(  # type: ignore[method-assign]
-        functools.lru_cache(maxsize=PARSED_EXPRESSIONS)(make))
+    _replace(UpdateExpressionParser, "make", classmethod(functools.lru_cache(maxsize=PARSED_EXPRESSIONS)(make)))
 
     def copy_parsed_or_deepcopy(value: Any, memo: Any = None) -> Any:
         pickled = getattr(value, "__dict__", {}).get("crudstack_pickled")
         return pickle.loads(pickled) if pickled is not None else copy.deepcopy(value, memo)
 
-    validators.deepcopy = copy_parsed_or_deepcopy
+    _replace(validators, "deepcopy", copy_parsed_or_deepcopy)
+
+
+def _speed_up_validation_passes() -> None:
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Expression, Node, UpdateExpressionFunction
 
     @functools.cache
     def is_node(kind: type) -> bool:
@@ -121,7 +152,7 @@ def install() -> None:
                 parent.children[child_id] = node
         return node
 
-    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively  # type: ignore[method-assign]
+    _replace(DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively)
 
     @functools.cache
     def holds_clauses(kind: type) -> bool:
@@ -136,10 +167,7 @@ def install() -> None:
                 found.extend(child.find_clauses(clause_types))
         return found
 
-    Node.find_clauses = find_clauses  # type: ignore[method-assign]
-    _cache_condition_parses()
-    _cache_serializer_key_lookups()
-    _installed = True
+    _replace(Node, "find_clauses", find_clauses)
 
 
 def _cache_serializer_key_lookups() -> None:
@@ -157,11 +185,11 @@ def _cache_serializer_key_lookups() -> None:
         try:
             return possible_keys[key]
         except KeyError:
-            if len(possible_keys) >= 4096:
+            if len(possible_keys) >= SERIALIZER_KEYS:
                 possible_keys.clear()
             return possible_keys.setdefault(key, tuple(uncached(picker, context)))
 
-    serialize.XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
+    _replace(serialize.XFormedAttributePicker, "get_possible_keys", get_possible_keys)
 
 
 def _cache_condition_parses() -> None:
@@ -207,11 +235,11 @@ def _cache_condition_parses() -> None:
         return CachedConditionParser(expr, names, values)
 
     for module in (comparisons, dynamodb_responses, dynamodb_models):
-        module.create_condition_expression_parser = create_condition_expression_parser
+        _replace(module, "create_condition_expression_parser", create_condition_expression_parser)
 
 
 def cache_info() -> dict[str, Any]:
-    """How often the caches served a request (for tests and the server's debug log)."""
+    """How often the lru caches served a request (for tests)."""
     from moto.core import responses
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 

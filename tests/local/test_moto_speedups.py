@@ -294,3 +294,10 @@ def test_the_serializer_asks_the_alias_providers_once_per_member_of_a_dynamodb_a
         table.get_item(Key={"id": "a"})
 
     assert asked == []  # moto asks for each of the ten members of each attribute's value: 30 a call here
+
+
+def test_a_cache_for_something_moto_no_longer_has_is_refused_by_name():
+    import types
+
+    with pytest.raises(moto_speedups.MotoChanged, match=r"no module_a\.gone any more"):
+        moto_speedups._replace(types.SimpleNamespace(__name__="module_a"), "gone", lambda: None)
