@@ -107,7 +107,7 @@ def has_legacy_version(item: dict) -> bool:
     """True when the stored version is not the whole number ``version_of`` reads: a write must then
     store the next version itself rather than add 1 to what is there."""
     value = item.get("version")
-    return not (_is_number(value) and 1 <= value <= MAX_VERSION and value == int(value))
+    return not _is_number(value) or value != version_of(item)
 
 
 def _text(value) -> str:
