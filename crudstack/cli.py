@@ -97,8 +97,13 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
                         "  Everything else was recovered. Details: %s",
                         "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
         session = boto3.session.Session(region_name=config.region, **FAKE_CREDENTIALS)
-        return Aws(region=config.region, endpoint_url=endpoint, session=session,
-                   deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts), endpoint
+        aws = Aws(region=config.region, endpoint_url=endpoint, session=session,
+                  deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
+        if config.local.behaviour == "realistic":
+            from crudstack.realistic import local_model
+
+            local_model(config.state_dir, config.local.behaviour_scale).attach(aws)
+        return aws, endpoint
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
     return Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
                max_attempts=config.retry.max_attempts), endpoint

@@ -29,6 +29,14 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # AWS/Lambda and AWS/ApiGateway publish one datapoint a minute, so they are for the local AWS.
 SHORT_ALARM_PERIODS = (10, 30)
 MANAGED_BY = "crudstack"
+# Lambda's reserved environment variable names ("Defined runtime environment variables", Lambda Developer Guide):
+# CreateFunction refuses them with InvalidParameterValueException.
+RESERVED_ENVIRONMENT = (
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
@@ -48,6 +56,11 @@ class LocalConfig(_Strict):
     port: int = Field(4566, ge=1024, le=65535)
     state_dir: str = ".local-aws"
     lambda_concurrency: int = Field(10, ge=1, le=100)
+    # moto: the local AWS answers at once, as moto does. realistic: provision and teardown meet a model of a real
+    # account (crudstack/realistic.py: tables CREATING and DELETING, IAM propagation, functions Pending, tags that
+    # lag, API Gateway's quotas), its delays multiplied by behaviour_scale (1: as on AWS; 0.1: ten times faster).
+    behaviour: Literal["moto", "realistic"] = "moto"
+    behaviour_scale: float = Field(1.0, gt=0, le=10)
 
 
 class RetryConfig(_Strict):

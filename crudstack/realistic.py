@@ -1,0 +1,406 @@
+"""A model of a real AWS account, in front of moto: what AWS does that moto does not.
+
+moto answers at once and forgives much (shared/MOTO-NOTES.md): tables are ACTIVE and functions Active
+the moment they are made, tags show at once, nothing is ever throttled. A real account is not like
+that, and a tool tested only on moto fails there. This model puts AWS's documented behaviour back,
+as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls meet it:
+
+    behaviour            what the model makes AWS do                                source
+    table CREATING       CreateTable answers CREATING; DescribeTable says so for     DynamoDB API CreateTable: "CreateTable is an
+                         `table` s; UpdateTable/DeleteTable answer                     asynchronous operation ... TableStatus CREATING";
+                         ResourceInUseException meanwhile                             terraform-provider-aws waitTableActive
+    table DELETING       DeleteTable leaves the table DELETING for `table_delete` s:  DynamoDB API DeleteTable: "the table is in the
+                         DescribeTable shows it, CreateTable of the name answers      DELETING state until DynamoDB completes the
+                         ResourceInUseException, then it is gone                      deletion"; terraform waitTableDeleted
+    tags lag             ListTagsOfResource answers the previous (empty) tag set for  DynamoDB API TagResource: "TagResource is an
+                         `tags` s after CreateTable or TagResource                    asynchronous operation ... might return your
+                                                                                      previous tag set ... or an empty tag set"
+    IAM propagation      CreateFunction/UpdateFunctionConfiguration naming a role     IAM User Guide, "Changes that I make are not
+                         younger than `role` s answer InvalidParameterValueException  always immediately visible"; chalice retries
+                         "The role defined for the function cannot be assumed"        exactly this error (chalice/awsclient.py)
+    function Pending     a new function is Pending for `function` s; updates,         Lambda Developer Guide, "Lambda function states":
+                         AddPermission and RemovePermission answer                    "Any invocations or other API actions that
+                         ResourceConflictException                                    operate on the function will fail"
+    update InProgress    an updated function's LastUpdateStatus is InProgress for     same page, "Function states during update"
+                         `function` s; another update answers ResourceConflictException
+    update Failed        a function named in `fail_updates` ends its next update      same page: "Failed – The function update failed.
+                         with LastUpdateStatus Failed, its previous code kept         Lambda aborts the update and the function's
+                                                                                      previous code and configuration remain"
+    Inactive             a function with no create/update for `inactive_after` s is   same page: "A function becomes inactive when it
+                         State Inactive (StateReasonCode Idle)                        has been idle long enough ..."
+    TagsError            with `deny_list_tags`, GetFunction answers TagsError in      Lambda Developer Guide, "Using tags on Lambda
+                         place of Tags and ListTags answers AccessDeniedException     functions": lambda:ListTags "is also necessary
+                                                                                      for GetFunction" on tagged functions
+    quotas               API Gateway control-plane calls over their documented rate   API Gateway Developer Guide, "Amazon API Gateway
+                         answer TooManyRequestsException 429 with Retry-After         quotas" (numbers in crudstack/quotas.py)
+    lists lag            GetResources leaves out a resource (the root one too) for    observed on AWS; terraform-provider-aws reads new
+                         `resource` s, ListFunctions a new function for `lists` s;    resources with RetryWhenNewResourceNotFound for
+                         a second CreateResource of one path answers ConflictException its PropagationTimeout (2 minutes)
+    reserved env names   CreateFunction/UpdateFunctionConfiguration with a reserved   Lambda Developer Guide, "Defined runtime
+                         variable name answer InvalidParameterValueException          environment variables" (reserved keys)
+    e-mail pending       an e-mail subscription is "pending confirmation" until       SNS Developer Guide, "Email notifications":
+                         `confirm(endpoint)`; ListSubscriptionsByTopic shows           the endpoint owner must confirm the subscription
+                         PendingConfirmation
+
+Time is a clock the model reads: tests give it a `SimClock` (also the Aws's clock and sleep), so a
+30 s window costs no real time; the local AWS's `local.behaviour: realistic` gives it the wall clock
+and `Delays.typical().scaled(local.behaviour_scale)`, and keeps its state in the state dir between
+runs (`load`/`save`), so a provision right after a teardown meets the table still DELETING.
+Every refusal is recorded in `refused` ("CreateFunction:role") and every stale answer in `hidden`
+("DescribeTable:CREATING"), so a test can show the model really stood in the way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from botocore.awsrequest import AWSResponse
+
+from crudstack.config import RESERVED_ENVIRONMENT
+from crudstack.quotas import quota_for
+
+ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
+STATE_FILE = "realistic.json"
+
+
+class SimClock:
+    """Simulated seconds: sleeping moves the clock on at once. Use as Aws(clock=c, sleep=c.sleep)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Delays:
+    role: float = 0.0            # IAM: a new role not yet assumable by Lambda
+    table: float = 0.0           # DynamoDB CREATING
+    table_delete: float = 0.0    # DynamoDB DELETING
+    tags: float = 0.0            # DynamoDB tags not yet listed after CreateTable / TagResource
+    function: float = 0.0        # Lambda Pending after create, InProgress after an update
+    resource: float = 0.0        # API Gateway get_resources does not list a new resource yet
+    lists: float = 0.0           # Lambda list_functions does not list a new function yet
+    inactive_after: float | None = None   # Lambda: idle this long -> Inactive (None: never)
+
+    @classmethod
+    def typical(cls) -> "Delays":
+        """Roughly what a real account shows: IAM about 10 s (it can take minutes), a new on-demand table
+        about 8 s and its deletion about as long, DynamoDB tags "a few seconds", a function about 5 s.
+        AWS documents no idle time for Inactive beyond "idle long enough" (weeks, in practice): 14 days."""
+        return cls(role=10, table=8, table_delete=8, tags=5, function=5, resource=2, lists=2, inactive_after=14 * 86400)
+
+    def scaled(self, factor: float) -> "Delays":
+        scaled = {k: (v * factor if v is not None else None) for k, v in asdict(self).items()}
+        return replace(self, **scaled)
+
+    @property
+    def longest(self) -> float:
+        return max(v for k, v in asdict(self).items() if k != "inactive_after" and v is not None)
+
+
+def refusal(code: str, status: int, message: str, headers: dict[str, str] | None = None, **fields) -> tuple:
+    """A before-call answer in AWS's place: botocore raises it as the service's modelled ClientError."""
+    response = AWSResponse("https://realistic.invalid/", status, headers or {}, None)
+    parsed = {"Error": {"Code": code, "Message": message}, **fields,
+              "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": dict(headers or {})}}
+    return response, parsed
+
+
+def answer(parsed: dict) -> tuple:
+    """A successful before-call answer (for what moto has already forgotten, e.g. a DELETING table)."""
+    return AWSResponse("https://realistic.invalid/", 200, {}, None), {**parsed, "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}}}
+
+
+@dataclass
+class Bucket:
+    """A token bucket in model seconds: AWS's documented rate and burst for one operation."""
+
+    rate: float          # tokens a second
+    capacity: float
+    tokens: float
+    at: float
+
+    def take(self, now: float) -> float:
+        """0 if a token was taken, else the seconds until one will be there."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+def _name(function: str) -> str:
+    """A function's name from its name or ARN (arn:...:function:NAME[:QUALIFIER])."""
+    if function.startswith("arn:"):
+        return function.split(":")[6]
+    return function
+
+
+@dataclass
+class AccountModel:
+    clock: Callable[[], float]
+    delays: Delays = field(default_factory=Delays)
+    quotas: bool = True
+    deny_list_tags: bool = False
+    fail_updates: set[str] = field(default_factory=set)        # function names whose next update fails
+    # State, all in model seconds (from `clock`): when each window closes.
+    roles: dict[str, float] = field(default_factory=dict)           # role ARN -> assumable from
+    tables: dict[str, float] = field(default_factory=dict)          # name -> ACTIVE from
+    deleting: dict[str, list] = field(default_factory=dict)         # name -> [gone from, last description]
+    table_tags: dict[str, list] = field(default_factory=dict)       # table ARN -> [listed from, tags shown until then]
+    functions: dict[str, list] = field(default_factory=dict)        # name -> [created|updated|failed, settled from, old sha]
+    active_at: dict[str, float] = field(default_factory=dict)       # name -> last create/update
+    listed_from: dict[str, float] = field(default_factory=dict)     # function name -> listed by ListFunctions from
+    resources: dict[str, float] = field(default_factory=dict)       # API Gateway resource id -> listed from
+    paths: dict[str, str] = field(default_factory=dict)             # "api parent part" -> resource id
+    pending_emails: dict[str, str] = field(default_factory=dict)    # subscription ARN -> endpoint, until confirmed
+    shas: dict[str, str] = field(default_factory=dict)              # function name -> CodeSha256 last shown
+    shown_tags: dict[str, list] = field(default_factory=dict)       # table ARN -> tags last listed
+    refused: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    persist_to: Path | None = None    # a folder: the state is saved there after every call (kill-safe)
+    _buckets: dict[str, Bucket] = field(default_factory=dict, repr=False)
+
+    def attach(self, aws) -> "AccountModel":
+        aws.register("before-parameter-build", self._remember)
+        aws.register("before-call", self._before)
+        aws.register("after-call", self._after)
+        if self.persist_to is not None:
+            aws.register("after-call", lambda **_: self.save(self.persist_to))
+        return self
+
+    def critical_path(self) -> float:
+        """The least time the tutorial's order can take under this model: step 1 ends once the table is
+        ACTIVE; the functions need the role assumable and end Active; step 5 needs the resources listed."""
+        d = self.delays
+        return d.table + d.role + d.function + d.resource
+
+    def confirm(self, endpoint: str) -> None:
+        """The owner of an e-mail address clicked the confirmation link."""
+        self.pending_emails = {arn: e for arn, e in self.pending_emails.items() if e != endpoint}
+
+    # -- kept between runs (local.behaviour: realistic) ----------------------------------------------------
+    STATE = ("roles", "tables", "deleting", "table_tags", "functions", "active_at", "listed_from", "resources", "paths",
+             "pending_emails", "shas", "shown_tags")
+
+    def save(self, folder: Path) -> None:
+        state = {name: getattr(self, name) for name in self.STATE}
+        temporary = folder / f"{STATE_FILE}.tmp"
+        temporary.write_text(json.dumps(state, default=str), encoding="utf-8")
+        temporary.replace(folder / STATE_FILE)   # never a torn file for the next run
+
+    def load(self, folder: Path) -> "AccountModel":
+        self.persist_to = folder
+        path = folder / STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return self   # nothing kept yet, or a torn file: start as a fresh account would look
+        for name in self.STATE:
+            if isinstance(state.get(name), dict):
+                setattr(self, name, state[name])
+        return self
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def _remember(self, params, context, **_):
+        context["model_params"] = dict(params)
+
+    def _busy(self, function: str) -> list | None:
+        entry = self.functions.get(_name(function))
+        return entry if entry and entry[0] != "failed" and self.clock() < entry[1] else None
+
+    def _before(self, model, context, **_):
+        op, params, now = model.name, context.get("model_params") or {}, self.clock()
+        service = model.service_model.service_name
+        if self.quotas and service == "apigateway":
+            refused = self._throttle(service, op, now)
+            if refused:
+                return refused
+        if op in ("CreateFunction", "UpdateFunctionConfiguration"):
+            reserved = sorted(set((params.get("Environment") or {}).get("Variables") or {}) & set(RESERVED_ENVIRONMENT))
+            if reserved:
+                self.refused.append(f"{op}:reserved")
+                return refusal("InvalidParameterValueException", 400,
+                               "Lambda was unable to configure your environment variables because the environment variables you "
+                               "have provided contains reserved keys that are currently not supported for modification. "
+                               f"Reserved keys used in this request: {','.join(reserved)}")
+            if self.roles.get(params.get("Role", ""), 0) > now:
+                self.refused.append(f"{op}:role")
+                return refusal("InvalidParameterValueException", 400, ROLE_NOT_ASSUMABLE)
+        if op == "CreateTable" and self.deleting.get(params.get("TableName", ""), [0])[0] > now:
+            self.refused.append(f"{op}:deleting")
+            return refusal("ResourceInUseException", 400, f"Table already exists: {params['TableName']}")
+        if op == "DescribeTable" and self.deleting.get(params.get("TableName", ""), [0])[0] > now:
+            self.hidden.append(f"{op}:DELETING")
+            return answer({"Table": {**self.deleting[params["TableName"]][1], "TableStatus": "DELETING"}})
+        if op in ("UpdateTable", "DeleteTable") and self.tables.get(params.get("TableName", ""), 0) > now:
+            self.refused.append(f"{op}:table")
+            return refusal("ResourceInUseException", 400,
+                           f"Attempt to change a resource which is still in use: Table is being created: {params['TableName']}")
+        if op == "ListTags" and self.deny_list_tags:
+            self.refused.append(f"{op}:denied")
+            return refusal("AccessDeniedException", 403, f"User: arn:aws:iam::123456789012:user/deployer is not authorized to perform: "
+                           f"lambda:ListTags on resource: {params.get('Resource')} because no identity-based policy allows the "
+                           "lambda:ListTags action")
+        if op in ("UpdateFunctionCode", "UpdateFunctionConfiguration", "AddPermission", "RemovePermission"):
+            busy = self._busy(params.get("FunctionName", ""))
+            if busy:
+                self.refused.append(f"{op}:function")
+                message = ("The operation cannot be performed at this time. The function is currently in the following state: Pending"
+                           if busy[0] == "created" else
+                           f"The operation cannot be performed at this time. An update is in progress for resource: {params['FunctionName']}")
+                return refusal("ResourceConflictException", 409, message)
+        if op == "CreateResource":
+            key = f"{params.get('restApiId')} {params.get('parentId')} {params.get('pathPart')}"
+            if key in self.paths:
+                self.refused.append(f"{op}:duplicate")
+                return refusal("ConflictException", 409, f"Another resource with the same parent already has this name: {params.get('pathPart')}")
+        return None
+
+    def _throttle(self, service: str, op: str, now: float):
+        quota = quota_for(service, op)
+        if quota is None:
+            return None
+        key = f"{service}:{op}" if quota.burst is None else f"{service}:*"  # the account-wide rate is one shared bucket
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            capacity = float(quota.burst or quota.requests)
+            bucket = self._buckets[key] = Bucket(quota.requests / quota.per_s, capacity, capacity, now)
+        wait = bucket.take(now)
+        if not wait:
+            return None
+        self.refused.append(f"{op}:quota")
+        retry_after = str(max(1, math.ceil(wait)))
+        # API Gateway's TooManyRequestsException carries Retry-After, which botocore parses into retryAfterSeconds.
+        return refusal("TooManyRequestsException", 429, "Too Many Requests", {"Retry-After": retry_after}, retryAfterSeconds=retry_after)
+
+    def _after(self, model, http_response, parsed, context, **_):
+        if getattr(http_response, "status_code", 500) >= 300:
+            return
+        op, params, now, d = model.name, context.get("model_params") or {}, self.clock(), self.delays
+        if op == "CreateRole":
+            self.roles[parsed["Role"]["Arn"]] = now + d.role
+        elif op == "CreateTable":
+            name = params["TableName"]
+            self.tables[name] = now + d.table
+            self.deleting.pop(name, None)
+            parsed["TableDescription"]["TableStatus"] = "CREATING"
+            self.table_tags[parsed["TableDescription"]["TableArn"]] = [now + d.tags, []]
+        elif op == "DescribeTable" and self.tables.get(params["TableName"], 0) > now:
+            parsed["Table"]["TableStatus"] = "CREATING"
+            self.hidden.append(f"{op}:CREATING")
+        elif op == "DeleteTable":
+            description = dict(parsed.get("TableDescription") or {})
+            self.deleting[params["TableName"]] = [now + d.table_delete, {k: v for k, v in description.items() if k != "TableStatus"}]
+            parsed.setdefault("TableDescription", {})["TableStatus"] = "DELETING"
+        elif op == "TagResource" and model.service_model.service_name == "dynamodb":
+            self.table_tags[params["ResourceArn"]] = [now + d.tags, self.shown_tags.get(params["ResourceArn"], [])]
+        elif op == "ListTagsOfResource":
+            entry = self.table_tags.get(params["ResourceArn"])
+            if entry and entry[0] > now:
+                parsed["Tags"] = list(entry[1])
+                self.hidden.append(f"{op}:stale")
+            else:
+                self.shown_tags[params["ResourceArn"]] = list(parsed.get("Tags") or [])
+        elif op == "CreateFunction":
+            name = params["FunctionName"]
+            self.functions[name] = ["created", now + d.function, None]
+            self.active_at[name] = now
+            self.listed_from[name] = now + d.lists
+            self._pending(parsed, "created")
+        elif op in ("UpdateFunctionCode", "UpdateFunctionConfiguration"):
+            name = _name(params["FunctionName"])
+            previous = self.functions.get(name)
+            old_sha = previous[2] if previous and previous[0] == "failed" else None
+            how = "failing" if name in self.fail_updates else "updated"
+            self.fail_updates.discard(name)
+            self.functions[name] = [how, now + d.function, old_sha or self.shas.get(name)]
+            self.active_at[name] = now
+            self._pending(parsed, "updated")
+        elif op in ("GetFunction", "GetFunctionConfiguration"):
+            configuration = parsed["Configuration"] if op == "GetFunction" else parsed
+            self._show_function(op, _name(params["FunctionName"]), configuration, now)
+            if op == "GetFunction" and self.deny_list_tags:
+                parsed.pop("Tags", None)
+                parsed["TagsError"] = {"ErrorCode": "AccessDeniedException",
+                                       "Message": "not authorized to perform: lambda:ListTags"}
+                self.hidden.append(f"{op}:TagsError")
+        elif op == "ListFunctions":
+            listed = [f for f in parsed.get("Functions", []) if self.listed_from.get(f["FunctionName"], 0) <= now]
+            if len(listed) != len(parsed.get("Functions", [])):
+                self.hidden.append(f"{op}:unlisted")
+            parsed["Functions"] = listed
+        elif op == "DeleteFunction":
+            for table in (self.functions, self.active_at, self.listed_from):
+                table.pop(_name(params["FunctionName"]), None)
+        elif op == "CreateRestApi" and parsed.get("rootResourceId"):
+            self.resources[parsed["rootResourceId"]] = now + d.resource
+        elif op == "CreateResource":
+            self.resources[parsed["id"]] = now + d.resource
+            self.paths[f"{params['restApiId']} {params['parentId']} {params['pathPart']}"] = parsed["id"]
+        elif op == "GetResources":
+            listed = [r for r in parsed.get("items", []) if self.resources.get(r["id"], 0) <= now]
+            if len(listed) != len(parsed.get("items", [])):
+                self.hidden.append(f"{op}:unlisted")
+            parsed["items"] = listed
+        elif op == "DeleteRestApi":
+            self.paths = {k: v for k, v in self.paths.items() if not k.startswith(f"{params['restApiId']} ")}
+        elif op == "Subscribe" and params.get("Protocol") == "email":
+            self.pending_emails[parsed["SubscriptionArn"]] = params.get("Endpoint", "")
+            parsed["SubscriptionArn"] = "pending confirmation"
+        elif op in ("ListSubscriptionsByTopic", "ListSubscriptions"):
+            for sub in parsed.get("Subscriptions", []):
+                if sub.get("SubscriptionArn") in self.pending_emails:
+                    sub["SubscriptionArn"] = "PendingConfirmation"
+                    self.hidden.append(f"{op}:pending")
+
+    # -- Lambda ----------------------------------------------------------------------------------------------
+    def _show_function(self, op: str, name: str, configuration: dict, now: float) -> None:
+        entry = self.functions.get(name)
+        if entry and entry[0] == "failing" and now >= entry[1]:
+            entry[0] = "failed"
+        if entry and entry[0] == "failed":
+            configuration.update(LastUpdateStatus="Failed", LastUpdateStatusReasonCode="InternalError",
+                                 LastUpdateStatusReason="The update failed: Lambda kept the function's previous code and configuration.")
+            if entry[2]:
+                configuration["CodeSha256"] = entry[2]
+            self.hidden.append(f"{op}:failed")
+            return
+        self.shas[name] = configuration.get("CodeSha256")
+        busy = self._busy(name)
+        if busy:
+            self._pending(configuration, busy[0])
+            self.hidden.append(f"{op}:{busy[0]}")
+            return
+        idle = self.delays.inactive_after
+        if idle is not None and now - self.active_at.get(name, 0.0) >= idle:
+            configuration.update(State="Inactive", StateReasonCode="Idle",
+                                 StateReason="The function is inactive because it has not been invoked for a long time.")
+            self.hidden.append(f"{op}:Inactive")
+
+    @staticmethod
+    def _pending(configuration: dict, how: str) -> None:
+        if how == "created":
+            configuration.update(State="Pending", StateReason="The function is being created.", StateReasonCode="Creating")
+            configuration.pop("LastUpdateStatus", None)
+        else:
+            configuration.update(State="Active", LastUpdateStatus="InProgress",
+                                 LastUpdateStatusReason="The function is being updated.", LastUpdateStatusReasonCode="InProgress")
+
+
+def local_model(state_dir: Path, scale: float) -> AccountModel:
+    """The model as `local.behaviour: realistic` runs it: wall-clock time, typical delays scaled."""
+    return AccountModel(clock=time.time, delays=Delays.typical().scaled(scale)).load(state_dir)
