@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from crudstack.local import alarms, determinism, moto_speedups
+from crudstack.local import alarms, determinism, moto_gaps, moto_speedups
 from crudstack.local.alarms import AlarmEvaluator
 from crudstack.local.durable import DurableState, RecoveryReport, StatePart, StateUnreadable
 from crudstack.local.gateway import (
@@ -344,6 +344,7 @@ def configure_moto() -> None:
 
     DockerModel.docker_client = property(no_docker)  # type: ignore[assignment]
     moto_speedups.install()
+    moto_gaps.install()
 
 
 def build_moto_app() -> Any:
