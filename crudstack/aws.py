@@ -149,6 +149,8 @@ class Aws:
         self._account_id: str | None = None
         self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
+        # Called between two changes of a run (crudstack.interrupt stops there after a Ctrl-C).
+        self.checkpoints: list[Callable[[], None]] = []
 
     # -- clients -----------------------------------------------------------------------------
     def client(self, service: str):
@@ -170,6 +172,10 @@ class Aws:
                 client.meta.events.register(event, handler)
             self._clients[service] = client
         return self._clients[service]
+
+    def checkpoint(self) -> None:
+        for check in self.checkpoints:
+            check()
 
     def register(self, event: str, handler: Callable) -> None:
         """Hook every client, present and future (tests use it to inject faults)."""

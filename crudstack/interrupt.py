@@ -58,6 +58,7 @@ class _Attached:
         aws.register("request-created", stop._sending)
         aws.register("needs-retry", stop._answered)
         aws.register("before-call", stop.checkpoint)
+        aws.checkpoints.append(stop.checkpoint)
         self._sleep = aws.sleep
 
         def sleep(seconds: float) -> None:
@@ -71,5 +72,6 @@ class _Attached:
 
     def __exit__(self, *exc) -> None:
         self.aws.sleep = self._sleep
+        self.aws.checkpoints.remove(self.stop.checkpoint)
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)

@@ -97,5 +97,5 @@ class Context:
     def account_id(self) -> str:
         return self.aws.account_id
 
-    def arn(self, service: str, resource: str, *, region: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id}:{resource}"
+    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"

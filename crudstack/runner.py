@@ -106,6 +106,7 @@ def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool
                     if change.apply is not None and change.action.mutates:
                         reporter.change_started(step, change)
                         change.apply()
+                        ctx.aws.checkpoint()   # a Ctrl-C during that change stops here, naming it
                 # Waits the changes left for the end of the step, so that they overlap (e.g. five
                 # functions turning Active together rather than one after another).
                 while ctx.settle:

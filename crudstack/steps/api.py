@@ -14,7 +14,7 @@ import botocore.exceptions
 from crudstack.aws import error_code, is_transient
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.base import is_ours, not_ours
+from crudstack.steps.base import is_ours, not_ours, tag_changes
 
 NOT_FOUND = ("NotFoundException", "ResourceNotFoundException")
 PREFLIGHT = "CORS preflight"
@@ -100,6 +100,16 @@ def wanted_preflight_shape(headers: dict[str, str]) -> dict:
     }
 
 
+def apigateway_arn(ctx: Context, path: str) -> str:
+    """An API Gateway resource's ARN, as TagResource takes it: no account, e.g. .../restapis/ID/stages/prod."""
+    return ctx.arn("apigateway", path, account=False)
+
+
+def set_tags(ctx: Context, path: str, tags: dict[str, str]) -> None:
+    apigw = ctx.aws.client("apigateway")
+    ctx.aws.call(apigw.tag_resource, resourceArn=apigateway_arn(ctx, path), tags=tags)
+
+
 def find_apis(ctx: Context) -> list[dict]:
     """Every REST API with our name, oldest first."""
     apigw = ctx.aws.client("apigateway")
@@ -165,6 +175,10 @@ class ApiStep:
             changes.append(Change("REST API", cfg.api_name, Action.CREATE, apply=lambda: self._create_api(ctx)))
         else:
             ctx.api_id = api["id"]
+            # The root resource comes with the API, and GetRestApis names it (get_resources may lag behind).
+            ctx.resource_ids["/"] = api["rootResourceId"]
+            changes += tag_changes(ctx, "REST API", cfg.api_name, api.get("tags") or {},
+                                   lambda missing: set_tags(ctx, f"/restapis/{ctx.api_id}", missing))
             for extra in extras:  # a copy left by a create whose answer was lost: ours, so remove it
                 changes.append(Change("REST API", f"{cfg.api_name} ({extra['id']})", Action.DELETE, note="duplicate copy",
                                       apply=lambda i=extra["id"]: delete_api(ctx, i)))
@@ -202,7 +216,7 @@ class ApiStep:
                 changes.append(Change("permission", f"apigateway -> {cfg.function_name(base)}", Action.CREATE,
                                       apply=lambda m=method, p=path, b=base: self._set_permission(ctx, b, m, p, replace=None)))
         if api is not None and not any(c.action.mutates for c in changes):
-            return [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
+            return changes + [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
         return changes
 
     def _plan_method(self, ctx: Context, method: str, path: str, base: str, current: dict | None) -> list[Change]:
@@ -269,7 +283,9 @@ class ApiStep:
 
         api = ctx.aws.retry_unit(find_or_create)
         ctx.api_id = api["id"]
-        ctx.resource_ids = {r["path"]: r["id"] for r in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"])}
+        # The root resource "/" comes with the API, and CreateRestApi (like GetRestApis) names it: get_resources
+        # may not list a brand-new API's resources yet.
+        ctx.resource_ids = {"/": api["rootResourceId"]}
 
     def _create_resource(self, ctx: Context, path: str) -> None:
         apigw = ctx.aws.client("apigateway")

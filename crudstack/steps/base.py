@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from crudstack.config import MANAGED_BY, Config
 from crudstack.errors import OwnershipError
@@ -50,3 +50,22 @@ def ensure_ours(ctx: Context, step: str, kind: str, name: str, tags: dict[str, s
 
 def not_ours(kind: str, name: str) -> Change:
     return Change(kind, name, Action.SKIP, note="same name but not tagged as ours: left alone")
+
+
+def tag_changes(ctx: Context, kind: str, name: str, have: dict[str, str], put: Callable[[dict[str, str]], object]) -> list[Change]:
+    """Tags config.yaml asks for that an existing resource of ours lacks or holds with another value: set them.
+
+    A key on the resource that config.yaml does not name is left alone, and the plan says so: nothing tells a
+    tag removed from config.yaml from one that someone else (a cost-allocation script, the console) added.
+    `put` receives the tags to set, as a dict."""
+    wanted = ctx.config.all_tags
+    missing = {k: v for k, v in sorted(wanted.items()) if have.get(k) != v}
+    extra = sorted(k for k in have if k not in wanted and not k.startswith("aws:"))
+    note = (f"tag{'s' if len(extra) > 1 else ''} {', '.join(extra)} not in config.yaml: left in place, as it may be "
+            "someone else's; remove it by hand if it was ours") if extra else ""
+    if missing:
+        return [Change(f"{kind} tags", name, Action.UPDATE, {f"tag {k}": (have.get(k), v) for k, v in missing.items()},
+                       note=note, apply=lambda: put(missing))]
+    if note:
+        return [Change(f"{kind} tags", name, Action.UNCHANGED, note=note)]
+    return []

@@ -11,7 +11,8 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import PREFLIGHT, preflight_shape
+from crudstack.steps.api import PREFLIGHT, preflight_shape, set_tags
+from crudstack.steps.base import tag_changes
 
 NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
@@ -63,6 +64,11 @@ class DeployStep:
         elif live != fingerprint:
             changes.append(Change("stage", stage, Action.UPDATE, {"deployment": (current["deploymentId"], "new")},
                                   apply=lambda: self._point_stage(ctx)))
+        if current is not None:
+            changes += tag_changes(ctx, "stage", stage, current.get("tags") or {},
+                                   lambda missing: set_tags(ctx, f"/restapis/{ctx.api_id}/stages/{stage}", missing))
+        if changes and not any(c.action.mutates for c in changes):
+            changes.append(Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}"))
         return changes or [Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}")]
 
     def _deploy(self, ctx: Context, fingerprint: str) -> None:

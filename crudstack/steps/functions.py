@@ -2,13 +2,56 @@
 
 from __future__ import annotations
 
+import botocore.exceptions
+
+from crudstack.aws import error_code
 from crudstack.config import FunctionConfig
 from crudstack.errors import DeploymentError
 from crudstack.packaging import build_package
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.base import ensure_ours, is_ours, not_ours
+from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes
 
 NOT_FOUND = ("ResourceNotFoundException",)
+STEP = "Step 3 Lambda functions"
+# States in which Lambda takes a new update. Inactive is idle, not broken: "A function becomes inactive when it
+# has been idle long enough for Lambda to reclaim the external resources" (Lambda Developer Guide, "Lambda
+# function states"); it is updated and invoked as it is, and no wait ever turns it Active again.
+SETTLED_STATES = ("Active", "Inactive")
+
+
+def _denied(exc: BaseException) -> bool:
+    return (error_code(exc) or "").startswith("AccessDenied")
+
+
+def list_tags_denied(name: str, detail: str) -> DeploymentError:
+    return DeploymentError(
+        step=STEP, resource=f"function {name}",
+        cause=f"its tags cannot be read, so it cannot be told ours or someone else's: {detail}",
+        fix="allow lambda:ListTags to your AWS identity (GetFunction needs it to show a function's tags; "
+            "see README, 'Permissions', and deployer-policy.json), then run again",
+        code="AccessDeniedException")
+
+
+def function_tags(ctx: Context, found: dict) -> dict[str, str]:
+    """A function's tags, from GetFunction or else ListTags.
+
+    GetFunction answers TagsError in place of Tags when the caller may not lambda:ListTags ("For tagged
+    functions, this permission is also necessary for GetFunction", Lambda Developer Guide, "Using tags on
+    Lambda functions"). Taking that for "no tags" would call our own functions foreign: teardown would
+    skip them and then delete their role. So a refusal stops the run, naming the permission."""
+    if "Tags" in found:
+        return found["Tags"] or {}
+    name = found["Configuration"]["FunctionName"]
+    error = found.get("TagsError") or {}
+    if error.get("ErrorCode", "").startswith("AccessDenied"):
+        raise list_tags_denied(name, f"GetFunction answered {error['ErrorCode']}: {error.get('Message', '')}")
+    lam = ctx.aws.client("lambda")
+    try:
+        return ctx.aws.call(lam.list_tags, Resource=found["Configuration"]["FunctionArn"]).get("Tags") or {}
+    except botocore.exceptions.ClientError as exc:
+        if _denied(exc):
+            raise list_tags_denied(name, f"ListTags answered {error_code(exc)}") from exc
+        raise
 
 
 def desired_settings(ctx: Context, fn: FunctionConfig) -> dict:
@@ -62,7 +105,7 @@ class FunctionsStep:
             if not name.startswith(f"{ctx.config.stack}-") or name in wanted:
                 continue
             found = self._find(ctx, name)
-            if found is not None and is_ours(found.get("Tags") or {}, ctx.config):  # "demo-two-..." is stack demo-two's
+            if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's
                 changes.append(Change("function", name, Action.DELETE, note="no longer in config.yaml",
                                       apply=lambda name=name: ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)))
         return changes
@@ -76,22 +119,39 @@ class FunctionsStep:
             return [Change("function", name, Action.CREATE, apply=lambda: self._create(ctx, base, fn, package))]
         configuration = found["Configuration"]
         ctx.function_arns[base] = configuration["FunctionArn"]
-        ensure_ours(ctx, f"Step {self.number} {self.title}", "function", name, found.get("Tags") or {})
+        tags = function_tags(ctx, found)
+        ensure_ours(ctx, f"Step {self.number} {self.title}", "function", name, tags)
+        state, last_update = configuration.get("State"), configuration.get("LastUpdateStatus")
+        if state == "Failed":
+            # "When function creation fails, Lambda sets the function state to failed, and you must delete and
+            # recreate the function" (Lambda Developer Guide, "Lambda function states").
+            return [Change("function", name, Action.UPDATE, {"state": ("Failed", "deleted and created again")},
+                           note=configuration.get("StateReason") or "",
+                           apply=lambda: self._recreate(ctx, base, fn, package))]
         diffs = {}
         current, wanted = current_settings(configuration), desired_settings(ctx, fn)
         for key in wanted:
             if current[key] != wanted[key]:
                 diffs[key] = (current[key], wanted[key])
         code_changed = configuration.get("CodeSha256") != package.sha256
-        unfinished = configuration.get("State") != "Active" or configuration.get("LastUpdateStatus") not in (None, "Successful")
+        settings_changed = bool(diffs)
+        if last_update == "Failed":
+            # "Lambda aborts the update and the function's previous code and configuration remain" (same page):
+            # what config.yaml asks for is not there, so both are applied again, whatever the sha says.
+            code_changed = settings_changed = True
+            diffs = {"last update": ("Failed", "applied again"), **diffs}
+        changes = tag_changes(ctx, "function", name, tags,
+                              lambda missing: ctx.aws.call(ctx.aws.client("lambda").tag_resource,
+                                                           Resource=ctx.function_arns[base], Tags=missing))
+        unfinished = state not in SETTLED_STATES or last_update not in (None, "Successful", "Failed")
         if not diffs and not code_changed and not unfinished:
-            return [Change("function", name, Action.UNCHANGED)]
-        if code_changed:
+            return changes or [Change("function", name, Action.UNCHANGED)]
+        if code_changed and last_update != "Failed":
             diffs = {"code": (configuration.get("CodeSha256"), package.sha256), **diffs}
         if unfinished and not diffs:
-            diffs = {"state": (f"{configuration.get('State')}/{configuration.get('LastUpdateStatus')}", "Active/Successful")}
+            diffs = {"state": (f"{state}/{last_update}", "Active/Successful")}
         return [Change("function", name, Action.UPDATE, diffs,
-                       apply=lambda: self._update(ctx, name, fn, package if code_changed else None, bool(set(diffs) - {"code", "state"})))]
+                       apply=lambda: self._update(ctx, name, fn, package if code_changed else None, settings_changed))] + changes
 
     def _create(self, ctx: Context, base: str, fn: FunctionConfig, package) -> None:
         lam = ctx.aws.client("lambda")
@@ -118,11 +178,17 @@ class FunctionsStep:
         # A new function is Pending for a while: wait at the end of the step, all functions at once.
         ctx.settle.append(lambda: self._wait_ready(ctx, name))
 
+    def _recreate(self, ctx: Context, base: str, fn: FunctionConfig, package) -> None:
+        lam = ctx.aws.client("lambda")
+        name = ctx.config.function_name(base)
+        ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)
+        self._create(ctx, base, fn, package)
+
     def _update(self, ctx: Context, name: str, fn: FunctionConfig, package, settings_changed: bool) -> None:
         lam = ctx.aws.client("lambda")
         if package is not None or settings_changed:
             # Lambda refuses an update while the last one still runs (ResourceConflictException).
-            self._wait_ready(ctx, name)
+            self._wait_ready(ctx, name, before_update=True)
         if package is not None:
             ctx.aws.call(lam.update_function_code, FunctionName=name, ZipFile=package.zip_bytes)
         if settings_changed:
@@ -131,18 +197,23 @@ class FunctionsStep:
             ctx.aws.call(lam.update_function_configuration, FunctionName=name, **desired_settings(ctx, fn))
         ctx.settle.append(lambda: self._wait_ready(ctx, name))
 
-    def _wait_ready(self, ctx: Context, name: str) -> None:
+    def _wait_ready(self, ctx: Context, name: str, *, before_update: bool = False) -> None:
+        """Wait until Lambda takes the next update (before_update) or until our own update has landed.
+        A Failed last update is over, so the next update may go ahead; after our own update it is our failure."""
         lam = ctx.aws.client("lambda")
 
         def ready():
             configuration = ctx.aws.call(lam.get_function_configuration, FunctionName=name)
-            if configuration.get("State") == "Failed" or configuration.get("LastUpdateStatus") == "Failed":
+            last_update = configuration.get("LastUpdateStatus")
+            if before_update and last_update == "Failed" and configuration.get("State") in SETTLED_STATES:
+                return True
+            if configuration.get("State") == "Failed" or last_update == "Failed":
                 raise DeploymentError(
                     step=f"Step {self.number} {self.title}", resource=f"function {name}",
                     cause=f"Lambda reports the function failed: {configuration.get('StateReason') or configuration.get('LastUpdateStatusReason')}",
                     fix="check the runtime and handler in config.yaml, then run provision again",
                 )
-            return configuration.get("State") == "Active" and configuration.get("LastUpdateStatus") in (None, "Successful")
+            return configuration.get("State") in SETTLED_STATES and last_update in (None, "Successful")
 
         ctx.aws.wait_until(ready, what=f"function {name} to be Active")
 
@@ -155,7 +226,7 @@ class FunctionsStep:
             found = self._find(ctx, name)
             if found is None:
                 continue
-            if not is_ours(found.get("Tags") or {}, ctx.config):
+            if not is_ours(function_tags(ctx, found), ctx.config):
                 changes.append(not_ours("function", name))
                 continue
             # Its API Gateway permission goes with it.

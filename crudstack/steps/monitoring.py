@@ -7,7 +7,7 @@ curl commands for it at the end.)
 from __future__ import annotations
 
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_dict, tag_list
+from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
 
 LOGS_NOT_FOUND = ("ResourceNotFoundException",)
 SNS_NOT_FOUND = ("NotFound", "NotFoundException", "ResourceNotFound")
@@ -82,10 +82,11 @@ class MonitoringStep:
                 continue
             tags = ctx.aws.call(logs.list_tags_log_group, logGroupName=name).get("tags", {})
             diffs = {}
-            if not is_ours(tags, ctx.config):
-                # Lambda makes /aws/lambda/<function> by itself on a first invocation; the function
-                # is ours (step 3 checked its tags), so its log group is ours to adopt.
-                diffs["tags"] = ("none", "ours")
+            # Lambda makes /aws/lambda/<function> by itself on a first invocation; the function is ours (step 3
+            # checked its tags), so its log group is ours to adopt. Tags changed in config.yaml are set here too.
+            for key, value in sorted(ctx.config.all_tags.items()):
+                if tags.get(key) != value:
+                    diffs[f"tag {key}"] = (tags.get(key), value)
             if group.get("retentionInDays") != retention:
                 diffs["retention_days"] = (group.get("retentionInDays"), retention)
             if diffs:
@@ -108,7 +109,7 @@ class MonitoringStep:
 
     def _fix_log_group(self, ctx: Context, name: str, diffs: dict) -> None:
         logs = ctx.aws.client("logs")
-        if "tags" in diffs:
+        if any(key.startswith("tag ") for key in diffs):
             ctx.aws.call(logs.tag_log_group, logGroupName=name, tags=ctx.config.all_tags)
         if "retention_days" in diffs:
             ctx.aws.call(logs.put_retention_policy, logGroupName=name, retentionInDays=ctx.config.monitoring.log_retention_days)
@@ -135,7 +136,10 @@ class MonitoringStep:
             changes.append(Change("SNS topic", name, Action.CREATE, apply=lambda: self._create_topic(ctx)))
         else:
             ctx.topic_arn = arn
-            ensure_ours(ctx, f"Step {self.number} {self.title}", "SNS topic", name, self._topic_tags(ctx, arn))
+            tags = self._topic_tags(ctx, arn)
+            ensure_ours(ctx, f"Step {self.number} {self.title}", "SNS topic", name, tags)
+            changes += tag_changes(ctx, "SNS topic", name, tags,
+                                   lambda missing: ctx.aws.call(sns.tag_resource, ResourceArn=arn, Tags=tag_list(missing)))
             subscriptions = [s for s in ctx.aws.paginate(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn)
                              if s["Protocol"] == "email"]
         if email and not any(s["Endpoint"] == email for s in subscriptions):
@@ -145,7 +149,7 @@ class MonitoringStep:
             if sub["Endpoint"] != email and sub["SubscriptionArn"].startswith("arn:"):  # pending ones cannot be removed
                 changes.append(Change("e-mail subscription", sub["Endpoint"], Action.DELETE,
                                       apply=lambda s=sub["SubscriptionArn"]: ctx.aws.delete(sns.unsubscribe, not_found=SNS_NOT_FOUND, SubscriptionArn=s)))
-        if arn is not None and not changes:
+        if arn is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("SNS topic", name, Action.UNCHANGED))
         return changes
 
@@ -160,9 +164,12 @@ class MonitoringStep:
         alarms = ctx.aws.paginate(cw, "describe_alarms", "MetricAlarms", AlarmNamePrefix=f"{ctx.config.stack}-", AlarmTypes=["MetricAlarm"])
         return {a["AlarmName"]: a for a in alarms}
 
-    def _alarm_is_ours(self, ctx: Context, alarm: dict) -> bool:
+    def _alarm_tags(self, ctx: Context, alarm: dict) -> dict[str, str]:
         cw = ctx.aws.client("cloudwatch")
-        return is_ours(tag_dict(ctx.aws.call(cw.list_tags_for_resource, ResourceARN=alarm["AlarmArn"]).get("Tags")), ctx.config)
+        return tag_dict(ctx.aws.call(cw.list_tags_for_resource, ResourceARN=alarm["AlarmArn"]).get("Tags"))
+
+    def _alarm_is_ours(self, ctx: Context, alarm: dict) -> bool:
+        return is_ours(self._alarm_tags(ctx, alarm), ctx.config)
 
     def _plan_alarms(self, ctx: Context) -> list[Change]:
         cw = ctx.aws.client("cloudwatch")
@@ -175,13 +182,18 @@ class MonitoringStep:
             if current is None:
                 changes.append(Change("alarm", name, Action.CREATE, apply=lambda n=name: self._put_alarm(ctx, n)))
                 continue
-            ensure_ours(ctx, f"Step {self.number} {self.title}", "alarm", name, {} if not self._alarm_is_ours(ctx, current) else ctx.config.ownership_tags)
+            tags = self._alarm_tags(ctx, current)
+            ensure_ours(ctx, f"Step {self.number} {self.title}", "alarm", name, tags)
             have, want = _alarm_view(current), _alarm_view(spec)
             diffs = {k: (have[k], want[k]) for k in ALARM_FIELDS if have[k] != want[k]}
+            # PutMetricAlarm ignores Tags when it updates an existing alarm (CloudWatch API Reference): TagResource sets them.
+            retag = tag_changes(ctx, "alarm", name, tags, lambda missing, arn=current["AlarmArn"]: ctx.aws.call(
+                cw.tag_resource, ResourceARN=arn, Tags=tag_list(missing)))
             if diffs:
                 changes.append(Change("alarm", name, Action.UPDATE, diffs, apply=lambda n=name: self._put_alarm(ctx, n)))
-            else:
+            elif not any(c.action.mutates for c in retag):
                 changes.append(Change("alarm", name, Action.UNCHANGED))
+            changes += retag
         for name, alarm in sorted(existing.items()):  # ours, but no longer asked for (e.g. a function removed)
             if name not in wanted and self._alarm_is_ours(ctx, alarm):
                 changes.append(Change("alarm", name, Action.DELETE,

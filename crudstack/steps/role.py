@@ -6,7 +6,7 @@ import json
 import logging
 
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_list
+from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_list
 
 log = logging.getLogger("crudstack")
 
@@ -84,7 +84,10 @@ class RoleStep:
             current_policy, attached = None, set()
         else:
             ctx.role_arn = role["Arn"]
-            ensure_ours(ctx, f"Step {self.number} {self.title}", "role", name, self._tags(ctx, role))
+            tags = self._tags(ctx, role)
+            ensure_ours(ctx, f"Step {self.number} {self.title}", "role", name, tags)
+            changes += tag_changes(ctx, "role", name, tags,
+                                   lambda missing: ctx.aws.call(iam.tag_role, RoleName=name, Tags=tag_list(missing)))
             if _normal(role["AssumeRolePolicyDocument"]) != _normal(TRUST_POLICY):
                 changes.append(Change("trust policy", name, Action.UPDATE, {"trusted": ("changed", "lambda.amazonaws.com")},
                                       apply=lambda: ctx.aws.call(iam.update_assume_role_policy, RoleName=name,
@@ -106,7 +109,7 @@ class RoleStep:
         for arn in sorted(attached & set(TUTORIAL_MANAGED_POLICIES) - wanted_managed):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.DELETE,
                                   apply=lambda arn=arn: ctx.aws.call(iam.detach_role_policy, RoleName=name, PolicyArn=arn)))
-        if role is not None and not changes:
+        if role is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("role", name, Action.UNCHANGED))
         return changes
 
@@ -137,7 +140,20 @@ class RoleStep:
         name = role["RoleName"]
         if not is_ours(self._tags(ctx, role), ctx.config):
             return [not_ours("role", name)]
+        going = {c.name for c in ctx.pending if c.kind == "function" and c.action is Action.DELETE}  # a dry run's step 3
+        users = [f for f in self._functions_using(ctx, role["Arn"]) if f not in going]
+        if users:
+            # Functions run as this role: deleting it would leave them unable to reach the table. Step 3's
+            # teardown deletes ours first, so these are someone else's, or ours that step could not delete.
+            return [Change("role", name, Action.KEEP, note=f"still used by {', '.join(users)}: delete those first, then run again")]
         return [Change("role", name, Action.DELETE, apply=lambda: self._delete(ctx, name))]
+
+    def _functions_using(self, ctx: Context, role_arn: str) -> list[str]:
+        """Functions that run as the role and still exist (ListFunctions may still list one just deleted)."""
+        lam = ctx.aws.client("lambda")
+        listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
+        return [name for name in listed
+                if ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name)]
 
     def _delete(self, ctx: Context, name: str) -> None:
         # IAM refuses to delete a role that still has policies (DeleteConflict): remove them first.
