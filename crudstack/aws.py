@@ -124,7 +124,7 @@ class Aws:
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         deadline_s: float = 180,
-        max_attempts: int = 12,
+        max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
@@ -137,6 +137,7 @@ class Aws:
             raise ConfigError(["region: no region in config.yaml nor in the AWS profile/environment; set region: us-east-1 (for example)"])
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s
+        # An optional cap on attempts; None (the default) leaves the deadline alone to decide.
         self.max_attempts = max_attempts
         self.sleep = sleep
         self.wait_max_s = wait_max_s
@@ -219,7 +220,9 @@ class Aws:
             return max(0.0, min(backoff(state), remaining()))
 
         def stop(state: RetryCallState) -> bool:
-            return state.attempt_number >= self.max_attempts or remaining() <= 0
+            if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
+                return True
+            return remaining() <= 0
 
         def give_up(state: RetryCallState):
             exc = state.outcome.exception()

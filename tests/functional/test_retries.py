@@ -15,6 +15,7 @@ import crudstack.cli
 from crudstack.cli import provision_main
 from crudstack.errors import DeploymentError
 from tests.functional.conftest import assert_one_complete_stack, aws_error
+from tests.functional.consistency import SimClock
 
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction"
@@ -141,7 +142,21 @@ def test_a_resource_conflict_that_is_not_an_update_in_progress_is_not_retried(pr
     assert conflict.seen == 1 and sleeps == []
 
 
-def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, settings, make_config, inject, sleeps):
+def test_retries_go_on_until_the_deadline_and_then_say_to_run_again_later(provision, config, inject):
+    clock = SimClock()
+    throttled = inject("CreateTable", aws_error("ThrottlingException", "Rate exceeded"), times=10_000)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(config, hooks=(throttled.event,), clock=clock)
+
+    assert throttled.seen > 12   # not the fixed 12 attempts (26 s of backoff) that used to end it
+    assert clock.now == pytest.approx(config.retry.deadline_s)
+    assert raised.value.code == "ThrottlingException"
+    assert f"(the last of {throttled.seen} attempts over 180.0 s)" in raised.value.cause
+    assert "run again" in raised.value.fix
+
+
+def test_retry_max_attempts_when_set_caps_the_attempts_before_the_deadline(provision, settings, make_config, inject, sleeps):
     settings["retry"]["max_attempts"] = 4
     throttled = inject("CreateTable", aws_error("ThrottlingException", "Rate exceeded"), times=100)
 
@@ -150,9 +165,7 @@ def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, s
 
     assert throttled.seen == 4
     assert len(sleeps) == 3
-    assert raised.value.code == "ThrottlingException"
     assert "(the last of 4 attempts over " in raised.value.cause
-    assert "run again" in raised.value.fix
 
 
 def test_an_endpoint_that_stays_unreachable_is_reported_as_such(provision, settings, make_config, inject):

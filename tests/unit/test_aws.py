@@ -217,7 +217,7 @@ def test_wait_until_gives_up_with_a_timeout_error_naming_what_it_waited_for(aws)
 
 def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_they_tried():
     clock = SimClock()
-    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3, max_attempts=100)
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3)
     flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 100)
 
     with pytest.raises(botocore.exceptions.ClientError) as raised:
@@ -227,6 +227,19 @@ def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_t
     assert flaky.attempts > 2
     assert raised.value.crudstack_attempts == flaky.attempts
     assert raised.value.crudstack_seconds == pytest.approx(3)
+
+
+def test_the_deadline_not_a_count_of_attempts_decides_when_retries_stop():
+    clock = SimClock()
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock)   # the defaults: 180 s, no cap on attempts
+    flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 1000)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert clock.now == pytest.approx(180)
+    assert flaky.attempts > 12   # what a fixed count of attempts used to stop at, after about 26 s of backoff
+    assert raised.value.crudstack_seconds == pytest.approx(180)
 
 
 def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
