@@ -26,6 +26,15 @@ THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
     "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException", "SlowDown",
     "PriorRequestNotComplete", "TransactionInProgressException", "EC2ThrottledException", "BandwidthLimitExceeded",
+    "Throttled",   # SNS (botocore's sns model: ThrottledException, code Throttled, HTTP 429)
+})
+# Codes that say another request is changing the same thing right now: the next try, once it is done,
+# goes through. Each is in botocore's model of the service that sends it.
+CONFLICT_CODES = frozenset({
+    "ConcurrentModification",            # IAM, 409: "multiple requests to change this object were submitted simultaneously"
+    "ConcurrentModificationException",   # CloudWatch, 429: "more than one process tried to modify a resource at the same time"
+    "OperationAbortedException",         # CloudWatch Logs: "multiple concurrent requests to update the same resource were in conflict"
+    "ConcurrentAccess",                  # SNS, 400: "can't perform multiple operations on a tag simultaneously"
 })
 SERVER_FAULT_CODES = frozenset({
     "InternalFailure", "InternalError", "InternalServerError", "InternalServerErrorException", "ServiceUnavailable",
@@ -69,13 +78,13 @@ def error_message(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Throttling, 5xx, dropped connections and eventual consistency: worth another try."""
+    """Throttling, conflicting changes, 5xx, dropped connections and eventual consistency: worth another try."""
     if isinstance(exc, CONNECTION_ERRORS):
         return True
     if not isinstance(exc, botocore.exceptions.ClientError):
         return False
     code = error_code(exc) or ""
-    if code in THROTTLING_CODES or code in SERVER_FAULT_CODES:
+    if code in THROTTLING_CODES or code in CONFLICT_CODES or code in SERVER_FAULT_CODES:
         return True
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if status >= 500:
