@@ -10,11 +10,13 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 import yaml
+from botocore.awsrequest import AWSResponse
 
 import crudstack.cli
 from crudstack.cli import provision_main
 from crudstack.errors import DeploymentError
-from tests.functional.conftest import assert_one_complete_stack, aws_error
+from crudstack.plan import Options
+from tests.functional.conftest import assert_one_complete_stack, aws_error, rest_apis
 from tests.functional.consistency import SimClock
 
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
@@ -86,6 +88,40 @@ def test_lambda_update_in_progress_during_a_code_upload_is_retried(provision, co
 
 def config_functions(settings) -> list[str]:
     return list(settings["lambda"]["functions"])
+
+
+# -- how long to wait, and for how long to keep trying -------------------------------------------------------
+
+
+def throttled_with_retry_after(seconds: str):
+    """API Gateway's 429 with an HTTP Retry-After header (botocore keeps the header, lower-cased, in ResponseMetadata)."""
+    response = AWSResponse("https://injected.invalid/", 429, {"Retry-After": seconds}, None)
+    parsed = {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+              "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": {"retry-after": seconds}}}
+    return lambda: (response, parsed)
+
+
+def test_a_throttled_deployment_waits_as_long_as_retry_after_says(provision, config, aws_clients, inject):
+    clock = SimClock()
+    throttled = inject("CreateDeployment", throttled_with_retry_after("7"), times=1)
+
+    provision(config, hooks=(throttled.event,), clock=clock)
+
+    assert throttled.failed == 1
+    assert 7 in clock.sleeps   # more than CreateDeployment's own quota (one every 5 s): AWS's word wins
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_throttled_delete_rest_api_waits_out_its_quota_of_one_call_every_30_seconds(provision, teardown, config, aws_clients, inject):
+    provision(config)
+    clock = SimClock()
+    throttled = inject("DeleteRestApi", aws_error("TooManyRequestsException", "Too Many Requests", 429), times=1)
+
+    teardown(config, options=Options(delete_data=True), hooks=(throttled.event,), clock=clock)
+
+    assert throttled.failed == 1
+    assert 30 in clock.sleeps
+    assert rest_apis(aws_clients, config.api_name) == []
 
 
 # -- refusals are not retried -------------------------------------------------------------------------------

@@ -247,6 +247,122 @@ def test_the_deadline_not_a_count_of_attempts_decides_when_retries_stop():
     assert raised.value.crudstack_seconds == pytest.approx(180)
 
 
+def too_many_requests(*, headers: dict | None = None, **parsed) -> botocore.exceptions.ClientError:
+    """API Gateway's and Lambda's throttling answer, as botocore parses it (parsed: modelled fields such as retryAfterSeconds)."""
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+         "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": headers or {}}, **parsed}, "AnyOperation")
+
+
+def simulated(**kwargs) -> tuple[Aws, SimClock]:
+    clock = SimClock()
+    return Aws(region="us-east-1", sleep=clock.sleep, clock=clock, **kwargs), clock
+
+
+def test_a_retry_after_header_is_waited_out_before_the_next_attempt():
+    aws, clock = simulated()
+
+    assert aws.call(Flaky(too_many_requests(headers={"retry-after": "20"}))) == "done"
+
+    assert clock.sleeps == [20]   # not the fraction of a second the first backoff would be
+
+
+def test_a_retry_after_given_as_an_http_date_is_measured_from_the_responses_own_date():
+    aws, clock = simulated()
+    headers = {"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}
+
+    aws.call(Flaky(too_many_requests(headers=headers)))
+
+    assert clock.sleeps == [30]
+
+
+def test_retry_after_seconds_as_api_gateway_and_lambda_model_it_is_waited_out():
+    aws, clock = simulated()
+
+    aws.call(Flaky(too_many_requests(retryAfterSeconds="12")))
+
+    assert clock.sleeps == [12]
+
+
+def test_a_retry_after_beyond_the_deadline_ends_the_retries_at_once_rather_than_trying_too_early():
+    aws, clock = simulated(deadline_s=10)
+    flaky = Flaky(*[too_many_requests(headers={"retry-after": "60"})] * 5)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert flaky.attempts == 1 and clock.sleeps == []
+    assert raised.value.crudstack_attempts == 1
+
+
+class ThrottledOnce(BaseHTTPRequestHandler):
+    """A loopback API Gateway whose first DeleteRestApi is throttled with Retry-After: 45, as AWS answers it."""
+
+    hits = 0
+
+    def do_DELETE(self):  # noqa: N802
+        type(self).hits += 1
+        if self.hits == 1:
+            body = json.dumps({"message": "Too Many Requests"}).encode()
+            self.send_response(429)
+            self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+            self.send_header("Retry-After", "45")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_botocores_parse_of_a_real_429_carries_the_retry_after_that_is_waited_out():
+    ThrottledOnce.hits = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottledOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        aws, clock = simulated(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+        aws.call(aws.client("apigateway").delete_rest_api, restApiId="abc123")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert ThrottledOnce.hits == 2
+    assert clock.sleeps == [45]
+
+
+def throttle_first_answer(operation: str):
+    """A before-call hook: operation's first call is throttled as API Gateway does, without a Retry-After."""
+    calls = []
+
+    def hook(model, **_):
+        if model.name == operation:
+            calls.append(model.name)
+            if len(calls) == 1:
+                parsed = {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+                          "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": {}}}
+                return AWSResponse("https://injected.invalid/", 429, {}, None), parsed
+        return None
+
+    return hook
+
+
+def test_a_throttled_delete_rest_api_without_retry_after_waits_out_its_quota_of_one_call_in_30_seconds(moto_account):
+    aws, clock = simulated()
+    apigw = aws.client("apigateway")
+    api_id = apigw.create_rest_api(name="demo-ItemsApi")["id"]
+    aws.register("before-call", throttle_first_answer("DeleteRestApi"))
+
+    aws.call(apigw.delete_rest_api, restApiId=api_id)
+
+    assert clock.sleeps == [30]
+    assert apigw.get_rest_apis()["items"] == []
+
+
 def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
     clock = SimClock()
     aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=10)
