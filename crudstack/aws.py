@@ -44,10 +44,21 @@ SERVER_FAULT_CODES = frozenset({
     "InternalFailure", "InternalError", "InternalServerError", "InternalServerErrorException", "ServiceUnavailable",
     "ServiceUnavailableException", "ServiceException", "ServiceFailure", "RequestTimeout", "RequestTimeoutException",
 })
-# Messages that mark AWS's eventual consistency rather than a real problem.
-EVENTUAL_CONSISTENCY = (
-    ("InvalidParameterValueException", "cannot be assumed by Lambda"),   # IAM role not yet propagated
+# A new role that IAM has not yet propagated to Lambda: CreateFunction / UpdateFunctionConfiguration
+# naming it are refused with this until it has.
+ROLE_NOT_YET_ASSUMABLE = (
+    ("InvalidParameterValueException", "cannot be assumed by Lambda"),
     ("InvalidParameterValueException", "role defined for the function cannot be assumed"),
+)
+# How long that refusal is retried, whatever retry.deadline_s says. AWS documents IAM as eventually
+# consistent without a bound ("Changes that I make are not always immediately visible",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency);
+# terraform-provider-aws retries "The role defined for the function cannot be assumed by Lambda" on
+# CreateFunction for lambdaPropagationTimeout = 15 minutes (internal/service/lambda/function.go,
+# retryFunctionOp; consts.go, where iamPropagationTimeout is 2 minutes), and so do we.
+IAM_PROPAGATION_S = 15 * 60
+# Messages that mark AWS's eventual consistency rather than a real problem.
+EVENTUAL_CONSISTENCY = ROLE_NOT_YET_ASSUMABLE + (
     ("ResourceConflictException", "update is in progress"),             # Lambda update still running
     ("ResourceConflictException", "operation cannot be performed at this time"),
     ("ResourceInUseException", "still in use"),                         # DynamoDB table still CREATING/UPDATING
@@ -84,6 +95,11 @@ def error_message(exc: BaseException) -> str:
 def _matches(exc: BaseException, patterns: tuple[tuple[str, str], ...]) -> bool:
     code, message = error_code(exc), error_message(exc).lower()
     return any(code == c and fragment.lower() in message for c, fragment in patterns)
+
+
+def is_role_propagation(exc: BaseException) -> bool:
+    """Lambda cannot assume a role IAM has not yet propagated: retried for IAM_PROPAGATION_S at least."""
+    return isinstance(exc, botocore.exceptions.ClientError) and _matches(exc, ROLE_NOT_YET_ASSUMABLE)
 
 
 def is_throttling(exc: BaseException) -> bool:
@@ -261,13 +277,16 @@ class Aws:
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:
-        """Transient errors are retried with jittered backoff until the deadline (retry.deadline_s); a
-        throttled try waits at least as long as AWS's Retry-After or, without one, its operation's
-        documented rate quota (crudstack/quotas.py)."""
+        """Transient errors are retried with jittered backoff until the deadline (retry.deadline_s, or
+        IAM_PROPAGATION_S for a role Lambda cannot assume yet); a throttled try waits at least as long as
+        AWS's Retry-After or, without one, its operation's documented rate quota (crudstack/quotas.py)."""
         started = self.clock()
 
         def remaining(exc: BaseException | None) -> float:
-            return self.deadline_s - (self.clock() - started)
+            deadline = self.deadline_s
+            if exc is not None and is_role_propagation(exc):
+                deadline = max(deadline, IAM_PROPAGATION_S)
+            return deadline - (self.clock() - started)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1

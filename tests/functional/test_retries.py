@@ -17,7 +17,7 @@ from crudstack.cli import provision_main
 from crudstack.errors import DeploymentError
 from crudstack.plan import Options
 from tests.functional.conftest import assert_one_complete_stack, aws_error, rest_apis
-from tests.functional.consistency import SimClock
+from tests.functional.consistency import ConsistencyModel, Delays, SimClock
 
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction"
@@ -122,6 +122,35 @@ def test_a_throttled_delete_rest_api_waits_out_its_quota_of_one_call_every_30_se
     assert throttled.failed == 1
     assert 30 in clock.sleeps
     assert rest_apis(aws_clients, config.api_name) == []
+
+
+def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_until_iam_has_propagated_it(
+        provision, settings, make_config, aws_clients):
+    settings["retry"]["deadline_s"] = 3
+    config = make_config(settings)
+    clock = SimClock()
+    model = ConsistencyModel(clock, Delays(role=60))
+
+    provision(config, clock=clock, attach=model.attach)
+
+    assert "CreateFunction:role" in model.refused
+    assert clock.now >= 60
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_role_lambda_never_can_assume_is_given_up_after_iams_propagation_time_with_the_usual_message(
+        provision, settings, make_config, inject):
+    settings["retry"]["deadline_s"] = 3
+    clock = SimClock()
+    never = inject("CreateFunction", aws_error("InvalidParameterValueException", ROLE_NOT_READY), times=100_000)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(make_config(settings), hooks=(never.event,), clock=clock)
+
+    assert raised.value.step == "Step 3 Lambda functions"
+    assert f"CreateFunction failed: InvalidParameterValueException: {ROLE_NOT_READY}" in raised.value.cause
+    assert f"(the last of {never.seen} attempts over 900.0 s)" in raised.value.cause
+    assert "run again" in raised.value.fix
 
 
 # -- refusals are not retried -------------------------------------------------------------------------------

@@ -363,6 +363,19 @@ def test_a_throttled_delete_rest_api_without_retry_after_waits_out_its_quota_of_
     assert apigw.get_rest_apis()["items"] == []
 
 
+def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_for_as_long_as_iam_may_take():
+    aws, clock = simulated(deadline_s=3)
+    role_not_ready = client_error("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.")
+    flaky = Flaky(*[role_not_ready] * 10_000)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert clock.now == pytest.approx(15 * 60)   # terraform-provider-aws's wait for the same error
+    assert raised.value.crudstack_seconds == pytest.approx(15 * 60)
+    assert raised.value.crudstack_attempts == flaky.attempts > 100
+
+
 def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
     clock = SimClock()
     aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=10)
