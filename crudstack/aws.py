@@ -9,8 +9,10 @@ HTTP request botocore sends is one counted call.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -19,6 +21,8 @@ import botocore.exceptions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from crudstack.quotas import quota_for
+
 log = logging.getLogger("crudstack.aws")
 
 # Error codes AWS uses for throttling and its own transient faults.
@@ -26,15 +30,35 @@ THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
     "ProvisionedThroughputExceededException", "RequestThrottled", "RequestThrottledException", "SlowDown",
     "PriorRequestNotComplete", "TransactionInProgressException", "EC2ThrottledException", "BandwidthLimitExceeded",
+    "Throttled",   # SNS (botocore's sns model: ThrottledException, code Throttled, HTTP 429)
+})
+# Codes that say another request is changing the same thing right now: the next try, once it is done,
+# goes through. Each is in botocore's model of the service that sends it.
+CONFLICT_CODES = frozenset({
+    "ConcurrentModification",            # IAM, 409: "multiple requests to change this object were submitted simultaneously"
+    "ConcurrentModificationException",   # CloudWatch, 429: "more than one process tried to modify a resource at the same time"
+    "OperationAbortedException",         # CloudWatch Logs: "multiple concurrent requests to update the same resource were in conflict"
+    "ConcurrentAccess",                  # SNS, 400: "can't perform multiple operations on a tag simultaneously"
 })
 SERVER_FAULT_CODES = frozenset({
     "InternalFailure", "InternalError", "InternalServerError", "InternalServerErrorException", "ServiceUnavailable",
     "ServiceUnavailableException", "ServiceException", "ServiceFailure", "RequestTimeout", "RequestTimeoutException",
 })
-# Messages that mark AWS's eventual consistency rather than a real problem.
-EVENTUAL_CONSISTENCY = (
-    ("InvalidParameterValueException", "cannot be assumed by Lambda"),   # IAM role not yet propagated
+# A new role that IAM has not yet propagated to Lambda: CreateFunction / UpdateFunctionConfiguration
+# naming it are refused with this until it has.
+ROLE_NOT_YET_ASSUMABLE = (
+    ("InvalidParameterValueException", "cannot be assumed by Lambda"),
     ("InvalidParameterValueException", "role defined for the function cannot be assumed"),
+)
+# How long that refusal is retried, whatever retry.deadline_s says. AWS documents IAM as eventually
+# consistent without a bound ("Changes that I make are not always immediately visible",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency);
+# terraform-provider-aws retries "The role defined for the function cannot be assumed by Lambda" on
+# CreateFunction for lambdaPropagationTimeout = 15 minutes (internal/service/lambda/function.go,
+# retryFunctionOp; consts.go, where iamPropagationTimeout is 2 minutes), and so do we.
+IAM_PROPAGATION_S = 15 * 60
+# Messages that mark AWS's eventual consistency rather than a real problem.
+EVENTUAL_CONSISTENCY = ROLE_NOT_YET_ASSUMABLE + (
     ("ResourceConflictException", "update is in progress"),             # Lambda update still running
     ("ResourceConflictException", "operation cannot be performed at this time"),
     ("ResourceInUseException", "still in use"),                         # DynamoDB table still CREATING/UPDATING
@@ -68,20 +92,68 @@ def error_message(exc: BaseException) -> str:
     return str(exc)
 
 
+def _matches(exc: BaseException, patterns: tuple[tuple[str, str], ...]) -> bool:
+    code, message = error_code(exc), error_message(exc).lower()
+    return any(code == c and fragment.lower() in message for c, fragment in patterns)
+
+
+def is_role_propagation(exc: BaseException) -> bool:
+    """Lambda cannot assume a role IAM has not yet propagated: retried for IAM_PROPAGATION_S at least."""
+    return isinstance(exc, botocore.exceptions.ClientError) and _matches(exc, ROLE_NOT_YET_ASSUMABLE)
+
+
+def is_throttling(exc: BaseException) -> bool:
+    return (error_code(exc) or "") in THROTTLING_CODES
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """How long AWS asked us to wait before the next try (HTTP Retry-After), or None if it did not say.
+
+    API Gateway's and Lambda's TooManyRequestsException model the header as retryAfterSeconds (botocore's
+    apigateway and lambda models), which botocore puts at the top of the parsed error; for any other
+    service the header is only in ResponseMetadata.HTTPHeaders, where botocore lower-cases its name.
+    """
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return None
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+    for value in (exc.response.get("retryAfterSeconds"), headers.get("retry-after")):
+        seconds = _delay_s(value, headers.get("date"))
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _delay_s(value: Any, date: str | None) -> float | None:
+    """Retry-After is delay-seconds or an HTTP-date (RFC 9110, 10.2.3); a date is measured against the
+    response's own Date header, so neither our clock nor its skew enters into it."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        if not date:
+            return None
+        try:
+            seconds = (parsedate_to_datetime(text) - parsedate_to_datetime(date)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Throttling, 5xx, dropped connections and eventual consistency: worth another try."""
+    """Throttling, conflicting changes, 5xx, dropped connections and eventual consistency: worth another try."""
     if isinstance(exc, CONNECTION_ERRORS):
         return True
     if not isinstance(exc, botocore.exceptions.ClientError):
         return False
     code = error_code(exc) or ""
-    if code in THROTTLING_CODES or code in SERVER_FAULT_CODES:
+    if code in THROTTLING_CODES or code in CONFLICT_CODES or code in SERVER_FAULT_CODES:
         return True
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if status >= 500:
         return True
-    message = error_message(exc).lower()
-    return any(code == c and fragment.lower() in message for c, fragment in EVENTUAL_CONSISTENCY)
+    return _matches(exc, EVENTUAL_CONSISTENCY)
 
 
 def is_mutating(operation: str) -> bool:
@@ -124,7 +196,7 @@ class Aws:
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         deadline_s: float = 180,
-        max_attempts: int = 12,
+        max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
@@ -137,6 +209,7 @@ class Aws:
             raise ConfigError(["region: no region in config.yaml nor in the AWS profile/environment; set region: us-east-1 (for example)"])
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s
+        # An optional cap on attempts; None (the default) leaves the deadline alone to decide.
         self.max_attempts = max_attempts
         self.sleep = sleep
         self.wait_max_s = wait_max_s
@@ -148,6 +221,7 @@ class Aws:
         self._hooks: list[tuple[str, Callable]] = []
         self._account_id: str | None = None
         self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
+        self.last_service: str | None = None             # the service of last_call, e.g. "apigateway"
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         # Called between two changes of a run (crudstack.interrupt stops there after a Ctrl-C).
         self.checkpoints: list[Callable[[], None]] = []
@@ -188,6 +262,7 @@ class Aws:
 
     def _note_call(self, params, model, **_):
         self.last_call = (model.name, params)
+        self.last_service = model.service_model.service_name
 
     def last_target(self) -> str | None:
         """What the last call was about, e.g. "table demo-ItemsTable" (None if it named nothing)."""
@@ -208,10 +283,16 @@ class Aws:
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:
+        """Transient errors are retried with jittered backoff until the deadline (retry.deadline_s, or
+        IAM_PROPAGATION_S for a role Lambda cannot assume yet); a throttled try waits at least as long as
+        AWS's Retry-After or, without one, its operation's documented rate quota (crudstack/quotas.py)."""
         started = self.clock()
 
-        def remaining() -> float:
-            return self.deadline_s - (self.clock() - started)
+        def remaining(exc: BaseException | None) -> float:
+            deadline = self.deadline_s
+            if exc is not None and is_role_propagation(exc):
+                deadline = max(deadline, IAM_PROPAGATION_S)
+            return deadline - (self.clock() - started)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.retries += 1
@@ -221,11 +302,19 @@ class Aws:
                 self.on_retry(getattr(state.fn, "__name__", "call"), exc, state.attempt_number)
 
         def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception()
             # Never sleep past the deadline: the last attempt is made at it, not after it.
-            return max(0.0, min(backoff(state), remaining()))
+            return max(0.0, min(max(backoff(state), self._least_wait(exc)), remaining(exc)))
 
         def stop(state: RetryCallState) -> bool:
-            return state.attempt_number >= self.max_attempts or remaining() <= 0
+            if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
+                return True
+            exc = state.outcome.exception()
+            left = remaining(exc)
+            # AWS said when it will take the call again; a try at the deadline, before that, would be
+            # refused just the same, so give up now.
+            after = retry_after_s(exc)
+            return left <= 0 or (after is not None and after > left)
 
         def give_up(state: RetryCallState):
             exc = state.outcome.exception()
@@ -243,6 +332,19 @@ class Aws:
             before_sleep=before_sleep,
             retry_error_callback=give_up,
         )
+
+    def _least_wait(self, exc: BaseException) -> float:
+        """The least time before the next try: what AWS asked for, else, when throttled, what the
+        operation's rate quota allows (one DeleteRestApi every 30 s: retrying sooner is refused again)."""
+        after = retry_after_s(exc)
+        if after is not None:
+            return after
+        operation = getattr(exc, "operation_name", None)
+        if is_throttling(exc) and self.last_call and self.last_call[0] == operation and self.last_service:
+            quota = quota_for(self.last_service, operation)
+            if quota is not None:
+                return quota.interval_s
+        return 0.0
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
         """Call a bound client method, retrying transient errors until the deadline."""

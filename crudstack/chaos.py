@@ -39,7 +39,7 @@ THROTTLING = {
     "lambda": ("TooManyRequestsException", 429, "Rate exceeded"),
     "apigateway": ("TooManyRequestsException", 429, "Too Many Requests"),
     "logs": ("ThrottlingException", 400, "Rate exceeded"),
-    "sns": ("Throttling", 400, "Rate exceeded"),
+    "sns": ("Throttled", 429, "Rate exceeded"),   # botocore's sns model: ThrottledException, code Throttled
     "cloudwatch": ("Throttling", 400, "Rate exceeded"),
     "sts": ("Throttling", 400, "Rate exceeded"),
 }

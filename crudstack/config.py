@@ -65,7 +65,8 @@ class LocalConfig(_Strict):
 
 class RetryConfig(_Strict):
     deadline_s: float = Field(180, gt=0, le=3600)
-    max_attempts: int = Field(12, ge=1, le=100)
+    # An optional cap on attempts per call; null: the deadline alone decides when to stop.
+    max_attempts: int | None = Field(None, ge=1, le=100)
 
 
 class TableConfig(_Strict):

@@ -40,6 +40,7 @@ SHAPES = [
     ("throttling", "lambda", "list_functions", {}, ("TooManyRequestsException", 429)),
     ("throttling", "apigateway", "get_rest_apis", {}, ("TooManyRequestsException", 429)),
     ("throttling", "cloudwatch", "describe_alarms", {}, ("Throttling", 400)),
+    ("throttling", "sns", "list_topics", {}, ("Throttled", 429)),
     ("server-error", "iam", "get_role", {"RoleName": "r"}, ("ServiceFailure", 500)),
     ("server-error", "lambda", "get_function", {"FunctionName": "f"}, ("ServiceException", 500)),
     ("update-in-progress", "lambda", "update_function_configuration", {"FunctionName": "demo-F", "MemorySize": 256},

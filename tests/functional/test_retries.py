@@ -10,11 +10,14 @@ from __future__ import annotations
 import botocore.exceptions
 import pytest
 import yaml
+from botocore.awsrequest import AWSResponse
 
 import crudstack.cli
 from crudstack.cli import provision_main
 from crudstack.errors import DeploymentError
-from tests.functional.conftest import assert_one_complete_stack, aws_error
+from crudstack.plan import Options
+from tests.functional.conftest import assert_one_complete_stack, aws_error, rest_apis
+from tests.functional.consistency import ConsistencyModel, Delays, SimClock
 
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction"
@@ -87,6 +90,69 @@ def config_functions(settings) -> list[str]:
     return list(settings["lambda"]["functions"])
 
 
+# -- how long to wait, and for how long to keep trying -------------------------------------------------------
+
+
+def throttled_with_retry_after(seconds: str):
+    """API Gateway's 429 with an HTTP Retry-After header (botocore keeps the header, lower-cased, in ResponseMetadata)."""
+    response = AWSResponse("https://injected.invalid/", 429, {"Retry-After": seconds}, None)
+    parsed = {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+              "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": {"retry-after": seconds}}}
+    return lambda: (response, parsed)
+
+
+def test_a_throttled_deployment_waits_as_long_as_retry_after_says(provision, config, aws_clients, inject):
+    clock = SimClock()
+    throttled = inject("CreateDeployment", throttled_with_retry_after("7"), times=1)
+
+    provision(config, hooks=(throttled.event,), clock=clock)
+
+    assert throttled.failed == 1
+    assert 7 in clock.sleeps   # more than CreateDeployment's own quota (one every 5 s): AWS's word wins
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_throttled_delete_rest_api_waits_out_its_quota_of_one_call_every_30_seconds(provision, teardown, config, aws_clients, inject):
+    provision(config)
+    clock = SimClock()
+    throttled = inject("DeleteRestApi", aws_error("TooManyRequestsException", "Too Many Requests", 429), times=1)
+
+    teardown(config, options=Options(delete_data=True), hooks=(throttled.event,), clock=clock)
+
+    assert throttled.failed == 1
+    assert 30 in clock.sleeps
+    assert rest_apis(aws_clients, config.api_name) == []
+
+
+def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_until_iam_has_propagated_it(
+        provision, settings, make_config, aws_clients):
+    settings["retry"]["deadline_s"] = 3
+    config = make_config(settings)
+    clock = SimClock()
+    model = ConsistencyModel(clock, Delays(role=60))
+
+    provision(config, clock=clock, attach=model.attach)
+
+    assert "CreateFunction:role" in model.refused
+    assert clock.now >= 60
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_role_lambda_never_can_assume_is_given_up_after_iams_propagation_time_with_the_usual_message(
+        provision, settings, make_config, inject):
+    settings["retry"]["deadline_s"] = 3
+    clock = SimClock()
+    never = inject("CreateFunction", aws_error("InvalidParameterValueException", ROLE_NOT_READY), times=100_000)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(make_config(settings), hooks=(never.event,), clock=clock)
+
+    assert raised.value.step == "Step 3 Lambda functions"
+    assert f"CreateFunction failed: InvalidParameterValueException: {ROLE_NOT_READY}" in raised.value.cause
+    assert f"(the last of {never.seen} attempts over 900.0 s)" in raised.value.cause
+    assert "run again" in raised.value.fix
+
+
 # -- refusals are not retried -------------------------------------------------------------------------------
 
 
@@ -141,7 +207,21 @@ def test_a_resource_conflict_that_is_not_an_update_in_progress_is_not_retried(pr
     assert conflict.seen == 1 and sleeps == []
 
 
-def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, settings, make_config, inject, sleeps):
+def test_retries_go_on_until_the_deadline_and_then_say_to_run_again_later(provision, config, inject):
+    clock = SimClock()
+    throttled = inject("CreateTable", aws_error("ThrottlingException", "Rate exceeded"), times=10_000)
+
+    with pytest.raises(DeploymentError) as raised:
+        provision(config, hooks=(throttled.event,), clock=clock)
+
+    assert throttled.seen > 12   # not the fixed 12 attempts (26 s of backoff) that used to end it
+    assert clock.now == pytest.approx(config.retry.deadline_s)
+    assert raised.value.code == "ThrottlingException"
+    assert f"(the last of {throttled.seen} attempts over 180.0 s)" in raised.value.cause
+    assert "run again" in raised.value.fix
+
+
+def test_retry_max_attempts_when_set_caps_the_attempts_before_the_deadline(provision, settings, make_config, inject, sleeps):
     settings["retry"]["max_attempts"] = 4
     throttled = inject("CreateTable", aws_error("ThrottlingException", "Rate exceeded"), times=100)
 
@@ -150,9 +230,7 @@ def test_retries_stop_after_max_attempts_and_say_to_run_again_later(provision, s
 
     assert throttled.seen == 4
     assert len(sleeps) == 3
-    assert raised.value.code == "ThrottlingException"
     assert "(the last of 4 attempts over " in raised.value.cause
-    assert "run again" in raised.value.fix
 
 
 def test_an_endpoint_that_stays_unreachable_is_reported_as_such(provision, settings, make_config, inject):

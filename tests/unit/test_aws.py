@@ -41,6 +41,11 @@ TRANSIENT = [
      client_error("ResourceConflictException", "The operation cannot be performed at this time. An update is in progress for resource: arn", 409)),
     ("DynamoDB table still being created", client_error("ResourceInUseException", "Attempt to change a resource which is still in use")),
     ("API Gateway concurrent modification", client_error("ConflictException", "Unable to complete operation due to concurrent modification. Please try again later.", 409)),
+    ("Throttled (SNS)", client_error("Throttled", "Rate exceeded", 429)),
+    ("ConcurrentModification (IAM)", client_error("ConcurrentModification", "The request was rejected because multiple requests to change this object were submitted simultaneously.", 409)),
+    ("ConcurrentModificationException (CloudWatch)", client_error("ConcurrentModificationException", "More than one process tried to modify a resource at the same time.", 429)),
+    ("OperationAbortedException (CloudWatch Logs)", client_error("OperationAbortedException", "Multiple concurrent requests to update the same resource were in conflict.")),
+    ("ConcurrentAccess (SNS)", client_error("ConcurrentAccess", "Can't perform multiple operations on a tag simultaneously.")),
     ("EndpointConnectionError", botocore.exceptions.EndpointConnectionError(endpoint_url=URL)),
     ("ConnectTimeoutError", botocore.exceptions.ConnectTimeoutError(endpoint_url=URL)),
     ("ConnectionClosedError", botocore.exceptions.ConnectionClosedError(endpoint_url=URL)),
@@ -217,7 +222,7 @@ def test_wait_until_gives_up_with_a_timeout_error_naming_what_it_waited_for(aws)
 
 def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_they_tried():
     clock = SimClock()
-    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3, max_attempts=100)
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3)
     flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 100)
 
     with pytest.raises(botocore.exceptions.ClientError) as raised:
@@ -227,6 +232,148 @@ def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_t
     assert flaky.attempts > 2
     assert raised.value.crudstack_attempts == flaky.attempts
     assert raised.value.crudstack_seconds == pytest.approx(3)
+
+
+def test_the_deadline_not_a_count_of_attempts_decides_when_retries_stop():
+    clock = SimClock()
+    aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock)   # the defaults: 180 s, no cap on attempts
+    flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 1000)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert clock.now == pytest.approx(180)
+    assert flaky.attempts > 12   # what a fixed count of attempts used to stop at, after about 26 s of backoff
+    assert raised.value.crudstack_seconds == pytest.approx(180)
+
+
+def too_many_requests(*, headers: dict | None = None, **parsed) -> botocore.exceptions.ClientError:
+    """API Gateway's and Lambda's throttling answer, as botocore parses it (parsed: modelled fields such as retryAfterSeconds)."""
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+         "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": headers or {}}, **parsed}, "AnyOperation")
+
+
+def simulated(**kwargs) -> tuple[Aws, SimClock]:
+    clock = SimClock()
+    return Aws(region="us-east-1", sleep=clock.sleep, clock=clock, **kwargs), clock
+
+
+def test_a_retry_after_header_is_waited_out_before_the_next_attempt():
+    aws, clock = simulated()
+
+    assert aws.call(Flaky(too_many_requests(headers={"retry-after": "20"}))) == "done"
+
+    assert clock.sleeps == [20]   # not the fraction of a second the first backoff would be
+
+
+def test_a_retry_after_given_as_an_http_date_is_measured_from_the_responses_own_date():
+    aws, clock = simulated()
+    headers = {"retry-after": "Wed, 21 Oct 2015 07:28:30 GMT", "date": "Wed, 21 Oct 2015 07:28:00 GMT"}
+
+    aws.call(Flaky(too_many_requests(headers=headers)))
+
+    assert clock.sleeps == [30]
+
+
+def test_retry_after_seconds_as_api_gateway_and_lambda_model_it_is_waited_out():
+    aws, clock = simulated()
+
+    aws.call(Flaky(too_many_requests(retryAfterSeconds="12")))
+
+    assert clock.sleeps == [12]
+
+
+def test_a_retry_after_beyond_the_deadline_ends_the_retries_at_once_rather_than_trying_too_early():
+    aws, clock = simulated(deadline_s=10)
+    flaky = Flaky(*[too_many_requests(headers={"retry-after": "60"})] * 5)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert flaky.attempts == 1 and clock.sleeps == []
+    assert raised.value.crudstack_attempts == 1
+
+
+class ThrottledOnce(BaseHTTPRequestHandler):
+    """A loopback API Gateway whose first DeleteRestApi is throttled with Retry-After: 45, as AWS answers it."""
+
+    hits = 0
+
+    def do_DELETE(self):  # noqa: N802
+        type(self).hits += 1
+        if self.hits == 1:
+            body = json.dumps({"message": "Too Many Requests"}).encode()
+            self.send_response(429)
+            self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+            self.send_header("Retry-After", "45")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_botocores_parse_of_a_real_429_carries_the_retry_after_that_is_waited_out():
+    ThrottledOnce.hits = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottledOnce)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        aws, clock = simulated(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+        aws.call(aws.client("apigateway").delete_rest_api, restApiId="abc123")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert ThrottledOnce.hits == 2
+    assert clock.sleeps == [45]
+
+
+def throttle_first_answer(operation: str):
+    """A before-call hook: operation's first call is throttled as API Gateway does, without a Retry-After."""
+    calls = []
+
+    def hook(model, **_):
+        if model.name == operation:
+            calls.append(model.name)
+            if len(calls) == 1:
+                parsed = {"Error": {"Code": "TooManyRequestsException", "Message": "Too Many Requests"},
+                          "ResponseMetadata": {"HTTPStatusCode": 429, "HTTPHeaders": {}}}
+                return AWSResponse("https://injected.invalid/", 429, {}, None), parsed
+        return None
+
+    return hook
+
+
+def test_a_throttled_delete_rest_api_without_retry_after_waits_out_its_quota_of_one_call_in_30_seconds(moto_account):
+    aws, clock = simulated()
+    apigw = aws.client("apigateway")
+    api_id = apigw.create_rest_api(name="demo-ItemsApi")["id"]
+    aws.register("before-call", throttle_first_answer("DeleteRestApi"))
+
+    aws.call(apigw.delete_rest_api, restApiId=api_id)
+
+    assert clock.sleeps == [30]
+    assert apigw.get_rest_apis()["items"] == []
+
+
+def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_for_as_long_as_iam_may_take():
+    aws, clock = simulated(deadline_s=3)
+    role_not_ready = client_error("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.")
+    flaky = Flaky(*[role_not_ready] * 10_000)
+
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        aws.call(flaky)
+
+    assert clock.now == pytest.approx(15 * 60)   # terraform-provider-aws's wait for the same error
+    assert raised.value.crudstack_seconds == pytest.approx(15 * 60)
+    assert raised.value.crudstack_attempts == flaky.attempts > 100
 
 
 def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():

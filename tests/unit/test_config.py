@@ -225,6 +225,7 @@ def test_defaults_fill_in_what_a_minimal_config_leaves_out():
     assert config.api.stage == "prod"
     assert (config.api.cors.allowed_origins, config.api.cors.max_age_s) == (["*"], 600)
     assert config.all_tags == {"managed-by": "crudstack", "crudstack-stack": "mini"}
+    assert (config.retry.deadline_s, config.retry.max_attempts) == (180, None)   # no cap: the deadline decides
 
 
 def test_every_aws_name_is_prefixed_by_the_stack_name():
