@@ -8,6 +8,7 @@ HTTP request botocore sends is one counted call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -16,6 +17,8 @@ from typing import Any, Callable
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -88,6 +91,27 @@ def is_mutating(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
+@functools.cache
+def _endpoints() -> botocore.regions.EndpointResolver:
+    """botocore's own partition data (botocore/data/endpoints.json): partitions, their regions and DNS suffixes."""
+    return botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+
+
+def partition_of_region(region: str) -> str:
+    """The partition botocore places a region in: aws, aws-cn, aws-us-gov, ... (a region it has not
+    heard of is matched by its partition's name pattern, e.g. any cn-* region is aws-cn)."""
+    try:
+        return _endpoints().get_partition_for_region(region)
+    except botocore.exceptions.UnknownRegionError:
+        return "aws"
+
+
+def dns_suffix(partition: str, region: str) -> str:
+    """The domain a partition's endpoints live under: amazonaws.com, amazonaws.com.cn for aws-cn, ...
+    A partition newer than this botocore falls back to the suffix of the region's partition."""
+    return _endpoints().get_partition_dns_suffix(partition) or _endpoints().get_partition_dns_suffix(partition_of_region(region))
+
+
 @dataclass
 class CallStats:
     """Every request botocore sent, by service and operation (retries count again)."""
@@ -146,7 +170,7 @@ class Aws:
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
-        self._account_id: str | None = None
+        self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
 
@@ -193,12 +217,35 @@ class Aws:
                 return f"{kind} {params[key]}"
         return None
 
+    def caller_identity(self) -> dict:
+        """Who the credentials are (Account, Arn, UserId): one sts:GetCallerIdentity call per run."""
+        if self._identity is None:
+            sts = self.client("sts")
+            self._identity = self.call(sts.get_caller_identity)
+        return self._identity
+
     @property
     def account_id(self) -> str:
-        if self._account_id is None:
-            sts = self.client("sts")
-            self._account_id = self.call(sts.get_caller_identity)["Account"]
-        return self._account_id
+        return self.caller_identity()["Account"]
+
+    @property
+    def partition(self) -> str:
+        """aws, aws-cn or aws-us-gov: the one every ARN we write must name.
+
+        Taken from the caller's own ARN (arn:PARTITION:sts::ACCOUNT:...), which is where AWS says
+        which partition the account lives in; an ARN is never valid across partitions. Only an
+        endpoint that answers without a well-formed ARN falls back to botocore's partition for the region.
+        """
+        arn = str(self.caller_identity().get("Arn") or "")
+        parts = arn.split(":")
+        if len(parts) >= 6 and parts[0] == "arn" and parts[1]:
+            return parts[1]
+        return partition_of_region(self.region)
+
+    @property
+    def dns_suffix(self) -> str:
+        """The domain of this partition's endpoints, from botocore's data: amazonaws.com, amazonaws.com.cn, ..."""
+        return dns_suffix(self.partition, self.region)
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:

@@ -110,7 +110,7 @@ def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
     stage = ctx.config.api.stage
     if endpoint:  # the local AWS (and LocalStack-style endpoints) serve the API under this path
         return f"{endpoint.rstrip('/')}/restapis/{ctx.api_id}/{stage}/_user_request_"
-    return f"https://{ctx.api_id}.execute-api.{ctx.region}.amazonaws.com/{stage}"
+    return f"https://{ctx.api_id}.execute-api.{ctx.region}.{ctx.aws.dns_suffix}/{stage}"
 
 
 def curl_examples(ctx: Context, url: str) -> list[str]:

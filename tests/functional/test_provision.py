@@ -5,7 +5,9 @@ with our name but not our tag stops the run."""
 from __future__ import annotations
 
 import json
+import re
 
+import boto3
 import pytest
 
 from crudstack.cli import provision_main
@@ -569,3 +571,77 @@ def test_removing_a_route_removes_its_method_alarms_and_function_and_redeploys(p
     assert provision(smaller).mutating_calls == []
     teardown(smaller)
     assert aws_clients.awslambda.list_functions()["Functions"] == []
+
+
+# -- partitions: aws-cn and aws-us-gov ---------------------------------------------------------------
+
+ARN_PARTITION = re.compile(r"\barn:([a-z-]*):")
+
+
+def arn_partitions(value) -> set[str]:
+    """The partition of every ARN in a call's parameters, JSON policy documents included."""
+    if isinstance(value, dict):
+        return set().union(*(arn_partitions(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(arn_partitions(v) for v in value)) if value else set()
+    return set(ARN_PARTITION.findall(value)) if isinstance(value, str) else set()
+
+
+def iam_region_in_host(request, **_):
+    """moto reads a request's region from its host, and botocore sends IAM calls for us-gov-west-1 to
+    the partition-wide iam.us-gov.amazonaws.com, which moto takes for region "us-gov" of partition aws:
+    it would answer arn:aws: role ARNs and know only arn:aws: managed policies. AWS answers
+    arn:aws-us-gov:, so for moto the host is made to name the region."""
+    request.url = request.url.replace("://iam.us-gov.amazonaws.com", "://iam.us-gov-west-1.amazonaws.com")
+
+
+@pytest.mark.parametrize(("region", "partition", "suffix"), [
+    ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+    ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+])
+def test_provision_in_a_china_or_govcloud_region_names_that_partition_in_every_arn_and_the_invoke_url(
+        region, partition, suffix, settings, cli, capsys, recorder, tmp_path, monkeypatch):
+    from moto import settings as moto_settings
+
+    # moto leaves AWS managed policies out unless asked; the tutorial's two are attached here so that their
+    # ARNs are checked too. moto's sts:GetCallerIdentity already answers arn:aws-cn: / arn:aws-us-gov:
+    # in these regions, as AWS does, so the partition under test really comes from STS.
+    monkeypatch.setitem(moto_settings.default_user_config, "iam", {"load_aws_managed_policies": True})
+    settings["region"] = region
+    settings["role"]["tutorial_managed_policies"] = True
+    cli.hooks += [recorder.event, ("before-send.iam", iam_region_in_host)]
+
+    code, doc, err = cli(provision_main, "--json", "--outputs", str(tmp_path / "out"), capsys=capsys)
+
+    assert code == 0, err
+    # Every ARN the run sent: resources, policy documents, integration URIs, SourceArns, managed policies.
+    assert {p for _, params in recorder for p in arn_partitions(params)} == {partition}
+    uris = [p["uri"] for p in recorder.params("PutIntegration") if p["type"] == "AWS_PROXY"]
+    assert uris and all(u.startswith(f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/arn:{partition}:lambda:")
+                        for u in uris)
+    sources = [p["SourceArn"] for p in recorder.params("AddPermission")]
+    assert sources and all(s.startswith(f"arn:{partition}:execute-api:{region}:{ACCOUNT}:{doc['resources']['rest_api']['id']}/")
+                           for s in sources)
+    assert sorted(p["PolicyArn"] for p in recorder.params("AttachRolePolicy")) == [
+        f"arn:{partition}:iam::aws:policy/AmazonDynamoDBFullAccess", f"arn:{partition}:iam::aws:policy/CloudWatchFullAccess"]
+    # What was made, as AWS (moto) reports it, and what the run printed.
+    session = boto3.session.Session(region_name=region)
+    lam, apigw = session.client("lambda"), session.client("apigateway")
+    for base in settings["lambda"]["functions"]:
+        function = lam.get_function_configuration(FunctionName=f"demo-{base}")
+        assert function["FunctionArn"].startswith(f"arn:{partition}:lambda:{region}:")
+        assert function["Role"].startswith(f"arn:{partition}:iam::{ACCOUNT}:role/")
+        statement, = json.loads(lam.get_policy(FunctionName=f"demo-{base}")["Policy"])["Statement"]
+        assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}  # the same in every partition
+        assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].startswith(f"arn:{partition}:execute-api:{region}:")
+    api_id = doc["resources"]["rest_api"]["id"]
+    for resource in apigw.get_resources(restApiId=api_id, embed=["methods"])["items"]:
+        for method in resource.get("resourceMethods") or {}:
+            if method != "OPTIONS":
+                uri = apigw.get_integration(restApiId=api_id, resourceId=resource["id"], httpMethod=method)["uri"]
+                assert uri.startswith(f"arn:{partition}:apigateway:{region}:lambda:path/")
+    assert doc["invoke_url"] == f"https://{api_id}.execute-api.{region}.{suffix}/prod"
+    assert all(route["url"].startswith(f"https://{api_id}.execute-api.{region}.{suffix}/prod/") for route in doc["routes"])
+    arns = [doc["resources"]["table"]["arn"], doc["resources"]["role"]["arn"], doc["resources"]["topic"]["arn"],
+            *(f["arn"] for f in doc["resources"]["functions"].values())]
+    assert {ARN_PARTITION.match(arn).group(1) for arn in arns} == {partition}
