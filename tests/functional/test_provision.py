@@ -645,3 +645,26 @@ def test_provision_in_a_china_or_govcloud_region_names_that_partition_in_every_a
     arns = [doc["resources"]["table"]["arn"], doc["resources"]["role"]["arn"], doc["resources"]["topic"]["arn"],
             *(f["arn"] for f in doc["resources"]["functions"].values())]
     assert {ARN_PARTITION.match(arn).group(1) for arn in arns} == {partition}
+
+
+# -- Lambda's environment rules, checked before any AWS call ----------------------------------------
+
+
+def test_a_reserved_lambda_variable_makes_provision_exit_2_naming_its_key_path_before_any_aws_call(
+        settings, cli, capsys, recorder, monkeypatch, aws_clients):
+    import botocore.client
+
+    sent = []
+    real_call = botocore.client.BaseClient._make_api_call
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call",
+                        lambda client, operation, params: sent.append(operation) or real_call(client, operation, params))
+    settings["lambda"]["functions"]["GetItemFunction"]["environment"] = {"AWS_REGION": "eu-west-1", "PAGE_SIZE": "50"}
+    cli.hooks.append(recorder.event)
+
+    code, _, err = cli(provision_main, capsys=capsys)
+
+    assert code == 2
+    assert "lambda.functions.GetItemFunction.environment.AWS_REGION: found 'AWS_REGION', a key Lambda reserves" in err
+    assert "PAGE_SIZE" not in err
+    assert sent == [] and list(recorder) == []
+    assert aws_clients.dynamodb.list_tables()["TableNames"] == []
