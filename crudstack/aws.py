@@ -144,7 +144,7 @@ class Aws:
     def __init__(
         self,
         *,
-        region: str | None,
+        region: str,
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         deadline_s: float = 180,
@@ -153,12 +153,10 @@ class Aws:
         wait_max_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
     ):
+        # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
+        # (crudstack.cli.connect warns when those differ).
         self.session = session or boto3.session.Session(region_name=region)
-        self.region = region or self.session.region_name
-        if not self.region:
-            from crudstack.errors import ConfigError
-
-            raise ConfigError(["region: no region in config.yaml nor in the AWS profile/environment; set region: us-east-1 (for example)"])
+        self.region = region
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s
         self.max_attempts = max_attempts

@@ -668,3 +668,77 @@ def test_a_reserved_lambda_variable_makes_provision_exit_2_naming_its_key_path_b
     assert "PAGE_SIZE" not in err
     assert sent == [] and list(recorder) == []
     assert aws_clients.dynamodb.list_tables()["TableNames"] == []
+
+
+# -- the region: config.yaml's, whatever the environment and the profile say -----------------------------
+
+
+def test_regions_set_outside_config_yaml_are_named_in_one_warning_and_config_yamls_is_used(
+        settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\nregion = us-west-2\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings["region"] = "eu-west-1"
+
+    code, doc, err = cli(provision_main, "--json", "--outputs", str(tmp_path / "out"), capsys=capsys)
+
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: region:")]
+    assert warnings == ["warning: region: using eu-west-1 from config.yaml and ignoring AWS_REGION=ap-south-1, "
+                        "AWS_DEFAULT_REGION=us-east-1 and region us-west-2 of AWS profile 'default'; "
+                        "to work in another region, change region: in config.yaml"]
+    assert doc["region"] == "eu-west-1"
+    assert doc["resources"]["table"]["arn"].startswith("arn:aws:dynamodb:eu-west-1:")
+    assert boto3.client("dynamodb", region_name="eu-west-1").list_tables()["TableNames"] == ["demo-ItemsTable"]
+
+
+def test_the_region_warning_names_only_the_sources_that_differ_from_config_yaml(settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[profile ops]\nregion = eu-west-1\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings["region"] = "eu-west-1"
+
+    code, _, err = cli(provision_main, "--plan", capsys=capsys)
+
+    assert code == 2  # a plan of an empty account: everything would be created
+    assert ("warning: region: using eu-west-1 from config.yaml and ignoring AWS_DEFAULT_REGION=us-east-1; "
+            "to work in another region, change region: in config.yaml") in err
+    assert err.count("warning: region") == 1
+
+
+def test_a_profiles_own_region_is_named_with_the_profile(settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[profile ops]\nregion = ca-central-1\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+
+    code, _, err = cli(provision_main, "--plan", capsys=capsys)
+
+    assert code == 2
+    assert ("warning: region: using us-east-1 from config.yaml and ignoring region ca-central-1 of AWS profile 'ops'; "
+            "to work in another region, change region: in config.yaml") in err
+
+
+def test_only_the_aws_target_warns_of_a_region_set_elsewhere(settings, make_config, monkeypatch, capsys):
+    import crudstack.local.daemon
+    from crudstack.cli import connect
+
+    monkeypatch.setattr(crudstack.local.daemon, "ensure_running", lambda *args, **kwargs: "http://127.0.0.1:4566")
+    monkeypatch.setattr(crudstack.local.daemon, "unreported_recovery_problems", lambda state_dir: [])
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    settings["region"] = "eu-west-1"
+    config = make_config(settings)
+
+    local, _ = connect(config, "local")  # the embedded local AWS: the environment's region means nothing to it
+    assert local.region == "eu-west-1"
+    assert "warning" not in capsys.readouterr().err
+
+    aws, _ = connect(config, "aws")
+    assert aws.region == "eu-west-1"
+    assert "ignoring AWS_REGION=ap-south-1 and AWS_DEFAULT_REGION=us-east-1" in capsys.readouterr().err

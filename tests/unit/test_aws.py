@@ -13,7 +13,6 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from crudstack.aws import Aws, CallStats, is_mutating, is_transient
-from crudstack.errors import ConfigError
 from tests.functional.consistency import SimClock
 
 
@@ -238,16 +237,6 @@ def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
 
     assert clock.now == pytest.approx(10)
     assert max(clock.sleeps) <= 5
-
-
-def test_a_door_without_any_region_is_a_config_error(monkeypatch):
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.delenv("AWS_REGION", raising=False)
-
-    with pytest.raises(ConfigError) as raised:
-        Aws(region=None)
-
-    assert raised.value.problems[0].startswith("region:")
 
 
 # -- counting the requests botocore sends -----------------------------------------------------------------------
