@@ -8,6 +8,7 @@ HTTP request botocore sends is one counted call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -18,6 +19,8 @@ from typing import Any, Callable
 
 import boto3
 import botocore.exceptions
+import botocore.loaders
+import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -160,6 +163,27 @@ def is_mutating(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
+@functools.cache
+def _endpoints() -> botocore.regions.EndpointResolver:
+    """botocore's own partition data (botocore/data/endpoints.json): partitions, their regions and DNS suffixes."""
+    return botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+
+
+def partition_of_region(region: str) -> str:
+    """The partition botocore places a region in: aws, aws-cn, aws-us-gov, ... (a region it has not
+    heard of is matched by its partition's name pattern, e.g. any cn-* region is aws-cn)."""
+    try:
+        return _endpoints().get_partition_for_region(region)
+    except botocore.exceptions.UnknownRegionError:
+        return "aws"
+
+
+def dns_suffix(partition: str, region: str) -> str:
+    """The domain a partition's endpoints live under: amazonaws.com, amazonaws.com.cn for aws-cn, ...
+    A partition newer than this botocore falls back to the suffix of the region's partition."""
+    return _endpoints().get_partition_dns_suffix(partition) or _endpoints().get_partition_dns_suffix(partition_of_region(region))
+
+
 @dataclass
 class CallStats:
     """Every request botocore sent, by service and operation (retries count again)."""
@@ -192,7 +216,7 @@ class Aws:
     def __init__(
         self,
         *,
-        region: str | None,
+        region: str,
         endpoint_url: str | None = None,
         session: boto3.session.Session | None = None,
         deadline_s: float = 180,
@@ -201,12 +225,10 @@ class Aws:
         wait_max_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
     ):
+        # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
+        # (crudstack.cli.connect warns when those differ).
         self.session = session or boto3.session.Session(region_name=region)
-        self.region = region or self.session.region_name
-        if not self.region:
-            from crudstack.errors import ConfigError
-
-            raise ConfigError(["region: no region in config.yaml nor in the AWS profile/environment; set region: us-east-1 (for example)"])
+        self.region = region
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s
         # An optional cap on attempts; None (the default) leaves the deadline alone to decide.
@@ -219,7 +241,7 @@ class Aws:
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
-        self._account_id: str | None = None
+        self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
         self.last_service: str | None = None             # the service of last_call, e.g. "apigateway"
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
@@ -274,12 +296,35 @@ class Aws:
                 return f"{kind} {params[key]}"
         return None
 
+    def caller_identity(self) -> dict:
+        """Who the credentials are (Account, Arn, UserId): one sts:GetCallerIdentity call per run."""
+        if self._identity is None:
+            sts = self.client("sts")
+            self._identity = self.call(sts.get_caller_identity)
+        return self._identity
+
     @property
     def account_id(self) -> str:
-        if self._account_id is None:
-            sts = self.client("sts")
-            self._account_id = self.call(sts.get_caller_identity)["Account"]
-        return self._account_id
+        return self.caller_identity()["Account"]
+
+    @property
+    def partition(self) -> str:
+        """aws, aws-cn or aws-us-gov: the one every ARN we write must name.
+
+        Taken from the caller's own ARN (arn:PARTITION:sts::ACCOUNT:...), which is where AWS says
+        which partition the account lives in; an ARN is never valid across partitions. Only an
+        endpoint that answers without a well-formed ARN falls back to botocore's partition for the region.
+        """
+        arn = str(self.caller_identity().get("Arn") or "")
+        parts = arn.split(":")
+        if len(parts) >= 6 and parts[0] == "arn" and parts[1]:
+            return parts[1]
+        return partition_of_region(self.region)
+
+    @property
+    def dns_suffix(self) -> str:
+        """The domain of this partition's endpoints, from botocore's data: amazonaws.com, amazonaws.com.cn, ..."""
+        return dns_suffix(self.partition, self.region)
 
     # -- calls -------------------------------------------------------------------------------
     def retrying(self) -> Retrying:

@@ -25,6 +25,7 @@ from typing import Callable
 
 import boto3
 import botocore.exceptions
+import botocore.session
 
 from crudstack.aws import Aws
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
@@ -85,6 +86,30 @@ def attach_chaos(spec: ChaosSpec | None, aws: Aws) -> Chaos | None:
     return Chaos(spec).attach(aws)
 
 
+def ignored_regions(region: str, environ=os.environ) -> list[str]:
+    """The regions set outside config.yaml (environment, AWS profile) that differ from its region."""
+    ignored = [f"{name}={environ[name]}" for name in ("AWS_REGION", "AWS_DEFAULT_REGION")
+               if environ.get(name) and environ[name] != region]
+    try:
+        profile = botocore.session.Session()
+        profile_region = profile.get_scoped_config().get("region")
+    except botocore.exceptions.BotoCoreError:  # e.g. AWS_PROFILE names no profile: boto3 says so next
+        return ignored
+    if profile_region and profile_region != region:
+        ignored.append(f"region {profile_region} of AWS profile '{profile.profile or 'default'}'")
+    return ignored
+
+
+def warn_of_ignored_regions(config: Config) -> None:
+    """config.yaml's region is the one used (it is given to every client, which then ignores the
+    environment and the profile); say so when those name another one, as other tools would obey them."""
+    ignored = ignored_regions(config.region)
+    if ignored:
+        listed = ", ".join(ignored[:-1]) + (" and " if len(ignored) > 1 else "") + ignored[-1]
+        print(f"warning: region: using {config.region} from config.yaml and ignoring {listed}; "
+              f"to work in another region, change region: in config.yaml", file=sys.stderr, flush=True)
+
+
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
@@ -104,6 +129,7 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
 
             local_model(config.state_dir, config.local.behaviour_scale).attach(aws)
         return aws, endpoint
+    warn_of_ignored_regions(config)
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
     return Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
                max_attempts=config.retry.max_attempts), endpoint
@@ -115,7 +141,7 @@ def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
     stage = ctx.config.api.stage
     if endpoint:  # the local AWS (and LocalStack-style endpoints) serve the API under this path
         return f"{endpoint.rstrip('/')}/restapis/{ctx.api_id}/{stage}/_user_request_"
-    return f"https://{ctx.api_id}.execute-api.{ctx.region}.amazonaws.com/{stage}"
+    return f"https://{ctx.api_id}.execute-api.{ctx.region}.{ctx.aws.dns_suffix}/{stage}"
 
 
 def curl_examples(ctx: Context, url: str) -> list[str]:

@@ -7,6 +7,7 @@ all at once, so a user fixes the file in one go.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,14 +30,25 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 # AWS/Lambda and AWS/ApiGateway publish one datapoint a minute, so they are for the local AWS.
 SHORT_ALARM_PERIODS = (10, 30)
 MANAGED_BY = "crudstack"
-# Lambda's reserved environment variable names ("Defined runtime environment variables", Lambda Developer Guide):
-# CreateFunction refuses them with InvalidParameterValueException.
-RESERVED_ENVIRONMENT = (
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
-    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
-)
+# Keys Lambda sets itself and refuses in a function's configuration: "Defined runtime environment
+# variables" in the Lambda developer guide,
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime
+LAMBDA_RESERVED_VARIABLES = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
+})
+# Lambda's rule for a key, as its API states it (Environment.Variables keys, pattern
+# [a-zA-Z]([a-zA-Z0-9_])+ in botocore's lambda service model): a letter, then at least one more
+# letter, digit or underscore.
+_LAMBDA_VARIABLE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+$")
+# "Environment variables: 4 KB, for all environment variables associated with the function, in
+# aggregate" (Lambda quotas, https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+# Lambda measures the variables as one compact JSON object ("exceeded the 4KB limit. String measured:
+# {"KEY":"value",...}", quoted in github-aws-runners/terraform-aws-github-runner#3594), keys included.
+LAMBDA_ENVIRONMENT_MAX_BYTES = 4096
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
@@ -273,6 +285,40 @@ class Config(_Strict):
     def all_tags(self) -> dict[str, str]:
         return {**self.tags, **self.ownership_tags}
 
+    def own_variables(self) -> dict[str, str]:
+        """What the handlers in lambdas/ read from their environment, set by us in every function:
+        TABLE_NAME, and ALLOWED_ORIGINS (api.cors.allowed_origins) for the CORS headers of every answer."""
+        return {"TABLE_NAME": self.table_name, "ALLOWED_ORIGINS": ",".join(self.api.cors.allowed_origins)}
+
+    def function_environment(self, fn: FunctionConfig) -> dict[str, str]:
+        """Every variable a function gets: ours, then its own from config.yaml."""
+        return {**self.own_variables(), **fn.environment}
+
+
+def environment_problems(config: Config) -> list[str]:
+    """Variables Lambda would refuse, or that would replace our own: found before any AWS call."""
+    problems = []
+    own = config.own_variables()
+    for base, fn in config.lambda_.functions.items():
+        where = f"lambda.functions.{base}.environment"
+        for key in fn.environment:
+            if key in LAMBDA_RESERVED_VARIABLES:
+                problems.append(f"{where}.{key}: found {key!r}, a key Lambda reserves (it sets {key} in every function itself and "
+                                f"refuses it in a configuration); remove it, or use a name of your own such as APP_{key.lstrip('_')}")
+            elif key in own:
+                problems.append(f"{where}.{key}: found {key!r}, a key crudstack sets itself (the handlers read TABLE_NAME for the "
+                                f"table and ALLOWED_ORIGINS for CORS); remove it and set table.name or api.cors.allowed_origins instead, "
+                                f"or use another name")
+            elif not _LAMBDA_VARIABLE.match(key):
+                problems.append(f"{where}.{key}: found {key!r}, expected a key of letters, digits and '_' that starts with a "
+                                f"letter and is at least 2 characters long (Lambda's rule), e.g. PAGE_SIZE")
+        measured = len(json.dumps(config.function_environment(fn), separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        if measured > LAMBDA_ENVIRONMENT_MAX_BYTES:
+            problems.append(f"{where}: found {measured} bytes of environment variables (measured as Lambda does, as JSON, with our "
+                            f"TABLE_NAME and ALLOWED_ORIGINS), expected at most {LAMBDA_ENVIRONMENT_MAX_BYTES} (Lambda's 4 KB limit); "
+                            f"shorten or remove values, or keep large settings elsewhere (e.g. SSM Parameter Store)")
+    return problems
+
 
 def check_target(config: Config, target: str, source: str = "config.yaml") -> None:
     """What is valid only for one target; called once --target is known, before any AWS call."""
@@ -351,8 +397,9 @@ def parse_config(data, source: str = "config.yaml") -> Config:
         for name, fn in config.lambda_.functions.items()
         if not (config.code_dir / f"{fn.module}.py").is_file()
     ]
-    if missing:
-        raise ConfigError(missing, source)
+    problems = missing + environment_problems(config)
+    if problems:
+        raise ConfigError(problems, source)
     return config
 
 

@@ -97,5 +97,9 @@ class Context:
     def account_id(self) -> str:
         return self.aws.account_id
 
+    @property
+    def partition(self) -> str:
+        return self.aws.partition
+
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return f"arn:aws:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"
+        return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"

@@ -61,7 +61,7 @@ from typing import Callable
 
 from botocore.awsrequest import AWSResponse
 
-from crudstack.config import RESERVED_ENVIRONMENT
+from crudstack.config import LAMBDA_RESERVED_VARIABLES
 from crudstack.quotas import quota_for
 
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
@@ -230,7 +230,7 @@ class AccountModel:
             if refused:
                 return refused
         if op in ("CreateFunction", "UpdateFunctionConfiguration"):
-            reserved = sorted(set((params.get("Environment") or {}).get("Variables") or {}) & set(RESERVED_ENVIRONMENT))
+            reserved = sorted(set((params.get("Environment") or {}).get("Variables") or {}) & LAMBDA_RESERVED_VARIABLES)
             if reserved:
                 self.refused.append(f"{op}:reserved")
                 return refusal("InvalidParameterValueException", 400,

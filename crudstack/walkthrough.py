@@ -12,7 +12,8 @@ Placeholders (string.Template: `$name` or `${name}`), for every line:
   `each: function` lines, and calls for a function, method or permission, add:
     base function_name handler module route method path (memory_mb / timeout_s: that function's)
   `each: resource` lines, and calls for a resource, add:  path part parent
-  calls add:  name (the change's resource name), kind, new_values (`Field=new, ...` of its diffs)
+  calls add:  name (the change's resource name), kind, new_values (`Field=new, ...` of its diffs);
+  managed policy calls also policy_arn
 Yes/no settings for `when:`  tutorial_managed_policies  alert_email
 """
 
@@ -29,7 +30,7 @@ import yaml
 from crudstack.config import Config
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.api import CORS_ALLOW_HEADERS, PREFLIGHT, preflight_headers, wanted_paths
-from crudstack.steps.role import inline_policy_name
+from crudstack.steps.role import inline_policy_name, managed_policy_arn
 
 DATA = Path(__file__).with_name("walkthrough.yaml")
 ACTIONS = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}
@@ -187,6 +188,8 @@ def change_values(ctx: Context, change: Change) -> dict[str, str]:
         base = _function_by(cfg, name=change.name.rpartition("-> ")[2])
     elif change.kind == "resource":
         values.update(resource_values(change.name))
+    elif change.kind == "managed policy":
+        values["policy_arn"] = managed_policy_arn(ctx, change.name)
     if base is not None:
         values.update(function_values(cfg, base))
     return values

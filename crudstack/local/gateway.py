@@ -678,8 +678,12 @@ def check_invoke_permission(policy: Mapping[str, Any] | None, source_arn: str, s
 
 
 def source_arn_for(region: str, account_id: str, api_id: str, stage: str, http_method: str, resource_path: str) -> str:
-    """The execute-api ARN API Gateway presents to Lambda as AWS:SourceArn."""
-    return f"arn:aws:execute-api:{region}:{account_id}:{api_id}/{stage}/{http_method}/{resource_path.lstrip('/')}"
+    """The execute-api ARN API Gateway presents to Lambda as AWS:SourceArn, in the region's partition
+    (arn:aws-cn:... in cn-north-1), as the local STS names the caller and so provision names permissions."""
+    from crudstack.aws import partition_of_region
+
+    partition = partition_of_region(region)
+    return f"arn:{partition}:execute-api:{region}:{account_id}:{api_id}/{stage}/{http_method}/{resource_path.lstrip('/')}"
 
 
 @dataclass

@@ -24,13 +24,13 @@ MOCK_REQUEST_TEMPLATES = {"application/json": '{"statusCode": 200}'}
 
 
 def integration_uri(ctx: Context, function_arn: str) -> str:
-    return f"arn:aws:apigateway:{ctx.region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    return f"arn:{ctx.partition}:apigateway:{ctx.region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
 
 
 def source_arn(ctx: Context, api_id: str, method: str, path: str) -> str:
     """The execute-api ARN a permission is scoped to: this API, any stage, this method and path."""
     parts = ["*" if part.startswith("{") else part for part in path.strip("/").split("/")]
-    return f"arn:aws:execute-api:{ctx.region}:{ctx.account_id}:{api_id}/*/{method}/{'/'.join(parts)}"
+    return f"arn:{ctx.partition}:execute-api:{ctx.region}:{ctx.account_id}:{api_id}/*/{method}/{'/'.join(parts)}"
 
 
 def permission_id(ctx: Context) -> str:
@@ -376,6 +376,8 @@ class ApiStep:
 
         def add():
             try:
+                # The service principal is apigateway.amazonaws.com in aws-cn and aws-us-gov too: only ARNs
+                # and endpoints change with the partition (see TRUST_POLICY in crudstack/steps/role.py).
                 lam.add_permission(FunctionName=name, StatementId=permission_id(ctx), Action="lambda:InvokeFunction",
                                    Principal="apigateway.amazonaws.com", SourceArn=wanted)
             except botocore.exceptions.ClientError as exc:

@@ -62,9 +62,8 @@ def desired_settings(ctx: Context, fn: FunctionConfig) -> dict:
         "MemorySize": fn.memory_mb or cfg.lambda_.memory_mb,
         "Timeout": fn.timeout_s or cfg.lambda_.timeout_s,
         "Role": ctx.role_arn,
-        # ALLOWED_ORIGINS: config.yaml's api.cors.allowed_origins, for the CORS headers of every answer.
-        "Environment": {"Variables": {"TABLE_NAME": cfg.table_name,
-                                      "ALLOWED_ORIGINS": ",".join(cfg.api.cors.allowed_origins), **fn.environment}},
+        # What config.py checked against Lambda's rules and size limit, sent as checked.
+        "Environment": {"Variables": cfg.function_environment(fn)},
     }
 
 

@@ -11,6 +11,10 @@ from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, ta
 log = logging.getLogger("crudstack")
 
 NOT_FOUND = ("NoSuchEntity", "NoSuchEntityException")
+# Service principals keep the form <service>.amazonaws.com in every partition, aws-cn and aws-us-gov
+# included; ARNs and endpoint domains are what change. terraform-provider-aws (names/names.go,
+# ServicePrincipalNameForPartition, after aws-cdk's region-info) lists the exceptions, and in aws-cn
+# they are only codedeploy, elasticmapreduce and logs: lambda and apigateway are not among them.
 TRUST_POLICY = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -18,10 +22,12 @@ TRUST_POLICY = {
 # Exactly the DynamoDB actions the handlers in lambdas/ call.
 TABLE_ACTIONS = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:UpdateItem"]
 # What the console tutorial attaches instead (far broader: every table, every log group).
-TUTORIAL_MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/AmazonDynamoDBFullAccess",
-    "arn:aws:iam::aws:policy/CloudWatchFullAccess",
-)
+TUTORIAL_MANAGED_POLICY_NAMES = ("AmazonDynamoDBFullAccess", "CloudWatchFullAccess")
+
+
+def managed_policy_arn(ctx: Context, name: str) -> str:
+    """An AWS managed policy: its ARN names the partition (arn:aws-cn:iam::aws:policy/... in China)."""
+    return f"arn:{ctx.partition}:iam::aws:policy/{name}"
 
 
 def inline_policy_name(ctx: Context) -> str:
@@ -74,10 +80,11 @@ class RoleStep:
         ctx.role_arn = ctx.arn("iam", f"role/{name}", region=False)
         policy_name = inline_policy_name(ctx)
         wanted_policy = inline_policy(ctx)
-        wanted_managed = set(TUTORIAL_MANAGED_POLICIES) if cfg.role.tutorial_managed_policies else set()
+        tutorial_managed = {managed_policy_arn(ctx, n) for n in TUTORIAL_MANAGED_POLICY_NAMES}
+        wanted_managed = tutorial_managed if cfg.role.tutorial_managed_policies else set()
         if cfg.role.tutorial_managed_policies:
             log.warning("role.tutorial_managed_policies is true: attaching %s, which grant far more than the API needs",
-                        " and ".join(p.rsplit("/", 1)[1] for p in TUTORIAL_MANAGED_POLICIES))
+                        " and ".join(TUTORIAL_MANAGED_POLICY_NAMES))
         changes: list[Change] = []
         if role is None:
             changes.append(Change("role", name, Action.CREATE, apply=lambda: self._create(ctx)))
@@ -106,7 +113,7 @@ class RoleStep:
         for arn in sorted(wanted_managed - attached):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.CREATE,
                                   apply=lambda arn=arn: ctx.aws.call(iam.attach_role_policy, RoleName=name, PolicyArn=arn)))
-        for arn in sorted(attached & set(TUTORIAL_MANAGED_POLICIES) - wanted_managed):
+        for arn in sorted(attached & tutorial_managed - wanted_managed):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.DELETE,
                                   apply=lambda arn=arn: ctx.aws.call(iam.detach_role_policy, RoleName=name, PolicyArn=arn)))
         if role is not None and not any(c.action.mutates for c in changes):

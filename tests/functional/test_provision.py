@@ -5,7 +5,9 @@ with our name but not our tag stops the run."""
 from __future__ import annotations
 
 import json
+import re
 
+import boto3
 import pytest
 
 from crudstack.cli import provision_main
@@ -569,3 +571,174 @@ def test_removing_a_route_removes_its_method_alarms_and_function_and_redeploys(p
     assert provision(smaller).mutating_calls == []
     teardown(smaller)
     assert aws_clients.awslambda.list_functions()["Functions"] == []
+
+
+# -- partitions: aws-cn and aws-us-gov ---------------------------------------------------------------
+
+ARN_PARTITION = re.compile(r"\barn:([a-z-]*):")
+
+
+def arn_partitions(value) -> set[str]:
+    """The partition of every ARN in a call's parameters, JSON policy documents included."""
+    if isinstance(value, dict):
+        return set().union(*(arn_partitions(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(arn_partitions(v) for v in value)) if value else set()
+    return set(ARN_PARTITION.findall(value)) if isinstance(value, str) else set()
+
+
+def iam_region_in_host(request, **_):
+    """moto reads a request's region from its host, and botocore sends IAM calls for us-gov-west-1 to
+    the partition-wide iam.us-gov.amazonaws.com, which moto takes for region "us-gov" of partition aws:
+    it would answer arn:aws: role ARNs and know only arn:aws: managed policies. AWS answers
+    arn:aws-us-gov:, so for moto the host is made to name the region."""
+    request.url = request.url.replace("://iam.us-gov.amazonaws.com", "://iam.us-gov-west-1.amazonaws.com")
+
+
+@pytest.mark.parametrize(("region", "partition", "suffix"), [
+    ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+    ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+])
+def test_provision_in_a_china_or_govcloud_region_names_that_partition_in_every_arn_and_the_invoke_url(
+        region, partition, suffix, settings, cli, capsys, recorder, tmp_path, monkeypatch):
+    from moto import settings as moto_settings
+
+    # moto leaves AWS managed policies out unless asked; the tutorial's two are attached here so that their
+    # ARNs are checked too. moto's sts:GetCallerIdentity already answers arn:aws-cn: / arn:aws-us-gov:
+    # in these regions, as AWS does, so the partition under test really comes from STS.
+    monkeypatch.setitem(moto_settings.default_user_config, "iam", {"load_aws_managed_policies": True})
+    settings["region"] = region
+    settings["role"]["tutorial_managed_policies"] = True
+    cli.hooks += [recorder.event, ("before-send.iam", iam_region_in_host)]
+
+    code, doc, err = cli(provision_main, "--json", "--outputs", str(tmp_path / "out"), capsys=capsys)
+
+    assert code == 0, err
+    # Every ARN the run sent: resources, policy documents, integration URIs, SourceArns, managed policies.
+    assert {p for _, params in recorder for p in arn_partitions(params)} == {partition}
+    uris = [p["uri"] for p in recorder.params("PutIntegration") if p["type"] == "AWS_PROXY"]
+    assert uris and all(u.startswith(f"arn:{partition}:apigateway:{region}:lambda:path/2015-03-31/functions/arn:{partition}:lambda:")
+                        for u in uris)
+    sources = [p["SourceArn"] for p in recorder.params("AddPermission")]
+    assert sources and all(s.startswith(f"arn:{partition}:execute-api:{region}:{ACCOUNT}:{doc['resources']['rest_api']['id']}/")
+                           for s in sources)
+    assert sorted(p["PolicyArn"] for p in recorder.params("AttachRolePolicy")) == [
+        f"arn:{partition}:iam::aws:policy/AmazonDynamoDBFullAccess", f"arn:{partition}:iam::aws:policy/CloudWatchFullAccess"]
+    # What was made, as AWS (moto) reports it, and what the run printed.
+    session = boto3.session.Session(region_name=region)
+    lam, apigw = session.client("lambda"), session.client("apigateway")
+    for base in settings["lambda"]["functions"]:
+        function = lam.get_function_configuration(FunctionName=f"demo-{base}")
+        assert function["FunctionArn"].startswith(f"arn:{partition}:lambda:{region}:")
+        assert function["Role"].startswith(f"arn:{partition}:iam::{ACCOUNT}:role/")
+        statement, = json.loads(lam.get_policy(FunctionName=f"demo-{base}")["Policy"])["Statement"]
+        assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}  # the same in every partition
+        assert statement["Condition"]["ArnLike"]["AWS:SourceArn"].startswith(f"arn:{partition}:execute-api:{region}:")
+    api_id = doc["resources"]["rest_api"]["id"]
+    for resource in apigw.get_resources(restApiId=api_id, embed=["methods"])["items"]:
+        for method in resource.get("resourceMethods") or {}:
+            if method != "OPTIONS":
+                uri = apigw.get_integration(restApiId=api_id, resourceId=resource["id"], httpMethod=method)["uri"]
+                assert uri.startswith(f"arn:{partition}:apigateway:{region}:lambda:path/")
+    assert doc["invoke_url"] == f"https://{api_id}.execute-api.{region}.{suffix}/prod"
+    assert all(route["url"].startswith(f"https://{api_id}.execute-api.{region}.{suffix}/prod/") for route in doc["routes"])
+    arns = [doc["resources"]["table"]["arn"], doc["resources"]["role"]["arn"], doc["resources"]["topic"]["arn"],
+            *(f["arn"] for f in doc["resources"]["functions"].values())]
+    assert {ARN_PARTITION.match(arn).group(1) for arn in arns} == {partition}
+
+
+# -- Lambda's environment rules, checked before any AWS call ----------------------------------------
+
+
+def test_a_reserved_lambda_variable_makes_provision_exit_2_naming_its_key_path_before_any_aws_call(
+        settings, cli, capsys, recorder, monkeypatch, aws_clients):
+    import botocore.client
+
+    sent = []
+    real_call = botocore.client.BaseClient._make_api_call
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call",
+                        lambda client, operation, params: sent.append(operation) or real_call(client, operation, params))
+    settings["lambda"]["functions"]["GetItemFunction"]["environment"] = {"AWS_REGION": "eu-west-1", "PAGE_SIZE": "50"}
+    cli.hooks.append(recorder.event)
+
+    code, _, err = cli(provision_main, capsys=capsys)
+
+    assert code == 2
+    assert "lambda.functions.GetItemFunction.environment.AWS_REGION: found 'AWS_REGION', a key Lambda reserves" in err
+    assert "PAGE_SIZE" not in err
+    assert sent == [] and list(recorder) == []
+    assert aws_clients.dynamodb.list_tables()["TableNames"] == []
+
+
+# -- the region: config.yaml's, whatever the environment and the profile say -----------------------------
+
+
+def test_regions_set_outside_config_yaml_are_named_in_one_warning_and_config_yamls_is_used(
+        settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[default]\nregion = us-west-2\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings["region"] = "eu-west-1"
+
+    code, doc, err = cli(provision_main, "--json", "--outputs", str(tmp_path / "out"), capsys=capsys)
+
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: region:")]
+    assert warnings == ["warning: region: using eu-west-1 from config.yaml and ignoring AWS_REGION=ap-south-1, "
+                        "AWS_DEFAULT_REGION=us-east-1 and region us-west-2 of AWS profile 'default'; "
+                        "to work in another region, change region: in config.yaml"]
+    assert doc["region"] == "eu-west-1"
+    assert doc["resources"]["table"]["arn"].startswith("arn:aws:dynamodb:eu-west-1:")
+    assert boto3.client("dynamodb", region_name="eu-west-1").list_tables()["TableNames"] == ["demo-ItemsTable"]
+
+
+def test_the_region_warning_names_only_the_sources_that_differ_from_config_yaml(settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[profile ops]\nregion = eu-west-1\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings["region"] = "eu-west-1"
+
+    code, _, err = cli(provision_main, "--plan", capsys=capsys)
+
+    assert code == 2  # a plan of an empty account: everything would be created
+    assert ("warning: region: using eu-west-1 from config.yaml and ignoring AWS_DEFAULT_REGION=us-east-1; "
+            "to work in another region, change region: in config.yaml") in err
+    assert err.count("warning: region") == 1
+
+
+def test_a_profiles_own_region_is_named_with_the_profile(settings, cli, capsys, tmp_path, monkeypatch):
+    profile = tmp_path / "aws-config"
+    profile.write_text("[profile ops]\nregion = ca-central-1\n", encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+
+    code, _, err = cli(provision_main, "--plan", capsys=capsys)
+
+    assert code == 2
+    assert ("warning: region: using us-east-1 from config.yaml and ignoring region ca-central-1 of AWS profile 'ops'; "
+            "to work in another region, change region: in config.yaml") in err
+
+
+def test_only_the_aws_target_warns_of_a_region_set_elsewhere(settings, make_config, monkeypatch, capsys):
+    import crudstack.local.daemon
+    from crudstack.cli import connect
+
+    monkeypatch.setattr(crudstack.local.daemon, "ensure_running", lambda *args, **kwargs: "http://127.0.0.1:4566")
+    monkeypatch.setattr(crudstack.local.daemon, "unreported_recovery_problems", lambda state_dir: [])
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    settings["region"] = "eu-west-1"
+    config = make_config(settings)
+
+    local, _ = connect(config, "local")  # the embedded local AWS: the environment's region means nothing to it
+    assert local.region == "eu-west-1"
+    assert "warning" not in capsys.readouterr().err
+
+    aws, _ = connect(config, "aws")
+    assert aws.region == "eu-west-1"
+    assert "ignoring AWS_REGION=ap-south-1 and AWS_DEFAULT_REGION=us-east-1" in capsys.readouterr().err

@@ -260,6 +260,11 @@ def test_the_source_arn_names_region_account_api_stage_method_and_resource_path(
     assert SOURCE == "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/items/{id}"
 
 
+def test_the_source_arn_names_the_partition_of_its_region():
+    assert source_arn_for("cn-north-1", ACCOUNT, "abc123", "prod", "GET", "/items").startswith("arn:aws-cn:execute-api:cn-north-1:")
+    assert source_arn_for("us-gov-west-1", ACCOUNT, "abc123", "prod", "GET", "/items").startswith("arn:aws-us-gov:execute-api:")
+
+
 @pytest.mark.parametrize("granted", [
     f"arn:aws:execute-api:us-east-1:{ACCOUNT}:abc123/*/GET/items/*",
     f"arn:aws:execute-api:us-east-1:{ACCOUNT}:abc123/prod/GET/items/{{id}}",

@@ -13,7 +13,6 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from crudstack.aws import Aws, CallStats, is_mutating, is_transient
-from crudstack.errors import ConfigError
 from tests.functional.consistency import SimClock
 
 
@@ -387,16 +386,6 @@ def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
     assert max(clock.sleeps) <= 5
 
 
-def test_a_door_without_any_region_is_a_config_error(monkeypatch):
-    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    monkeypatch.delenv("AWS_REGION", raising=False)
-
-    with pytest.raises(ConfigError) as raised:
-        Aws(region=None)
-
-    assert raised.value.problems[0].startswith("region:")
-
-
 # -- counting the requests botocore sends -----------------------------------------------------------------------
 
 
@@ -441,6 +430,43 @@ def test_the_account_id_is_asked_for_once(aws, moto_account):
     assert aws.account_id == "123456789012"
 
     assert aws.stats.calls[("sts", "GetCallerIdentity")] == 1
+
+
+def caller_identity_answer(arn: str | None):
+    """A before-call hook: sts:GetCallerIdentity answers with this Arn (None: no Arn at all)."""
+
+    def hook(model, **_):
+        if model.name == "GetCallerIdentity":
+            parsed = {"Account": "123456789012", "UserId": "AIDAEXAMPLE", "ResponseMetadata": {"HTTPStatusCode": 200}}
+            if arn is not None:
+                parsed["Arn"] = arn
+            return AWSResponse("https://injected.invalid/", 200, {}, None), parsed
+        return None
+
+    return hook
+
+
+def test_the_partition_and_the_account_come_from_one_caller_identity_call(moto_account):
+    aws = Aws(region="cn-north-1", sleep=lambda seconds: None)
+
+    assert (aws.partition, aws.account_id, aws.dns_suffix) == ("aws-cn", "123456789012", "amazonaws.com.cn")
+    assert aws.partition == "aws-cn"
+    assert aws.stats.calls[("sts", "GetCallerIdentity")] == 1
+
+
+def test_the_callers_arn_names_the_partition_even_where_the_region_would_say_otherwise(aws, moto_account):
+    aws.register("before-call", caller_identity_answer("arn:aws-us-gov:iam::123456789012:user/ops"))
+
+    assert aws.partition == "aws-us-gov"
+
+
+@pytest.mark.parametrize("arn", [None, "", "not-an-arn"])
+def test_an_answer_without_a_well_formed_arn_falls_back_to_the_partition_of_the_region(arn, moto_account):
+    aws = Aws(region="us-gov-west-1", sleep=lambda seconds: None)
+    aws.register("before-call", caller_identity_answer(arn))
+
+    assert aws.partition == "aws-us-gov"
+    assert aws.dns_suffix == "amazonaws.com"
 
 
 def test_a_registered_hook_reaches_clients_made_before_and_after(aws, moto_account):

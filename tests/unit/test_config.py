@@ -4,6 +4,7 @@ with each problem named by its key path, and the commands exit 2."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import botocore.client
@@ -89,6 +90,25 @@ MALFORMED = [
      ["lambda.functions.1stFunction", "starting with a letter"]),
     ("environment-value-not-a-string", lambda d: fn(d).update(environment={"PAGE_SIZE": 50}),
      ["lambda.functions.GetItemFunction.environment.PAGE_SIZE: found 50 (int), expected a valid string"]),
+    ("environment-reserved-by-lambda", lambda d: fn(d).update(environment={"AWS_REGION": "eu-west-1"}),
+     ["lambda.functions.GetItemFunction.environment.AWS_REGION: found 'AWS_REGION', a key Lambda reserves", "remove it"]),
+    ("environment-reserved-underscore-key", lambda d: fn(d).update(environment={"_HANDLER": "x.y"}),
+     ["lambda.functions.GetItemFunction.environment._HANDLER: found '_HANDLER', a key Lambda reserves"]),
+    ("environment-reserved-in-another-function", lambda d: fn(d, "DeleteItemFunction").update(environment={"AWS_LAMBDA_FUNCTION_NAME": "x"}),
+     ["lambda.functions.DeleteItemFunction.environment.AWS_LAMBDA_FUNCTION_NAME: found 'AWS_LAMBDA_FUNCTION_NAME', a key Lambda reserves"]),
+    ("environment-replaces-table-name", lambda d: fn(d).update(environment={"TABLE_NAME": "other-table"}),
+     ["lambda.functions.GetItemFunction.environment.TABLE_NAME: found 'TABLE_NAME', a key crudstack sets itself", "table.name"]),
+    ("environment-replaces-allowed-origins", lambda d: fn(d).update(environment={"ALLOWED_ORIGINS": "*"}),
+     ["lambda.functions.GetItemFunction.environment.ALLOWED_ORIGINS: found 'ALLOWED_ORIGINS', a key crudstack sets itself",
+      "api.cors.allowed_origins"]),
+    ("environment-key-with-a-dash", lambda d: fn(d).update(environment={"PAGE-SIZE": "50"}),
+     ["lambda.functions.GetItemFunction.environment.PAGE-SIZE: found 'PAGE-SIZE', expected a key of letters, digits and '_'"]),
+    ("environment-key-starting-with-a-digit", lambda d: fn(d).update(environment={"1ST_PAGE": "1"}),
+     ["lambda.functions.GetItemFunction.environment.1ST_PAGE: found '1ST_PAGE'", "starts with a letter"]),
+    ("environment-key-of-one-letter", lambda d: fn(d).update(environment={"N": "1"}),
+     ["lambda.functions.GetItemFunction.environment.N: found 'N'", "at least 2 characters long"]),
+    ("environment-over-4-kb", lambda d: fn(d).update(environment={"BANNER": "x" * 4096}),
+     ["lambda.functions.GetItemFunction.environment: found 4", "bytes of environment variables", "expected at most 4096"]),
     ("no-functions", lambda d: d["lambda"].update(functions={}), ["lambda.functions:", "at least one function"]),
     ("period-45", lambda d: d["monitoring"]["alarms"].update(period_s=45),
      ["monitoring.alarms.period_s: found 45 (int), expected 10, 30 or a multiple of 60 seconds"]),
@@ -291,3 +311,54 @@ def test_a_short_alarm_period_is_accepted_for_the_local_aws(tmp_path):
 
     with pytest.raises(AwsWasCalled):  # past validation, at the door of the local AWS
         provision_main(["--config", str(write(tmp_path, data)), "--target", "local"])
+
+
+def environment_of_size(data: dict, size: int, filler: str = "x") -> dict:
+    """GetItemFunction's environment padded so that Lambda measures `size` bytes (ours included)."""
+    config = parse_config(data)
+    fn(data)["environment"] = {"BANNER": ""}
+    empty = len(json.dumps(config.own_variables() | {"BANNER": ""}, separators=(",", ":")).encode())
+    fn(data)["environment"]["BANNER"] = filler * ((size - empty) // len(filler.encode()))
+    return data
+
+
+def test_environment_variables_of_exactly_4_kb_are_accepted_and_one_byte_more_is_not(tmp_path):
+    accepted = parse_config(environment_of_size(settings(), 4096))
+    assert len(accepted.lambda_.functions["GetItemFunction"].environment["BANNER"]) > 3900
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(environment_of_size(settings(), 4097))
+    assert raised.value.problems == [
+        "lambda.functions.GetItemFunction.environment: found 4097 bytes of environment variables (measured as Lambda does, "
+        "as JSON, with our TABLE_NAME and ALLOWED_ORIGINS), expected at most 4096 (Lambda's 4 KB limit); shorten or remove "
+        "values, or keep large settings elsewhere (e.g. SSM Parameter Store)"]
+
+
+def test_the_4_kb_limit_counts_bytes_not_characters():
+    with pytest.raises(ConfigError) as raised:
+        parse_config(environment_of_size(settings(), 4200, filler="é"))  # about 2,050 characters, 4,200 bytes
+
+    assert "found 4200 bytes" in raised.value.problems[0]
+
+
+def test_every_environment_problem_of_every_function_is_reported_at_once():
+    data = settings()
+    fn(data)["environment"] = {"AWS_REGION": "eu-west-1", "TABLE_NAME": "t", "bad-key": "1", "PAGE_SIZE": "50"}
+    fn(data, "DeleteItemFunction")["environment"] = {"TZ": "Europe/Paris"}
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+
+    assert [p.split(":")[0] for p in raised.value.problems] == [
+        "lambda.functions.GetItemFunction.environment.AWS_REGION", "lambda.functions.GetItemFunction.environment.TABLE_NAME",
+        "lambda.functions.GetItemFunction.environment.bad-key", "lambda.functions.DeleteItemFunction.environment.TZ"]
+
+
+def test_variables_of_your_own_are_sent_after_the_tools_own():
+    data = settings()
+    fn(data)["environment"] = {"PAGE_SIZE": "50", "Log_Level_2": "debug"}
+
+    config = parse_config(data)
+
+    assert config.function_environment(config.lambda_.functions["GetItemFunction"]) == {
+        "TABLE_NAME": "demo-ItemsTable", "ALLOWED_ORIGINS": "*", "PAGE_SIZE": "50", "Log_Level_2": "debug"}

@@ -24,7 +24,7 @@ def context(**overrides) -> Context:
         for parent in parents:
             node = node[parent]
         node[key] = value
-    aws = SimpleNamespace(region="us-east-1", account_id="123456789012")  # all the text needs of AWS
+    aws = SimpleNamespace(region="us-east-1", account_id="123456789012", partition="aws")  # all the text needs of AWS
     return Context(config=parse_config(data), aws=aws, target="aws")
 
 
