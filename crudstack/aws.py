@@ -148,6 +148,7 @@ class Aws:
         self._hooks: list[tuple[str, Callable]] = []
         self._account_id: str | None = None
         self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
+        self.last_service: str | None = None              # botocore's name of the service of last_call
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
 
     # -- clients -----------------------------------------------------------------------------
@@ -182,6 +183,7 @@ class Aws:
 
     def _note_call(self, params, model, **_):
         self.last_call = (model.name, params)
+        self.last_service = model.service_model.service_name
 
     def last_target(self) -> str | None:
         """What the last call was about, e.g. "table demo-ItemsTable" (None if it named nothing)."""
