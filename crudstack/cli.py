@@ -290,12 +290,20 @@ def provision_main(argv: list[str] | None = None) -> int:
                              "will make, and wait for Enter (goes on at once when stdin is not a terminal)")
     parser.add_argument("--outputs", metavar="DIR", default=str(ROOT / "outputs"),
                         help="folder for stack.json, postman_collection.json and endpoints.http (default: outputs/)")
+    parser.add_argument("--deployer-policy", action="store_true",
+                        help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
+                             "on AWS, and exit (no AWS call; see README, 'Permissions')")
     args = parser.parse_args(argv)
     if args.walkthrough and (args.plan or args.quiet):
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
 
     def body(seen: dict) -> int:
         config = seen["config"] = load_config(args.config)
+        if args.deployer_policy:
+            from crudstack.permissions import deployer_policy
+
+            print(json.dumps(deployer_policy(config), indent=2))
+            return 0
         spec = chaos_spec(args)
         target = args.target or config.target
         check_target(config, target, args.config)

@@ -14,6 +14,7 @@ import botocore.exceptions
 
 from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
+from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
 from crudstack.steps.base import Step
@@ -51,10 +52,12 @@ class Reporter:
     def step_finished(self, result: StepResult) -> None: ...
 
 
-def _fix_for(exc: BaseException, operation: str) -> str:
+def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> str:
     code = error_code(exc) or ""
-    if code.startswith("AccessDenied") or code in ("UnauthorizedOperation", "AuthorizationError", "UnauthorizedException"):
-        return f"your AWS identity may not call {operation}: use a profile or role allowed to (see README, 'Permissions')"
+    if is_access_denied(exc):
+        # Name the IAM action, which is what a policy lists, not botocore's operation name.
+        return (f"your AWS identity may not call {denied_action(service, operation)}: use a profile or role allowed to "
+                f"(python provision.py --deployer-policy prints the policy it needs; see README, 'Permissions')")
     if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "InvalidSignatureException"):
         return "your AWS credentials are expired or wrong: refresh them (aws sso login / aws configure) and run again"
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
@@ -82,8 +85,9 @@ def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = N
     attempts = getattr(exc, "crudstack_attempts", 1)
     if attempts > 1:  # set by Aws when it gave up retrying: the user sees the deadline was used
         cause += f" (the last of {attempts} attempts over {exc.crudstack_seconds:.1f} s)"
+    service = aws.last_service if aws is not None else None
     return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
-                           fix=_fix_for(exc, operation), code=error_code(exc))
+                           fix=_fix_for(exc, operation, service), code=error_code(exc))
 
 
 def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool = True,

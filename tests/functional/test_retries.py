@@ -181,7 +181,7 @@ def test_access_denied_is_tried_once_and_names_the_step_the_resource_and_a_fix(o
     assert error.resource == resource
     assert error.code == code
     assert f"{operation} failed: {code}" in error.cause
-    assert f"may not call {operation}" in error.fix
+    assert f", which {operation} needs" in error.fix   # the IAM action is named first
     assert "What to do:" in str(error)
 
 
