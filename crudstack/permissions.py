@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import botocore.exceptions
 
+from crudstack.aws import partition_of_region
 from crudstack.config import Config
-from crudstack.steps.role import TUTORIAL_MANAGED_POLICIES
+from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES
 
 # Statement keys. Each need below names the statement its action belongs to.
 UNSCOPED, TABLE, BACKUPS, ROLE, PASS_ROLE, FUNCTIONS = "unscoped", "table", "backups", "role", "pass-role", "functions"
@@ -176,30 +177,31 @@ STATEMENTS = (
 def _resources(config: Config, key: str) -> list[str]:
     region, stack = config.region, config.stack
     # Account "*": the policy is written before we know the account, and every ARN below is
-    # already narrowed by region and stack prefix.
+    # already narrowed by region and stack prefix. The partition is the region's (aws-cn in China).
+    p = partition_of_region(region)
     return {
         UNSCOPED: ["*"],
-        TABLE: [f"arn:aws:dynamodb:{region}:*:table/{stack}-*"],
-        BACKUPS: [f"arn:aws:dynamodb:{region}:*:table/{stack}-*/backup/*"],
-        ROLE: [f"arn:aws:iam::*:role/{stack}-*"],
-        PASS_ROLE: [f"arn:aws:iam::*:role/{config.role_name}"],
-        MANAGED_POLICIES: [f"arn:aws:iam::*:role/{config.role_name}"],
-        FUNCTIONS: [f"arn:aws:lambda:{region}:*:function:{stack}-*"],
-        REST_APIS: [f"arn:aws:apigateway:{region}::/restapis"],
-        REST_API: [f"arn:aws:apigateway:{region}::/restapis/*"],
-        API_TAGS: [f"arn:aws:apigateway:{region}::/tags/*"],
+        TABLE: [f"arn:{p}:dynamodb:{region}:*:table/{stack}-*"],
+        BACKUPS: [f"arn:{p}:dynamodb:{region}:*:table/{stack}-*/backup/*"],
+        ROLE: [f"arn:{p}:iam::*:role/{stack}-*"],
+        PASS_ROLE: [f"arn:{p}:iam::*:role/{config.role_name}"],
+        MANAGED_POLICIES: [f"arn:{p}:iam::*:role/{config.role_name}"],
+        FUNCTIONS: [f"arn:{p}:lambda:{region}:*:function:{stack}-*"],
+        REST_APIS: [f"arn:{p}:apigateway:{region}::/restapis"],
+        REST_API: [f"arn:{p}:apigateway:{region}::/restapis/*"],
+        API_TAGS: [f"arn:{p}:apigateway:{region}::/tags/*"],
         # "log-group:NAME" and "log-group:NAME:*" (the form most Logs actions are authorized on) both match.
-        LOG_GROUPS: [f"arn:aws:logs:{region}:*:log-group:/aws/lambda/{stack}-*"],
-        TOPIC: [f"arn:aws:sns:{region}:*:{stack}-*"],
-        ALARMS: [f"arn:aws:cloudwatch:{region}:*:alarm:{stack}-*"],
+        LOG_GROUPS: [f"arn:{p}:logs:{region}:*:log-group:/aws/lambda/{stack}-*"],
+        TOPIC: [f"arn:{p}:sns:{region}:*:{stack}-*"],
+        ALARMS: [f"arn:{p}:cloudwatch:{region}:*:alarm:{stack}-*"],
     }[key]
 
 
-def _condition(key: str) -> dict | None:
+def _condition(key: str, partition: str) -> dict | None:
     if key == PASS_ROLE:
         return {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}
     if key == MANAGED_POLICIES:
-        return {"ArnEquals": {"iam:PolicyARN": list(TUTORIAL_MANAGED_POLICIES)}}
+        return {"ArnEquals": {"iam:PolicyARN": [f"arn:{partition}:iam::aws:policy/{name}" for name in TUTORIAL_MANAGED_POLICY_NAMES]}}
     return None
 
 
@@ -215,7 +217,7 @@ def deployer_policy(config: Config) -> dict:
             continue
         body = {"Sid": statement.sid, "Effect": "Allow", "Action": actions_of(statement.key),
                 "Resource": _resources(config, statement.key)}
-        condition = _condition(statement.key)
+        condition = _condition(statement.key, partition_of_region(config.region))
         if condition:
             body["Condition"] = condition
         statements.append(body)
