@@ -119,7 +119,6 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("logs", "CreateLogGroup"): _needs(("logs:CreateLogGroup", LOG_GROUPS), ("logs:TagResource", LOG_GROUPS)),
     ("logs", "ListTagsLogGroup"): _needs(("logs:ListTagsLogGroup", LOG_GROUPS)),
     ("logs", "TagLogGroup"): _needs(("logs:TagLogGroup", LOG_GROUPS)),
-    ("logs", "TagResource"): _needs(("logs:TagResource", LOG_GROUPS)),
     ("logs", "PutRetentionPolicy"): _needs(("logs:PutRetentionPolicy", LOG_GROUPS)),
     ("logs", "DeleteLogGroup"): _needs(("logs:DeleteLogGroup", LOG_GROUPS)),
     ("sns", "ListTopics"): _needs(("sns:ListTopics", UNSCOPED)),

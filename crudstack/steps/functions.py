@@ -139,9 +139,9 @@ class FunctionsStep:
             # what config.yaml asks for is not there, so both are applied again, whatever the sha says.
             code_changed = settings_changed = True
             diffs = {"last update": ("Failed", "applied again"), **diffs}
+        lam = ctx.aws.client("lambda")
         changes = tag_changes(ctx, "function", name, tags,
-                              lambda missing: ctx.aws.call(ctx.aws.client("lambda").tag_resource,
-                                                           Resource=ctx.function_arns[base], Tags=missing))
+                              lambda missing: ctx.aws.call(lam.tag_resource, Resource=ctx.function_arns[base], Tags=missing))
         unfinished = state not in SETTLED_STATES or last_update not in (None, "Successful", "Failed")
         if not diffs and not code_changed and not unfinished:
             return changes or [Change("function", name, Action.UNCHANGED)]

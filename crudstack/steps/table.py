@@ -76,8 +76,9 @@ class TableStep:
                 fix="set table.partition_key back, or tear the stack down (python teardown.py --backup) and provision again",
             )
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-        changes = tag_changes(ctx, "table", name, tags, lambda missing: ctx.aws.call(
-            ctx.aws.client("dynamodb").tag_resource, ResourceArn=ctx.table_arn, Tags=tag_list(missing)))
+        ddb = ctx.aws.client("dynamodb")
+        changes = tag_changes(ctx, "table", name, tags,
+                              lambda missing: ctx.aws.call(ddb.tag_resource, ResourceArn=ctx.table_arn, Tags=tag_list(missing)))
         if billing != cfg.table.billing_mode:
             changes.append(Change("table", name, Action.UPDATE, {"billing_mode": (billing, cfg.table.billing_mode)},
                                   apply=lambda: self._set_billing(ctx)))
