@@ -10,7 +10,7 @@ kill-and-resume, and the eventual-consistency model's waits against its critical
 
 chaos, denied and kill run provision.py / teardown.py as subprocesses against a moto server on
 127.0.0.1 (tests/e2e/harness.py); consistency runs in-process under moto's mock with the model of
-tests/functional/consistency.py, in simulated seconds. Exit code 1 if any scenario failed (a run
+crudstack/realistic.py (its delays; quotas off), in simulated seconds. Exit code 1 if any scenario failed (a run
 that did not converge, a duplicate, an orphan, a refusal that was retried).
 """
 
@@ -116,7 +116,7 @@ def consistency(args) -> tuple[bool, dict]:
     from crudstack.aws import Aws
     from crudstack.plan import Context
     from crudstack.runner import Reporter, run
-    from tests.functional.consistency import ConsistencyModel, Delays, SimClock
+    from crudstack.realistic import AccountModel, Delays, SimClock
 
     config = parse_config(yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8")))
     figures, passed = {}, True
@@ -129,7 +129,7 @@ def consistency(args) -> tuple[bool, dict]:
             with mock_aws():
                 session = boto3.session.Session(region_name=config.region)
                 aws = Aws(region=config.region, session=session, sleep=clock.sleep, clock=clock)
-                model = ConsistencyModel(clock, delays).attach(aws)
+                model = AccountModel(clock, delays, quotas=False).attach(aws)   # delays alone, as RELIABILITY.md measured them
                 run(Context(config=config, aws=aws, target="aws"), Reporter())
             times.append(clock.now)
             waits.append(len(clock.sleeps))

@@ -163,7 +163,7 @@ def new_aws(sleeps, reused_clients) -> Callable[..., Aws]:
         kwargs = {}
         if config is not None:
             kwargs = {"deadline_s": config.retry.deadline_s, "max_attempts": config.retry.max_attempts}
-        if clock is not None:  # simulated time (tests/functional/consistency.py): its sleep moves it on
+        if clock is not None:  # simulated time (crudstack.realistic.SimClock): its sleep moves it on
             kwargs.update(sleep=clock.sleep, clock=clock)
         else:
             kwargs.update(sleep=sleeps)
@@ -181,7 +181,7 @@ def _runner(config: Config, new_aws, *, teardown: bool):
            attach: Callable[[Aws], Any] | None = None) -> Run:
         cfg = cfg or config
         aws = new_aws(cfg, (), clock)
-        if attach is not None:  # e.g. ConsistencyModel.attach, Chaos.attach: nearest to AWS, so hooked first
+        if attach is not None:  # e.g. AccountModel.attach, Chaos.attach: nearest to AWS, so hooked first
             attach(aws)
         for event, handler in hooks:
             aws.register(event, handler)

@@ -11,7 +11,7 @@ import pytest
 
 from crudstack.errors import InterruptedRun
 from tests.functional.conftest import assert_one_complete_stack
-from tests.functional.consistency import ConsistencyModel, Delays, SimClock
+from crudstack.realistic import AccountModel, Delays, SimClock
 
 
 @pytest.fixture(autouse=True)
@@ -28,11 +28,11 @@ def clock() -> SimClock:
     return SimClock()
 
 
-def modelled(clock: SimClock, delays: Delays) -> ConsistencyModel:
-    return ConsistencyModel(clock, delays)
+def modelled(clock: SimClock, delays: Delays) -> AccountModel:
+    return AccountModel(clock, delays)
 
 
-def settle(clock: SimClock, model: ConsistencyModel) -> None:
+def settle(clock: SimClock, model: AccountModel) -> None:
     """Let every window of the model pass."""
     d = model.delays
     clock.now += max(d.role, d.table, d.function, d.resource) + 1

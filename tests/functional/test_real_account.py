@@ -234,3 +234,58 @@ def test_changed_tags_reach_every_existing_resource_and_a_removed_one_is_named(p
     removed = provision(make_config(settings), clock=clock, attach=model.attach)
     assert removed.mutating_calls == []
     assert any("project not in config.yaml: left in place" in c.note for c in removed.changes("table tags"))
+
+
+# -- quotas, propagation, e-mail ------------------------------------------------------------------
+
+
+def test_teardown_of_two_rest_api_copies_waits_out_delete_rest_apis_30_second_quota(provision, teardown, config, clock, aws_clients):
+    model = account(clock)
+    provision(config, clock=clock, attach=model.attach)
+    aws_clients.apigateway.create_rest_api(name=config.api_name, tags=config.all_tags)   # a copy left by a lost answer
+    clock.now += 60
+
+    started = clock.now
+    teardown(config, clock=clock, attach=model.attach)
+
+    assert "DeleteRestApi:quota" in model.refused
+    assert rest_apis(aws_clients, config.api_name) == []
+    assert clock.now - started >= 30
+
+
+def test_an_unconfirmed_e_mail_subscription_is_left_pending_and_a_rerun_changes_nothing(provision, config, settings, make_config, clock, aws_clients):
+    settings["monitoring"]["alert_email"] = "ops@example.com"
+    config = make_config(settings)
+    model = account(clock)
+    provision(config, clock=clock, attach=model.attach)
+    clock.now += 60
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert "ListSubscriptionsByTopic:pending" in model.hidden
+    assert again.mutating_calls == []
+
+
+def test_a_whole_cycle_on_a_real_account_converges_without_duplicates_or_orphans(provision, teardown, config, settings, make_config, clock, aws_clients):
+    settings["monitoring"]["alert_email"] = "ops@example.com"
+    config = make_config(settings)
+    delays = Delays.typical()
+    model = AccountModel(clock=clock, delays=delays)
+
+    provision(config, clock=clock, attach=model.attach)
+    assert_one_complete_stack(aws_clients, config)
+    clock.now += delays.longest + 1
+    assert provision(config, clock=clock, attach=model.attach).mutating_calls == []
+    teardown(config, clock=clock, attach=model.attach)
+    assert [f for f in aws_clients.awslambda.list_functions()["Functions"]] == []
+    assert rest_apis(aws_clients, config.api_name) == []
+    assert aws_clients.iam.list_roles()["Roles"] == []
+    provision(config, clock=clock, attach=model.attach)   # at once: the table is still DELETING
+
+    assert_one_complete_stack(aws_clients, config)
+    clock.now += delays.longest + 1
+    assert provision(config, clock=clock, attach=model.attach).mutating_calls == []
+    # every behaviour of the model stood in the way at least once
+    met = set(model.refused + model.hidden)
+    assert {"DescribeTable:CREATING", "DescribeTable:DELETING", "CreateFunction:role", "GetFunctionConfiguration:created",
+            "GetResources:unlisted", "ListSubscriptionsByTopic:pending"} <= met, met

@@ -17,7 +17,7 @@ from crudstack.cli import provision_main
 from crudstack.errors import DeploymentError
 from crudstack.plan import Options
 from tests.functional.conftest import assert_one_complete_stack, aws_error, rest_apis
-from tests.functional.consistency import ConsistencyModel, Delays, SimClock
+from crudstack.realistic import AccountModel, Delays, SimClock
 
 ROLE_NOT_READY = "The role defined for the function cannot be assumed by Lambda."
 UPDATE_IN_PROGRESS = "The operation cannot be performed at this time. An update is in progress for resource: arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction"
@@ -129,7 +129,7 @@ def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_until_
     settings["retry"]["deadline_s"] = 3
     config = make_config(settings)
     clock = SimClock()
-    model = ConsistencyModel(clock, Delays(role=60))
+    model = AccountModel(clock, Delays(role=60))
 
     provision(config, clock=clock, attach=model.attach)
 

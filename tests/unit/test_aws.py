@@ -13,7 +13,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from crudstack.aws import Aws, CallStats, is_mutating, is_transient
-from tests.functional.consistency import SimClock
+from crudstack.realistic import SimClock
 
 
 def client_error(code: str, message: str = "", status: int = 400, operation: str = "AnyOperation") -> botocore.exceptions.ClientError:
