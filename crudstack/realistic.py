@@ -23,6 +23,8 @@ as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls 
                          ResourceConflictException                                    operate on the function will fail"
     update InProgress    an updated function's LastUpdateStatus is InProgress for     same page, "Function states during update"
                          `function` s; another update answers ResourceConflictException
+    create Failed        a function named in `fail_creates` ends Pending as Failed    same page: "When function creation fails ... you
+                                                                                      must delete and recreate the function"
     update Failed        a function named in `fail_updates` ends its next update      same page: "Failed – The function update failed.
                          with LastUpdateStatus Failed, its previous code kept         Lambda aborts the update and the function's
                                                                                       previous code and configuration remain"
@@ -156,6 +158,7 @@ class AccountModel:
     quotas: bool = True
     deny_list_tags: bool = False
     fail_updates: set[str] = field(default_factory=set)        # function names whose next update fails
+    fail_creates: set[str] = field(default_factory=set)        # function names whose next create ends Failed
     # State, all in model seconds (from `clock`): when each window closes.
     roles: dict[str, float] = field(default_factory=dict)           # role ARN -> assumable from
     tables: dict[str, float] = field(default_factory=dict)          # name -> ACTIVE from
@@ -260,7 +263,7 @@ class AccountModel:
             if busy:
                 self.refused.append(f"{op}:function")
                 message = ("The operation cannot be performed at this time. The function is currently in the following state: Pending"
-                           if busy[0] == "created" else
+                           if busy[0] in ("created", "create-failing") else
                            f"The operation cannot be performed at this time. An update is in progress for resource: {params['FunctionName']}")
                 return refusal("ResourceConflictException", 409, message)
         if op == "CreateResource":
@@ -317,7 +320,8 @@ class AccountModel:
                 self.shown_tags[params["ResourceArn"]] = list(parsed.get("Tags") or [])
         elif op == "CreateFunction":
             name = params["FunctionName"]
-            self.functions[name] = ["created", now + d.function, None]
+            self.functions[name] = ["create-failing" if name in self.fail_creates else "created", now + d.function, None]
+            self.fail_creates.discard(name)
             self.active_at[name] = now
             self.listed_from[name] = now + d.lists
             self._pending(parsed, "created")
@@ -370,6 +374,11 @@ class AccountModel:
     # -- Lambda ----------------------------------------------------------------------------------------------
     def _show_function(self, op: str, name: str, configuration: dict, now: float) -> None:
         entry = self.functions.get(name)
+        if entry and entry[0] == "create-failing" and now >= entry[1]:
+            configuration.update(State="Failed", StateReasonCode="InternalError", StateReason="The function could not be created.")
+            configuration.pop("LastUpdateStatus", None)
+            self.hidden.append(f"{op}:Failed")
+            return
         if entry and entry[0] == "failing" and now >= entry[1]:
             entry[0] = "failed"
         if entry and entry[0] == "failed":
@@ -393,7 +402,7 @@ class AccountModel:
 
     @staticmethod
     def _pending(configuration: dict, how: str) -> None:
-        if how == "created":
+        if how in ("created", "create-failing"):
             configuration.update(State="Pending", StateReason="The function is being created.", StateReasonCode="Creating")
             configuration.pop("LastUpdateStatus", None)
         else:

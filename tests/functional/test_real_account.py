@@ -85,6 +85,33 @@ def test_a_failed_update_is_applied_again_by_the_next_run(provision, config, clo
     assert provision(config, clock=clock, attach=model.attach).mutating_calls == []
 
 
+def test_a_function_whose_creation_failed_is_deleted_and_created_again_by_the_next_run(provision, config, clock, aws_clients):
+    model = account(clock, function=5)
+    name = config.function_name("GetItemFunction")
+    model.fail_creates.add(name)
+    with pytest.raises(DeploymentError, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert again.calls("DeleteFunction") == 1 and again.calls("CreateFunction") == 1
+    assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_lambda_refuses_a_reserved_environment_name_in_the_model_as_on_aws(new_aws, config, clock, aws_clients):
+    aws = new_aws(config, clock=clock)
+    model = account(clock).attach(aws)
+    lam = aws.client("lambda")
+
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        lam.create_function(FunctionName="x", Runtime="python3.12", Role="arn:aws:iam::123456789012:role/r", Handler="a.b",
+                            Code={"ZipFile": b"PK"}, Environment={"Variables": {"AWS_REGION": "eu-west-1"}})
+
+    assert refused.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "AWS_REGION" in refused.value.response["Error"]["Message"] and model.refused == ["CreateFunction:reserved"]
+
+
 def test_without_lambda_list_tags_provision_stops_and_names_the_permission(provision, config, clock):
     model = account(clock)
     provision(config, clock=clock, attach=model.attach)
