@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import math
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from crudstack.quotas import quota_for
+from crudstack.quotas import quota_for, quota_key
 
 log = logging.getLogger("crudstack.aws")
 
@@ -191,8 +192,16 @@ class CallStats:
     calls: Counter = field(default_factory=Counter)
     retries: int = 0
 
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()   # calls are counted from many threads at once
+
     def record(self, service: str, operation: str) -> None:
-        self.calls[(service, operation)] += 1
+        with self._lock:
+            self.calls[(service, operation)] += 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
 
     @property
     def reads(self) -> int:
@@ -208,6 +217,37 @@ class CallStats:
     def reset(self) -> None:
         self.calls.clear()
         self.retries = 0
+
+
+class Limiter:
+    """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): a token bucket per
+    budget, refilled at the quota's rate, holding its burst (or one second's worth). A call that finds no
+    token reserves the next one and sleeps until it is due, so calls from many threads queue up in order
+    instead of being throttled by AWS and retried."""
+
+    def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.clock, self.sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}   # key -> [tokens, at]
+        self.waits: list[float] = []   # every wait it made (tests tell them from retries' backoff)
+
+    def acquire(self, service: str, operation: str) -> None:
+        key = quota_key(service, operation)
+        if key is None:
+            return
+        quota = quota_for(service, operation)
+        rate, capacity = quota.requests / quota.per_s, float(quota.burst or quota.requests)
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, [capacity, now])
+            # Threads on a simulated clock may ask out of order (crudstack.realistic.SimClock): never backwards.
+            tokens = min(capacity, tokens + max(0.0, now - at) * rate) - 1
+            self._buckets[key] = [tokens, max(at, now)]
+            wait = -tokens / rate if tokens < 0 else 0.0
+            if wait > 0:
+                self.waits.append(wait)
+        if wait > 0:
+            self.sleep(wait)
 
 
 class Aws:
@@ -242,11 +282,14 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
-        self.last_call: tuple[str, dict] | None = None   # (operation, its parameters): what an error was about
-        self.last_service: str | None = None             # the service of last_call, e.g. "apigateway"
+        self._thread = threading.local()   # each thread's last call: runs make calls from many threads
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         # Called between two changes of a run (crudstack.interrupt stops there after a Ctrl-C).
         self.checkpoints: list[Callable[[], None]] = []
+        self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
+        self._busy_lock = threading.Lock()
+        # Every call waits for its turn under AWS's documented rate (calls run many at once).
+        self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
 
     # -- clients -----------------------------------------------------------------------------
     def client(self, service: str):
@@ -269,6 +312,14 @@ class Aws:
             self._clients[service] = client
         return self._clients[service]
 
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def working(self) -> "_Working":
+        """`with aws.working():` around a thread's share of a run."""
+        return _Working(self)
+
     def checkpoint(self) -> None:
         for check in self.checkpoints:
             check()
@@ -280,11 +331,23 @@ class Aws:
             client.meta.events.register(event, handler)
 
     def _count(self, model, **_):
-        self.stats.record(model.service_model.service_name, model.name)
+        service = model.service_model.service_name
+        self.limiter.acquire(service, model.name)
+        self.stats.record(service, model.name)
 
     def _note_call(self, params, model, **_):
-        self.last_call = (model.name, params)
-        self.last_service = model.service_model.service_name
+        self._thread.call = (model.name, params)
+        self._thread.service = model.service_model.service_name
+
+    @property
+    def last_call(self) -> tuple[str, dict] | None:
+        """(operation, its parameters) of this thread's last call: what an error was about."""
+        return getattr(self._thread, "call", None)
+
+    @property
+    def last_service(self) -> str | None:
+        """The service of last_call, e.g. "apigateway"."""
+        return getattr(self._thread, "service", None)
 
     def last_target(self) -> str | None:
         """What the last call was about, e.g. "table demo-ItemsTable" (None if it named nothing)."""
@@ -340,7 +403,7 @@ class Aws:
             return deadline - (self.clock() - started)
 
         def before_sleep(state: RetryCallState) -> None:
-            self.stats.retries += 1
+            self.stats.count_retry()
             exc = state.outcome.exception() if state.outcome else None
             log.info("retrying after %s (attempt %d)", exc, state.attempt_number)
             if self.on_retry and exc is not None:
@@ -393,7 +456,19 @@ class Aws:
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
         """Call a bound client method, retrying transient errors until the deadline."""
-        return self.retrying()(operation, **kwargs)
+        return self._noting(lambda: self.retrying()(operation, **kwargs))
+
+    def _noting(self, act: Callable[[], Any]) -> Any:
+        """Keep on an exception what this thread last called: its message is written on another thread."""
+        try:
+            return act()
+        except Exception as exc:
+            if getattr(exc, "crudstack_call", None) is None:
+                try:
+                    exc.crudstack_call = (self.last_call, self.last_service, self.last_target())
+                except AttributeError:   # an exception type that takes no attributes
+                    pass
+            raise
 
     def find(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> Any | None:
         """Like call, but an AWS "not found" answer (one of the codes given) is None."""
@@ -415,7 +490,7 @@ class Aws:
         create succeeded but its answer was lost, the retry finds it instead of
         creating a second one.
         """
-        return self.retrying()(fn)
+        return self._noting(lambda: self.retrying()(fn))
 
     def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
         """A call that must not be repeated blindly: a retry first asks done() whether the first
@@ -458,3 +533,16 @@ class Aws:
             if self.on_retry:
                 self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
             self.sleep(min(interval_s * attempt, 5.0, left))
+
+
+class _Working:
+    def __init__(self, aws: Aws):
+        self.aws = aws
+
+    def __enter__(self) -> None:
+        with self.aws._busy_lock:
+            self.aws._busy += 1
+
+    def __exit__(self, *exc) -> None:
+        with self.aws._busy_lock:
+            self.aws._busy -= 1

@@ -345,7 +345,8 @@ def provision_main(argv: list[str] | None = None) -> int:
                 screen.print(f"Invoke URL: {doc['invoke_url']}")
             return 0
         screen.print()
-        screen.show(reporter.summary_table())
+        if changed:   # else the line below says it
+            screen.show(reporter.summary_table())
         screen.print(done, style="bold")
         screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")
         for line in doc["curl"]:

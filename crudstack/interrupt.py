@@ -22,14 +22,22 @@ class GracefulStop:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream   # None: sys.stderr as it is when Ctrl-C comes
         self.requested = False
-        self._in_call = False
+        self._in_flight = 0            # requests on the wire, from any thread (a run has many at once)
+        self._aws = None
+        self._lock = threading.Lock()
+
+    @property
+    def _in_call(self) -> bool:
+        return self._in_flight > 0
 
     # -- botocore hooks: a request is on the wire from request-created until needs-retry --------
     def _sending(self, **_) -> None:
-        self._in_call = True
+        with self._lock:
+            self._in_flight += 1
 
     def _answered(self, **_) -> None:
-        self._in_call = False
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
 
     def checkpoint(self, **_) -> None:
         """Stop here if Ctrl-C came during the last call (a hook on before-call, and before each wait)."""
@@ -37,10 +45,12 @@ class GracefulStop:
             raise KeyboardInterrupt
 
     def _on_sigint(self, signum, frame) -> None:
-        if self.requested or not self._in_call:
+        # Stop at once when nothing is under way (waiting at the walkthrough's prompt) or on a second Ctrl-C;
+        # else let every call in flight answer (a run's work goes on in many threads at once) and stop then.
+        if self.requested or not (self._in_call or (self._aws is not None and self._aws.busy)):
             raise KeyboardInterrupt
         self.requested = True
-        print("\nCtrl-C: stopping once the AWS call in flight has answered (press Ctrl-C again to stop at once).",
+        print("\nCtrl-C: stopping once the AWS calls in flight have answered (press Ctrl-C again to stop at once).",
               file=self.stream or sys.stderr, flush=True)
 
     def attached(self, aws) -> "_Attached":
@@ -55,6 +65,7 @@ class _Attached:
 
     def __enter__(self) -> GracefulStop:
         stop, aws = self.stop, self.aws
+        stop._aws = aws
         aws.register("request-created", stop._sending)
         aws.register("needs-retry", stop._answered)
         aws.register("before-call", stop.checkpoint)

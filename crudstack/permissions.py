@@ -100,7 +100,6 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("apigateway", "GetResource"): _needs(("apigateway:GET", REST_API)),
     ("apigateway", "CreateResource"): _needs(("apigateway:POST", REST_API)),
     ("apigateway", "DeleteResource"): _needs(("apigateway:DELETE", REST_API)),
-    ("apigateway", "GetMethod"): _needs(("apigateway:GET", REST_API)),
     ("apigateway", "PutMethod"): _needs(("apigateway:PUT", REST_API)),
     ("apigateway", "UpdateMethod"): _needs(("apigateway:PATCH", REST_API)),
     ("apigateway", "DeleteMethod"): _needs(("apigateway:DELETE", REST_API)),

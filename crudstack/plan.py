@@ -1,7 +1,9 @@
 """Plain data shared by every step: what a step intends (Change) and the run's context.
 
-A step's `plan()` makes only read calls and returns Changes; running a Change's
-`apply` performs it. A dry run is the same plan with nothing applied.
+A step's `plan()` makes only read calls and returns Changes. Each Change holds the API calls it will
+make, as records (crudstack/calls.py), and the names of what it must wait for (`after`): the executor
+(crudstack/executor.py) runs the records once those are done, and a dry run or the walkthrough prints
+the very same records.
 """
 
 from __future__ import annotations
@@ -32,14 +34,18 @@ class Action(enum.Enum):
         return {"create": "created", "update": "updated", "delete": "deleted"}.get(self.value, self.value)
 
 
-@dataclass
+@dataclass(eq=False)
 class Change:
     kind: str                                   # "table", "function", "alarm", ...
     name: str
     action: Action
     diffs: dict[str, tuple[Any, Any]] = field(default_factory=dict)   # field -> (old, new)
-    apply: Callable[[], None] | None = None
+    calls: list = field(default_factory=list)   # the records it runs (crudstack.calls), in order
     note: str = ""
+    # Dependencies by name: this change starts once every change of the run that `provides` one of
+    # these names is done (a name no change provides is already there, e.g. a role left unchanged).
+    after: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
 
     def describe(self) -> str:
         symbol = {"create": "+", "update": "~", "unchanged": "=", "delete": "-", "kept": "!", "skipped": "!"}[self.action.value]
@@ -82,12 +88,13 @@ class Context:
     alarm_names: list[str] = field(default_factory=list)
     log_groups: list[str] = field(default_factory=list)
     backup_location: str | None = None
-    # Dry run only: earlier steps' changes that were planned but not made. A later step whose
-    # own reads cannot see them (e.g. a deployment of routes not yet created) looks here.
+    # Earlier steps' changes, planned and not made yet: a later step whose own reads cannot see them
+    # (a deployment of routes not yet created, a role whose functions are about to go) looks here.
     pending: list[Change] = field(default_factory=list)
-    # Waits a step's changes leave for the end of the step (the runner runs them in order), so
-    # that AWS's delays for several resources overlap instead of adding up.
-    settle: list[Callable[[], None]] = field(default_factory=list)
+    # What records save for later ones (crudstack.calls.Ref): a new REST API's id, its resources' ids.
+    variables: dict[str, Any] = field(default_factory=dict)
+    # Every call the records made, as (service, operation, parameters): what the walkthrough showed, resolved.
+    sent: list[tuple[str, str, dict]] = field(default_factory=list)
 
     @property
     def region(self) -> str:
@@ -100,6 +107,12 @@ class Context:
     @property
     def partition(self) -> str:
         return self.aws.partition
+
+    def fan(self, fn: Callable[[Any], Any], items) -> list:
+        """fn over items at once (read calls of a plan), answers in the items' order."""
+        from crudstack.executor import fan
+
+        return fan(self.aws, fn, list(items))
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
         return f"arn:{self.partition}:{service}:{self.region if region else ''}:{self.account_id if account else ''}:{resource}"

@@ -66,6 +66,15 @@ LAMBDA_OTHER = Quota(15, 1)
 LAMBDA_INVOCATIONS = frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream"})
 
 
+def quota_key(service: str, operation: str) -> str | None:
+    """Which budget a call spends: its own operation's, or its service's shared one ("*") for the
+    operations AWS lists no quota of their own for; None when AWS documents no rate for it."""
+    if quota_for(service, operation) is None:
+        return None
+    own = APIGATEWAY if service == "apigateway" else LAMBDA
+    return f"{service}:{operation}" if operation in own else f"{service}:*"
+
+
 def quota_for(service: str, operation: str) -> Quota | None:
     """The documented rate quota of one control-plane operation (botocore names), or None if AWS gives none."""
     if service == "apigateway":

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -64,25 +65,58 @@ from typing import Callable
 from botocore.awsrequest import AWSResponse
 
 from crudstack.config import LAMBDA_RESERVED_VARIABLES
-from crudstack.quotas import quota_for
+from crudstack.quotas import quota_for, quota_key
 
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
 STATE_FILE = "realistic.json"
 
 
 class SimClock:
-    """Simulated seconds: sleeping moves the clock on at once. Use as Aws(clock=c, sleep=c.sleep)."""
+    """Simulated seconds: sleeping moves the clock on at once. Use as Aws(clock=c, sleep=c.sleep).
+
+    Work that runs at once in several threads (the executor's changes, a plan's reads) runs at once in
+    simulated time too: each such thread `enter`s the clock at the simulated time it starts and moves only
+    its own time on when it sleeps; whoever waited for the threads then `advance_to`s the latest of their
+    ends. A run's simulated time is so the length of its longest chain of waits, as it is on the wall clock."""
 
     def __init__(self) -> None:
-        self.now = 0.0
+        self._base = 0.0
+        self._thread = threading.local()
+        self._lock = threading.Lock()
         self.sleeps: list[float] = []
+
+    @property
+    def now(self) -> float:
+        return getattr(self._thread, "now", self._base)
+
+    @now.setter
+    def now(self, value: float) -> None:
+        if hasattr(self._thread, "now"):
+            self._thread.now = value
+        else:
+            self._base = value
 
     def __call__(self) -> float:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
+        with self._lock:
+            self.sleeps.append(seconds)
         self.now += seconds
+
+    def enter(self, at: float) -> None:
+        """This thread's work starts at simulated time `at` (its own time from now on)."""
+        self._thread.now = at
+
+    def leave(self) -> float:
+        """This thread's work is over: its simulated end time."""
+        end = self._thread.now
+        del self._thread.now
+        return end
+
+    def advance_to(self, at: float) -> None:
+        """The caller waited for work that ended at `at`."""
+        self.now = max(self.now, at)
 
 
 @dataclass(frozen=True)
@@ -136,8 +170,9 @@ class Bucket:
 
     def take(self, now: float) -> float:
         """0 if a token was taken, else the seconds until one will be there."""
-        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
-        self.at = now
+        # Calls from threads at different simulated times may come out of order: time never runs backwards.
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.rate)
+        self.at = max(self.at, now)
         if self.tokens >= 1:
             self.tokens -= 1
             return 0.0
@@ -186,10 +221,12 @@ class AccountModel:
         return self
 
     def critical_path(self) -> float:
-        """The least time the tutorial's order can take under this model: step 1 ends once the table is
-        ACTIVE; the functions need the role assumable and end Active; step 5 needs the resources listed."""
+        """The least time a fresh provision can take under this model, following its longest chain of
+        waits: the table turning ACTIVE; the role turning assumable, then the functions turning Active
+        (their permissions wait for them); the API's resources being listed before the deployment.
+        Everything else (the monitoring step, the methods) runs alongside."""
         d = self.delays
-        return d.table + d.role + d.function + d.resource
+        return max(d.table, d.role + d.function, d.resource)
 
     def confirm(self, endpoint: str) -> None:
         """The owner of an e-mail address clicked the confirmation link."""
@@ -277,7 +314,7 @@ class AccountModel:
         quota = quota_for(service, op)
         if quota is None:
             return None
-        key = f"{service}:{op}" if quota.burst is None else f"{service}:*"  # the account-wide rate is one shared bucket
+        key = quota_key(service, op)   # the account-wide rate of the other operations is one shared bucket
         bucket = self._buckets.get(key)
         if bucket is None:
             capacity = float(quota.burst or quota.requests)

@@ -1,4 +1,5 @@
-"""Runs the steps: plan each, apply its changes, report; AWS errors are translated here.
+"""Runs the steps: plan them all (read calls, many at once), run their changes as one dependency graph
+(crudstack/executor.py), and report each step, in the tutorial's order, once it is complete.
 
 This is the edge where botocore's exceptions become a DeploymentError that names
 the step, the resource, the cause and what to do next.
@@ -6,6 +7,7 @@ the step, the resource, the cause and what to do next.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -14,6 +16,8 @@ import botocore.exceptions
 
 from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
+from crudstack.calls import Poll
+from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
 from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
@@ -44,11 +48,15 @@ class StepResult:
 
 
 class Reporter:
-    """What the runner tells as it goes; the CLI supplies a printing one."""
+    """What the runner tells as it goes, always from the thread that called run(); the CLI supplies a
+    printing one. `stepwise`: run one step at a time, after step_planned returns (the walkthrough)."""
+
+    stepwise = False
 
     def step_started(self, step: Step) -> None: ...
     def step_planned(self, step: Step, changes: list[Change]) -> None: ...   # after plan(), before any apply
     def change_started(self, step: Step, change: Change) -> None: ...
+    def change_finished(self, step: Step, change: Change, seconds: float) -> None: ...
     def step_finished(self, result: StepResult) -> None: ...
 
 
@@ -72,10 +80,13 @@ def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> 
 
 
 def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = None) -> DeploymentError:
-    last = aws.last_call[0] if aws is not None and aws.last_call else None   # botocore's own errors name no operation
+    # The failing thread's last call (noted on the exception where it was caught), else this thread's.
+    last_call, service, target = getattr(exc, "crudstack_call", None) or (
+        (aws.last_call, aws.last_service, aws.last_target()) if aws is not None else (None, None, None))
+    last = last_call[0] if last_call else None   # botocore's own errors name no operation
     operation = getattr(exc, "operation_name", None) or last or "the AWS call"
-    if aws is not None and resource == step.title:  # failed while reading what exists: name what it read
-        resource = aws.last_target() or resource
+    if resource == step.title:  # failed while reading what exists: name what it read
+        resource = target or resource
     if isinstance(exc, botocore.exceptions.ClientError):
         cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
     elif isinstance(exc, botocore.exceptions.BotoCoreError) and last:
@@ -85,53 +96,160 @@ def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = N
     attempts = getattr(exc, "crudstack_attempts", 1)
     if attempts > 1:  # set by Aws when it gave up retrying: the user sees the deadline was used
         cause += f" (the last of {attempts} attempts over {exc.crudstack_seconds:.1f} s)"
-    service = aws.last_service if aws is not None else None
     return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
                            fix=_fix_for(exc, operation, service), code=error_code(exc))
+
+
+# Plans that read what an earlier step's plan decided (ctx.pending): step 5 deploys only if step 4 changes
+# routes; a teardown's step 2 keeps the role while a function step 3 does not delete still runs as it.
+PLAN_AFTER = {"5": ("4",)}
+TEARDOWN_PLAN_AFTER = {"2": ("3",)}
+
+
+def prime(ctx: Context) -> None:
+    """What every plan may need before any has read anything: the ARNs AWS derives from our names."""
+    cfg = ctx.config
+    ctx.table_arn = ctx.arn("dynamodb", f"table/{cfg.table_name}")
+    ctx.role_arn = ctx.arn("iam", f"role/{cfg.role_name}", region=False)
+    ctx.topic_arn = ctx.arn("sns", cfg.topic_name)
+    for base in cfg.lambda_.functions:
+        ctx.function_arns[base] = ctx.arn("lambda", f"function:{cfg.function_name(base)}")
+
+
+def _stop(exc: BaseException, step: Step, resource: str, aws: Aws) -> BaseException:
+    """What the user is told about an exception from a step at a resource."""
+    if isinstance(exc, KeyboardInterrupt):
+        return InterruptedRun(f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
+                              f"  Nothing is lost: run the same command again and it resumes from there.")
+    if isinstance(exc, CrudStackError):
+        return exc
+    if isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError)):
+        return translate(exc, step, resource, aws)
+    exc.add_note(f"during step {step.number} ({step.title}), at {resource}")   # a bug: the CLI logs its traceback
+    return exc
+
+
+def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step, list[Change]]:
+    """Every step's plan, at once where no plan reads another's; ctx.pending holds what they planned."""
+    after = TEARDOWN_PLAN_AFTER if teardown else PLAN_AFTER
+    numbers = {step.number for step in ordered}
+    planned: dict[Step, list[Change]] = {}
+    errors: list[tuple[Step, BaseException]] = []
+    lock = threading.Lock()
+    events = {step.number: threading.Event() for step in ordered}
+
+    def plan(step: Step) -> None:
+        try:
+            for number in after.get(step.number, ()):
+                if number in numbers:
+                    events[number].wait()
+            changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
+            with lock:
+                planned[step] = changes
+                ctx.pending.extend(c for c in changes if c.action.mutates)
+        except BaseException as exc:  # noqa: BLE001 - raised below, for the first step in order
+            note_call(exc, ctx.aws)
+            with lock:
+                errors.append((step, exc))
+        finally:
+            events[step.number].set()
+
+    sim = SimulatedTime(ctx.aws.clock)
+    start, ends = ctx.aws.clock(), []
+
+    def timed(step: Step) -> None:
+        with ctx.aws.working():
+            ends.append(sim.run(start, lambda: plan(step))[1])   # plan() keeps its own errors
+
+    threads = [threading.Thread(target=timed, args=(step,), name=f"crudstack-plan-{step.number}", daemon=True) for step in ordered]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.1)
+    except KeyboardInterrupt:
+        for thread in threads:   # the reads in flight answer; then nothing more is done
+            thread.join()
+        raise _stop(KeyboardInterrupt(), ordered[0], "reading what exists", ctx.aws) from None
+    sim.advance_to(max(ends, default=start))
+    if errors:
+        step, exc = min(errors, key=lambda e: ordered.index(e[0]))
+        raise _stop(exc, step, step.title, ctx.aws) from exc
+    return planned
 
 
 def run(ctx: Context, reporter: Reporter, *, teardown: bool = False, apply: bool = True,
         steps: Iterable[Step] = STEPS, on_step_done: Callable[[StepResult], None] | None = None) -> list[StepResult]:
     ordered = list(steps)[::-1] if teardown else list(steps)
-    results = []
-    for step in ordered:
-        result = StepResult(step)
-        started = time.monotonic()
-        resource = step.title
-        reporter.step_started(step)
-        try:
-            result.changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
-            reporter.step_planned(step, result.changes)
-            if not apply:
-                ctx.pending.extend(c for c in result.changes if c.action.mutates)
-            else:
-                for change in result.changes:
-                    resource = f"{change.kind} {change.name}"
-                    if change.apply is not None and change.action.mutates:
-                        reporter.change_started(step, change)
-                        change.apply()
-                        ctx.aws.checkpoint()   # a Ctrl-C during that change stops here, naming it
-                # Waits the changes left for the end of the step, so that they overlap (e.g. five
-                # functions turning Active together rather than one after another).
-                while ctx.settle:
-                    ctx.settle.pop(0)()
-        except KeyboardInterrupt:
-            raise InterruptedRun(
-                f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
-                f"  Nothing is lost: run the same command again and it resumes from there."
-            ) from None
-        except CrudStackError:
-            raise
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError) as exc:
-            raise translate(exc, step, resource, ctx.aws) from exc
-        except Exception as exc:  # a bug: the CLI logs its traceback; say where it happened
-            exc.add_note(f"during step {step.number} ({step.title}), at {resource}")
-            raise
-        finally:
-            ctx.settle.clear()  # never carried into the next step or run
-        result.seconds = time.monotonic() - started
-        reporter.step_finished(result)
-        if on_step_done:
-            on_step_done(result)
-        results.append(result)
+    prime(ctx)
+    started = time.monotonic()
+    if not reporter.stepwise:
+        for step in ordered:
+            reporter.step_started(step)
+    planned = plan_all(ctx, ordered, teardown=teardown)
+    results = [StepResult(step, planned[step]) for step in ordered]
+    if not apply:
+        for result in results:
+            if reporter.stepwise:
+                reporter.step_started(result.step)
+            reporter.step_planned(result.step, result.changes)
+            result.seconds = time.monotonic() - started
+            reporter.step_finished(result)
+        return results
+    if reporter.stepwise:   # one step at a time, each after its console text and calls were shown
+        for result in results:
+            reporter.step_started(result.step)
+            reporter.step_planned(result.step, result.changes)
+            _execute(ctx, reporter, [result], on_step_done)
+        return results
+    for result in results:
+        reporter.step_planned(result.step, result.changes)
+    _execute(ctx, reporter, results, on_step_done)
     return results
+
+
+def _execute(ctx: Context, reporter: Reporter, results: list[StepResult], on_step_done) -> None:
+    """Run the results' changes as one graph; finish each step, in order, once its changes are done."""
+    items = [(r.step, c) for r in results for c in r.changes if c.action.mutates and c.calls]
+    left = {id(r.step): sum(1 for step, _ in items if step is r.step) for r in results}
+    spans: dict[int, list[float]] = {}
+    reported = 0
+
+    def finish_ready() -> None:
+        nonlocal reported
+        while reported < len(results) and left[id(results[reported].step)] == 0:
+            result = results[reported]
+            span = spans.get(id(result.step))
+            result.seconds = (span[1] - span[0]) if span else 0.0
+            reported += 1
+            reporter.step_finished(result)
+            if on_step_done:
+                on_step_done(result)
+
+    def on_start(node) -> None:
+        spans.setdefault(id(node.owner), [node.started, node.started])
+        reporter.change_started(node.owner, node.change)
+
+    def on_done(node) -> None:
+        change = node.change
+        if not node.mutated and any(not isinstance(record, Poll) for record in change.calls):
+            # Everything it would make was there when it ran (a deployment of the very routes live already,
+            # put back by step 4): say so rather than "created".
+            change.action, change.note = Action.UNCHANGED, change.note or "found as config.yaml asks when it ran"
+        spans[id(node.owner)][1] = node.started + node.seconds
+        left[id(node.owner)] -= 1
+        reporter.change_finished(node.owner, node.change, node.seconds)
+        finish_ready()
+
+    finish_ready()   # steps with nothing to do before the first change
+    try:
+        execute(ctx, items, on_start=on_start, on_done=on_done)
+    except ChangeFailed as failed:
+        node = failed.node
+        raise _stop(failed.error, node.owner, f"{node.change.kind} {node.change.name}", ctx.aws) from failed.error
+    finally:
+        ctx.api_id = ctx.variables.get("api_id", ctx.api_id)
+        ctx.deployment_id = ctx.variables.get("deployment_id", ctx.deployment_id)
+        ctx.resource_ids.update({k.removeprefix("resource:"): v for k, v in ctx.variables.items() if k.startswith("resource:")})
+    finish_ready()

@@ -31,7 +31,7 @@ from crudstack.aws import Aws, error_code, error_message
 from crudstack.plan import Action, Change, Context
 from crudstack.runner import Reporter, StepResult
 from crudstack.steps.base import Step
-from crudstack.walkthrough import Script, call_lines, console_lines, load_script
+from crudstack.walkthrough import Script, console_lines, load_script
 
 SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim", "!": "magenta"}
 OUTCOME_STYLE = {"created": "green", "updated": "yellow", "deleted": "red", "unchanged": "dim", "nothing to do": "dim",
@@ -136,7 +136,6 @@ class RunReporter(Reporter):
         self.timings: dict[int, float] = {}   # id(change) -> seconds its apply took
         self._spinner: _Spinner | None = None
         self._step: Step | None = None
-        self._current: tuple[Change, float] | None = None
 
     # -- wiring ------------------------------------------------------------------------------------
     def attach(self, aws: Aws) -> None:
@@ -166,22 +165,29 @@ class RunReporter(Reporter):
         elif self._spinner:
             self._spinner.update(step_label(step))
 
+    @property
+    def stepwise(self) -> bool:
+        return self.guide is not None
+
     def change_started(self, step: Step, change: Change) -> None:
-        self._finish_change()
-        self._current = (change, time.monotonic())
+        self._step = step
         self._say(f"{DOING[change.action]} {change.kind} {change.name}", plain=False)
+
+    def change_finished(self, step: Step, change: Change, seconds: float) -> None:
+        self.timings[id(change)] = seconds
 
     def on_retry(self, what: str, exc: BaseException, attempt: int) -> None:
         self._say(wait_message(what, exc, attempt), plain=True)
 
     def step_finished(self, result: StepResult) -> None:
-        self._finish_change()
         self._stop_spinner()
         self.results.append(result)
         if not self.quiet:
             self._print_result(result)
         if self.guide:
             self.guide.after_step(result)
+        elif not self.plan:
+            self._start_spinner("working")   # later steps' changes may still run; close() ends it
 
     # -- output ------------------------------------------------------------------------------------
     def _say(self, doing: str, *, plain: bool) -> None:
@@ -214,12 +220,6 @@ class RunReporter(Reporter):
             self._spinner.stop()
             self._spinner = None
 
-    def _finish_change(self) -> None:
-        if self._current:
-            change, started = self._current
-            self.timings[id(change)] = time.monotonic() - started
-            self._current = None
-
     # -- --verbose: every AWS call -------------------------------------------------------------------
     def _call_started(self, model, context, **_) -> None:
         context["crudstack_call"] = (model.service_model.service_name, botocore.xform_name(model.name), time.perf_counter())
@@ -239,22 +239,23 @@ class RunReporter(Reporter):
         self.screen.print(f"          aws {service}.{operation} -> {status} in {(time.perf_counter() - t0) * 1000:.0f} ms", style="dim")
 
     # -- the end -----------------------------------------------------------------------------------
-    def summary_table(self) -> Table:
-        """Each resource, its outcome and the time its change took."""
+    def summary_table(self) -> Table | Text:
+        """What the run changed, each with the time its change took; one line when it changed nothing."""
+        changed = [(result.step, change) for result in self.results for change in result.changes
+                   if change.action is not Action.UNCHANGED]
+        if not changed:
+            return Text("Nothing to change: every resource is as config.yaml asks.", style="dim")
         table = Table(box=box.SIMPLE_HEAD if self.screen.live else box.ASCII, show_edge=not self.screen.live,
                       title=None, header_style="bold")
         table.add_column("Step", justify="right")
         table.add_column("Resource")
         table.add_column("Outcome")
         table.add_column("Time", justify="right")
-        for result in self.results:
-            if not result.changes:
-                table.add_row(result.step.number, result.step.title, Text("nothing to do", style="dim"), "")
-            for change in result.changes:
-                seconds = self.timings.get(id(change))
-                table.add_row(result.step.number, f"{change.kind} {change.name}",
-                              Text(change.action.past, style=OUTCOME_STYLE.get(change.action.past, "")),
-                              f"{seconds:.2f} s" if seconds is not None else "")
+        for step, change in changed:
+            seconds = self.timings.get(id(change))
+            table.add_row(step.number, f"{change.kind} {change.name}",
+                          Text(change.action.past, style=OUTCOME_STYLE.get(change.action.past, "")),
+                          f"{seconds:.2f} s" if seconds is not None else "")
         return table
 
 
@@ -297,12 +298,14 @@ class Guide:
         self.show_console(step.number)
 
     def show_calls(self, step: Step, changes: list[Change]) -> None:
+        """The very records the run executes next (crudstack/calls.py), as boto3 code."""
         lines: list[tuple[int, str]] = []
         for change in changes:
-            calls = call_lines(self.script, change, self.ctx)
-            if calls:
+            if change.action.mutates and change.calls:
                 lines.append((0, change.describe()))
-                lines += [(1, call) for call in calls]
+                for record in change.calls:
+                    first, *rest = record.code().split("\n")
+                    lines += [(1, first)] + [(2, more.strip()) for more in rest]
         if not lines:
             lines = [(0, "nothing to call: already as config.yaml asks")] + [(1, c.describe()) for c in changes]
         self._block("crudstack calls instead (boto3)", lines, "green")

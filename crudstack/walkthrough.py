@@ -1,19 +1,18 @@
-"""The words of the workshop mode: each step's console instructions and the boto3 calls of a change.
+"""The words of the workshop mode: each step's console instructions.
 
 They live in walkthrough.yaml; this module loads them once, fills in the placeholders from
-config.yaml and the run, and picks the lines a given plan needs. Printing and waiting for
-Enter are the UI's job (crudstack/ui.py).
+config.yaml and the run, and picks the lines a given plan needs. The boto3 calls shown beside them
+are the planned changes' own records (crudstack/calls.py). Printing and waiting for Enter are the
+UI's job (crudstack/ui.py).
 
 Placeholders (string.Template: `$name` or `${name}`), for every line:
     stack region table_name partition_key billing_mode role_name role_arn policy_name runtime
     runtime_label code_dir memory_mb timeout_s api_name stage topic_name alert_email retention_days
     period_s function_errors function_throttles function_duration_p99_ms api_5xx_errors
     api_latency_p99_ms tags (key=value, ...) tag_keys invoke_url
-  `each: function` lines, and calls for a function, method or permission, add:
+  `each: function` lines add:
     base function_name handler module route method path (memory_mb / timeout_s: that function's)
-  `each: resource` lines, and calls for a resource, add:  path part parent
-  calls add:  name (the change's resource name), kind, new_values (`Field=new, ...` of its diffs);
-  managed policy calls also policy_arn
+  `each: resource` lines add:  path part parent
 Yes/no settings for `when:`  tutorial_managed_policies  alert_email
 """
 
@@ -28,16 +27,12 @@ from typing import Any
 import yaml
 
 from crudstack.config import Config
-from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import CORS_ALLOW_HEADERS, PREFLIGHT, preflight_headers, wanted_paths
-from crudstack.steps.role import inline_policy_name, managed_policy_arn
+from crudstack.plan import Context
+from crudstack.steps.api import CORS_ALLOW_HEADERS, preflight_headers, wanted_paths
+from crudstack.steps.role import inline_policy_name
 
 DATA = Path(__file__).with_name("walkthrough.yaml")
-ACTIONS = {Action.CREATE: "create", Action.UPDATE: "update", Action.DELETE: "delete"}
 EACH = ("function", "resource")
-# Diff fields that are not call arguments: shown in the plan, never as `Field=value`.
-NOT_ARGUMENTS = ("code", "state", "tags", "retention_days", "billing_mode", "authorization", "document", "trusted",
-                 "routes", "deployment", "source_arn")
 
 
 class WalkthroughDataError(ValueError):
@@ -49,7 +44,6 @@ class Line:
     text: str
     when: str | None = None                 # a yes/no setting; "not X" negates it
     each: str | None = None                 # "function" or "resource": one line per item
-    when_diff: tuple[str, ...] = ()         # calls only: shown when the change alters one of these
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,6 @@ class StepText:
 @dataclass(frozen=True)
 class Script:
     steps: dict[str, StepText]
-    calls: dict[str, dict[str, tuple[Line, ...]]]     # kind -> action -> calls
 
     def step(self, number: str) -> StepText:
         try:
@@ -80,17 +73,20 @@ def _line(raw: Any, where: str) -> Line:
         return Line(raw)
     if not isinstance(raw, dict) or not isinstance(raw.get("text"), str):
         raise WalkthroughDataError(f"walkthrough.yaml: {where}: expected a string or a mapping with 'text', found {raw!r}")
-    unknown = set(raw) - {"text", "when", "each", "when_diff"}
+    unknown = set(raw) - {"text", "when", "each"}
     if unknown:
-        raise WalkthroughDataError(f"walkthrough.yaml: {where}: unknown keys {sorted(unknown)}; allowed: text, when, each, when_diff")
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: unknown keys {sorted(unknown)}; allowed: text, when, each")
     if raw.get("each") is not None and raw["each"] not in EACH:
         raise WalkthroughDataError(f"walkthrough.yaml: {where}: each: {raw['each']!r}, expected one of {', '.join(EACH)}")
-    return Line(raw["text"], raw.get("when"), raw.get("each"), tuple(raw.get("when_diff") or ()))
+    return Line(raw["text"], raw.get("when"), raw.get("each"))
 
 
 def parse_script(data: Any) -> Script:
-    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict) or not isinstance(data.get("calls"), dict):
-        raise WalkthroughDataError("walkthrough.yaml: expected a mapping with 'steps' and 'calls'")
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), dict):
+        raise WalkthroughDataError("walkthrough.yaml: expected a mapping with 'steps'")
+    if "calls" in data:
+        raise WalkthroughDataError("walkthrough.yaml: 'calls' is no longer read: the walkthrough prints the planned changes' "
+                                   "own records (crudstack/calls.py); remove it")
     steps = {}
     for number, entry in data["steps"].items():
         number = str(number)
@@ -98,13 +94,7 @@ def parse_script(data: Any) -> Script:
             raise WalkthroughDataError(f"walkthrough.yaml: steps.{number}: expected 'title' and a 'console' list")
         steps[number] = StepText(number, str(entry["title"]),
                                  tuple(_line(raw, f"steps.{number}.console[{i}]") for i, raw in enumerate(entry["console"])))
-    calls: dict[str, dict[str, tuple[Line, ...]]] = {}
-    for kind, by_action in data["calls"].items():
-        if not isinstance(by_action, dict) or set(by_action) - set(ACTIONS.values()):
-            raise WalkthroughDataError(f"walkthrough.yaml: calls.{kind}: expected create/update/delete lists")
-        calls[kind] = {action: tuple(_line(raw, f"calls.{kind}.{action}[{i}]") for i, raw in enumerate(lines))
-                       for action, lines in by_action.items()}
-    return Script(steps, calls)
+    return Script(steps)
 
 
 @functools.lru_cache(maxsize=4)
@@ -160,41 +150,6 @@ def resource_values(path: str) -> dict[str, str]:
     return {"path": path, "part": part, "parent": parent or "/"}
 
 
-def _function_by(cfg: Config, *, name: str | None = None, route: tuple[str, str] | None = None) -> str | None:
-    for base, fn in cfg.lambda_.functions.items():
-        if cfg.function_name(base) == name or (fn.method, fn.path) == route:
-            return base
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def change_values(ctx: Context, change: Change) -> dict[str, str]:
-    """What a change's call lines may name, beyond the config values."""
-    cfg = ctx.config
-    values = {"name": change.name, "kind": change.kind,
-              "new_values": ", ".join(f"{k}={_short(new)}" for k, (_, new) in change.diffs.items() if k not in NOT_ARGUMENTS)}
-    base = None
-    if change.kind == "function":
-        base = _function_by(cfg, name=change.name)
-    elif change.kind in ("method", PREFLIGHT):
-        method, _, path = change.name.partition(" ")
-        base = _function_by(cfg, route=(method, path))
-        values.update(method=method, path=path, function_name=f"<no function for {change.name}>")
-    elif change.kind == "permission":
-        base = _function_by(cfg, name=change.name.rpartition("-> ")[2])
-    elif change.kind == "resource":
-        values.update(resource_values(change.name))
-    elif change.kind == "managed policy":
-        values["policy_arn"] = managed_policy_arn(ctx, change.name)
-    if base is not None:
-        values.update(function_values(cfg, base))
-    return values
-
-
 # -- rendering -----------------------------------------------------------------------------------------
 
 
@@ -235,17 +190,3 @@ def console_lines(script: Script, number: str, ctx: Context, invoke_url: str | N
             items = [{}]
         lines += [render(line.text, {**base_values, **item}, where) for item in items]
     return lines
-
-
-def call_lines(script: Script, change: Change, ctx: Context) -> list[str]:
-    """The boto3 calls one planned change stands for; none for an unchanged or left-alone resource."""
-    action = ACTIONS.get(change.action)
-    if action is None:
-        return []
-    templates = script.calls.get(change.kind, {}).get(action)
-    if templates is None:
-        raise WalkthroughDataError(f"walkthrough.yaml: calls.{change.kind}.{action}: missing (the plan has '{change.describe()}')")
-    values = {**config_values(ctx), **change_values(ctx, change)}
-    return [render(line.text, values, f"calls.{change.kind}.{action}[{i}]")
-            for i, line in enumerate(templates)
-            if not line.when_diff or set(line.when_diff) & set(change.diffs)]

@@ -11,7 +11,8 @@ import json
 
 import botocore.exceptions
 
-from crudstack.aws import error_code, is_transient
+from crudstack.aws import error_code
+from crudstack.calls import Call, FindOrCreate, Once, Ref, resolve
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import is_ours, not_ours, tag_changes
@@ -105,15 +106,16 @@ def apigateway_arn(ctx: Context, path: str) -> str:
     return ctx.arn("apigateway", path, account=False)
 
 
-def set_tags(ctx: Context, path: str, tags: dict[str, str]) -> None:
-    apigw = ctx.aws.client("apigateway")
-    ctx.aws.call(apigw.tag_resource, resourceArn=apigateway_arn(ctx, path), tags=tags)
+def tag_calls(ctx: Context, path: str, tags: dict[str, str]) -> list:
+    """`path` may hold `{}` for the API id, known only once the API exists."""
+    return [Call("apigateway", "tag_resource", {"resourceArn": Ref("api_id", apigateway_arn(ctx, path)), "tags": tags})]
 
 
-def find_apis(ctx: Context) -> list[dict]:
+def find_apis(ctx: Context, aws=None) -> list[dict]:
     """Every REST API with our name, oldest first."""
-    apigw = ctx.aws.client("apigateway")
-    apis = [a for a in ctx.aws.paginate(apigw, "get_rest_apis", "items") if a["name"] == ctx.config.api_name]
+    aws = aws or ctx.aws
+    apigw = aws.client("apigateway")
+    apis = [a for a in aws.paginate(apigw, "get_rest_apis", "items") if a["name"] == ctx.config.api_name]
     return sorted(apis, key=lambda a: (a.get("createdDate") or 0, a["id"]))
 
 
@@ -130,32 +132,34 @@ def find_our_api(ctx: Context, step: str) -> tuple[dict | None, list[dict]]:
     return (ours[0] if ours else None), ours[1:]
 
 
-def delete_once(ctx: Context, delete, get, **ids) -> None:
-    """Delete; gone already counts as done, and a retry after a lost answer looks before deleting again."""
+def delete_once(operation: str, get: str, **ids) -> Once:
+    """Delete; gone already counts as done, and a retry after a lost answer looks before deleting again
+    (moto answers a second delete_rest_api of the same id with 500)."""
 
-    def gone() -> bool:
+    def gone(run) -> bool:
         try:
-            get(**ids)
+            getattr(run.aws.client("apigateway"), get)(**resolve(ids, run.variables))
             return False
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in NOT_FOUND:
                 return True
             raise
 
-    def act() -> None:
-        try:
-            delete(**ids)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) not in NOT_FOUND:
-                raise
-
-    ctx.aws.once(act, done=gone)
+    return Once(Call("apigateway", operation, dict(ids), ok=NOT_FOUND), done=gone, checks=f"apigateway.{get}(...) answers NotFound")
 
 
-def delete_api(ctx: Context, api_id: str) -> None:
+def delete_api(api_id: str) -> Once:
     """Deleting the API deletes its resources, methods, deployments and stages with it."""
-    apigw = ctx.aws.client("apigateway")
-    delete_once(ctx, apigw.delete_rest_api, apigw.get_rest_api, restApiId=api_id)
+    return delete_once("delete_rest_api", "get_rest_api", restApiId=api_id)
+
+
+def listed(run, path: str) -> dict | None:
+    apigw = run.aws.client("apigateway")
+    return next((r for r in apigw.get_resources(restApiId=run.variables["api_id"], limit=500)["items"] if r["path"] == path), None)
+
+
+def resource_id(path: str) -> Ref:
+    return Ref(f"resource:{path}")
 
 
 class ApiStep:
@@ -172,28 +176,29 @@ class ApiStep:
         existing: dict[str, dict] = {}
         if api is None:
             ctx.api_id = None
-            changes.append(Change("REST API", cfg.api_name, Action.CREATE, apply=lambda: self._create_api(ctx)))
+            changes.append(self._route_change("REST API", cfg.api_name, Action.CREATE, [self._create_api(ctx)], provides=("api",)))
         else:
-            ctx.api_id = api["id"]
+            ctx.api_id = ctx.variables["api_id"] = api["id"]
             # The root resource comes with the API, and GetRestApis names it (get_resources may lag behind).
-            ctx.resource_ids["/"] = api["rootResourceId"]
+            ctx.resource_ids["/"] = ctx.variables["resource:/"] = api["rootResourceId"]
             changes += tag_changes(ctx, "REST API", cfg.api_name, api.get("tags") or {},
-                                   lambda missing: set_tags(ctx, f"/restapis/{ctx.api_id}", missing))
+                                   lambda missing: tag_calls(ctx, "/restapis/{}", missing))
             for extra in extras:  # a copy left by a create whose answer was lost: ours, so remove it
                 changes.append(Change("REST API", f"{cfg.api_name} ({extra['id']})", Action.DELETE, note="duplicate copy",
-                                      apply=lambda i=extra["id"]: delete_api(ctx, i)))
+                                      calls=[delete_api(extra["id"])]))
             for resource in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
                 if resource["path"] in existing:  # duplicate resource (moto accepts them): drop the newer one
-                    changes.append(Change("resource", resource["path"], Action.DELETE, note="duplicate",
-                                          apply=lambda r=resource["id"]: delete_once(ctx, apigw.delete_resource, apigw.get_resource,
-                                                                                     restApiId=ctx.api_id, resourceId=r)))
+                    changes.append(self._route_change("resource", resource["path"], Action.DELETE, [
+                        delete_once("delete_resource", "get_resource", restApiId=api["id"], resourceId=resource["id"])], note="duplicate"))
                     continue
                 existing[resource["path"]] = resource
-                ctx.resource_ids[resource["path"]] = resource["id"]
+                ctx.resource_ids[resource["path"]] = ctx.variables[f"resource:{resource['path']}"] = resource["id"]
 
         for path in wanted_paths(ctx):
             if path != "/" and path not in existing:
-                changes.append(Change("resource", path, Action.CREATE, apply=lambda p=path: self._create_resource(ctx, p)))
+                parent = path.rpartition("/")[0] or "/"
+                changes.append(self._route_change("resource", path, Action.CREATE, [self._create_resource(path)],
+                                                  after=(f"resource:{parent}",), provides=(f"resource:{path}",)))
 
         routes = {(fn.method, fn.path): base for base, fn in cfg.lambda_.functions.items()}
         for (method, path), base in sorted(routes.items(), key=lambda r: (r[0][1], r[0][0])):
@@ -205,39 +210,46 @@ class ApiStep:
         for path, resource in sorted(existing.items()):
             for method in sorted(resource.get("resourceMethods") or {}):
                 if (method, path) not in routes and not (method == "OPTIONS" and path in preflights):
-                    changes.append(Change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE,
-                                          apply=lambda m=method, p=path: ctx.aws.delete(apigw.delete_method, not_found=NOT_FOUND,
-                                                                                        restApiId=ctx.api_id, resourceId=ctx.resource_ids[p], httpMethod=m)))
-        if api is not None:
-            changes.extend(self._plan_permissions(ctx, routes))
-        else:
-            # replace=None: look first, as a function kept from an earlier API may still hold our statement.
-            for (method, path), base in sorted(routes.items()):
-                changes.append(Change("permission", f"apigateway -> {cfg.function_name(base)}", Action.CREATE,
-                                      apply=lambda m=method, p=path, b=base: self._set_permission(ctx, b, m, p, replace=None)))
+                    changes.append(self._route_change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE, [
+                        Call("apigateway", "delete_method", {"restApiId": ctx.api_id, "resourceId": resource["id"], "httpMethod": method},
+                             ok=NOT_FOUND)]))
+        changes.extend(self._plan_permissions(ctx, routes))
         if api is not None and not any(c.action.mutates for c in changes):
             return changes + [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
         return changes
 
+    def _route_change(self, kind: str, name: str, action: Action, calls: list, *, diffs: dict | None = None, note: str = "",
+                      after: tuple[str, ...] = (), provides: tuple[str, ...] = ()) -> Change:
+        """A change to what the API serves: step 5 deploys once all of them are done."""
+        return Change(kind, name, action, diffs or {}, calls=calls, note=note, after=("api", *after), provides=("routes", *provides))
+
     def _plan_method(self, ctx: Context, method: str, path: str, base: str, current: dict | None) -> list[Change]:
         uri = integration_uri(ctx, ctx.function_arns[base])
         label = f"{method} {path}"
+        where = {"restApiId": Ref("api_id"), "resourceId": resource_id(path), "httpMethod": method}
+        integration = Call("apigateway", "put_integration", {**where, "type": "AWS_PROXY", "integrationHttpMethod": "POST", "uri": uri})
         if current is None:
-            return [Change("method", label, Action.CREATE, apply=lambda: self._put_method(ctx, method, path, uri))]
-        integration = current.get("methodIntegration") or {}
+            # "Method already exists": made by our own call whose answer was lost.
+            return [self._route_change("method", label, Action.CREATE, [
+                Call("apigateway", "put_method", {**where, "authorizationType": "NONE"}, ok=("ConflictException",)), integration],
+                after=(f"resource:{path}",))]
         wanted = {"type": "AWS_PROXY", "httpMethod": "POST", "uri": uri}
-        got = {k: integration.get(k) for k in wanted}
+        got = {k: (current.get("methodIntegration") or {}).get(k) for k in wanted}
+        calls = []
         if current.get("authorizationType") != "NONE":
             got["authorization"], wanted["authorization"] = current.get("authorizationType"), "NONE"
+            calls.append(Call("apigateway", "update_method", {**where, "patchOperations": [
+                {"op": "replace", "path": "/authorizationType", "value": "NONE"}]}))
         if got != wanted:
+            # Lambda proxy integrations are always called with POST, whatever the client's method.
             diffs = {k: (got.get(k), wanted[k]) for k in wanted if got.get(k) != wanted[k]}
-            return [Change("method", label, Action.UPDATE, diffs, apply=lambda: self._put_method(ctx, method, path, uri, replace=True))]
+            return [self._route_change("method", label, Action.UPDATE, calls + [integration], diffs=diffs)]
         return []
 
     def _plan_preflight(self, ctx: Context, path: str, headers: dict[str, str], current: dict | None) -> list[Change]:
         label = f"OPTIONS {path}"
         if current is None:
-            return [Change(PREFLIGHT, label, Action.CREATE, apply=lambda: self._put_preflight(ctx, path, headers))]
+            return [self._route_change(PREFLIGHT, label, Action.CREATE, self._preflight_calls(path, headers), after=(f"resource:{path}",))]
         got, wanted = preflight_shape(current), wanted_preflight_shape(headers)
         if got == wanted:
             return []
@@ -247,154 +259,104 @@ class ApiStep:
             for key in sorted(set(old) | set(new)):
                 if old.get(key) != new.get(key):
                     diffs[key.removeprefix("method.response.header.")] = (old.get(key), new.get(key))
-        return [Change(PREFLIGHT, label, Action.UPDATE, diffs, apply=lambda: self._put_preflight(ctx, path, headers, replace=True))]
+        return [self._route_change(PREFLIGHT, label, Action.UPDATE, self._preflight_calls(path, headers, replace=True), diffs=diffs)]
 
-    def _plan_permissions(self, ctx: Context, routes: dict) -> list[Change]:
-        changes = []
-        for (method, path), base in sorted(routes.items()):
-            name = ctx.config.function_name(base)
-            wanted = source_arn(ctx, ctx.api_id, method, path)
-            mine = self._statements(ctx, name)
-            current = mine[0].get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") if mine else None
-            if current == wanted and len(mine) == 1:
-                continue
-            action = Action.CREATE if not mine else Action.UPDATE
-            changes.append(Change("permission", f"apigateway -> {name}", action,
-                                  {"source_arn": (current, wanted)} if mine else {},
-                                  apply=lambda m=method, p=path, b=base, r=bool(mine): self._set_permission(ctx, b, m, p, replace=r)))
-        return changes
-
-    # -- apply -------------------------------------------------------------------------------
-    def _create_api(self, ctx: Context) -> None:
-        apigw = ctx.aws.client("apigateway")
-        cfg = ctx.config
-
-        def find_or_create():
-            api, _ = find_our_api(ctx, f"Step {self.number} {self.title}")
-            if api is None:
-                # Tags only stick when given at creation (and they are how we find it again).
-                api = apigw.create_rest_api(
-                    name=cfg.api_name,
-                    description=f"Items CRUD API of stack {cfg.stack} (managed by crudstack)",
-                    endpointConfiguration={"types": ["REGIONAL"]},
-                    tags=cfg.all_tags,
-                )
-            return api
-
-        api = ctx.aws.retry_unit(find_or_create)
-        ctx.api_id = api["id"]
-        # The root resource "/" comes with the API, and CreateRestApi (like GetRestApis) names it: get_resources
-        # may not list a brand-new API's resources yet.
-        ctx.resource_ids = {"/": api["rootResourceId"]}
-
-    def _create_resource(self, ctx: Context, path: str) -> None:
-        apigw = ctx.aws.client("apigateway")
-        parent, _, part = path.rpartition("/")
-
-        def find_or_create():
-            found = self._listed(ctx, path)
-            if found is not None:
-                return found
-            try:
-                return apigw.create_resource(restApiId=ctx.api_id, parentId=ctx.resource_ids[parent or "/"], pathPart=part)
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != "ConflictException" or is_transient(exc):
-                    raise
-                # AWS refuses a second resource with this path: ours, made by a run cut off or a lost
-                # answer, that get_resources does not list yet. Take it once it shows.
-                return self._wait_listed(ctx, path)
-
-        created = ctx.aws.retry_unit(find_or_create)
-        ctx.resource_ids[path] = created["id"]
-        # get_resources may not list a new resource for a while; step 5 fingerprints what it
-        # lists, so the step ends only once every new resource shows.
-        ctx.settle.append(lambda: self._wait_listed(ctx, path))
-
-    def _listed(self, ctx: Context, path: str) -> dict | None:
-        apigw = ctx.aws.client("apigateway")
-        return next((r for r in apigw.get_resources(restApiId=ctx.api_id, limit=500)["items"] if r["path"] == path), None)
-
-    def _wait_listed(self, ctx: Context, path: str) -> dict:
-        return ctx.aws.wait_until(lambda: ctx.aws.call(self._listed, ctx=ctx, path=path),
-                                  what=f"resource {path} to be listed by API Gateway")
-
-    def _put_method(self, ctx: Context, method: str, path: str, uri: str, replace: bool = False) -> None:
-        apigw = ctx.aws.client("apigateway")
-        resource_id = ctx.resource_ids[path]
-        existing = ctx.aws.find(apigw.get_method, not_found=NOT_FOUND, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method)
-        if existing is None:
-            try:
-                ctx.aws.call(apigw.put_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method, authorizationType="NONE")
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != "ConflictException" or is_transient(exc):  # "Method already exists": made by our own call whose answer was lost
-                    raise
-        elif existing.get("authorizationType") != "NONE":
-            ctx.aws.call(apigw.update_method, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
-                         patchOperations=[{"op": "replace", "path": "/authorizationType", "value": "NONE"}])
-        # Lambda proxy integrations are always called with POST, whatever the client's method.
-        ctx.aws.call(apigw.put_integration, restApiId=ctx.api_id, resourceId=resource_id, httpMethod=method,
-                     type="AWS_PROXY", integrationHttpMethod="POST", uri=uri)
-
-    def _put_preflight(self, ctx: Context, path: str, headers: dict[str, str], replace: bool = False) -> None:
+    def _preflight_calls(self, path: str, headers: dict[str, str], replace: bool = False) -> list:
         """OPTIONS with a MOCK integration, as the console's "Enable CORS" makes it: the method, its
         integration (request template {"statusCode": 200}), a 200 method response declaring the
         headers, and the integration response giving them their static values."""
-        from crudstack.aws import error_code
-
-        apigw = ctx.aws.client("apigateway")
-        where = {"restApiId": ctx.api_id, "resourceId": ctx.resource_ids[path], "httpMethod": "OPTIONS"}
+        where = {"restApiId": Ref("api_id"), "resourceId": resource_id(path), "httpMethod": "OPTIONS"}
+        conflict = ("ConflictException",)   # already made by our own call whose answer was lost
+        calls = []
         if replace:
             # Deleting the method takes its integration and both responses with it: what is put back
             # below is then exactly what we want, whatever was there (a half-made one, a console edit).
-            ctx.aws.delete(apigw.delete_method, not_found=NOT_FOUND, **where)
+            calls.append(Call("apigateway", "delete_method", dict(where), ok=NOT_FOUND))
+        return calls + [
+            Call("apigateway", "put_method", {**where, "authorizationType": "NONE"}, ok=conflict),
+            Call("apigateway", "put_integration", {**where, "type": "MOCK", "requestTemplates": MOCK_REQUEST_TEMPLATES}),
+            Call("apigateway", "put_method_response", {**where, "statusCode": "200", "responseModels": {"application/json": "Empty"},
+                                                       "responseParameters": {f"method.response.header.{name}": False for name in headers}},
+                 ok=conflict),
+            Call("apigateway", "put_integration_response", {
+                **where, "statusCode": "200", "responseTemplates": {"application/json": ""},
+                "responseParameters": {f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()}}, ok=conflict),
+        ]
 
-        def put(operation, **kwargs):
-            try:
-                ctx.aws.call(operation, **where, **kwargs)
-            except Exception as exc:
-                if error_code(exc) != "ConflictException":  # already made by our own call whose answer was lost
-                    raise
+    def _plan_permissions(self, ctx: Context, routes: dict) -> list[Change]:
+        items = sorted(routes.items())
+        # The statements already there: a function kept from an earlier API (a teardown cut off after step 4)
+        # still holds our statement id, scoped to that API, and must lose it first.
+        mine = ctx.fan(lambda item: self._statements(ctx, ctx.config.function_name(item[1])), items)
+        changes = []
+        for ((method, path), base), statements in zip(items, mine):
+            name = ctx.config.function_name(base)
+            current = statements[0].get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") if statements else None
+            if ctx.api_id is not None and current == source_arn(ctx, ctx.api_id, method, path) and len(statements) == 1:
+                continue
+            wanted = Ref("api_id", source_arn(ctx, "{}", method, path))
+            action = Action.CREATE if not statements else Action.UPDATE
+            changes.append(Change("permission", f"apigateway -> {name}", action,
+                                  {"source_arn": (current, source_arn(ctx, ctx.api_id or "<new API>", method, path))} if statements else {},
+                                  calls=self._permission_calls(ctx, name, wanted, replace=bool(statements)),
+                                  after=("api", f"function:{name}")))
+        return changes
 
-        put(apigw.put_method, authorizationType="NONE")
-        ctx.aws.call(apigw.put_integration, **where, type="MOCK", requestTemplates=MOCK_REQUEST_TEMPLATES)
-        put(apigw.put_method_response, statusCode="200", responseModels={"application/json": "Empty"},
-            responseParameters={f"method.response.header.{name}": False for name in headers})
-        put(apigw.put_integration_response, statusCode="200", responseTemplates={"application/json": ""},
-            responseParameters={f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()})
-
-    def _set_permission(self, ctx: Context, base: str, method: str, path: str, replace: bool | None) -> None:
-        lam = ctx.aws.client("lambda")
-        name = ctx.config.function_name(base)
-        wanted = source_arn(ctx, ctx.api_id, method, path)
-        if replace is None:
-            # A function kept from an earlier API (e.g. a teardown cut off after step 4) still holds our
-            # statement id, scoped to that API: add_permission alone would fail on it (AWS; the error is
-            # taken for our own lost call) or add a second statement (moto), and the new API could not invoke.
-            replace = bool(self._statements(ctx, name))
+    def _permission_calls(self, ctx: Context, name: str, wanted: Ref, replace: bool) -> list:
+        calls = []
         if replace:
-            ctx.aws.delete(lam.remove_permission, not_found=("ResourceNotFoundException",), FunctionName=name, StatementId=permission_id(ctx))
+            calls.append(Call("lambda", "remove_permission", {"FunctionName": name, "StatementId": permission_id(ctx)},
+                              ok=("ResourceNotFoundException",)))
 
-        def add():
-            try:
-                # The service principal is apigateway.amazonaws.com in aws-cn and aws-us-gov too: only ARNs
-                # and endpoints change with the partition (see TRUST_POLICY in crudstack/steps/role.py).
-                lam.add_permission(FunctionName=name, StatementId=permission_id(ctx), Action="lambda:InvokeFunction",
-                                   Principal="apigateway.amazonaws.com", SourceArn=wanted)
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != "ResourceConflictException" or is_transient(exc):  # same statement id: made by our lost call
-                    raise
+        def added(run) -> bool:
+            arn = resolve(wanted, run.variables)
+            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name, run.aws)] == [arn]
 
-        def added() -> bool:
-            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [wanted]
+        # AWS refuses a second add_permission with the same statement id, and moto keeps both: a retry after a
+        # lost answer looks first; the same statement id answering ResourceConflictException is our own lost call.
+        calls.append(Once(Call("lambda", "add_permission", {
+            "FunctionName": name, "StatementId": permission_id(ctx), "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com", "SourceArn": wanted}, ok=("ResourceConflictException",)),
+            done=added, checks=f"lambda.get_policy(FunctionName={name!r}) holds that statement"))
+        return calls
 
-        ctx.aws.once(add, done=added)
-
-    def _statements(self, ctx: Context, name: str) -> list[dict]:
+    def _statements(self, ctx: Context, name: str, aws=None) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
-        lam = ctx.aws.client("lambda")
-        found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+        aws = aws or ctx.aws
+        lam = aws.client("lambda")
+        found = aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
         statements = json.loads(found["Policy"])["Statement"] if found else []
         return [s for s in statements if s.get("Sid") == permission_id(ctx)]
+
+    # -- records -------------------------------------------------------------------------------
+    def _create_api(self, ctx: Context) -> FindOrCreate:
+        cfg = ctx.config
+        step = f"Step {self.number} {self.title}"
+
+        def find(run) -> dict | None:
+            return find_our_api(ctx, step)[0]
+
+        # Tags only stick when given at creation in moto (and they are how we find it again). The root
+        # resource "/" comes with the API, and CreateRestApi names it: get_resources may not list it yet.
+        return FindOrCreate(find, Call("apigateway", "create_rest_api", {
+            "name": cfg.api_name, "description": f"Items CRUD API of stack {cfg.stack} (managed by crudstack)",
+            "endpointConfiguration": {"types": ["REGIONAL"]}, "tags": cfg.all_tags}),
+            finds=f"apigateway.get_rest_apis()  name {cfg.api_name!r}, tagged as ours",
+            save={"api_id": lambda api: api["id"], "resource:/": lambda api: api["rootResourceId"]})
+
+    def _create_resource(self, path: str) -> FindOrCreate:
+        parent, _, part = path.rpartition("/")
+
+        def conflict(run) -> dict:
+            # AWS refuses a second resource with this path: ours, made by a run cut off or a lost answer,
+            # that get_resources does not list yet. Take it once it shows.
+            return run.aws.wait_until(lambda: run.aws.call(listed, run=run, path=path),
+                                      what=f"resource {path} to be listed by API Gateway")
+
+        return FindOrCreate(lambda run: listed(run, path), Call("apigateway", "create_resource", {
+            "restApiId": Ref("api_id"), "parentId": resource_id(parent or "/"), "pathPart": part}),
+            finds=f"apigateway.get_resources(restApiId=<api_id>)  path {path!r}",
+            save={f"resource:{path}": lambda resource: resource["id"]}, conflict=conflict)
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
@@ -403,5 +365,5 @@ class ApiStep:
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, apply=lambda i=api["id"]: delete_api(ctx, i)))
+            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, calls=[delete_api(api["id"])]))
         return changes

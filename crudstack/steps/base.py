@@ -52,12 +52,13 @@ def not_ours(kind: str, name: str) -> Change:
     return Change(kind, name, Action.SKIP, note="same name but not tagged as ours: left alone")
 
 
-def tag_changes(ctx: Context, kind: str, name: str, have: dict[str, str], put: Callable[[dict[str, str]], object]) -> list[Change]:
+def tag_changes(ctx: Context, kind: str, name: str, have: dict[str, str], calls: Callable[[dict[str, str]], list],
+                after: tuple[str, ...] = ()) -> list[Change]:
     """Tags config.yaml asks for that an existing resource of ours lacks or holds with another value: set them.
 
     A key on the resource that config.yaml does not name is left alone, and the plan says so: nothing tells a
     tag removed from config.yaml from one that someone else (a cost-allocation script, the console) added.
-    `put` receives the tags to set, as a dict."""
+    `calls` makes the records that set the tags it is given."""
     wanted = ctx.config.all_tags
     missing = {k: v for k, v in sorted(wanted.items()) if have.get(k) != v}
     extra = sorted(k for k in have if k not in wanted and not k.startswith("aws:"))
@@ -65,7 +66,7 @@ def tag_changes(ctx: Context, kind: str, name: str, have: dict[str, str], put: C
             "someone else's; remove it by hand if it was ours") if extra else ""
     if missing:
         return [Change(f"{kind} tags", name, Action.UPDATE, {f"tag {k}": (have.get(k), v) for k, v in missing.items()},
-                       note=note, apply=lambda: put(missing))]
+                       note=note, calls=calls(missing), after=after)]
     if note:
         return [Change(f"{kind} tags", name, Action.UNCHANGED, note=note)]
     return []

@@ -11,7 +11,8 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import PREFLIGHT, preflight_shape, set_tags
+from crudstack.calls import Call, FindOrCreate, Poll, Ref
+from crudstack.steps.api import PREFLIGHT, preflight_shape, tag_calls, wanted_paths
 from crudstack.steps.base import tag_changes
 
 NOT_FOUND = ("NotFoundException",)
@@ -19,10 +20,9 @@ FINGERPRINT_PREFIX = "crudstack fingerprint "
 ROUTE_KINDS = ("resource", "method", PREFLIGHT)  # the changes of step 4 that alter the deployed snapshot
 
 
-def api_fingerprint(ctx: Context) -> str:
-    apigw = ctx.aws.client("apigateway")
+def fingerprint_of(resources: list[dict]) -> str:
     shape = []
-    for resource in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=ctx.api_id, embed=["methods"]):
+    for resource in resources:
         for method, detail in sorted((resource.get("resourceMethods") or {}).items()):
             integration = detail.get("methodIntegration") or {}
             shape.append([resource["path"], method, detail.get("authorizationType"),
@@ -33,6 +33,11 @@ def api_fingerprint(ctx: Context) -> str:
     return hashlib.sha256(json.dumps(sorted(shape)).encode()).hexdigest()[:16]
 
 
+def api_fingerprint(ctx: Context, api_id: str, aws=None) -> str:
+    aws = aws or ctx.aws
+    return fingerprint_of(aws.paginate(aws.client("apigateway"), "get_resources", "items", restApiId=api_id, embed=["methods"]))
+
+
 class DeployStep:
     number = "5"
     title = "Deploy to stage"
@@ -40,66 +45,76 @@ class DeployStep:
 
     def plan(self, ctx: Context) -> list[Change]:
         stage = ctx.config.api.stage
-        label = f"{ctx.config.api_name}/{stage}"
-        if ctx.api_id is None:  # dry run before the API exists
-            return [Change("deployment", label, Action.CREATE), Change("stage", stage, Action.CREATE)]
+        if ctx.api_id is None:  # the API is about to be made
+            return [self._deploy(ctx, {}), self._create_stage(ctx)]
         apigw = ctx.aws.client("apigateway")
-        fingerprint = api_fingerprint(ctx)
-        current = ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage)
+        fingerprint, current = ctx.fan(lambda read: read(), [
+            lambda: api_fingerprint(ctx, ctx.api_id),
+            lambda: ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage)])
         live = None
         if current:
             deployment = ctx.aws.find(apigw.get_deployment, not_found=NOT_FOUND, restApiId=ctx.api_id, deploymentId=current["deploymentId"])
             live = (deployment or {}).get("description", "").removeprefix(FINGERPRINT_PREFIX) or None
-            ctx.deployment_id = current["deploymentId"]
-        if live == fingerprint and any(c.kind in ROUTE_KINDS for c in ctx.pending):
-            # Dry run: step 4's route changes are planned, not made, so the fingerprint read above
-            # cannot show them yet; once they are made it will differ, and this step deploys.
+            ctx.deployment_id = ctx.variables["deployment_id"] = current["deploymentId"]
+        if live == fingerprint and any(c.kind in ROUTE_KINDS and c.action.mutates for c in ctx.pending):
+            # Step 4's route changes are planned, not made: the fingerprint read above cannot show them yet;
+            # once they are made it will differ, and this step deploys.
             fingerprint = "changed by step 4"
         changes = []
         if live != fingerprint:
-            changes.append(Change("deployment", label, Action.CREATE, {"routes": (live or "none", fingerprint)} if current else {},
-                                  apply=lambda: self._deploy(ctx, fingerprint)))
+            changes.append(self._deploy(ctx, {"routes": (live or "none", fingerprint)} if current else {}))
         if current is None:
-            changes.append(Change("stage", stage, Action.CREATE, apply=lambda: self._create_stage(ctx)))
+            changes.append(self._create_stage(ctx))
         elif live != fingerprint:
+            point = self._point_stage(ctx)
+            # Step 4 may only put back what the live deployment still has (a method deleted by hand): then the
+            # deployment found is the live one, and the stage already serves it.
+            point.unless = ("the stage already serves that deployment",
+                            lambda run, live_id=current["deploymentId"]: run.variables.get("deployment_id") == live_id)
             changes.append(Change("stage", stage, Action.UPDATE, {"deployment": (current["deploymentId"], "new")},
-                                  apply=lambda: self._point_stage(ctx)))
+                                  calls=[point], after=("deployment",), provides=("stage",)))
         if current is not None:
             changes += tag_changes(ctx, "stage", stage, current.get("tags") or {},
-                                   lambda missing: set_tags(ctx, f"/restapis/{ctx.api_id}/stages/{stage}", missing))
+                                   lambda missing: tag_calls(ctx, f"/restapis/{{}}/stages/{stage}", missing), after=("stage",))
         if changes and not any(c.action.mutates for c in changes):
             changes.append(Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}"))
         return changes or [Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}")]
 
-    def _deploy(self, ctx: Context, fingerprint: str) -> None:
-        apigw = ctx.aws.client("apigateway")
-        description = FINGERPRINT_PREFIX + fingerprint
+    def _deploy(self, ctx: Context, diffs: dict) -> Change:
+        """A deployment of what step 4 left: its fingerprint, read once every route change is done, is its
+        description, so a run cut off before it moved the stage finds and reuses it."""
+        wanted = {path for path in wanted_paths(ctx)}
 
-        def find_or_create():
-            # A deployment made by a run that was cut off before it moved the stage is reused.
-            for deployment in apigw.get_deployments(restApiId=ctx.api_id, limit=500)["items"]:
-                if deployment.get("description") == description:
-                    return deployment
-            return apigw.create_deployment(restApiId=ctx.api_id, description=description)
+        def all_listed(resources: dict | None) -> bool:
+            # get_resources may not list a new resource for a while: the snapshot must hold every route.
+            return wanted <= {r["path"] for r in (resources or {}).get("items", [])}
 
-        ctx.deployment_id = ctx.aws.retry_unit(find_or_create)["id"]
+        def find(run) -> dict | None:
+            apigw = run.aws.client("apigateway")
+            description = run.variables["deployment_description"]
+            return next((d for d in apigw.get_deployments(restApiId=run.variables["api_id"], limit=500)["items"]
+                         if d.get("description") == description), None)
 
-    def _create_stage(self, ctx: Context) -> None:
-        apigw = ctx.aws.client("apigateway")
-        try:
-            ctx.aws.call(apigw.create_stage, restApiId=ctx.api_id, stageName=ctx.config.api.stage,
-                         deploymentId=ctx.deployment_id, tags=ctx.config.all_tags)
-        except Exception as exc:
-            from crudstack.aws import error_code
+        read = Poll(Call("apigateway", "get_resources", {"restApiId": Ref("api_id"), "limit": 500, "embed": ["methods"]},
+                         save={"deployment_description": lambda answer: FINGERPRINT_PREFIX + fingerprint_of(answer["items"])}),
+                    all_listed, "every resource of the API to be listed by API Gateway")
+        create = FindOrCreate(find, Call("apigateway", "create_deployment", {
+            "restApiId": Ref("api_id"), "description": Ref("deployment_description")}),
+            finds="apigateway.get_deployments(restApiId=<api_id>)  with that description",
+            save={"deployment_id": lambda deployment: deployment["id"]})
+        return Change("deployment", f"{ctx.config.api_name}/{ctx.config.api.stage}", Action.CREATE, diffs, calls=[read, create],
+                      after=("api", "routes"), provides=("deployment",))
 
-            if error_code(exc) != "ConflictException":  # made by our own call whose answer was lost
-                raise
-            self._point_stage(ctx)
+    def _point_stage(self, ctx: Context) -> Call:
+        return Call("apigateway", "update_stage", {"restApiId": Ref("api_id"), "stageName": ctx.config.api.stage, "patchOperations": [
+            {"op": "replace", "path": "/deploymentId", "value": Ref("deployment_id")}]})
 
-    def _point_stage(self, ctx: Context) -> None:
-        apigw = ctx.aws.client("apigateway")
-        ctx.aws.call(apigw.update_stage, restApiId=ctx.api_id, stageName=ctx.config.api.stage,
-                     patchOperations=[{"op": "replace", "path": "/deploymentId", "value": ctx.deployment_id}])
+    def _create_stage(self, ctx: Context) -> Change:
+        # ConflictException: made by our own call whose answer was lost; point it at the new deployment.
+        create = Call("apigateway", "create_stage", {"restApiId": Ref("api_id"), "stageName": ctx.config.api.stage,
+                                                     "deploymentId": Ref("deployment_id"), "tags": ctx.config.all_tags},
+                      fallback=self._point_stage(ctx), fallback_on=("ConflictException",))
+        return Change("stage", ctx.config.api.stage, Action.CREATE, calls=[create], after=("deployment",), provides=("stage",))
 
     def plan_teardown(self, ctx: Context) -> list[Change]:
         return []  # the stage and its deployments go with the REST API (step 4's teardown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import botocore.exceptions
 
 from crudstack.aws import error_code
+from crudstack.calls import Call, Poll
 from crudstack.config import FunctionConfig
 from crudstack.errors import DeploymentError
 from crudstack.packaging import build_package
@@ -88,34 +89,40 @@ class FunctionsStep:
         return ctx.aws.find(lam.get_function, not_found=NOT_FOUND, FunctionName=name)
 
     def plan(self, ctx: Context) -> list[Change]:
-        changes: list[Change] = []
-        for base, fn in ctx.config.lambda_.functions.items():
-            changes.extend(self._plan_one(ctx, base, fn))
-        return changes + self._plan_removed(ctx)
+        items = list(ctx.config.lambda_.functions.items())
+        for base, _ in items:  # known before any is read: step 4 builds integration URIs from them
+            ctx.function_arns[base] = ctx.arn("lambda", f"function:{ctx.config.function_name(base)}")
+        planned = ctx.fan(lambda item: self._plan_one(ctx, *item), items)
+        return [change for changes in planned for change in changes] + self._plan_removed(ctx)
 
     def _plan_removed(self, ctx: Context) -> list[Change]:
         """Our functions that config.yaml no longer lists (a route removed): delete them, or no
         later run, teardown included, would ever find them again."""
         lam = ctx.aws.client("lambda")
         wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
+        names = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions")
+                 if f["FunctionName"].startswith(f"{ctx.config.stack}-") and f["FunctionName"] not in wanted]
         changes = []
-        for listed in ctx.aws.paginate(lam, "list_functions", "Functions"):
-            name = listed["FunctionName"]
-            if not name.startswith(f"{ctx.config.stack}-") or name in wanted:
-                continue
-            found = self._find(ctx, name)
+        for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
             if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's
-                changes.append(Change("function", name, Action.DELETE, note="no longer in config.yaml",
-                                      apply=lambda name=name: ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)))
+                changes.append(self._delete(name, note="no longer in config.yaml"))
         return changes
+
+    def _delete(self, name: str, note: str = "") -> Change:
+        # Its API Gateway permission goes with it.
+        return Change("function", name, Action.DELETE, note=note, provides=("functions", f"function:{name}"),
+                      calls=[Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND)])
+
+    def _change(self, name: str, action: Action, diffs: dict, calls: list, note: str = "") -> Change:
+        return Change("function", name, action, diffs, calls=calls, note=note, after=("role",),
+                      provides=("functions", f"function:{name}"))
 
     def _plan_one(self, ctx: Context, base: str, fn: FunctionConfig) -> list[Change]:
         name = ctx.config.function_name(base)
         package = build_package(ctx.config.code_dir, fn.module)
         found = self._find(ctx, name)
-        ctx.function_arns[base] = ctx.arn("lambda", f"function:{name}")
         if found is None:
-            return [Change("function", name, Action.CREATE, apply=lambda: self._create(ctx, base, fn, package))]
+            return [self._change(name, Action.CREATE, {}, self._create_calls(ctx, name, fn, package))]
         configuration = found["Configuration"]
         ctx.function_arns[base] = configuration["FunctionArn"]
         tags = function_tags(ctx, found)
@@ -124,9 +131,9 @@ class FunctionsStep:
         if state == "Failed":
             # "When function creation fails, Lambda sets the function state to failed, and you must delete and
             # recreate the function" (Lambda Developer Guide, "Lambda function states").
-            return [Change("function", name, Action.UPDATE, {"state": ("Failed", "deleted and created again")},
-                           note=configuration.get("StateReason") or "",
-                           apply=lambda: self._recreate(ctx, base, fn, package))]
+            return [self._change(name, Action.UPDATE, {"state": ("Failed", "deleted and created again")},
+                                 [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND),
+                                  *self._create_calls(ctx, name, fn, package)], note=configuration.get("StateReason") or "")]
         diffs = {}
         current, wanted = current_settings(configuration), desired_settings(ctx, fn)
         for key in wanted:
@@ -139,9 +146,8 @@ class FunctionsStep:
             # what config.yaml asks for is not there, so both are applied again, whatever the sha says.
             code_changed = settings_changed = True
             diffs = {"last update": ("Failed", "applied again"), **diffs}
-        lam = ctx.aws.client("lambda")
         changes = tag_changes(ctx, "function", name, tags,
-                              lambda missing: ctx.aws.call(lam.tag_resource, Resource=ctx.function_arns[base], Tags=missing))
+                              lambda missing: [Call("lambda", "tag_resource", {"Resource": ctx.function_arns[base], "Tags": missing})])
         unfinished = state not in SETTLED_STATES or last_update not in (None, "Successful", "Failed")
         if not diffs and not code_changed and not unfinished:
             return changes or [Change("function", name, Action.UNCHANGED)]
@@ -149,60 +155,33 @@ class FunctionsStep:
             diffs = {"code": (configuration.get("CodeSha256"), package.sha256), **diffs}
         if unfinished and not diffs:
             diffs = {"state": (f"{state}/{last_update}", "Active/Successful")}
-        return [Change("function", name, Action.UPDATE, diffs,
-                       apply=lambda: self._update(ctx, name, fn, package if code_changed else None, settings_changed))] + changes
-
-    def _create(self, ctx: Context, base: str, fn: FunctionConfig, package) -> None:
-        lam = ctx.aws.client("lambda")
-        name = ctx.config.function_name(base)
-        settings = desired_settings(ctx, fn)
-        try:
-            # The first create after a new role often fails with "cannot be assumed by Lambda"
-            # while IAM propagates: aws.call retries exactly that.
-            created = ctx.aws.call(
-                lam.create_function,
-                FunctionName=name,
-                Code={"ZipFile": package.zip_bytes},
-                Description=f"{fn.route} of the {ctx.config.stack} items API (managed by crudstack)",
-                Tags=ctx.config.all_tags,
-                Publish=False,
-                **settings,
-            )
-            ctx.function_arns[base] = created["FunctionArn"]
-        except Exception as exc:
-            from crudstack.aws import error_code
-
-            if error_code(exc) != "ResourceConflictException":  # our own earlier create, answer lost
-                raise
-        # A new function is Pending for a while: wait at the end of the step, all functions at once.
-        ctx.settle.append(lambda: self._wait_ready(ctx, name))
-
-    def _recreate(self, ctx: Context, base: str, fn: FunctionConfig, package) -> None:
-        lam = ctx.aws.client("lambda")
-        name = ctx.config.function_name(base)
-        ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)
-        self._create(ctx, base, fn, package)
-
-    def _update(self, ctx: Context, name: str, fn: FunctionConfig, package, settings_changed: bool) -> None:
-        lam = ctx.aws.client("lambda")
-        if package is not None or settings_changed:
-            # Lambda refuses an update while the last one still runs (ResourceConflictException).
-            self._wait_ready(ctx, name, before_update=True)
-        if package is not None:
-            ctx.aws.call(lam.update_function_code, FunctionName=name, ZipFile=package.zip_bytes)
+        calls = []
+        if unfinished and (code_changed or settings_changed):
+            calls.append(self._ready(name, before_update=True))   # Lambda refuses an update while the last one runs
+        if code_changed:
+            calls.append(Call("lambda", "update_function_code", {"FunctionName": name, "ZipFile": package.zip_bytes}))
         if settings_changed:
-            if package is not None:
-                self._wait_ready(ctx, name)
-            ctx.aws.call(lam.update_function_configuration, FunctionName=name, **desired_settings(ctx, fn))
-        ctx.settle.append(lambda: self._wait_ready(ctx, name))
+            if code_changed:
+                calls.append(self._ready(name))
+            calls.append(Call("lambda", "update_function_configuration", {"FunctionName": name, **desired_settings(ctx, fn)}))
+        calls.append(self._ready(name))
+        return [self._change(name, Action.UPDATE, diffs, calls)] + changes
 
-    def _wait_ready(self, ctx: Context, name: str, *, before_update: bool = False) -> None:
-        """Wait until Lambda takes the next update (before_update) or until our own update has landed.
-        A Failed last update is over, so the next update may go ahead; after our own update it is our failure."""
-        lam = ctx.aws.client("lambda")
+    def _create_calls(self, ctx: Context, name: str, fn: FunctionConfig, package) -> list:
+        # The first create after a new role often fails with "cannot be assumed by Lambda" while IAM
+        # propagates: the AWS door retries exactly that. A new function is Pending for a while.
+        create = Call("lambda", "create_function", {
+            "FunctionName": name, "Code": {"ZipFile": package.zip_bytes},
+            "Description": f"{fn.route} of the {ctx.config.stack} items API (managed by crudstack)",
+            "Tags": ctx.config.all_tags, "Publish": False, **desired_settings(ctx, fn)},
+            ok=("ResourceConflictException",))   # our own earlier create, its answer lost
+        return [create, self._ready(name)]
 
-        def ready():
-            configuration = ctx.aws.call(lam.get_function_configuration, FunctionName=name)
+    def _ready(self, name: str, *, before_update: bool = False) -> Poll:
+        """Until Lambda takes the next update (before_update) or our own create or update has landed.
+        A Failed last update is over, so the next update may go ahead; after our own it is our failure."""
+
+        def settled(configuration: dict) -> bool:
             last_update = configuration.get("LastUpdateStatus")
             if before_update and last_update == "Failed" and configuration.get("State") in SETTLED_STATES:
                 return True
@@ -214,21 +193,18 @@ class FunctionsStep:
                 )
             return configuration.get("State") in SETTLED_STATES and last_update in (None, "Successful")
 
-        ctx.aws.wait_until(ready, what=f"function {name} to be Active")
+        return Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), settled,
+                    f"function {name} to be {'ready for an update' if before_update else 'Active'}")
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
+        names = [ctx.config.function_name(base) for base in ctx.config.lambda_.functions]
         changes = []
-        lam = ctx.aws.client("lambda")
-        for base in ctx.config.lambda_.functions:
-            name = ctx.config.function_name(base)
-            found = self._find(ctx, name)
+        for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
             if found is None:
                 continue
             if not is_ours(function_tags(ctx, found), ctx.config):
                 changes.append(not_ours("function", name))
                 continue
-            # Its API Gateway permission goes with it.
-            changes.append(Change("function", name, Action.DELETE,
-                                  apply=lambda name=name: ctx.aws.delete(lam.delete_function, not_found=NOT_FOUND, FunctionName=name)))
+            changes.append(self._delete(name))
         return changes + self._plan_removed(ctx)

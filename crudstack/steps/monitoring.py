@@ -6,6 +6,7 @@ curl commands for it at the end.)
 
 from __future__ import annotations
 
+from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
 
@@ -68,51 +69,43 @@ class MonitoringStep:
         groups = ctx.aws.paginate(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=f"/aws/lambda/{ctx.config.stack}-")
         return {g["logGroupName"]: g for g in groups}
 
-    def _plan_logs(self, ctx: Context) -> list[Change]:
+    def _log_group_tags(self, ctx: Context, name: str) -> dict[str, str]:
         logs = ctx.aws.client("logs")
-        retention = ctx.config.monitoring.log_retention_days
+        return ctx.aws.call(logs.list_tags_log_group, logGroupName=name).get("tags", {})
+
+    def _plan_logs(self, ctx: Context) -> list[Change]:
+        cfg = ctx.config
+        retention = cfg.monitoring.log_retention_days
         existing = self._log_groups(ctx)
+        names = [log_group_name(cfg.function_name(base)) for base in sorted(cfg.lambda_.functions)]
+        ctx.log_groups.extend(names)
+        there = [name for name in names if name in existing]
+        tags_of = dict(zip(there, ctx.fan(lambda name: self._log_group_tags(ctx, name), there)))
+        set_retention = lambda name: Call("logs", "put_retention_policy", {"logGroupName": name, "retentionInDays": retention})  # noqa: E731
+        tag = lambda name: Call("logs", "tag_log_group", {"logGroupName": name, "tags": cfg.all_tags})  # noqa: E731
         changes = []
-        for base in sorted(ctx.config.lambda_.functions):
-            name = log_group_name(ctx.config.function_name(base))
-            ctx.log_groups.append(name)
+        for name in names:
             group = existing.get(name)
             if group is None:
-                changes.append(Change("log group", name, Action.CREATE, apply=lambda n=name: self._create_log_group(ctx, n)))
+                # Lambda may have made it meanwhile, on a first invocation: then it is adopted and tagged.
+                create = Call("logs", "create_log_group", {"logGroupName": name, "tags": cfg.all_tags},
+                              fallback=tag(name), fallback_on=("ResourceAlreadyExistsException",))
+                changes.append(Change("log group", name, Action.CREATE, calls=[create, set_retention(name)]))
                 continue
-            tags = ctx.aws.call(logs.list_tags_log_group, logGroupName=name).get("tags", {})
+            tags = tags_of[name]
             diffs = {}
             # Lambda makes /aws/lambda/<function> by itself on a first invocation; the function is ours (step 3
             # checked its tags), so its log group is ours to adopt. Tags changed in config.yaml are set here too.
-            for key, value in sorted(ctx.config.all_tags.items()):
+            for key, value in sorted(cfg.all_tags.items()):
                 if tags.get(key) != value:
                     diffs[f"tag {key}"] = (tags.get(key), value)
+            calls = [tag(name)] if diffs else []
             if group.get("retentionInDays") != retention:
                 diffs["retention_days"] = (group.get("retentionInDays"), retention)
-            if diffs:
-                changes.append(Change("log group", name, Action.UPDATE, diffs, apply=lambda n=name, d=diffs: self._fix_log_group(ctx, n, d)))
-            else:
-                changes.append(Change("log group", name, Action.UNCHANGED))
+                calls.append(set_retention(name))
+            changes.append(Change("log group", name, Action.UPDATE, diffs, calls=calls) if diffs
+                           else Change("log group", name, Action.UNCHANGED))
         return changes
-
-    def _create_log_group(self, ctx: Context, name: str) -> None:
-        logs = ctx.aws.client("logs")
-        try:
-            ctx.aws.call(logs.create_log_group, logGroupName=name, tags=ctx.config.all_tags)
-        except Exception as exc:
-            from crudstack.aws import error_code
-
-            if error_code(exc) != "ResourceAlreadyExistsException":
-                raise
-            ctx.aws.call(logs.tag_log_group, logGroupName=name, tags=ctx.config.all_tags)
-        ctx.aws.call(logs.put_retention_policy, logGroupName=name, retentionInDays=ctx.config.monitoring.log_retention_days)
-
-    def _fix_log_group(self, ctx: Context, name: str, diffs: dict) -> None:
-        logs = ctx.aws.client("logs")
-        if any(key.startswith("tag ") for key in diffs):
-            ctx.aws.call(logs.tag_log_group, logGroupName=name, tags=ctx.config.all_tags)
-        if "retention_days" in diffs:
-            ctx.aws.call(logs.put_retention_policy, logGroupName=name, retentionInDays=ctx.config.monitoring.log_retention_days)
 
     # -- topic and subscription ----------------------------------------------------------------
     def _find_topic(self, ctx: Context) -> str | None:
@@ -132,31 +125,28 @@ class MonitoringStep:
         changes = []
         subscriptions: list[dict] = []
         if arn is None:
-            ctx.topic_arn = ctx.arn("sns", name)
-            changes.append(Change("SNS topic", name, Action.CREATE, apply=lambda: self._create_topic(ctx)))
+            # CreateTopic is idempotent by name: a retry after a lost answer returns the same topic.
+            changes.append(Change("SNS topic", name, Action.CREATE, provides=("topic",), calls=[
+                Call("sns", "create_topic", {"Name": name, "Tags": tag_list(ctx.config.all_tags)})]))
         else:
             ctx.topic_arn = arn
-            tags = self._topic_tags(ctx, arn)
+            tags, listed = ctx.fan(lambda read: read(), [
+                lambda: self._topic_tags(ctx, arn),
+                lambda: ctx.aws.paginate(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn)])
             ensure_ours(ctx, f"Step {self.number} {self.title}", "SNS topic", name, tags)
             changes += tag_changes(ctx, "SNS topic", name, tags,
-                                   lambda missing: ctx.aws.call(sns.tag_resource, ResourceArn=arn, Tags=tag_list(missing)))
-            subscriptions = [s for s in ctx.aws.paginate(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn)
-                             if s["Protocol"] == "email"]
+                                   lambda missing: [Call("sns", "tag_resource", {"ResourceArn": arn, "Tags": tag_list(missing)})])
+            subscriptions = [s for s in listed if s["Protocol"] == "email"]
         if email and not any(s["Endpoint"] == email for s in subscriptions):
-            changes.append(Change("e-mail subscription", email, Action.CREATE, note="AWS e-mails a confirmation link first",
-                                  apply=lambda: ctx.aws.call(sns.subscribe, TopicArn=ctx.topic_arn, Protocol="email", Endpoint=email)))
+            changes.append(Change("e-mail subscription", email, Action.CREATE, note="AWS e-mails a confirmation link first", after=("topic",),
+                                  calls=[Call("sns", "subscribe", {"TopicArn": ctx.topic_arn, "Protocol": "email", "Endpoint": email})]))
         for sub in subscriptions:
             if sub["Endpoint"] != email and sub["SubscriptionArn"].startswith("arn:"):  # pending ones cannot be removed
-                changes.append(Change("e-mail subscription", sub["Endpoint"], Action.DELETE,
-                                      apply=lambda s=sub["SubscriptionArn"]: ctx.aws.delete(sns.unsubscribe, not_found=SNS_NOT_FOUND, SubscriptionArn=s)))
+                changes.append(Change("e-mail subscription", sub["Endpoint"], Action.DELETE, calls=[
+                    Call("sns", "unsubscribe", {"SubscriptionArn": sub["SubscriptionArn"]}, ok=SNS_NOT_FOUND)]))
         if arn is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("SNS topic", name, Action.UNCHANGED))
         return changes
-
-    def _create_topic(self, ctx: Context) -> None:
-        sns = ctx.aws.client("sns")
-        # CreateTopic is idempotent by name: a retry after a lost answer returns the same topic.
-        ctx.topic_arn = ctx.aws.call(sns.create_topic, Name=ctx.config.topic_name, Tags=tag_list(ctx.config.all_tags))["TopicArn"]
 
     # -- alarms --------------------------------------------------------------------------------
     def _existing_alarms(self, ctx: Context) -> dict[str, dict]:
@@ -168,66 +158,69 @@ class MonitoringStep:
         cw = ctx.aws.client("cloudwatch")
         return tag_dict(ctx.aws.call(cw.list_tags_for_resource, ResourceARN=alarm["AlarmArn"]).get("Tags"))
 
-    def _alarm_is_ours(self, ctx: Context, alarm: dict) -> bool:
-        return is_ours(self._alarm_tags(ctx, alarm), ctx.config)
+    def _alarms_with_tags(self, ctx: Context) -> list[tuple[str, dict, dict]]:
+        existing = sorted(self._existing_alarms(ctx).items())
+        tags = ctx.fan(lambda item: self._alarm_tags(ctx, item[1]), existing)
+        return [(name, alarm, tag) for (name, alarm), tag in zip(existing, tags)]
+
+    def _put_alarm(self, ctx: Context, name: str, spec: dict) -> Call:
+        return Call("cloudwatch", "put_metric_alarm", {"AlarmName": name, "Tags": tag_list(ctx.config.all_tags), **spec})
 
     def _plan_alarms(self, ctx: Context) -> list[Change]:
-        cw = ctx.aws.client("cloudwatch")
         wanted = desired_alarms(ctx, ctx.topic_arn)
-        existing = self._existing_alarms(ctx)
         changes = []
+        existing = {name: (alarm, tags) for name, alarm, tags in self._alarms_with_tags(ctx)}
         for name, spec in wanted.items():
             ctx.alarm_names.append(name)
             current = existing.get(name)
             if current is None:
-                changes.append(Change("alarm", name, Action.CREATE, apply=lambda n=name: self._put_alarm(ctx, n)))
+                changes.append(Change("alarm", name, Action.CREATE, calls=[self._put_alarm(ctx, name, spec)], after=("topic",)))
                 continue
-            tags = self._alarm_tags(ctx, current)
+            alarm, tags = current
             ensure_ours(ctx, f"Step {self.number} {self.title}", "alarm", name, tags)
-            have, want = _alarm_view(current), _alarm_view(spec)
+            have, want = _alarm_view(alarm), _alarm_view(spec)
             diffs = {k: (have[k], want[k]) for k in ALARM_FIELDS if have[k] != want[k]}
             # PutMetricAlarm ignores Tags when it updates an existing alarm (CloudWatch API Reference): TagResource sets them.
-            retag = tag_changes(ctx, "alarm", name, tags, lambda missing, arn=current["AlarmArn"]: ctx.aws.call(
-                cw.tag_resource, ResourceARN=arn, Tags=tag_list(missing)))
+            retag = tag_changes(ctx, "alarm", name, tags, lambda missing, arn=alarm["AlarmArn"]: [
+                Call("cloudwatch", "tag_resource", {"ResourceARN": arn, "Tags": tag_list(missing)})])
             if diffs:
-                changes.append(Change("alarm", name, Action.UPDATE, diffs, apply=lambda n=name: self._put_alarm(ctx, n)))
+                changes.append(Change("alarm", name, Action.UPDATE, diffs, calls=[self._put_alarm(ctx, name, spec)], after=("topic",)))
             elif not any(c.action.mutates for c in retag):
                 changes.append(Change("alarm", name, Action.UNCHANGED))
             changes += retag
-        for name, alarm in sorted(existing.items()):  # ours, but no longer asked for (e.g. a function removed)
-            if name not in wanted and self._alarm_is_ours(ctx, alarm):
-                changes.append(Change("alarm", name, Action.DELETE,
-                                      apply=lambda n=name: ctx.aws.call(cw.delete_alarms, AlarmNames=[n])))
+        for name, (alarm, tags) in sorted(existing.items()):  # ours, but no longer asked for (e.g. a function removed)
+            if name not in wanted and is_ours(tags, ctx.config):
+                changes.append(Change("alarm", name, Action.DELETE, calls=[Call("cloudwatch", "delete_alarms", {"AlarmNames": [name]})]))
         return changes
-
-    def _put_alarm(self, ctx: Context, name: str) -> None:
-        cw = ctx.aws.client("cloudwatch")
-        spec = desired_alarms(ctx, ctx.topic_arn)[name]  # the topic ARN is known only once created
-        ctx.aws.call(cw.put_metric_alarm, AlarmName=name, Tags=tag_list(ctx.config.all_tags), **spec)
 
     def plan(self, ctx: Context) -> list[Change]:
         ctx.log_groups, ctx.alarm_names = [], []
-        return self._plan_logs(ctx) + self._plan_topic(ctx) + self._plan_alarms(ctx)
+        # The topic's ARN is known before it exists (arn:<partition>:sns:<region>:<account>:<name>), so the
+        # alarms that notify it are planned with it, and the three reads go at once.
+        ctx.topic_arn = ctx.topic_arn or ctx.arn("sns", ctx.config.topic_name)
+        logs, topic, alarms = ctx.fan(lambda plan: plan(ctx), [self._plan_logs, self._plan_topic, self._plan_alarms])
+        return logs + topic + alarms
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        cw, sns, logs = ctx.aws.client("cloudwatch"), ctx.aws.client("sns"), ctx.aws.client("logs")
+        alarms, arn, groups = ctx.fan(lambda read: read(), [
+            lambda: [name for name, _, tags in self._alarms_with_tags(ctx) if is_ours(tags, ctx.config)],
+            lambda: self._find_topic(ctx), lambda: sorted(self._log_groups(ctx))])
         changes = []
-        ours = [name for name, alarm in sorted(self._existing_alarms(ctx).items()) if self._alarm_is_ours(ctx, alarm)]
-        if ours:
+        if alarms:
             # delete_alarms takes up to 100 names and treats missing ones as done.
-            changes.append(Change("alarms", f"{len(ours)} alarms", Action.DELETE,
-                                  apply=lambda: [ctx.aws.call(cw.delete_alarms, AlarmNames=ours[i:i + 100]) for i in range(0, len(ours), 100)]))
-        arn = self._find_topic(ctx)
+            changes.append(Change("alarms", f"{len(alarms)} alarms", Action.DELETE, calls=[
+                Call("cloudwatch", "delete_alarms", {"AlarmNames": alarms[i:i + 100]}) for i in range(0, len(alarms), 100)]))
         if arn is not None:
             if is_ours(self._topic_tags(ctx, arn), ctx.config):
-                changes.append(Change("SNS topic", ctx.config.topic_name, Action.DELETE,
-                                      apply=lambda: ctx.aws.delete(sns.delete_topic, not_found=SNS_NOT_FOUND, TopicArn=arn)))
+                changes.append(Change("SNS topic", ctx.config.topic_name, Action.DELETE, calls=[
+                    Call("sns", "delete_topic", {"TopicArn": arn}, ok=SNS_NOT_FOUND)]))
             else:
                 changes.append(not_ours("SNS topic", ctx.config.topic_name))
-        for name in sorted(self._log_groups(ctx)):
-            tags = ctx.aws.call(logs.list_tags_log_group, logGroupName=name).get("tags", {})
-            if is_ours(tags, ctx.config):
-                changes.append(Change("log group", name, Action.DELETE,
-                                      apply=lambda n=name: ctx.aws.delete(logs.delete_log_group, not_found=LOGS_NOT_FOUND, logGroupName=n)))
+        tags = ctx.fan(lambda name: self._log_group_tags(ctx, name), groups)
+        for name, tag in zip(groups, tags):
+            if is_ours(tag, ctx.config):
+                # After the functions: a function still running could make its log group again.
+                changes.append(Change("log group", name, Action.DELETE, after=("functions",), calls=[
+                    Call("logs", "delete_log_group", {"logGroupName": name}, ok=LOGS_NOT_FOUND)]))
         return changes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_list
 
@@ -86,58 +87,45 @@ class RoleStep:
             log.warning("role.tutorial_managed_policies is true: attaching %s, which grant far more than the API needs",
                         " and ".join(TUTORIAL_MANAGED_POLICY_NAMES))
         changes: list[Change] = []
+        role_change = dict(after=("role:made",), provides=("role",))
         if role is None:
-            changes.append(Change("role", name, Action.CREATE, apply=lambda: self._create(ctx)))
+            changes.append(Change("role", name, Action.CREATE, calls=[Call("iam", "create_role", {
+                "RoleName": name, "AssumeRolePolicyDocument": json.dumps(TRUST_POLICY),
+                "Description": f"Lets the {cfg.stack} items API functions use {cfg.table_name} (managed by crudstack)",
+                "Tags": tag_list(cfg.all_tags)}, ok=("EntityAlreadyExists",))],   # made by our own call whose answer was lost
+                provides=("role", "role:made")))
             current_policy, attached = None, set()
         else:
             ctx.role_arn = role["Arn"]
             tags = self._tags(ctx, role)
             ensure_ours(ctx, f"Step {self.number} {self.title}", "role", name, tags)
             changes += tag_changes(ctx, "role", name, tags,
-                                   lambda missing: ctx.aws.call(iam.tag_role, RoleName=name, Tags=tag_list(missing)))
+                                   lambda missing: [Call("iam", "tag_role", {"RoleName": name, "Tags": tag_list(missing)})])
             if _normal(role["AssumeRolePolicyDocument"]) != _normal(TRUST_POLICY):
                 changes.append(Change("trust policy", name, Action.UPDATE, {"trusted": ("changed", "lambda.amazonaws.com")},
-                                      apply=lambda: ctx.aws.call(iam.update_assume_role_policy, RoleName=name,
-                                                                 PolicyDocument=json.dumps(TRUST_POLICY))))
-            found = ctx.aws.find(iam.get_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy_name)
+                                      calls=[Call("iam", "update_assume_role_policy", {"RoleName": name, "PolicyDocument": json.dumps(TRUST_POLICY)})],
+                                      **role_change))
+            found, listed = ctx.fan(lambda read: read(), [
+                lambda: ctx.aws.find(iam.get_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy_name),
+                lambda: ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)])
             current_policy = found["PolicyDocument"] if found else None
-            attached = {p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)}
+            attached = {p["PolicyArn"] for p in listed}
 
-        def put_policy():
-            ctx.aws.call(iam.put_role_policy, RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(wanted_policy))
-
+        put_policy = [Call("iam", "put_role_policy", {"RoleName": name, "PolicyName": policy_name, "PolicyDocument": json.dumps(wanted_policy)})]
         if current_policy is None:
-            changes.append(Change("inline policy", policy_name, Action.CREATE, apply=put_policy))
+            changes.append(Change("inline policy", policy_name, Action.CREATE, calls=put_policy, **role_change))
         elif _normal(current_policy) != _normal(wanted_policy):
-            changes.append(Change("inline policy", policy_name, Action.UPDATE, {"document": ("differs", "this table and log groups only")}, apply=put_policy))
+            changes.append(Change("inline policy", policy_name, Action.UPDATE, {"document": ("differs", "this table and log groups only")},
+                                  calls=put_policy, **role_change))
         for arn in sorted(wanted_managed - attached):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.CREATE,
-                                  apply=lambda arn=arn: ctx.aws.call(iam.attach_role_policy, RoleName=name, PolicyArn=arn)))
+                                  calls=[Call("iam", "attach_role_policy", {"RoleName": name, "PolicyArn": arn})], **role_change))
         for arn in sorted(attached & tutorial_managed - wanted_managed):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.DELETE,
-                                  apply=lambda arn=arn: ctx.aws.call(iam.detach_role_policy, RoleName=name, PolicyArn=arn)))
+                                  calls=[Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND)], **role_change))
         if role is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("role", name, Action.UNCHANGED))
         return changes
-
-    def _create(self, ctx: Context) -> None:
-        cfg = ctx.config
-        iam = ctx.aws.client("iam")
-        try:
-            role = ctx.aws.call(
-                iam.create_role,
-                RoleName=cfg.role_name,
-                AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                Description=f"Lets the {cfg.stack} items API functions use {cfg.table_name} (managed by crudstack)",
-                Tags=tag_list(cfg.all_tags),
-            )["Role"]
-        except Exception as exc:
-            from crudstack.aws import error_code
-
-            if error_code(exc) != "EntityAlreadyExists":
-                raise
-            role = self._find(ctx)
-        ctx.role_arn = role["Arn"]
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
@@ -153,20 +141,19 @@ class RoleStep:
             # Functions run as this role: deleting it would leave them unable to reach the table. Step 3's
             # teardown deletes ours first, so these are someone else's, or ours that step could not delete.
             return [Change("role", name, Action.KEEP, note=f"still used by {', '.join(users)}: delete those first, then run again")]
-        return [Change("role", name, Action.DELETE, apply=lambda: self._delete(ctx, name))]
+        # IAM refuses to delete a role that still has policies (DeleteConflict): they go first.
+        iam = ctx.aws.client("iam")
+        attached, inline = ctx.fan(lambda read: read(), [
+            lambda: [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)],
+            lambda: ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name)])
+        calls = [Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND) for arn in attached]
+        calls += [Call("iam", "delete_role_policy", {"RoleName": name, "PolicyName": policy}, ok=NOT_FOUND) for policy in inline]
+        calls.append(Call("iam", "delete_role", {"RoleName": name}, ok=NOT_FOUND))
+        return [Change("role", name, Action.DELETE, calls=calls, after=("functions",))]
 
     def _functions_using(self, ctx: Context, role_arn: str) -> list[str]:
         """Functions that run as the role and still exist (ListFunctions may still list one just deleted)."""
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
-        return [name for name in listed
-                if ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name)]
-
-    def _delete(self, ctx: Context, name: str) -> None:
-        # IAM refuses to delete a role that still has policies (DeleteConflict): remove them first.
-        iam = ctx.aws.client("iam")
-        for arn in [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)]:
-            ctx.aws.delete(iam.detach_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyArn=arn)
-        for policy in ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name):
-            ctx.aws.delete(iam.delete_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy)
-        ctx.aws.delete(iam.delete_role, not_found=NOT_FOUND, RoleName=name)
+        found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), listed)
+        return [name for name, there in zip(listed, found) if there]

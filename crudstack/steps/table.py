@@ -7,9 +7,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-import botocore.exceptions
-
-from crudstack.aws import error_code
+from crudstack.calls import Call, Local, Once, Poll, Ref
 from crudstack.errors import DeploymentError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
@@ -57,77 +55,57 @@ class TableStep:
         table = self._find(ctx)
         ctx.table_arn = ctx.arn("dynamodb", f"table/{name}")
         if table is None:
-            return [Change("table", name, Action.CREATE, apply=lambda: self._create(ctx))]
+            return [self._change(ctx, Action.CREATE, self._create_calls(ctx))]
         if table["TableStatus"] == "DELETING":
             # A teardown moments ago: the name is taken until DynamoDB finishes deleting ("the table is in the
             # DELETING state until DynamoDB completes the deletion", DynamoDB API Reference, DeleteTable).
-            return [Change("table", name, Action.CREATE, note="the previous table of this name is still being deleted: "
-                           "waits for it to go first", apply=lambda: self._create(ctx))]
+            gone = Poll(self._describe(ctx), lambda answer: answer is None or answer["Table"]["TableStatus"] != "DELETING",
+                        f"the old table {name} to finish deleting", missing_ok=True)
+            return [self._change(ctx, Action.CREATE, [gone, *self._create_calls(ctx)],
+                                 note="the previous table of this name is still being deleted: waits for it to go first")]
         ctx.table_arn = table["TableArn"]
         tags = self._tags(ctx, table["TableArn"])
         ensure_ours(ctx, f"Step {self.number} {self.title}", "table", name, tags)
         key = [k["AttributeName"] for k in table["KeySchema"] if k["KeyType"] == "HASH"]
         if key != [cfg.table.partition_key]:
-            from crudstack.errors import DeploymentError
-
             raise DeploymentError(
                 step=f"Step {self.number} {self.title}", resource=f"table {name}",
                 cause=f"its partition key is {key[0] if key else '?'}, config.yaml asks for {cfg.table.partition_key}; DynamoDB cannot change a key",
                 fix="set table.partition_key back, or tear the stack down (python teardown.py --backup) and provision again",
             )
         billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-        ddb = ctx.aws.client("dynamodb")
         changes = tag_changes(ctx, "table", name, tags,
-                              lambda missing: ctx.aws.call(ddb.tag_resource, ResourceArn=ctx.table_arn, Tags=tag_list(missing)))
+                              lambda missing: [Call("dynamodb", "tag_resource", {"ResourceArn": ctx.table_arn, "Tags": tag_list(missing)})],
+                              after=("table",))
         if billing != cfg.table.billing_mode:
-            changes.append(Change("table", name, Action.UPDATE, {"billing_mode": (billing, cfg.table.billing_mode)},
-                                  apply=lambda: self._set_billing(ctx)))
-        if table["TableStatus"] != "ACTIVE" and not any(c.kind == "table" for c in changes):
+            changes.append(self._change(ctx, Action.UPDATE, [
+                Call("dynamodb", "update_table", {"TableName": name, "BillingMode": cfg.table.billing_mode}), self._active(ctx)],
+                diffs={"billing_mode": (billing, cfg.table.billing_mode)}))
+        elif table["TableStatus"] != "ACTIVE":
             # A previous run was cut off while the table was being created: finish the wait.
-            changes.append(Change("table", name, Action.UPDATE, {"status": (table["TableStatus"], "ACTIVE")},
-                                  apply=lambda: self._wait_active(ctx)))
+            changes.append(self._change(ctx, Action.UPDATE, [self._active(ctx)], diffs={"status": (table["TableStatus"], "ACTIVE")}))
         return changes if any(c.action.mutates for c in changes) else changes + [Change("table", name, Action.UNCHANGED)]
 
-    def _create(self, ctx: Context) -> None:
+    def _change(self, ctx: Context, action: Action, calls: list, *, diffs: dict | None = None, note: str = "") -> Change:
+        return Change("table", ctx.config.table_name, action, diffs or {}, calls=calls, note=note, provides=("table",))
+
+    def _describe(self, ctx: Context) -> Call:
+        return Call("dynamodb", "describe_table", {"TableName": ctx.config.table_name})
+
+    def _active(self, ctx: Context) -> Poll:
+        return Poll(self._describe(ctx), lambda answer: answer["Table"]["TableStatus"] == "ACTIVE",
+                    f"table {ctx.config.table_name} to be ACTIVE")
+
+    def _create_calls(self, ctx: Context) -> list:
         cfg = ctx.config
-        ddb = ctx.aws.client("dynamodb")
-
-        def created_or_ours():
-            """Create the table once no table of that name is DELETING; a table already there is ours, made by an
-            earlier attempt whose answer was lost (ResourceInUseException then means exactly that)."""
-            table = self._find(ctx)
-            if table is not None:
-                return table if table["TableStatus"] != "DELETING" else None
-            try:
-                return ctx.aws.call(
-                    ddb.create_table,
-                    TableName=cfg.table_name,
-                    AttributeDefinitions=[{"AttributeName": cfg.table.partition_key, "AttributeType": "S"}],
-                    KeySchema=[{"AttributeName": cfg.table.partition_key, "KeyType": "HASH"}],
-                    BillingMode=cfg.table.billing_mode,
-                    Tags=tag_list(cfg.all_tags),  # tagged in the same call: never an untagged table of ours
-                )["TableDescription"]
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) != "ResourceInUseException":
-                    raise
-                return None  # taken meanwhile (still deleting, or our own lost create): look again
-
-        table = ctx.aws.wait_until(created_or_ours, what=f"the old table {cfg.table_name} to finish deleting")
-        ctx.table_arn = table["TableArn"]
-        self._wait_active(ctx)
-
-    def _set_billing(self, ctx: Context) -> None:
-        ddb = ctx.aws.client("dynamodb")
-        ctx.aws.call(ddb.update_table, TableName=ctx.config.table_name, BillingMode=ctx.config.table.billing_mode)
-        self._wait_active(ctx)
-
-    def _wait_active(self, ctx: Context) -> None:
-        def active():
-            table = self._find(ctx)
-            return table if table and table["TableStatus"] == "ACTIVE" else None
-
-        table = ctx.aws.wait_until(active, what=f"table {ctx.config.table_name} to be ACTIVE")
-        ctx.table_arn = table["TableArn"]
+        create = Call("dynamodb", "create_table", {
+            "TableName": cfg.table_name,
+            "AttributeDefinitions": [{"AttributeName": cfg.table.partition_key, "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": cfg.table.partition_key, "KeyType": "HASH"}],
+            "BillingMode": cfg.table.billing_mode,
+            "Tags": tag_list(cfg.all_tags),  # tagged in the same call: never an untagged table of ours
+        }, ok=("ResourceInUseException",))   # made by our own earlier call whose answer was lost
+        return [create, self._active(ctx)]
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
@@ -143,41 +121,42 @@ class TableStep:
         if has_items and not (ctx.options.delete_data or ctx.options.backup):
             return [Change("table", name, Action.KEEP,
                            note="it still holds items; re-run with --backup (save them first) or --delete-data to delete it")]
-        note = ""
-        if has_items and ctx.options.backup:
-            note = "items backed up first"
-        return [Change("table", name, Action.DELETE, note=note, apply=lambda: self._delete(ctx, backup=has_items and ctx.options.backup))]
+        calls = self.backup_calls(ctx) if has_items and ctx.options.backup else []
+        calls.append(Call("dynamodb", "delete_table", {"TableName": name}, ok=NOT_FOUND))
+        return [Change("table", name, Action.DELETE, note="items backed up first" if len(calls) > 1 else "", calls=calls,
+                       provides=("table",))]
 
-    def _delete(self, ctx: Context, *, backup: bool) -> None:
-        ddb = ctx.aws.client("dynamodb")
-        if backup:
-            self.backup(ctx)
-        ctx.aws.delete(ddb.delete_table, not_found=NOT_FOUND, TableName=ctx.config.table_name)
-
-    def backup(self, ctx: Context) -> str:
+    def backup_calls(self, ctx: Context) -> list:
         """Save the items first: an on-demand backup on AWS, a JSON export file locally."""
-        ddb = ctx.aws.client("dynamodb")
         name = ctx.config.table_name
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        if ctx.target == "aws":
-            backup_name = f"{name}-{stamp}"
+        if ctx.target != "aws":
+            return [Local(f"scan {name} and write its items to {Path(ctx.options.backup_dir) / f'{name}-{stamp}.json'}",
+                          lambda run: self._export(ctx, name, stamp))]
+        backup_name = f"{name}-{stamp}"
 
-            def ours_listed() -> str | None:
-                summaries = ctx.aws.paginate(ddb, "list_backups", "BackupSummaries", TableName=name, BackupType="USER")
-                return next((b["BackupArn"] for b in summaries if b["BackupName"] == backup_name), None)
+        def ours_listed(run) -> str | None:
+            ddb = run.aws.client("dynamodb")
+            summaries = run.aws.paginate(ddb, "list_backups", "BackupSummaries", TableName=name, BackupType="USER")
+            return next((b["BackupArn"] for b in summaries if b["BackupName"] == backup_name), None)
 
-            # Every on-demand backup is billed and kept until deleted, and CreateBackup does not de-duplicate by
-            # name: a retry after a lost answer (a read timeout) first looks for the backup the first attempt made.
-            made = ctx.aws.once(lambda: ddb.create_backup(TableName=name, BackupName=backup_name), done=lambda: ours_listed() is not None)
-            arn = made["BackupDetails"]["BackupArn"] if made else ours_listed()
+        def keep(run, arn: str | None) -> str:
+            ctx.backup_location = arn or ours_listed(run)
+            run.variables["backup_arn"] = ctx.backup_location
+            return ctx.backup_location
 
-            def available():
-                status = ctx.aws.call(ddb.describe_backup, BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"]
-                return status == "AVAILABLE"
+        # Every on-demand backup is billed and kept until deleted, and CreateBackup does not de-duplicate by
+        # name: a retry after a lost answer (a read timeout) first looks for the backup the first attempt made.
+        create = Once(Call("dynamodb", "create_backup", {"TableName": name, "BackupName": backup_name},
+                           save={"backup_arn": lambda answer: answer["BackupDetails"]["BackupArn"]}),
+                      done=lambda run: ours_listed(run) is not None, checks=f"dynamodb.list_backups(TableName={name!r})")
+        return [create,
+                Local("the backup's ARN, from its answer or (answer lost) the listing", lambda run: keep(run, run.variables.get("backup_arn"))),
+                Poll(Call("dynamodb", "describe_backup", {"BackupArn": Ref("backup_arn")}),
+                     lambda answer: answer["BackupDescription"]["BackupDetails"]["BackupStatus"] == "AVAILABLE", f"backup of {name}")]
 
-            ctx.aws.wait_until(available, what=f"backup of {name}")
-            ctx.backup_location = arn
-            return arn
+    def _export(self, ctx: Context, name: str, stamp: str) -> str:
+        ddb = ctx.aws.client("dynamodb")
         items = ctx.aws.paginate(ddb, "scan", "Items", TableName=name)
         folder = Path(ctx.options.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ bench/reliability.py (see RELIABILITY.md)."""
 
 from __future__ import annotations
 
+import re
+
 import botocore.exceptions
 import pytest
 
@@ -177,10 +179,13 @@ def test_access_denied_on_every_call_of_one_kind_fails_at_once_naming_the_step_a
         operation, step, resource, provision, config, sleeps):
     chaos = Chaos(ChaosSpec(rate=1.0, seed=1, faults=("access-denied",), calls=frozenset({operation})))
 
+    runs = []
     with pytest.raises(DeploymentError) as raised:
-        provision(config, attach=chaos.attach)
+        provision(config, attach=chaos.attach, run_out=runs)
 
-    assert chaos.calls[operation] == 1 and sleeps == []   # tried once, no backoff
+    # Tried once, no backoff: each call of that kind once (several run at once, e.g. five functions).
+    assert chaos.calls[operation] >= 1 and runs[0].aws.stats.retries == 0
+    assert sorted(sleeps) == sorted(runs[0].aws.limiter.waits)   # none but the quota limiter's
     assert (raised.value.step, raised.value.resource) == (step, resource)
     assert f"{operation} failed: " in raised.value.cause and "not authorized" in raised.value.cause
     assert f", which {operation} needs" in raised.value.fix   # the IAM action is named first
@@ -226,7 +231,9 @@ def test_chaos_of_access_denied_on_one_call_kind_exits_1_at_once_naming_step_and
 
     assert code == 1
     assert "error: Step 3 Lambda functions: function demo-CreateItemFunction: CreateFunction failed: AccessDeniedException" in err
-    assert "Chaos: 1 of 1 AWS calls failed on purpose (1 access-denied)" in err
+    # Every function's create is refused once (they run at once), and none is retried.
+    failed = re.search(r"Chaos: (\d+) of (\d+) AWS calls failed on purpose \((\d+) access-denied\)", err)
+    assert failed and failed[1] == failed[2] == failed[3] and 1 <= int(failed[1]) <= 5
     assert "Traceback" not in err
 
 

@@ -47,8 +47,10 @@ def test_a_run_cut_off_after_a_step_is_finished_by_the_next_run_without_duplicat
 
     second = assert_converges(provision, config, aws_clients)
 
+    # Every step up to the cut is done; a later one may be too, as independent work runs at once
+    # (step 7 alongside steps 4 and 5).
     done = [r.step.number for r in second.results if r.outcome == "unchanged"]
-    assert done == [n for n in ("1", "2", "3", "4", "5") if n <= step]
+    assert {n for n in ("1", "2", "3", "4", "5") if n <= step} <= set(done)
 
 
 # -- a run cut off in the middle of a step (Ctrl-C between two AWS calls) ---------------------------------------
@@ -112,12 +114,19 @@ def test_a_run_interrupted_right_after_create_rest_api_finds_that_api_next_time(
 
 
 def test_runs_interrupted_again_and_again_still_converge(provision, config, aws_clients, inject):
-    # Each run gets one call further than the last before it is cut off.
+    # Each run gets further than the last before it is cut off. Independent work goes on at once (the
+    # monitoring step alongside the API), so a later run may find an operation's work already done and
+    # finish uncut (here the first two runs are cut, and the API and monitoring are done alongside them);
+    # whatever each left, the next one resumes.
+    cut = 0
     for operation in ("CreateRole", "CreateFunction", "CreateRestApi", "CreateResource", "PutIntegration",
                       "AddPermission", "CreateDeployment", "CreateTopic"):
         interrupt = inject(operation, KeyboardInterrupt(), after=True)
-        with pytest.raises(InterruptedRun):
+        try:
             provision(config, hooks=(interrupt.event,))
+        except InterruptedRun:
+            cut += 1
+    assert cut >= 2
 
     assert_converges(provision, config, aws_clients)
 
@@ -262,7 +271,9 @@ def test_a_lost_add_permission_answer_is_found_by_the_retry_which_adds_no_second
 def test_an_add_permission_refused_as_already_there_after_a_lost_answer_counts_as_done(provision, config, aws_clients, inject):
     # The retry's look (get_policy) does not show the statement yet, and AWS refuses the second add.
     lost = inject("AddPermission", connection_closed(), after=True)
-    stale = inject("GetPolicy", aws_error("ResourceNotFoundException", "The resource you requested does not exist.", 404), skip=1)
+    # The plan reads each function's policy once; the next GetPolicy is the retry's look, made stale.
+    stale = inject("GetPolicy", aws_error("ResourceNotFoundException", "The resource you requested does not exist.", 404),
+                   skip=len(config.lambda_.functions))
     refused = inject("AddPermission", aws_error(
         "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a new "
         "statement id, or remove the existing statement.", 409), skip=1)

@@ -125,6 +125,8 @@ def _static_calls() -> frozenset[tuple[str, str]]:
     services = {"ddb": "dynamodb", "iam": "iam", "lam": "lambda", "apigw": "apigateway", "logs": "logs",
                 "sns": "sns", "cw": "cloudwatch", "sts": "sts"}
     pattern = re.compile(r"\b(ddb|iam|lam|apigw|logs|sns|cw|sts)\.([a-z_]+)\b|paginate\((ddb|iam|lam|apigw|logs|sns|cw), \"([a-z_]+)\"")
+    # The planned changes' records: Call("lambda", "create_function", ...) and the delete_once helper's operations.
+    records = re.compile(r"Call\(\"([a-z]+)\", \"([a-z_]+)\"|delete_once\(\"([a-z_]+)\", \"([a-z_]+)\"")
     session = boto3.session.Session(region_name=REGION)
     calls = set()
     for path in sorted((ROOT / "crudstack" / "steps").glob("*.py")) + [ROOT / "crudstack" / "aws.py"]:
@@ -133,6 +135,13 @@ def _static_calls() -> frozenset[tuple[str, str]]:
             mapping = session.client(services[var]).meta.method_to_api_mapping
             if method in mapping:  # not client attributes such as meta
                 calls.add((services[var], mapping[method]))
+        for match in records.finditer(path.read_text(encoding="utf-8")):
+            if match.group(1):
+                service, methods = match.group(1), [match.group(2)]
+            else:
+                service, methods = "apigateway", [match.group(3), match.group(4)]
+            mapping = session.client(service).meta.method_to_api_mapping
+            calls.update((service, mapping[m]) for m in methods)
     return frozenset(calls)
 
 

@@ -85,15 +85,16 @@ def test_each_step_shows_its_console_text_before_it_runs_and_its_result_after(wa
 def test_walkthrough_shows_the_boto3_calls_of_each_planned_create_with_their_key_arguments(walkthrough):
     _, out, _ = walkthrough()
 
-    assert ("dynamodb.create_table(TableName='demo-ItemsTable', KeySchema=[id HASH], AttributeDefinitions=[id S], "
-            "BillingMode='PAY_PER_REQUEST'") in block(out, "1")
+    assert ("dynamodb.create_table(TableName='demo-ItemsTable', AttributeDefinitions=[{'AttributeName': 'id', "
+            "'AttributeType': 'S'}], KeySchema=[{'AttributeName': 'id', 'KeyType': 'HASH'}], BillingMode='PAY_PER_REQUEST'") in block(out, "1")
+    assert "dynamodb.describe_table(TableName='demo-ItemsTable')  until table demo-ItemsTable to be ACTIVE" in block(out, "1")
     assert "iam.create_role(RoleName='demo-LambdaDynamoDBRole'" in block(out, "2")
     three = block(out, "3")
     for name in ("CreateItemFunction", "GetItemsFunction", "GetItemFunction", "UpdateItemFunction", "DeleteItemFunction"):
-        assert f"lambda.create_function(FunctionName='demo-{name}'" in three
+        assert f"lambda.create_function(FunctionName='demo-{name}', Code={{'ZipFile': <" in three
     assert "Handler='get_item.lambda_handler'" in three and "MemorySize=128" in three
-    assert "apigateway.put_integration(" in block(out, "4") and "type='AWS_PROXY'" in block(out, "4")
-    assert "apigateway.create_stage(restApiId=..., stageName='prod'" in block(out, "5")
+    assert "apigateway.put_integration(restApiId=<api_id>, resourceId=<resource:/items>, httpMethod='GET', type='AWS_PROXY'" in block(out, "4")
+    assert "apigateway.create_stage(restApiId=<api_id>, stageName='prod', deploymentId=<deployment_id>" in block(out, "5")
     assert "cloudwatch.put_metric_alarm(AlarmName='demo-ItemsApi-5XXError'" in block(out, "7")
 
 
@@ -126,7 +127,8 @@ def test_walkthrough_shows_only_the_calls_a_drifted_setting_needs(walkthrough, a
 
     three = block(out, "3")
     assert "~ function demo-GetItemsFunction (MemorySize: 256 -> 128)" in three
-    assert "lambda.update_function_configuration(FunctionName='demo-GetItemsFunction', MemorySize=128)" in three
+    assert "lambda.update_function_configuration(FunctionName='demo-GetItemsFunction', Runtime='python3.12'" in three
+    assert "MemorySize=128" in three.split("update_function_configuration")[1]
     assert "update_function_code" not in three
     assert aws_clients.awslambda.get_function_configuration(FunctionName="demo-GetItemsFunction")["MemorySize"] == 128
 
@@ -186,3 +188,35 @@ def test_quiet_provision_prints_only_the_result_and_the_invoke_url(config_path, 
     assert code == 0
     assert len(lines) == 2
     assert lines[0].startswith("Done in ") and lines[1].startswith("Invoke URL: https://")
+
+
+def test_the_calls_the_walkthrough_prints_are_the_calls_the_run_makes(walkthrough, monkeypatch, recorder):
+    """The records a change holds are printed, then run: what botocore sent is exactly what they say."""
+    import crudstack.cli
+    import botocore
+
+    from crudstack.aws import is_mutating
+
+    runs, real_connect, real_run = [], crudstack.cli.connect, crudstack.cli._run
+
+    def connect(config, target):
+        aws, endpoint = real_connect(config, target)
+        aws.register(*recorder.event)
+        return aws, endpoint
+
+    def run(ctx, reporter, **kwargs):
+        runs.append(ctx)
+        return real_run(ctx, reporter, **kwargs)
+
+    monkeypatch.setattr(crudstack.cli, "connect", connect)
+    monkeypatch.setattr(crudstack.cli, "_run", run)
+
+    code, out, _ = walkthrough()
+
+    assert code == 0
+    sent = sorted((botocore.xform_name(op), json.dumps(params, sort_keys=True, default=repr)) for op, params in recorder if is_mutating(op))
+    made = sorted((op, json.dumps(params, sort_keys=True, default=repr)) for _, op, params in runs[0].sent if is_mutating(
+        "".join(part.title() for part in op.split("_"))))
+    assert len(sent) > 60 and sent == made
+    for service, op, _ in runs[0].sent:   # and each was printed, as boto3 code, before its step ran
+        assert f"{service}.{op}(" in out

@@ -99,13 +99,14 @@ def test_plan_line_reads_like_terraforms_and_adds_kept_and_skipped_only_when_the
     assert plan_line(plan_counts(results)) == "Plan: 1 to add, 1 to change, 1 to destroy, 1 unchanged, 1 kept."
 
 
-def test_summary_table_lists_each_resource_with_its_outcome_and_the_time_its_change_took():
+def test_summary_table_lists_only_what_changed_with_the_time_its_change_took():
     stream = io.StringIO()
     screen = Screen(stream, live=False)
     reporter = RunReporter(screen)
     made, kept = Change("table", "demo-ItemsTable", Action.CREATE), Change("role", "demo-LambdaDynamoDBRole", Action.UNCHANGED)
     reporter.step_started(TableStep())
     reporter.change_started(TableStep(), made)
+    reporter.change_finished(TableStep(), made, 0.4)
     reporter.step_finished(StepResult(TableStep(), [made], 0.4))
     reporter.step_started(RoleStep())
     reporter.step_finished(StepResult(RoleStep(), [kept], 0.1))
@@ -113,7 +114,19 @@ def test_summary_table_lists_each_resource_with_its_outcome_and_the_time_its_cha
     screen.show(reporter.summary_table())
 
     rows = [line for line in stream.getvalue().splitlines() if "demo-" in line and line.startswith("|")]
-    assert [[cell.strip() for cell in row.strip("|").split("|")][:3] for row in rows] == [
-        ["1", "table demo-ItemsTable", "created"], ["2", "role demo-LambdaDynamoDBRole", "unchanged"]]
-    assert rows[0].rstrip("|").strip().endswith(" s")  # timed: its change was applied
-    assert rows[1].rstrip("|").strip().endswith("|")   # not timed: nothing was done to it
+    assert [[cell.strip() for cell in row.strip("|").split("|")] for row in rows] == [
+        ["1", "table demo-ItemsTable", "created", "0.40 s"]]
+
+
+def test_summary_of_a_run_that_changed_nothing_is_one_line_and_no_empty_frame():
+    stream = io.StringIO()
+    screen = Screen(stream, live=False)
+    reporter = RunReporter(screen)
+    reporter.step_started(TableStep())
+    reporter.step_finished(StepResult(TableStep(), [Change("table", "demo-ItemsTable", Action.UNCHANGED)], 0.1))
+
+    screen.show(reporter.summary_table())
+
+    summary = stream.getvalue().splitlines()[-1]
+    assert summary == "Nothing to change: every resource is as config.yaml asks."
+    assert "+--" not in stream.getvalue() and "|" not in summary

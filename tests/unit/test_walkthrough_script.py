@@ -1,7 +1,7 @@
-"""walkthrough.yaml and its filling-in: every step has its console text, every change a step can
-plan has its boto3 calls, and every placeholder is one the code fills."""
+"""walkthrough.yaml and its filling-in: every step has its console text, and every placeholder is one
+the code fills. (The boto3 calls the walkthrough prints are the planned changes' own records:
+tests/unit/test_calls.py, tests/functional/test_walkthrough.py.)"""
 
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,12 +9,9 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT, parse_config
-from crudstack.plan import Action, Change, Context
+from crudstack.plan import Context
 from crudstack.steps import STEPS
-from crudstack.walkthrough import (DATA, WalkthroughDataError, call_lines, console_lines, load_script, parse_script)
-
-STEPS_DIR = ROOT / "crudstack" / "steps"
-
+from crudstack.walkthrough import DATA, WalkthroughDataError, console_lines, load_script, parse_script
 
 def context(**overrides) -> Context:
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
@@ -66,79 +63,18 @@ def test_each_function_line_is_repeated_once_per_configured_function():
     assert "Function name: demo-GetItemFunction (for GET /items/{id}), handler get_item.lambda_handler" in "\n".join(named)
 
 
-def _kinds_and_actions_the_steps_can_plan() -> set[tuple[str, str]]:
-    """(kind, action) of every Change(...) written in crudstack/steps/ (an `action` variable: create or update)."""
-    found = set()
-    for path in STEPS_DIR.glob("*.py"):
-        for kind, action in re.findall(r'Change\(\s*"([^"]+)",[^\n]*?,\s*(Action\.\w+|action)\b', path.read_text(encoding="utf-8")):
-            if action.startswith("Action."):
-                found.add((kind, action.removeprefix("Action.")))
-            else:
-                found |= {(kind, "CREATE"), (kind, "UPDATE")}
-    return found
-
-
-def test_every_change_a_step_can_plan_that_makes_calls_has_them_in_the_data_file():
-    script = load_script()
-    planned = {(k, a) for k, a in _kinds_and_actions_the_steps_can_plan() if Action[a].mutates}
-
-    assert len(planned) > 20  # the scan really read the steps
-    missing = [f"calls.{kind}.{action.lower()}" for kind, action in sorted(planned)
-               if action.lower() not in script.calls.get(kind, {})]
-    assert missing == []
-
-
-@pytest.mark.parametrize("ctx", [DEFAULT, EVERY_FLAG_FLIPPED], ids=["default", "every-flag-flipped"])
-def test_every_call_line_fills_every_placeholder(ctx):
-    script = load_script()
-    names = {"function": "demo-GetItemFunction", "method": "GET /items/{id}", "permission": "apigateway -> demo-GetItemFunction",
-             "resource": "/items/{id}", "managed policy": "AmazonDynamoDBFullAccess"}
-    for kind, by_action in script.calls.items():
-        for action in by_action:
-            every_field = {field: ("old", "new") for line in by_action[action] for field in line.when_diff}
-            change = Change(kind, names.get(kind, "some-name"), Action(action), diffs=every_field)
-            for line in call_lines(script, change, ctx):
-                assert "$" not in line, f"calls.{kind}.{action}: {line}"
-
-
-def test_a_function_update_shows_only_the_calls_its_diffs_need():
-    script = load_script()
-    memory = Change("function", "demo-GetItemsFunction", Action.UPDATE, {"MemorySize": (256, 128)})
-    code = Change("function", "demo-GetItemsFunction", Action.UPDATE, {"code": ("abc=", "def=")})
-
-    memory_calls = call_lines(script, memory, DEFAULT)
-    code_calls = call_lines(script, code, DEFAULT)
-
-    assert "lambda.update_function_configuration(FunctionName='demo-GetItemsFunction', MemorySize=128)" in memory_calls
-    assert not any("update_function_code" in c for c in memory_calls)
-    assert any(c.startswith("lambda.update_function_code(FunctionName='demo-GetItemsFunction'") for c in code_calls)
-    assert not any("update_function_configuration" in c for c in code_calls)
-
-
-def test_unchanged_kept_and_skipped_resources_make_no_call():
-    script = load_script()
-
-    for action in (Action.UNCHANGED, Action.KEEP, Action.SKIP):
-        assert call_lines(script, Change("table", "demo-ItemsTable", action), DEFAULT) == []
-
-
-def test_a_change_with_no_calls_in_the_data_file_is_named_in_the_error():
-    with pytest.raises(WalkthroughDataError, match=r"calls\.gizmo\.create"):
-        call_lines(load_script(), Change("gizmo", "g", Action.CREATE), DEFAULT)
-
-
 def test_an_unknown_placeholder_is_reported_with_where_it_is():
-    script = parse_script({"steps": {"1": {"title": "t", "console": ["Table: $tabel_name"]}}, "calls": {}})
+    script = parse_script({"steps": {"1": {"title": "t", "console": ["Table: $tabel_name"]}}})
 
     with pytest.raises(WalkthroughDataError, match=r"steps\.1\.console\[0\]: unknown placeholder \$tabel_name"):
         console_lines(script, "1", DEFAULT)
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"steps": {}}, "'steps' and 'calls'"),
-    ({"steps": {"1": {"title": "t", "console": [{"txt": "x"}]}}, "calls": {}}, r"steps\.1\.console\[0\]"),
-    ({"steps": {"1": {"title": "t", "console": [{"text": "x", "each": "table"}]}}, "calls": {}}, "each: 'table'"),
-    ({"steps": {}, "calls": {"table": {"replace": []}}}, r"calls\.table: expected create/update/delete"),
+    ({"stepz": {}}, "expected a mapping with 'steps'"),
+    ({"steps": {"1": {"title": "t", "console": [{"txt": "x"}]}}}, r"steps\.1\.console\[0\]"),
+    ({"steps": {"1": {"title": "t", "console": [{"text": "x", "each": "table"}]}}}, "each: 'table'"),
+    ({"steps": {}, "calls": {"table": {"create": []}}}, "'calls' is no longer read"),
 ])
 def test_a_malformed_data_file_is_refused_with_where_and_what(data, message):
     with pytest.raises(WalkthroughDataError, match=message):
@@ -146,7 +82,7 @@ def test_a_malformed_data_file_is_refused_with_where_and_what(data, message):
 
 
 def test_an_unknown_yes_no_setting_is_refused():
-    script = parse_script({"steps": {"1": {"title": "t", "console": [{"text": "x", "when": "not alert_mail"}]}}, "calls": {}})
+    script = parse_script({"steps": {"1": {"title": "t", "console": [{"text": "x", "when": "not alert_mail"}]}}})
 
     with pytest.raises(WalkthroughDataError, match="alert_mail"):
         console_lines(script, "1", DEFAULT)
