@@ -299,6 +299,8 @@ class Aws:
                 retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries, not botocore
                 connect_timeout=5,
                 read_timeout=60,
+                # A run has up to 16 changes (and a plan's reads) in flight at once, many on one client.
+                max_pool_connections=32,
                 user_agent_extra="crudstack",
             )
             kwargs = {"config": config}

@@ -211,6 +211,7 @@ class AccountModel:
     hidden: list[str] = field(default_factory=list)
     persist_to: Path | None = None    # a folder: the state is saved there after every call (kill-safe)
     _buckets: dict[str, Bucket] = field(default_factory=dict, repr=False)
+    _save_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def attach(self, aws) -> "AccountModel":
         aws.register("before-parameter-build", self._remember)
@@ -237,10 +238,11 @@ class AccountModel:
              "pending_emails", "shas", "shown_tags")
 
     def save(self, folder: Path) -> None:
-        state = {name: getattr(self, name) for name in self.STATE}
-        temporary = folder / f"{STATE_FILE}.tmp"
-        temporary.write_text(json.dumps(state, default=str), encoding="utf-8")
-        temporary.replace(folder / STATE_FILE)   # never a torn file for the next run
+        with self._save_lock:   # calls answer in many threads at once
+            state = {name: getattr(self, name) for name in self.STATE}
+            temporary = folder / f"{STATE_FILE}.tmp"
+            temporary.write_text(json.dumps(state, default=str), encoding="utf-8")
+            temporary.replace(folder / STATE_FILE)   # never a torn file for the next run
 
     def load(self, folder: Path) -> "AccountModel":
         self.persist_to = folder
