@@ -20,6 +20,16 @@ from crudstack.export.model import build_model, write_packages
 FORMATS = {"sam": sam.write, "terraform": terraform.write}
 
 
+def deploy_commands(kind: str, folder: str) -> list[str]:
+    """What a user runs next; the export itself never deploys."""
+    if kind == "sam":
+        return [f"cd {folder} && sam deploy --guided --capabilities CAPABILITY_NAMED_IAM",
+                "(or: aws cloudformation package --template-file template.yaml --s3-bucket BUCKET --output-template-file "
+                "packaged.yaml && aws cloudformation deploy --template-file packaged.yaml --stack-name STACK "
+                "--capabilities CAPABILITY_NAMED_IAM)"]
+    return [f"cd {folder} && terraform init && terraform validate && terraform apply"]
+
+
 def export(config: Config, kind: str, folder: Path, *, force: bool = False) -> list[Path]:
     """Write the export into folder; refuse a folder that holds anything unless force. Returns the files written."""
     if kind not in FORMATS:
