@@ -293,7 +293,15 @@ def provision_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deployer-policy", action="store_true",
                         help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
                              "on AWS, and exit (no AWS call; see README, 'Permissions')")
+    parser.add_argument("--export", nargs=2, metavar=("{sam,terraform}", "DIR"),
+                        help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
+                             "with the functions' zips, and exit (no AWS call; see README, 'Export')")
+    parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
     args = parser.parse_args(argv)
+    if args.export and args.export[0] not in ("sam", "terraform"):
+        parser.error(f"--export: found {args.export[0]!r}, expected sam or terraform, e.g. --export sam exported/")
+    if args.force and not args.export:
+        parser.error("--force goes with --export (it lets the export write into a folder that is not empty)")
     if args.walkthrough and (args.plan or args.quiet):
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
 
@@ -303,6 +311,13 @@ def provision_main(argv: list[str] | None = None) -> int:
             from crudstack.permissions import deployer_policy
 
             print(json.dumps(deployer_policy(config), indent=2))
+            return 0
+        if args.export:
+            from crudstack.export import deploy_commands, export
+
+            written = export(config, args.export[0], Path(args.export[1]), force=args.force)
+            print(f"Wrote {len(written)} files (nothing was deployed):", *(f"  {_shown(p)}" for p in written),
+                  "To deploy them:", *(f"  {line}" for line in deploy_commands(args.export[0], _shown(Path(args.export[1])))), sep="\n")
             return 0
         spec = chaos_spec(args)
         target = args.target or config.target

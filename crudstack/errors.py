@@ -3,6 +3,7 @@
     CrudStackError              anything expected; printed as one clear message, no traceback
     ├── ConfigError             config.yaml is wrong; raised before any AWS call (exit 2)
     ├── LocalAwsError           the embedded local AWS could not be started or reached
+    ├── ExportError             --export cannot write its files (a folder not empty, not writable) (exit 2)
     └── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
         ├── OwnershipError      a resource has our name but not our tag: never touched
         └── InterruptedRun      Ctrl-C between two calls; a re-run resumes (exit 130)
@@ -31,6 +32,10 @@ class ConfigError(CrudStackError):
 
 class LocalAwsError(CrudStackError):
     exit_code = 3
+
+
+class ExportError(CrudStackError):
+    exit_code = 2
 
 
 class DeploymentError(CrudStackError):

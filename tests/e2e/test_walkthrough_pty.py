@@ -83,7 +83,7 @@ def test_walkthrough_in_a_terminal_shows_live_progress_then_each_outcome_and_com
             walkthrough.expect("Step 3  Lambda functions: creating function demo-CreateItemFunction")
         walkthrough.expect(rf"Step {number}  [^\r\n]+ \.+ created")
         if number == "5":
-            walkthrough.expect("Step 6 of 7: Test the API")
+            walkthrough.expect("Step 6 of 8: Test the API")
     walkthrough.expect("Resource")   # the summary table's header
     walkthrough.expect("Invoke URL:")
     walkthrough.expect(pexpect.EOF)

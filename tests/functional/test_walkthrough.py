@@ -49,7 +49,7 @@ def expected_console_text(config_path: str, number: str, invoke_url: str | None 
 
 def block(out: str, number: str) -> str:
     """The walkthrough text of one step, from its header to the next step's."""
-    start = out.index(f"=== Step {number} of 7:")
+    start = out.index(f"=== Step {number} of 8:")
     following = out.find("=== Step ", start + 1)
     return out[start:following if following != -1 else len(out)]
 
@@ -60,10 +60,10 @@ def test_walkthrough_without_a_terminal_shows_every_steps_console_text_in_order_
 
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("=== Step ")]
-    assert [h.split(":")[0] for h in headers] == [f"=== Step {n} of 7" for n in "1234567"]
+    assert [h.split(":")[0] for h in headers] == [f"=== Step {n} of 8" for n in "12345678"]
     position = 0
     invoke_url = json.loads((tmp_path / "outputs" / "stack.json").read_text())["invoke_url"]
-    for number in "1234567":
+    for number in "12345678":
         for line in expected_console_text(config_path, number, invoke_url):
             found = out.find(f"  {line}\n", position)
             assert found != -1, f"step {number}: console line missing or out of order: {line!r}"
@@ -105,7 +105,7 @@ def test_step_6_has_nothing_to_run_and_shows_the_invoke_url_after_step_5(walkthr
     url = json.loads((tmp_path / "outputs" / "stack.json").read_text())["invoke_url"]
     assert f"Invoke URL: {url}" in six
     assert "crudstack calls instead" not in six
-    assert out.index("Step 5  Deploy to stage ....") < out.index("=== Step 6 of 7")
+    assert out.index("Step 5  Deploy to stage ....") < out.index("=== Step 6 of 8")
 
 
 def test_a_second_walkthrough_shows_no_call_for_resources_already_as_configured(walkthrough):
@@ -138,7 +138,7 @@ def test_walkthrough_with_json_keeps_stdout_to_one_document(walkthrough):
 
     assert code == 0
     assert json.loads(out)["invoke_url"]
-    assert "=== Step 1 of 7" in err and "In the console:" in err
+    assert "=== Step 1 of 8" in err and "In the console:" in err
 
 
 def test_walkthrough_cannot_be_combined_with_plan_or_quiet(walkthrough):
@@ -220,3 +220,14 @@ def test_the_calls_the_walkthrough_prints_are_the_calls_the_run_makes(walkthroug
     assert len(sent) > 60 and sent == made
     for service, op, _ in runs[0].sent:   # and each was printed, as boto3 code, before its step ran
         assert f"{service}.{op}(" in out
+
+
+def test_step_8_shows_how_to_export_and_deploy_the_stack_after_the_last_step_without_running_it(walkthrough, tmp_path):
+    _, out, _ = walkthrough()
+
+    eight = block(out, "8")
+    assert out.index("Step 7  Monitoring") < out.index("=== Step 8 of 8")
+    assert "python provision.py --export sam export-sam" in eight and "sam deploy --guided" in eight
+    assert "python provision.py --export terraform export-tf" in eight and "terraform init && terraform validate && terraform apply" in eight
+    assert "crudstack calls instead" not in eight
+    assert not (tmp_path / "export-sam").exists() and not (tmp_path / "export-tf").exists()

@@ -29,11 +29,11 @@ DEFAULT = context()
 EVERY_FLAG_FLIPPED = context(**{"role.tutorial_managed_policies": True, "monitoring.alert_email": "ops@example.com"})
 
 
-def test_every_step_of_the_runner_and_the_tutorials_step_6_have_console_text():
+def test_every_step_of_the_runner_and_the_tutorials_steps_6_and_8_have_console_text():
     script = load_script()
 
-    assert sorted(script.steps, key=int) == [str(n) for n in range(1, 8)]
-    assert {s.number for s in STEPS} | {"6"} == set(script.steps)
+    assert sorted(script.steps, key=int) == [str(n) for n in range(1, 9)]
+    assert {s.number for s in STEPS} | {"6", "8"} == set(script.steps)
 
 
 @pytest.mark.parametrize("ctx", [DEFAULT, EVERY_FLAG_FLIPPED], ids=["default", "every-flag-flipped"])
