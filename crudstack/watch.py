@@ -26,7 +26,7 @@ from typing import Callable
 
 from crudstack.config import Config, load_config
 from crudstack.errors import ConfigError, CrudStackError, DeploymentError, InterruptedRun
-from crudstack.packaging import build_package
+from crudstack.packaging import Package, build_package
 from crudstack.plan import Action, Change, Context
 from crudstack.runner import Reporter, run
 from crudstack.steps.functions import FunctionsStep
@@ -118,7 +118,7 @@ class CodeUpdate:
     title = FunctionsStep.title
     console = "Lambda -> Functions -> Code -> Deploy"
 
-    def __init__(self, packages: dict[str, object], deployed: dict[str, str]):
+    def __init__(self, packages: dict[str, Package], deployed: dict[str, str]):
         self.packages = packages            # config name -> Package to upload
         self.deployed = deployed            # config name -> sha last deployed (None: unknown)
         self.started: dict[str, float] = {}
@@ -133,7 +133,7 @@ class CodeUpdate:
     def plan_teardown(self, ctx: Context) -> list[Change]:
         return []
 
-    def _update(self, ctx: Context, base: str, package) -> None:
+    def _update(self, ctx: Context, base: str, package: Package) -> None:
         name = ctx.config.function_name(base)
         lam = ctx.aws.client("lambda")
         self.started[base] = time.monotonic()
