@@ -297,6 +297,9 @@ def provision_main(argv: list[str] | None = None) -> int:
                         help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
                              "with the functions' zips, and exit (no AWS call; see README, 'Export')")
     parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
+    parser.add_argument("--watch", action="store_true",
+                        help="after provisioning, keep watching the Lambda code and config.yaml, and deploy each save "
+                             "(a handler: just its function's code; config.yaml: the whole provision); Ctrl-C stops")
     args = parser.parse_args(argv)
     if args.export and args.export[0] not in ("sam", "terraform"):
         parser.error(f"--export: found {args.export[0]!r}, expected sam or terraform, e.g. --export sam exported/")
@@ -304,6 +307,12 @@ def provision_main(argv: list[str] | None = None) -> int:
         parser.error("--force goes with --export (it lets the export write into a folder that is not empty)")
     if args.walkthrough and (args.plan or args.quiet):
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
+    refused = [flag for flag, given in (("--plan", args.plan), ("--json", args.json), ("--quiet", args.quiet),
+                                        ("--walkthrough", args.walkthrough), ("--deployer-policy", args.deployer_policy),
+                                        ("--export", bool(args.export))) if given]
+    if args.watch and refused:
+        parser.error(f"--watch keeps provisioning each save and reports it line by line: it cannot be combined with "
+                     f"{' or '.join(refused)}")
 
     def body(seen: dict) -> int:
         config = seen["config"] = load_config(args.config)
@@ -368,9 +377,41 @@ def provision_main(argv: list[str] | None = None) -> int:
             screen.print(f"  {line}")
         if written:
             screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(_shown(p) for p in written)}")
+        if args.watch:
+            screen.print()
+            return _watch(args, screen, ctx, target)
         return 0
 
     return _main(body)
+
+
+def _watch(args, screen: Screen, ctx: Context, target: str) -> int:
+    """--watch (crudstack/watch.py); a config.yaml save runs this whole provision again, quietly but for errors."""
+    from crudstack.watch import Watch
+
+    def provision_again(config: Config) -> Context:
+        check_target(config, target, args.config)
+        aws, endpoint = connect(config, target)
+        again = Context(config=config, aws=aws, target=target)
+        reporter = RunReporter(screen, quiet=True)
+        reporter.attach(aws)
+        try:
+            results = run(again, reporter)   # no GracefulStop: the watch lets a deploy in flight finish
+        finally:
+            reporter.close()
+        doc = summary(again, results, endpoint, 0.0, timings=reporter.timings)
+        if doc["invoke_url"]:
+            try:
+                write_outputs(doc, Path(args.outputs))
+            except OSError as exc:
+                log.warning("could not write the outputs to %s: %s", args.outputs, exc)
+        for result in results:
+            for change in result.changes:
+                if change.action.mutates:
+                    screen.print(f"  {change.describe()}")
+        return again
+
+    return Watch(ctx, Path(args.config), provision_again, say=screen.print).run()
 
 
 def _stack_left(aws: Aws) -> list[str]:
