@@ -145,6 +145,19 @@ def _delay_s(value: Any, date: str | None) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+# How long a status is waited for between two looks at most (see Aws.wait_until).
+POLL_MAX_S = 1.0
+# How long a retry of an eventual-consistency error waits at most (see Aws.retrying).
+CONSISTENCY_WAIT_MAX_S = 1.5
+
+
+def is_eventual_consistency(exc: BaseException) -> bool:
+    if not isinstance(exc, botocore.exceptions.ClientError):
+        return False
+    code, message = error_code(exc) or "", error_message(exc).lower()
+    return any(code == c and fragment.lower() in message for c, fragment in EVENTUAL_CONSISTENCY)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Throttling, conflicting changes, 5xx, dropped connections and eventual consistency: worth another try."""
     if isinstance(exc, CONNECTION_ERRORS):
@@ -413,8 +426,12 @@ class Aws:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception()
+            # AWS's eventual consistency (a role not assumable yet, an update still running) clears by itself
+            # within seconds: look again every second or two rather than back off like from a throttle, so a
+            # run ends soon after AWS is ready (the dependency chain, not the backoff, sets its length).
+            pause = min(backoff(state), CONSISTENCY_WAIT_MAX_S) if is_eventual_consistency(exc) else backoff(state)
             # Never sleep past the deadline: the last attempt is made at it, not after it.
-            return max(0.0, min(max(backoff(state), self._least_wait(exc)), remaining(exc)))
+            return max(0.0, min(max(pause, self._least_wait(exc)), remaining(exc)))
 
         def stop(state: RetryCallState) -> bool:
             if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
@@ -534,7 +551,9 @@ class Aws:
                 raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
             if self.on_retry:
                 self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
-            self.sleep(min(interval_s * attempt, 5.0, left))
+            # Soon after a change most states have already moved on: look again quickly, then once a second
+            # (botocore's own waiters wait 5 to 20 s between looks, which would add that much to every wait).
+            self.sleep(min(interval_s * attempt, POLL_MAX_S, left))
 
 
 class _Working:

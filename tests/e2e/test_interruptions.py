@@ -16,7 +16,7 @@ from tests.stack_state import differences, duplicates, inventory, state
 
 # (AWS calls before Ctrl-C, the steps it may land in): of a clean run's 102 calls, step 1 makes the first 4,
 # step 4 the 24th to the 66th, step 7 the 72nd to the last.
-@pytest.mark.parametrize("calls", [2, 45, 85], ids=["early", "middle", "late"])
+@pytest.mark.parametrize("calls", [2, 40, 70], ids=["early", "middle", "late"])
 def test_ctrl_c_exits_130_naming_the_step_and_a_rerun_resumes(calls, moto_server, stack_cli, clean):
     moto_server.reset()
 
