@@ -146,9 +146,9 @@ def _delay_s(value: Any, date: str | None) -> float | None:
 
 
 # How long a status is waited for between two looks at most (see Aws.wait_until).
-POLL_MAX_S = 1.0
+POLL_MAX_S = 0.75
 # How long a retry of an eventual-consistency error waits at most (see Aws.retrying).
-CONSISTENCY_WAIT_MAX_S = 1.5
+CONSISTENCY_WAIT_MAX_S = 0.75
 
 
 def is_eventual_consistency(exc: BaseException) -> bool:
@@ -427,7 +427,7 @@ class Aws:
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception()
             # AWS's eventual consistency (a role not assumable yet, an update still running) clears by itself
-            # within seconds: look again every second or two rather than back off like from a throttle, so a
+            # within seconds: look again within a second rather than back off as from a throttle, so a
             # run ends soon after AWS is ready (the dependency chain, not the backoff, sets its length).
             pause = min(backoff(state), CONSISTENCY_WAIT_MAX_S) if is_eventual_consistency(exc) else backoff(state)
             # Never sleep past the deadline: the last attempt is made at it, not after it.
@@ -551,7 +551,7 @@ class Aws:
                 raise TimeoutError(f"gave up waiting for {what} after {timeout:.0f} s")
             if self.on_retry:
                 self.on_retry(f"waiting for {what}", TimeoutError(what), attempt)
-            # Soon after a change most states have already moved on: look again quickly, then once a second
+            # Soon after a change most states have already moved on: look again quickly, then every 0.75 s
             # (botocore's own waiters wait 5 to 20 s between looks, which would add that much to every wait).
             self.sleep(min(interval_s * attempt, POLL_MAX_S, left))
 
