@@ -107,9 +107,14 @@ class Call:
             if code in self.ok:
                 return None
             raise
-        for name, pick in self.save.items():
-            run.variables[name] = pick(answer)
-        return answer
+        return keep(run, self.save, answer)
+
+
+def keep(run, save: dict[str, Callable[[dict], Any]], answer: Any) -> Any:
+    """Save what later records need from an answer (crudstack.calls.Ref); the answer itself goes on."""
+    for name, pick in save.items():
+        run.variables[name] = pick(answer) if answer is not None else None
+    return answer
 
 
 @dataclass
@@ -169,10 +174,7 @@ class FindOrCreate:
                     raise
                 return self.conflict(run)
 
-        answer = run.aws.retry_unit(unit)
-        for name, pick in self.save.items():
-            run.variables[name] = pick(answer)
-        return answer
+        return keep(run, self.save, run.aws.retry_unit(unit))
 
 
 @dataclass
@@ -205,10 +207,7 @@ class Once:
                     return None
                 raise
 
-        answer = run.aws.retry_unit(unit)
-        for name, pick in self.call.save.items():
-            run.variables[name] = pick(answer) if answer is not None else None
-        return answer
+        return keep(run, self.call.save, run.aws.retry_unit(unit))
 
 
 @dataclass

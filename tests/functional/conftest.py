@@ -19,7 +19,9 @@ Helpers (fixtures):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,3 +375,24 @@ def permission_statements(clients: Clients, cfg: Config, base: str) -> list[dict
 
     policy = json.loads(clients.awslambda.get_policy(FunctionName=cfg.function_name(base))["Policy"])
     return [s for s in policy["Statement"] if s.get("Sid") == f"{cfg.stack}-apigateway-invoke"]
+
+
+# -- simulated time (crudstack.realistic) ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """tenacity's backoff jitter draws from `random`: seed it, so simulated times repeat."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
+@pytest.fixture
+def clock():
+    from crudstack.realistic import SimClock
+
+    return SimClock()

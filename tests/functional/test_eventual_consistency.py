@@ -5,28 +5,19 @@ the model's critical path, not the sum of every resource's delay."""
 
 from __future__ import annotations
 
-import random
 
 import pytest
 
 from crudstack.errors import InterruptedRun
 from crudstack.plan import Action
-from tests.functional.conftest import assert_one_complete_stack
+from tests.functional.conftest import assert_one_complete_stack, seeded
 from crudstack.realistic import AccountModel, Delays, SimClock
 
 
 @pytest.fixture(autouse=True)
 def seeded_jitter():
-    """tenacity's backoff jitter draws from `random`: seed it, so simulated times repeat."""
-    state = random.getstate()
-    random.seed(5)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+    with seeded(5):
+        yield
 
 
 def modelled(clock: SimClock, delays: Delays) -> AccountModel:

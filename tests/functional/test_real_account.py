@@ -3,7 +3,6 @@ shows one way a real account differs from moto and that provision and teardown c
 
 from __future__ import annotations
 
-import random
 
 import botocore.exceptions
 import pytest
@@ -12,21 +11,13 @@ from crudstack.errors import DeploymentError, InterruptedRun, OwnershipError
 from crudstack.packaging import build_package
 from crudstack.plan import Action, Options
 from crudstack.realistic import AccountModel, Delays, SimClock
-from tests.functional.conftest import ACCOUNT, REGION, assert_one_complete_stack, rest_apis
+from tests.functional.conftest import seeded, ACCOUNT, REGION, assert_one_complete_stack, rest_apis
 
 
 @pytest.fixture(autouse=True)
 def seeded_jitter():
-    """tenacity's backoff jitter draws from `random`: seed it, so simulated times repeat."""
-    state = random.getstate()
-    random.seed(11)
-    yield
-    random.setstate(state)
-
-
-@pytest.fixture
-def clock() -> SimClock:
-    return SimClock()
+    with seeded(11):
+        yield
 
 
 def account(clock: SimClock, **delays) -> AccountModel:
