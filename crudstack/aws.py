@@ -297,8 +297,6 @@ class Aws:
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self._thread = threading.local()   # each thread's last call: runs make calls from many threads
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
-        # Called between two changes of a run (crudstack.interrupt stops there after a Ctrl-C).
-        self.checkpoints: list[Callable[[], None]] = []
         self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
         self._busy_lock = threading.Lock()
         # Every call waits for its turn under AWS's documented rate (calls run many at once).
@@ -334,10 +332,6 @@ class Aws:
     def working(self) -> "_Working":
         """`with aws.working():` around a thread's share of a run."""
         return _Working(self)
-
-    def checkpoint(self) -> None:
-        for check in self.checkpoints:
-            check()
 
     def register(self, event: str, handler: Callable) -> None:
         """Hook every client, present and future (tests use it to inject faults)."""

@@ -1,11 +1,11 @@
-"""Ctrl-C during a run: let the AWS call in flight finish, then stop before the next one.
+"""Ctrl-C during a run: let the AWS calls in flight finish, then start nothing new.
 
 Python's own SIGINT raises KeyboardInterrupt wherever the program happens to be, often inside
 botocore reading an answer: AWS did the work and the run never learns of it. Every step copes
-with that on the next run, but there is no need to make it happen: while a request is on the
-wire, Ctrl-C is only noted, and the run stops at the next call, wait or change (the runner
-turns that into InterruptedRun, naming the step; exit code 130). Outside a call, or on a second
-Ctrl-C, it stops at once.
+with that on the next run, but there is no need to make it happen: while a run's work is under way
+(a request on the wire, or a change's thread between calls), Ctrl-C is only noted, and each thread
+stops at its next call or wait (the runner turns that into InterruptedRun, naming the step; exit code
+130). With nothing under way (the walkthrough's prompt), or on a second Ctrl-C, it stops at once.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ class _Attached:
         aws.register("request-created", stop._sending)
         aws.register("needs-retry", stop._answered)
         aws.register("before-call", stop.checkpoint)
-        aws.checkpoints.append(stop.checkpoint)
         self._sleep = aws.sleep
 
         def sleep(seconds: float) -> None:
@@ -83,6 +82,5 @@ class _Attached:
 
     def __exit__(self, *exc) -> None:
         self.aws.sleep = self._sleep
-        self.aws.checkpoints.remove(self.stop.checkpoint)
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
