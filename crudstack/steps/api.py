@@ -111,11 +111,10 @@ def tag_calls(ctx: Context, path: str, tags: dict[str, str]) -> list:
     return [Call("apigateway", "tag_resource", {"resourceArn": Ref("api_id", apigateway_arn(ctx, path)), "tags": tags})]
 
 
-def find_apis(ctx: Context, aws=None) -> list[dict]:
+def find_apis(ctx: Context) -> list[dict]:
     """Every REST API with our name, oldest first."""
-    aws = aws or ctx.aws
-    apigw = aws.client("apigateway")
-    apis = [a for a in aws.paginate(apigw, "get_rest_apis", "items") if a["name"] == ctx.config.api_name]
+    apigw = ctx.aws.client("apigateway")
+    apis = [a for a in ctx.aws.paginate(apigw, "get_rest_apis", "items") if a["name"] == ctx.config.api_name]
     return sorted(apis, key=lambda a: (a.get("createdDate") or 0, a["id"]))
 
 
@@ -310,7 +309,7 @@ class ApiStep:
 
         def added(run) -> bool:
             arn = resolve(wanted, run.variables)
-            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name, run.aws)] == [arn]
+            return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [arn]
 
         # AWS refuses a second add_permission with the same statement id, and moto keeps both: a retry after a
         # lost answer looks first; the same statement id answering ResourceConflictException is our own lost call.
@@ -320,11 +319,10 @@ class ApiStep:
             done=added, checks=f"lambda.get_policy(FunctionName={name!r}) holds that statement"))
         return calls
 
-    def _statements(self, ctx: Context, name: str, aws=None) -> list[dict]:
+    def _statements(self, ctx: Context, name: str) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
-        aws = aws or ctx.aws
-        lam = aws.client("lambda")
-        found = aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+        lam = ctx.aws.client("lambda")
+        found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
         statements = json.loads(found["Policy"])["Statement"] if found else []
         return [s for s in statements if s.get("Sid") == permission_id(ctx)]
 

@@ -33,9 +33,8 @@ def fingerprint_of(resources: list[dict]) -> str:
     return hashlib.sha256(json.dumps(sorted(shape)).encode()).hexdigest()[:16]
 
 
-def api_fingerprint(ctx: Context, api_id: str, aws=None) -> str:
-    aws = aws or ctx.aws
-    return fingerprint_of(aws.paginate(aws.client("apigateway"), "get_resources", "items", restApiId=api_id, embed=["methods"]))
+def api_fingerprint(ctx: Context, api_id: str) -> str:
+    return fingerprint_of(ctx.aws.paginate(ctx.aws.client("apigateway"), "get_resources", "items", restApiId=api_id, embed=["methods"]))
 
 
 class DeployStep:

@@ -89,10 +89,8 @@ class FunctionsStep:
         return ctx.aws.find(lam.get_function, not_found=NOT_FOUND, FunctionName=name)
 
     def plan(self, ctx: Context) -> list[Change]:
-        items = list(ctx.config.lambda_.functions.items())
-        for base, _ in items:  # known before any is read: step 4 builds integration URIs from them
-            ctx.function_arns[base] = ctx.arn("lambda", f"function:{ctx.config.function_name(base)}")
-        planned = ctx.fan(lambda item: self._plan_one(ctx, *item), items)
+        # ctx.function_arns holds every ARN before any plan reads (runner.prime): step 4 builds its URIs from them.
+        planned = ctx.fan(lambda item: self._plan_one(ctx, *item), list(ctx.config.lambda_.functions.items()))
         return [change for changes in planned for change in changes] + self._plan_removed(ctx)
 
     def _plan_removed(self, ctx: Context) -> list[Change]:
