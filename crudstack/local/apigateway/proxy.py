@@ -18,6 +18,7 @@ from crudstack.local.apigateway.events import GatewayRequest
 from crudstack.local.apigateway.exceptions import MalformedProxyResult
 from crudstack.local.apigateway.models import DeployedIntegration, DeployedMethod, StageTarget
 from crudstack.local.apigateway.responses import FUNCTION_ERROR, INTERNAL_ERROR, TIMED_OUT, HttpResponse, gateway_error
+from crudstack.local.awslambda.lookups import FunctionLookups
 from crudstack.local.awslambda.permissions import check_invoke_permission, source_arn_for
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class LambdaProxyInvoker:
 
     def __init__(self, runtime: GatewayRuntime, lambda_backend: Callable[[str, str], Any] | None = None):
         self.runtime = runtime
+        # The runtime's lookups (cached in the server, awslambda/lookups.py); a stand-in runtime has none.
+        self.lookups = getattr(runtime, "lookups", None) or FunctionLookups()
         self._lambda_backend = lambda_backend
         self._slow_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._slow_pool_lock = threading.Lock()
@@ -139,19 +142,14 @@ class LambdaProxyInvoker:
         source_arn = source_arn_for(api.region, api.account_id, api.api_id, target.stage, request.http_method,
                                     method.resource_path)
 
-        from moto.awslambda.exceptions import LambdaClientError
-        try:
-            backend = self.lambda_backend(fn_account, fn_region)
-            function = backend.get_function(fn_match.group("name"), fn_match.group("qualifier"))
-            try:
-                policy = json.loads(json.loads(backend.get_policy(fn_match.group("name"), fn_match.group("qualifier")))["Policy"])
-            except LambdaClientError:
-                policy = None
-        except LambdaClientError as exc:
+        name, qualifier = fn_match.group("name"), fn_match.group("qualifier")
+        found = self.lookups.get(("invoke", fn_account, fn_region, name, qualifier, source_arn, api.account_id),
+                                 lambda: self._permission(fn_account, fn_region, name, qualifier, source_arn, api.account_id))
+        missing, function_timeout, refusal = found
+        if missing is not None:
             log.error("%s: execution failed due to configuration error: Lambda function %s: %s", where, function_arn,
-                      getattr(exc, "message", exc))
+                      missing)
             return InvocationOutcome(gateway_error(*INTERNAL_ERROR))
-        refusal = check_invoke_permission(policy, source_arn, api.account_id)
         if refusal:
             log.error("%s: execution failed due to configuration error: Invalid permissions on Lambda function %s: %s",
                       where, function_arn, refusal)
@@ -161,7 +159,7 @@ class LambdaProxyInvoker:
         timeout_ms = integration.timeout_ms
         started = time.perf_counter()
         try:
-            if (getattr(function, "timeout", 0) or 0) * 1000 > timeout_ms:
+            if function_timeout * 1000 > timeout_ms:
                 # The function may outlive the integration timeout: wait for it no longer than AWS does
                 # (the invocation carries on, as on AWS).
                 future = self._pool().submit(self._call, function_arn, payload, fn_region, fn_account)
@@ -178,6 +176,23 @@ class LambdaProxyInvoker:
             return InvocationOutcome(gateway_error(*INTERNAL_ERROR), (time.perf_counter() - started) * 1000)
         integration_ms = (time.perf_counter() - started) * 1000
         return InvocationOutcome(self._map(result, where, function_arn), integration_ms)
+
+    def _permission(self, account_id: str, region: str, name: str, qualifier: str | None, source_arn: str,
+                    source_account: str) -> tuple[str | None, float, str | None]:
+        """(why the Lambda API cannot find the function or None, its timeout in seconds, why its resource
+        policy refuses API Gateway or None): what the Lambda API decides when API Gateway calls it."""
+        from moto.awslambda.exceptions import LambdaClientError
+
+        try:
+            backend = self.lambda_backend(account_id, region)
+            function = backend.get_function(name, qualifier)
+            try:
+                policy = json.loads(json.loads(backend.get_policy(name, qualifier))["Policy"])
+            except LambdaClientError:
+                policy = None
+        except LambdaClientError as exc:
+            return str(getattr(exc, "message", exc)), 0.0, None
+        return None, float(getattr(function, "timeout", 0) or 0), check_invoke_permission(policy, source_arn, source_account)
 
     def _call(self, function_arn: str, payload: bytes, region: str, account_id: str) -> Any:
         return self.runtime.invoke(function_arn, payload, region=region, account_id=account_id, source="api")

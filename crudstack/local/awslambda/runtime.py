@@ -37,6 +37,7 @@ from crudstack.local.awslambda.exceptions import (
     RuntimeClosed,
     WorkerExited,
 )
+from crudstack.local.awslambda.lookups import FunctionLookups
 from crudstack.local.awslambda.logs import LambdaTelemetry, iso_now, log_events, new_log_stream, now_ms, report_line
 from crudstack.local.awslambda.models import (
     DEFAULT_ACCOUNT_ID,
@@ -83,6 +84,8 @@ class LambdaRuntime:
         self._flush_interval = flush_interval
         self._lambda_packages_only = lambda_packages_only
         self._base_env = worker_base_environment(endpoint_url)
+        # Function lookups; the server enables the cache and tells it of every write (lookups.py).
+        self.lookups = FunctionLookups()
 
         self._lock = threading.Lock()
         self._closed = False
@@ -179,7 +182,8 @@ class LambdaRuntime:
     def _prepare(self, name_or_arn, payload, region, account_id, qualifier):
         if self._closed:
             raise RuntimeClosed("the Lambda runtime is shut down")
-        fn = find_function(name_or_arn, region, account_id, qualifier)
+        fn, spec = self.lookups.get(("function", name_or_arn, region, account_id, qualifier),
+                                    lambda: self._function_and_spec(name_or_arn, region, account_id, qualifier))
         if isinstance(payload, str):
             payload = payload.encode("utf-8")
         if len(payload) > MAX_SYNC_PAYLOAD:
@@ -189,7 +193,12 @@ class LambdaRuntime:
                 json.loads(payload)
             except ValueError as exc:
                 raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
-        return fn, FunctionSpec.from_moto(fn, getattr(fn, "account_id", account_id), getattr(fn, "region", region)), payload
+        return fn, spec, payload
+
+    @staticmethod
+    def _function_and_spec(name_or_arn, region, account_id, qualifier):
+        fn = find_function(name_or_arn, region, account_id, qualifier)
+        return fn, FunctionSpec.from_moto(fn, getattr(fn, "account_id", account_id), getattr(fn, "region", region))
 
     # -- one invocation -------------------------------------------------------------
 

@@ -186,6 +186,11 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             print(f"local AWS: the Lambda runtime could not be started: {exc} (see {log_path})", file=sys.stderr)
             return 1
         delivery.runtime = runtime
+        lookups = getattr(runtime, "lookups", None)
+        if lookups is not None:  # cached from now on; any write but DynamoDB's may change a function
+            state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
+                           else lookups.changed())
+            lookups.enable()
         invoker = LambdaProxyInvoker(runtime)
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics),

@@ -163,6 +163,7 @@ class DurableState:
         self._lock = threading.RLock()  # serialises writes: journal order is execution order
         self._ops: dict[str, Callable[..., Any]] = {}
         self._parts: dict[str, StatePart] = {}
+        self._write_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.journal: Journal | None = None
         self._tail_cost = 0.0
         self._tail_records = 0
@@ -179,6 +180,10 @@ class DurableState:
     def register(self, name: str, operation: Callable[..., Any]) -> None:
         """An in-process write that `apply(name, **args)` runs and journals; args must be JSON (datetimes allowed)."""
         self._ops[name] = operation
+
+    def on_write(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener(environ)` after each write moto served over HTTP, before it is answered."""
+        self._write_listeners.append(listener)
 
     def add_part(self, name: str, part: StatePart) -> None:
         self._parts[name] = part
@@ -211,7 +216,11 @@ class DurableState:
             seed, at = determinism.new_seed(), time.time()
             started = time.perf_counter()
             with determinism.replayable(seed, at):
-                status, headers, answer = call_wsgi(app, environ)
+                try:
+                    status, headers, answer = call_wsgi(app, environ)
+                finally:
+                    for listener in self._write_listeners:
+                        listener(environ)
             code = _status_code(status)
             if 200 <= code < 300:
                 saved = {key: environ[key] for key in environ

@@ -1,0 +1,48 @@
+"""Function lookups and permission decisions, kept until the next write that may change them.
+
+Every request through an invoke URL used to ask moto for the function twice (the gateway, then the
+runtime), read and parse its resource policy, and evaluate it; none of that changes between two
+writes to the local AWS. The server calls `changed()` for every write moto serves (but DynamoDB's,
+which cannot touch a function) before that write is answered, so a client that changed a function
+or its policy sees the change on its next request, as it would without the cache.
+
+Without `enable()` (a runtime used alone, a test under moto's mock, whose writes nobody watches)
+nothing is kept and every call looks again.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Hashable
+
+
+class FunctionLookups:
+    def __init__(self) -> None:
+        self._enabled = False
+        self._generation = 0
+        self._values: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def enable(self) -> "FunctionLookups":
+        self._enabled = True
+        return self
+
+    def changed(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._values.clear()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """compute() once per key between two writes; what it raises is raised, and not kept."""
+        if not self._enabled:
+            return compute()
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        generation = self._generation
+        value = compute()
+        with self._lock:
+            if generation == self._generation:  # no write since compute() started reading moto
+                self._values[key] = value
+        return value
