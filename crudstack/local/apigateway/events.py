@@ -76,15 +76,17 @@ def build_proxy_event(request: GatewayRequest, target: StageTarget, route: Route
     """The event a Lambda function receives from a REST API "Lambda proxy integration"."""
     headers: dict[str, str] = {}
     multi_headers: dict[str, list[str]] = {}
+    first: dict[str, str] = {}  # lower-case name -> the first value sent
     for name, value in request.headers:
         headers[name] = value  # a repeated header: the last value, as AWS
         multi_headers.setdefault(name, []).append(value)
-    host = next((v for k, v in request.headers if k.lower() == "host"), "")
+        first.setdefault(name.lower(), value)
+    host = first.get("host", "")
     # Headers API Gateway adds on its way to the integration.
     for name, value in (("X-Amzn-Trace-Id", ids.trace_id), ("X-Forwarded-For", request.source_ip),
                         ("X-Forwarded-Port", host.rpartition(":")[2] if ":" in host else "80"),
                         ("X-Forwarded-Proto", "http")):
-        if not any(k.lower() == name.lower() for k in headers):
+        if name.lower() not in first:
             headers[name] = value
             multi_headers[name] = [value]
 
@@ -94,7 +96,7 @@ def build_proxy_event(request: GatewayRequest, target: StageTarget, route: Route
         query[key] = value  # repeated key: the last value, as AWS
         multi_query.setdefault(key, []).append(value)
 
-    content_type = next((v for k, v in request.headers if k.lower() == "content-type"), None)
+    content_type = first.get("content-type")
     body: str | None = None
     is_base64 = False
     if request.body:
@@ -105,7 +107,7 @@ def build_proxy_event(request: GatewayRequest, target: StageTarget, route: Route
 
     method = route.method
     request_time = dt.datetime.fromtimestamp(ids.epoch_ms / 1000, dt.timezone.utc)
-    user_agent = next((v for k, v in request.headers if k.lower() == "user-agent"), None)
+    user_agent = first.get("user-agent")
     return {
         "resource": method.resource_path,
         "path": request.path,

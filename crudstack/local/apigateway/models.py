@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from crudstack.local.cache import UntilWrite
+
 log = logging.getLogger(__name__)
 
 # API Gateway's integration timeout for REST APIs (an integration may set timeoutInMillis lower).
@@ -165,6 +167,8 @@ class DeploymentSnapshots:
         self._snapshots: dict[tuple[str, str], DeployedApi] = {}
         self._locations: dict[str, tuple[str, str]] = {}  # api id -> (account, region)
         self._lock = threading.Lock()
+        # Stage -> what it serves; the server enables it and tells it of every write (crudstack/local/cache.py).
+        self.targets = UntilWrite()
 
     @property
     def backends(self) -> Any:
@@ -197,11 +201,13 @@ class DeploymentSnapshots:
         snapshot = snapshot_rest_api(rest_api, deployment_id)
         with self._lock:
             self._snapshots[(api_id, deployment_id)] = snapshot
+        self.targets.changed()
         log.info("API %s: deployment %s recorded (%s)", api_id, deployment_id,
                  ", ".join(sorted(_describe_routes(snapshot.routes))) or "no methods")
         return snapshot
 
     def forget(self, api_id: str, deployment_id: str | None = None) -> None:
+        self.targets.changed()
         with self._lock:
             for key in [k for k in self._snapshots if k[0] == api_id and deployment_id in (None, k[1])]:
                 del self._snapshots[key]
@@ -209,6 +215,7 @@ class DeploymentSnapshots:
                 self._locations.pop(api_id, None)
 
     def clear(self) -> None:
+        self.targets.changed()
         with self._lock:
             self._snapshots.clear()
             self._locations.clear()
@@ -220,12 +227,16 @@ class DeploymentSnapshots:
             return dict(self._snapshots)
 
     def load(self, snapshots: dict[tuple[str, str], DeployedApi]) -> None:
+        self.targets.changed()
         with self._lock:
             self._snapshots = dict(snapshots)
             self._locations.clear()
 
     def resolve(self, api_id: str, stage_name: str) -> StageTarget | None:
         """The deployment a stage points to, or None (AWS: 403 for an unknown api or stage)."""
+        return self.targets.get((api_id, stage_name), lambda: self._resolve(api_id, stage_name))
+
+    def _resolve(self, api_id: str, stage_name: str) -> StageTarget | None:
         rest_api = self._find_rest_api(api_id)
         if rest_api is None:
             return None

@@ -18,7 +18,7 @@ from crudstack.local.apigateway.events import GatewayRequest
 from crudstack.local.apigateway.exceptions import MalformedProxyResult
 from crudstack.local.apigateway.models import DeployedIntegration, DeployedMethod, StageTarget
 from crudstack.local.apigateway.responses import FUNCTION_ERROR, INTERNAL_ERROR, TIMED_OUT, HttpResponse, gateway_error
-from crudstack.local.awslambda.lookups import FunctionLookups
+from crudstack.local.cache import UntilWrite
 from crudstack.local.awslambda.permissions import check_invoke_permission, source_arn_for
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class LambdaProxyInvoker:
 
     def __init__(self, runtime: GatewayRuntime, lambda_backend: Callable[[str, str], Any] | None = None):
         self.runtime = runtime
-        # The runtime's lookups (cached in the server, awslambda/lookups.py); a stand-in runtime has none.
-        self.lookups = getattr(runtime, "lookups", None) or FunctionLookups()
+        # The runtime's lookups (cached in the server, crudstack/local/cache.py); a stand-in runtime has none.
+        self.lookups = getattr(runtime, "lookups", None) or UntilWrite()
         self._lambda_backend = lambda_backend
         self._slow_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._slow_pool_lock = threading.Lock()

@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 
+from crudstack.local.cache import UntilWrite
 from crudstack.local.awslambda.environment import function_environment, worker_base_environment
 from crudstack.local.awslambda.exceptions import (
     InitFailed,
@@ -37,7 +38,6 @@ from crudstack.local.awslambda.exceptions import (
     RuntimeClosed,
     WorkerExited,
 )
-from crudstack.local.awslambda.lookups import FunctionLookups
 from crudstack.local.awslambda.logs import LambdaTelemetry, iso_now, log_events, new_log_stream, now_ms, report_line
 from crudstack.local.awslambda.models import (
     DEFAULT_ACCOUNT_ID,
@@ -84,8 +84,8 @@ class LambdaRuntime:
         self._flush_interval = flush_interval
         self._lambda_packages_only = lambda_packages_only
         self._base_env = worker_base_environment(endpoint_url)
-        # Function lookups; the server enables the cache and tells it of every write (lookups.py).
-        self.lookups = FunctionLookups()
+        # Function lookups; the server enables the cache and tells it of every write (crudstack/local/cache.py).
+        self.lookups = UntilWrite()
 
         self._lock = threading.Lock()
         self._closed = False

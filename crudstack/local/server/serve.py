@@ -186,11 +186,13 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             print(f"local AWS: the Lambda runtime could not be started: {exc} (see {log_path})", file=sys.stderr)
             return 1
         delivery.runtime = runtime
-        lookups = getattr(runtime, "lookups", None)
-        if lookups is not None:  # cached from now on; any write but DynamoDB's may change a function
-            state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
-                           else lookups.changed())
-            lookups.enable()
+        # What the request path reads from moto is cached from now on, until a write other than
+        # DynamoDB's (crudstack/local/cache.py).
+        caches = [snapshots.targets] + [cache for cache in [getattr(runtime, "lookups", None)] if cache is not None]
+        state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
+                       else [cache.changed() for cache in caches])
+        for cache in caches:
+            cache.enable()
         invoker = LambdaProxyInvoker(runtime)
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics),

@@ -1,13 +1,13 @@
-"""Function lookups and permission decisions, kept until the next write that may change them.
+"""What the request path reads from moto and keeps until the next write that may change it.
 
-Every request through an invoke URL used to ask moto for the function twice (the gateway, then the
-runtime), read and parse its resource policy, and evaluate it; none of that changes between two
-writes to the local AWS. The server calls `changed()` for every write moto serves (but DynamoDB's,
-which cannot touch a function) before that write is answered, so a client that changed a function
-or its policy sees the change on its next request, as it would without the cache.
+An invoke-URL request used to resolve the stage in moto, ask moto for the function twice (the gateway,
+then the runtime), read and parse its resource policy and evaluate it; none of that changes between two
+writes to the local AWS. The server calls `changed()` for every write moto serves (but DynamoDB's, which
+can change neither an API nor a function) before that write is answered, so a client that changed a
+stage, a function or a policy sees the change on its next request, as it would without the cache.
 
-Without `enable()` (a runtime used alone, a test under moto's mock, whose writes nobody watches)
-nothing is kept and every call looks again.
+Without `enable()` (a runtime or gateway used alone, a test under moto's mock, whose writes nobody
+watches) nothing is kept and every call looks again.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import threading
 from typing import Any, Callable, Hashable
 
 
-class FunctionLookups:
+class UntilWrite:
     def __init__(self) -> None:
         self._enabled = False
         self._generation = 0
         self._values: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
-    def enable(self) -> "FunctionLookups":
+    def enable(self) -> "UntilWrite":
         self._enabled = True
         return self
 
