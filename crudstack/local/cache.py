@@ -1,8 +1,8 @@
 """What the request path reads from moto and keeps until the next write that may change it.
 
-An invoke-URL request used to resolve the stage in moto, ask moto for the function twice (the gateway,
-then the runtime), read and parse its resource policy and evaluate it; none of that changes between two
-writes to the local AWS. The server calls `changed()` for every write moto serves (but DynamoDB's, which
+An invoke-URL request resolves its stage, finds its function (in the gateway and again in the runtime),
+and parses and evaluates the function's resource policy; none of that changes between two writes to the
+local AWS, and reading it from moto each time costs more than the rest of the gateway. The server calls `changed()` for every write moto serves (but DynamoDB's, which
 can change neither an API nor a function) before that write is answered, so a client that changed a
 stage, a function or a policy sees the change on its next request, as it would without the cache.
 

@@ -186,9 +186,8 @@ def write(folder: Path, lsn: int, data: bytes) -> Path:
     return path
 
 
-# Where our own pickled classes lived when older snapshots were written (a snapshot names each class
-# by module): the deployed APIs were in crudstack.local.gateway until the local AWS became a package
-# per service.
+# A snapshot names each pickled class by its module; these are modules that snapshots on users' disks
+# may name for our own classes that live elsewhere now, so that such a snapshot still loads.
 _MOVED_MODULES = {"crudstack.local.gateway": "crudstack.local.apigateway.models"}
 
 
