@@ -18,8 +18,8 @@ from crudstack.local.apigateway.events import GatewayRequest
 from crudstack.local.apigateway.exceptions import MalformedProxyResult
 from crudstack.local.apigateway.models import DeployedIntegration, DeployedMethod, StageTarget
 from crudstack.local.apigateway.responses import FUNCTION_ERROR, INTERNAL_ERROR, TIMED_OUT, HttpResponse, gateway_error
-from crudstack.local.cache import UntilWrite
 from crudstack.local.awslambda.permissions import check_invoke_permission, source_arn_for
+from crudstack.local.cache import UntilWrite
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 
-from crudstack.local.cache import UntilWrite
 from crudstack.local.awslambda.environment import function_environment, worker_base_environment
 from crudstack.local.awslambda.exceptions import (
     InitFailed,
@@ -49,6 +48,7 @@ from crudstack.local.awslambda.models import (
     find_function,
 )
 from crudstack.local.awslambda.process import WorkerProcess, top_level_names
+from crudstack.local.cache import UntilWrite
 
 # What a spare worker imports while it waits for a function: the tutorial's handlers all
 # create a DynamoDB resource at import time.

@@ -26,6 +26,7 @@ from crudstack.local.cloudwatch.evaluator import AlarmEvaluator, set_alarm_state
 from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
+from crudstack.local.dynamodb.responses import DirectDynamoDB
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
 from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
@@ -160,7 +161,7 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
     # The app journaled writes are served by, and replayed into at start-up.
-    recorder = DeploymentRecorder(DynamoDBItemAtomicity(moto_app), snapshots)
+    recorder = DeploymentRecorder(DynamoDBItemAtomicity(DirectDynamoDB(moto_app)), snapshots)
     state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
     try:
         report = state.recover()
@@ -186,14 +187,15 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             print(f"local AWS: the Lambda runtime could not be started: {exc} (see {log_path})", file=sys.stderr)
             return 1
         delivery.runtime = runtime
+        invoker = LambdaProxyInvoker(runtime)
         # What the request path reads from moto is cached from now on, until a write other than
-        # DynamoDB's (crudstack/local/cache.py).
-        caches = [snapshots.targets] + [cache for cache in [getattr(runtime, "lookups", None)] if cache is not None]
+        # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.
+        caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups,
+                                                      getattr(runtime, "lookups", None)) if cache is not None}.values())
         state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
                        else [cache.changed() for cache in caches])
         for cache in caches:
             cache.enable()
-        invoker = LambdaProxyInvoker(runtime)
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics),
             invoke_api=invoke_api,

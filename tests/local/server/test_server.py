@@ -204,6 +204,33 @@ def test_missing_permission_answers_500_and_logs_the_reason(server, web):
     assert "no resource-based policy" in server.log
 
 
+def test_a_permission_added_or_removed_is_seen_by_the_next_request(server, web):
+    stack = Stack(server)
+    echo = stack.function("echo")
+    stack.route("GET", "/late", echo, permit=None)
+    stack.deploy()
+    assert web.get(stack.url("/late"), timeout=10).status_code == 500
+
+    stack.lam.add_permission(FunctionName=echo, StatementId="late", Action="lambda:InvokeFunction",
+                             Principal="apigateway.amazonaws.com",
+                             SourceArn=f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{stack.api_id}/*/GET/late")
+    assert web.get(stack.url("/late"), timeout=10).status_code == 200
+
+    stack.lam.remove_permission(FunctionName=echo, StatementId="late")
+    assert web.get(stack.url("/late"), timeout=10).status_code == 500
+
+
+def test_a_deleted_function_is_seen_by_the_next_request(server, web):
+    stack = Stack(server)
+    echo = stack.function("echo")
+    stack.route("GET", "/gone", echo)
+    stack.deploy()
+    assert web.get(stack.url("/gone"), timeout=10).status_code == 200
+
+    stack.lam.delete_function(FunctionName=echo)
+    assert web.get(stack.url("/gone"), timeout=10).status_code == 500
+
+
 def test_a_permission_for_another_route_does_not_let_the_gateway_invoke(server, web):
     stack = Stack(server)
     fn = stack.function("echo")
