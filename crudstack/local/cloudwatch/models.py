@@ -72,10 +72,6 @@ class AlarmSpec:
             low_sample_percentile=alarm.evaluate_low_sample_count_percentile or "evaluate",
         )
 
-    @property
-    def statistic_label(self) -> str:
-        return self.extended_statistic or self.statistic or ""
-
     def unsupported(self) -> str | None:
         """Why this alarm cannot be evaluated locally, or None."""
         if self.comparison not in OPERATORS:

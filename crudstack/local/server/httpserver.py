@@ -53,11 +53,6 @@ class Headers:
                 return value
         return default
 
-    def get_all(self, name: str, default: Any = None) -> Any:
-        name = name.lower()
-        found = [value for key, value in self._fields if key.lower() == name]
-        return found or default
-
     def __getitem__(self, name: str) -> Any:
         return self.get(name)
 

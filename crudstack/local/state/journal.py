@@ -30,7 +30,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from crudstack.local.state.exceptions import JournalError
 
@@ -269,9 +269,3 @@ class Journal:
             while self._flushing:
                 self._cond.wait()
             self._file.close()
-
-
-def iter_records(segments: list[tuple[int, Path]]) -> Iterator[tuple[Path, list[Record], list[Damage], int]]:
-    for _, path in segments:
-        records, damages, good_end = read_segment(path)
-        yield path, records, damages, good_end
