@@ -12,6 +12,7 @@ for CORS), goes through moto's app.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterable
 
 from crudstack.local.wsgi import WsgiApp
@@ -26,8 +27,12 @@ class DirectDynamoDB:
         from moto.dynamodb.responses import DynamoHandler
         from moto.moto_api import recorder
         from moto.moto_server import werkzeug_app
+        from werkzeug.sansio.utils import get_current_url
 
         self.app = app
+        # Request.url is get_current_url of these five parts, and its IRI decoding is a tenth of the
+        # server's CPU per call (py-spy); a client sends the same few, so each is worked out once.
+        self._url = functools.lru_cache(maxsize=256)(get_current_url)
         # moto's app runs flask-cors over every answer: with its defaults (any origin, always send)
         # a call without an Origin header gets this one header from it.
         self._cors = [] if werkzeug_app.DISABLE_GLOBAL_CORS else [("Access-Control-Allow-Origin", "*")]
@@ -42,6 +47,12 @@ class DirectDynamoDB:
                 or "HTTP_ORIGIN" in environ or "HTTP_CONTENT_ENCODING" in environ):
             return self.app(environ, start_response)
         request = self._request_class(environ)
+        request.__dict__["url"] = self._url(request.scheme, request.host, request.root_path, request.path,
+                                            request.query_string)  # werkzeug's cached_property slot
+        if request.mimetype.startswith("application/x-amz-json"):
+            # Not a form: werkzeug's form parser (request.data runs it) would build itself to find nothing.
+            request.__dict__["form"] = request.parameter_storage_class()
+            request.__dict__["files"] = request.parameter_storage_class()
         self._record(request)
         try:
             result: Any = self._dispatch(request, request.url, dict(request.headers))
