@@ -1,5 +1,6 @@
-"""Every change the local AWS makes to moto, in one place; each fails loudly (core.MotoChanged)
-when moto no longer has what it replaces, rather than patch nothing.
+"""Every change the local AWS makes to moto, in one place; each fails loudly rather than patch nothing:
+
+    MotoChanged (RuntimeError)   moto no longer has what a patch replaces, or now has what it adds (core.py)
 
     core.py                replace(): the one way a patch swaps a piece of moto
     moto_config.py         AWS's managed policies loaded in IAM; Docker never tried (Lambda runs in awslambda/)

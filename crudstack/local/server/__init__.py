@@ -34,4 +34,8 @@ SIGTERM or SIGINT stops it cleanly: the listener closes, the runtime's workers a
 pending metrics are flushed, a last snapshot is written and <state-dir>/server.json is removed.
 
 moto never tries Docker here (patches/moto_config.py); Lambda code runs in crudstack/local/awslambda/.
+
+Exceptions: none of its own reach a caller. A start that cannot listen, recover its state or start the
+Lambda runtime says why on stderr and exits with status 1 (daemon.py turns that into LocalAwsError);
+a request whose body is too large or badly framed is answered 413 or 400 by httpserver.py.
 """

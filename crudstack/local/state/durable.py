@@ -17,10 +17,10 @@ all (a snapshot, about 1 s for 10,000 items) and re-sending a request to moto (a
 
 Only answers with a 2xx status are journaled: a write moto refused changed nothing.
 
-Exceptions:
+Exceptions (state/exceptions.py draws the tree):
 
     StateUnreadable   no snapshot could be read although some exist: starting empty would lose data
-    JournalError      (crudstack.local.state.journal) the disk refused a write: the change is not durable
+    JournalError      the disk refused a write: the change is not durable
 """
 
 from __future__ import annotations
