@@ -8,13 +8,17 @@ settings: exactly what a user runs), then measures in the same run:
   - boto3 get_item / put_item against the same local AWS (the floor the gateway adds to),
   - requests/s for GET /items/{id} and for get_item at 1 and 8 concurrent clients,
   - the cold start of a Lambda worker: the first request after a configuration update
-    retires the warm workers, minus a warm request to the same route.
+    retires the warm workers, minus a warm request to the same route;
+  - with --peer, the best in-process peer in the same rounds: the same GET /items/{id} handler under
+    `chalice local` with TCP_NODELAY (bench/peer_chalice.py; the handler runs in the server's own
+    process), its boto3 calls going to a stock moto server (`python -m moto.server`) holding the same
+    items. Ours keeps every handler in a worker process of its own.
 
 Rounds are interleaved (every measure once per round) and medians across rounds are reported,
 because this machine is shared and noisy. The stack is torn down and the local AWS stopped at
 the end.
 
-    python bench/api.py [--rounds 3] [--requests 200] [--items 100] [--json]
+    python bench/api.py [--rounds 3] [--requests 200] [--items 100] [--peer] [--get-only] [--json]
 """
 
 from __future__ import annotations
@@ -189,19 +193,92 @@ class Bench:
         return timings[0], timings[1]
 
 
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start within {timeout:.0f} s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Peer:
+    """chalice local (TCP_NODELAY) serving our GET handler, in front of a stock moto server with our items."""
+
+    def __init__(self, bench: Bench):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        moto_port, self.port = free_port(), free_port()
+        moto_endpoint = f"http://127.0.0.1:{moto_port}"
+        self.processes = [subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        wait_for(lambda: requests.get(f"{moto_endpoint}/moto-api/", timeout=2).status_code < 500, "the moto server")
+        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=moto_endpoint,
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.table = "peer-ItemsTable"
+        dynamodb.create_table(TableName=self.table, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        for item in bench.dynamodb.scan(TableName=bench.table, ConsistentRead=True)["Items"]:
+            dynamodb.put_item(TableName=self.table, Item=item)
+        self.processes.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "peer_chalice.py"), "--port", str(self.port), "--endpoint", moto_endpoint,
+             "--table", self.table], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.url = f"http://127.0.0.1:{self.port}/items"
+        self.ids = bench.ids
+        wait_for(lambda: requests.get(f"{self.url}/{self.ids[0]}", timeout=2).status_code == 200, "chalice local")
+
+    def get_one(self) -> Callable[[int], None]:
+        session, ids = requests.Session(), self.ids
+
+        def get(i: int) -> None:
+            answer = session.get(f"{self.url}/{ids[i % len(ids)]}", timeout=30)
+            assert answer.status_code == 200, answer.text
+
+        return get
+
+    def close(self) -> None:
+        for process in self.processes:  # stopped by pid, children of this script only
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per route per round")
     parser.add_argument("--items", type=int, default=100, choices=range(1, 101), metavar="1..100",
                         help="items in the table when GET /items?limit=<items> is measured (one page)")
+    parser.add_argument("--peer", action="store_true",
+                        help="also measure the same GET handler under chalice local (TCP_NODELAY) and a stock moto server")
+    parser.add_argument("--get-only", action="store_true",
+                        help="measure GET /items/{id} and the direct get_item only (no other routes, no cold start)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="crudstack-bench-") as folder:
         bench = Bench(Path(folder), args.items)
+        peer = None
         try:
+            peer = Peer(bench) if args.peer else None
             operations = bench.operations()
+            if args.get_only:
+                operations = {name: operations[name] for name in ("GET /items/{id}", "boto3 get_item (direct)")}
+            if peer is not None:
+                operations["peer GET /items/{id}"] = peer.get_one()
             rounds: list[dict] = []
             for number in range(args.rounds):
                 figures: dict = {"latency": {}, "throughput": {}}
@@ -212,9 +289,13 @@ def main() -> None:
                     total = max(args.requests, 40 * clients)
                     figures["throughput"][f"GET /items/{{id}} x{clients}"] = bench.throughput(bench.http_get_one, clients, total)
                     figures["throughput"][f"boto3 get_item x{clients}"] = bench.throughput(bench.direct_get_one, clients, total)
-                figures["cold_start"] = bench.cold_start(number)
+                    if peer is not None:
+                        figures["throughput"][f"peer GET /items/{{id}} x{clients}"] = bench.throughput(peer.get_one, clients, total)
+                figures["cold_start"] = (0.0, 0.0) if args.get_only else bench.cold_start(number)
                 rounds.append(figures)
         finally:
+            if peer is not None:
+                peer.close()
             bench.close()
 
     median = statistics.median
@@ -225,10 +306,14 @@ def main() -> None:
         "cold_start_ms": {"first request after an update": round(median(r["cold_start"][0] for r in rounds) * 1000, 1),
                           "next (warm) request": round(median(r["cold_start"][1] for r in rounds) * 1000, 1)},
         "settings": {"rounds": args.rounds, "requests": args.requests, "items": args.items,
-                     "python": sys.version.split()[0], "cpus": os.cpu_count()},
+                     "python": sys.version.split()[0], "cpus": os.cpu_count(), "load_average": os.getloadavg()},
     }
     latency = result["latency_ms"]
     result["ratio_get_one_to_get_item_p50"] = round(latency["GET /items/{id}"]["p50"] / latency["boto3 get_item (direct)"]["p50"], 2)
+    if args.peer:
+        rates = result["requests_per_s"]
+        result["ratio_get_one_to_peer_p50"] = round(latency["GET /items/{id}"]["p50"] / latency["peer GET /items/{id}"]["p50"], 2)
+        result["ratio_get_one_to_peer_x8"] = round(rates["GET /items/{id} x8"] / rates["peer GET /items/{id} x8"], 2)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -242,9 +327,14 @@ def main() -> None:
     for name, value in result["requests_per_s"].items():
         print(f"| {name} | {value:.0f} |")
     cold = result["cold_start_ms"]
-    print(f"\ncold start: first request after an update {cold['first request after an update']:.0f} ms, "
-          f"next request {cold['next (warm) request']:.0f} ms")
-    print(f"GET /items/{{id}} p50 / boto3 get_item p50 = {result['ratio_get_one_to_get_item_p50']:.2f} (target <= 2)")
+    if not args.get_only:
+        print(f"\ncold start: first request after an update {cold['first request after an update']:.0f} ms, "
+              f"next request {cold['next (warm) request']:.0f} ms")
+    print(f"GET /items/{{id}} p50 / boto3 get_item p50 = {result['ratio_get_one_to_get_item_p50']:.2f} (target <= 1.5)")
+    if args.peer:
+        print(f"GET /items/{{id}} p50 / peer p50 = {result['ratio_get_one_to_peer_p50']:.2f} (target <= 0.9); "
+              f"8 clients, ours / peer = {result['ratio_get_one_to_peer_x8']:.2f} (target >= 1.2)")
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in settings['load_average'])}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ kill-and-resume, and the eventual-consistency model's waits against its critical
     python bench/reliability.py all
 
 chaos, denied and kill run provision.py / teardown.py as subprocesses against a moto server on
-127.0.0.1 (tests/e2e/harness.py); consistency runs in-process under moto's mock with the model of
+127.0.0.1 (tests/support/harness.py); consistency runs in-process under moto's mock with the model of
 crudstack/realistic.py (its delays; quotas off), in simulated seconds. Exit code 1 if any scenario failed (a run
 that did not converge, a duplicate, an orphan, a refusal that was retried).
 """
@@ -38,7 +38,7 @@ import yaml  # noqa: E402
 
 from crudstack.config import ROOT, parse_config  # noqa: E402
 from crudstack.steps import STEPS  # noqa: E402
-from tests.e2e.harness import Cli, MotoServer, baseline, chaos_cycle, kill_and_resume  # noqa: E402
+from tests.support.harness import Cli, MotoServer, baseline, chaos_cycle, kill_and_resume  # noqa: E402
 
 DENIED_CALLS = ("DescribeTable", "CreateTable", "CreateRole", "CreateFunction", "CreateRestApi", "PutIntegration",
                 "CreateDeployment", "CreateTopic", "PutMetricAlarm")

@@ -21,8 +21,8 @@ from pathlib import Path
 from crudstack.config import ROOT, load_config
 from crudstack.errors import ConfigError
 from crudstack.local import daemon
-from crudstack.local.durable import DATA_DIR
-from crudstack.local.notify import OUTBOX_DIR, Outbox
+from crudstack.local.sns.models import OUTBOX_DIR, Outbox
+from crudstack.local.state.durable import DATA_DIR
 
 
 def _state_dir(args: argparse.Namespace) -> Path:

@@ -4,7 +4,7 @@ provision.py calls `ensure_running`, teardown.py `status` and `stop`. The server
 <state-dir>/server.json (pid, port, started_at, log) once it listens, and removes the record when
 it stops cleanly; a record whose process is gone (a crash, a reboot) is stale and removed here.
 
-The server keeps its state in <state-dir>/data across stops and crashes (crudstack.local.durable)
+The server keeps its state in <state-dir>/data across stops and crashes (crudstack.local.state.durable)
 and writes what each start recovered to <state-dir>/recovery.json; `unreported_recovery_problems`
 hands provision.py what it had to drop, once.
 
@@ -29,11 +29,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from crudstack.errors import LocalAwsError
+from crudstack.local.server.record import HEALTH_PATH, LOG_NAME, RECORD_NAME, RECOVERY_NAME
 
-RECORD_NAME = "server.json"
-LOG_NAME = "server.log"
-RECOVERY_NAME = "recovery.json"
-HEALTH_PATH = "/_localaws/health"
 HOST = "127.0.0.1"
 SERVER_MODULE = "crudstack.local.server"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

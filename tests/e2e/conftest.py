@@ -1,5 +1,5 @@
 """A real local stack, built the way a user builds it: `python provision.py` in a subprocess;
-and a moto server in a subprocess for the commands run with --target aws (tests/e2e/harness.py).
+and a moto server in a subprocess for the commands run with --target aws (tests/support/harness.py).
 
 The stack's config is the repository's config.yaml with a free port and a temporary state dir,
 and the commands run with every AWS_* variable removed from their environment, as on a fresh
@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT
-from tests.e2e.harness import Baseline, Cli, MotoServer, baseline
-from tests.local.conftest import free_port
-from tests.local.conftest import pid_alive as alive
+from tests.support.harness import Baseline, Cli, MotoServer, baseline
+from tests.support.local_server import free_port
+from tests.support.local_server import pid_alive as alive
 
 REGION = "us-east-1"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import chaos_cycle
+from tests.support.harness import chaos_cycle
 
 SEEDS = range(1, 51)
 

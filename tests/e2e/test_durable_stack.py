@@ -21,10 +21,10 @@ import requests
 import yaml
 
 from crudstack.config import ROOT
-from crudstack.local import journal
-from crudstack.local.notify import Outbox
+from crudstack.local.state import journal
+from crudstack.local.sns.models import Outbox
 from tests.e2e.conftest import LocalStack, alive, make_stack
-from tests.local.conftest import wait_until
+from tests.support.local_server import wait_until
 
 DEFAULTS = yaml.safe_load((ROOT / "config.yaml").read_text())
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT
-from tests.e2e.harness import Cli, sigint, sigkill
+from tests.support.harness import Cli, sigint, sigkill
 from tests.e2e.proxy import CuttableProxy
 from tests.stack_state import differences, duplicates, inventory, state
 
@@ -79,7 +79,7 @@ def test_a_provision_into_the_local_aws_killed_midway_is_finished_by_the_next_ru
     """The local target too: the first run starts the background local AWS and is killed; the next
     run finds that server, finishes the stack, and teardown stops the server."""
     from crudstack.local.daemon import status
-    from tests.local.conftest import free_port
+    from tests.support.local_server import free_port
 
     settings = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     settings["local"]["port"] = free_port()

@@ -2,7 +2,7 @@
 the account ends as a clean run leaves it, with no duplicate of any kind of resource, and a
 teardown after it leaves nothing of ours. Each kill point is the n-th AWS call the command
 reports, n drawn from the seed over the whole run, plus up to 15 ms so some kills land inside a
-call (tests/e2e/harness.py).
+call (tests/support/harness.py).
 
 CI runs a sample of the seeds; `python -m pytest -m slow tests/e2e` runs all of them (40 over
 provision, 20 over teardown); bench/reliability.py prints the figures for RELIABILITY.md.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.harness import kill_and_resume
+from tests.support.harness import kill_and_resume
 
 PROVISION_SEEDS = range(1, 41)
 TEARDOWN_SEEDS = range(1, 21)

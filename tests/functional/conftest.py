@@ -34,7 +34,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from crudstack.aws import Aws
-from crudstack.local import moto_gaps
+from crudstack.local.patches import apigateway_tags as moto_gaps
 from crudstack.config import ROOT, Config, load_config
 from crudstack.plan import Action, Context, Options
 from crudstack.runner import Reporter, StepResult, run

@@ -1,0 +1,39 @@
+"""Every change the local AWS makes to moto, in one place; each fails loudly rather than patch nothing:
+
+    MotoChanged (RuntimeError)   moto no longer has what a patch replaces, or now has what it adds (core.py)
+
+    core.py                replace(): the one way a patch swaps a piece of moto
+    moto_config.py         AWS's managed policies loaded in IAM; Docker never tried (Lambda runs in awslambda/)
+    speedups.py            caches for work moto redoes on every request (dispatch, DynamoDB expressions, serializer)
+    apigateway_tags.py     TagResource / UntagResource on a REST API's own ARN
+    cloudwatch_alarms.py   alarms start INSUFFICIENT_DATA, keep their state on update, keep a history,
+                           publish to their actions (cloudwatch/history.py, cloudwatch/responses.py)
+    sns_delivery.py        SNS publishes to e-mail, SMS, HTTP and Lambda delivered locally (sns/delivery.py)
+
+moto's clock and random ids are hooked too, so that a journaled write replays the same: that hook
+is the journal's own mechanism and lives with it (state/determinism.py, `install`); install_all
+the server runs it between the two below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def configure_moto() -> None:
+    """What any process serving moto as our local AWS needs (the server, and tests that build moto's app):
+    IAM's managed policies, no Docker, the caches, REST API tags. Each is idempotent."""
+    from crudstack.local.patches import apigateway_tags, moto_config, speedups
+
+    moto_config.install()
+    speedups.install()
+    apigateway_tags.install()
+
+
+def install_behaviour(sns_delivery: Any) -> None:
+    """What the server adds on top, once its state is being prepared: alarms that behave as
+    CloudWatch's, and SNS delivery through `sns_delivery` (the server's SnsDelivery)."""
+    from crudstack.local.patches import cloudwatch_alarms, sns_delivery as sns_patch
+
+    cloudwatch_alarms.install()
+    sns_patch.install(sns_delivery)

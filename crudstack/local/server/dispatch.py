@@ -1,0 +1,31 @@
+"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, or moto."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable
+
+from crudstack.local.apigateway.app import is_invoke_path
+from crudstack.local.server.record import HEALTH_PATH
+from crudstack.local.wsgi import WsgiApp
+
+
+class LocalAws:
+    """Routes each request to the gateway, the Lambda Invoke API, the health check or moto."""
+
+    def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any]):
+        self.gateway = gateway
+        self.invoke_api = invoke_api
+        self.moto_app = moto_app
+        self._health_body = json.dumps(health).encode()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if is_invoke_path(path):
+            return self.gateway(environ, start_response)
+        if environ["REQUEST_METHOD"] == "POST" and path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
+            return self.invoke_api(environ, start_response)
+        if path == HEALTH_PATH:
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(self._health_body)))])
+            return [self._health_body]
+        return self.moto_app(environ, start_response)

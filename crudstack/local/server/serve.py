@@ -1,0 +1,261 @@
+"""The composition root of the local AWS: builds every layer, recovers the saved state, serves
+until SIGTERM or SIGINT, and stops cleanly (server/__init__.py tells the whole story).
+
+    python -m crudstack.local.server --port 4566 --state-dir .local-aws [--host 127.0.0.1] [--lambda-concurrency 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from crudstack.local import patches
+from crudstack.local.apigateway.app import Gateway
+from crudstack.local.apigateway.models import DeploymentSnapshots
+from crudstack.local.apigateway.proxy import LambdaProxyInvoker
+from crudstack.local.apigateway.recorder import DeploymentRecorder
+from crudstack.local.cloudwatch.evaluator import AlarmEvaluator, set_alarm_state
+from crudstack.local.cloudwatch.metrics import MetricsBatcher
+from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
+from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
+from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.server.dispatch import LocalAws
+from crudstack.local.server.httpserver import LocalAwsHTTPServer
+from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
+from crudstack.local.sns.delivery import SnsDelivery
+from crudstack.local.sns.models import OUTBOX_DIR, Outbox
+from crudstack.local.state import determinism
+from crudstack.local.state.durable import DurableState, StatePart
+from crudstack.local.state.exceptions import StateUnreadable
+from crudstack.local.wsgi import WsgiApp
+
+log = logging.getLogger("crudstack.local.server")
+
+# Services the tutorial calls; their moto apps are built in the background at start-up, so the
+# first provision call to each does not pay moto's lazy load (about 0.4 s each).
+PREWARM_SERVICES = ("apigateway", "lambda", "dynamodb", "iam", "logs", "cloudwatch", "sns", "sts")
+
+# endpoint url, max concurrency, logger, telemetry store -> (runtime with invoke()/invoke_async()/shutdown(),
+# its Invoke API WSGI app)
+RuntimeFactory = Callable[[str, int, logging.Logger, Any], "tuple[Any, WsgiApp]"]
+
+
+def build_moto_app() -> Any:
+    # The same app ThreadedMotoServer and moto_server build.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
+    """Build moto's per-service Flask apps now instead of on each service's first request."""
+    for service in services:
+        try:
+            with moto_app.lock:
+                if service not in moto_app.app_instances:
+                    moto_app.app_instances[service] = moto_app.create_app(service)
+        except Exception:
+            log.exception("could not prepare moto's %s app; it will load on first use", service)
+
+
+def load_service_modules(services: Iterable[str] = PREWARM_SERVICES + ("sqs",)) -> None:
+    """Import moto's models and responses for the services we use before the clock is hooked
+    (crudstack.local.state.determinism), so that even their first write runs on the journal's clock."""
+    import importlib
+
+    from moto.backends import ALT_SERVICE_NAMES
+
+    for service in services:
+        module = ALT_SERVICE_NAMES.get(service, service)
+        for part in ("models", "responses"):
+            try:
+                importlib.import_module(f"moto.{module}.{part}")
+            except ImportError:
+                log.warning("moto has no module moto.%s.%s", module, part)
+
+
+def real_runtime(endpoint_url: str, max_concurrency: int, runtime_log: logging.Logger,
+                 telemetry: Any = None) -> tuple[Any, WsgiApp]:
+    from crudstack.local.awslambda.responses import invoke_api_app
+    from crudstack.local.awslambda.runtime import LambdaRuntime
+
+    runtime = LambdaRuntime(endpoint_url=endpoint_url, max_concurrency=max_concurrency, log=runtime_log,
+                            telemetry=telemetry)
+    return runtime, invoke_api_app(runtime)
+
+
+# --------------------------------------------------------------------------------------------
+# Process: logging, state record, signals
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    port: int
+    state_dir: Path
+    host: str = "127.0.0.1"
+    lambda_concurrency: int = 10
+    log_level: str = "INFO"
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m crudstack.local.server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True, help="TCP port (0: any free port, see server.json)")
+    parser.add_argument("--state-dir", type=Path, required=True, help="where server.json and server.log go")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--lambda-concurrency", type=int, default=10, help="parallel invocations per function")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    if args.lambda_concurrency < 1:
+        parser.error("--lambda-concurrency must be at least 1")
+    return Options(args.port, args.state_dir.resolve(), args.host, args.lambda_concurrency, args.log_level)
+
+
+def configure_logging(state_dir: Path, level: str) -> Path:
+    """Everything (ours, moto's, flask's, werkzeug's) to <state-dir>/server.log, nothing to the terminal."""
+    log_path = state_dir / LOG_NAME
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # werkzeug adds its own stderr handler unless one is reachable, and logs at INFO.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return log_path
+
+
+def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> int:
+    state_dir = options.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = configure_logging(state_dir, options.log_level)
+    patches.configure_moto()
+
+    try:
+        httpd = LocalAwsHTTPServer(options.host, options.port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", options.host, options.port, exc)
+        print(f"local AWS: cannot listen on {options.host}:{options.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    port = httpd.server_address[1]
+    endpoint = f"http://{options.host}:{port}"
+    os.environ["MOTO_PORT"] = str(port)  # moto builds some URLs (queue URLs, ...) with it
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    moto_app = build_moto_app()
+    snapshots = DeploymentSnapshots()
+    # The app journaled writes are served by, and replayed into at start-up.
+    recorder = DeploymentRecorder(DynamoDBItemAtomicity(DirectDynamoDB(moto_app)), snapshots)
+    state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
+    try:
+        report = state.recover()
+    except StateUnreadable as exc:
+        log.error("%s", exc)
+        print(f"local AWS: {exc}.\n  Nothing was changed. To keep the data, move {state.folder} away and look into "
+              f"it; to start over with an empty local AWS, run: python -m crudstack.local wipe", file=sys.stderr)
+        httpd.server_close()
+        return 1
+    write_recovery(state_dir, report)
+    state.start()
+    metrics = MetricsBatcher(telemetry.cloudwatch_backends()).start()
+    evaluator = None
+    runtime = None
+    invoker = None
+    serving = None
+    try:
+        try:
+            runtime, invoke_api = make_runtime(endpoint, options.lambda_concurrency,
+                                               logging.getLogger("crudstack.local.runtime"), telemetry)
+        except Exception as exc:
+            log.exception("the Lambda runtime could not be started")
+            print(f"local AWS: the Lambda runtime could not be started: {exc} (see {log_path})", file=sys.stderr)
+            return 1
+        delivery.runtime = runtime
+        invoker = LambdaProxyInvoker(runtime)
+        # What the request path reads from moto is cached from now on, until a write other than
+        # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.
+        caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups,
+                                                      getattr(runtime, "lookups", None)) if cache is not None}.values())
+        state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
+                       else [cache.changed() for cache in caches])
+        for cache in caches:
+            cache.enable()
+        httpd.app = LocalAws(
+            gateway=Gateway(snapshots, invoker, metrics),
+            invoke_api=invoke_api,
+            moto_app=state.wsgi(recorder),
+            health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
+        )
+        evaluator = AlarmEvaluator(state.apply).start()
+        # The socket already listens (connections wait in its backlog): record it before the first
+        # health answer, so whoever sees the server healthy also finds its record.
+        write_record(state_dir, {
+            "pid": os.getpid(), "port": port, "host": options.host, "endpoint": endpoint,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "log": str(log_path),
+            "lambda_concurrency": options.lambda_concurrency, "recovery": report.summary(),
+        })
+        serving = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
+        serving.start()
+        threading.Thread(target=prewarm, args=(moto_app,), name="prewarm", daemon=True).start()
+        log.info("local AWS listening on %s (pid %d, state dir %s)", endpoint, os.getpid(), state_dir)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        if serving is not None:
+            httpd.shutdown()
+        httpd.server_close()
+        if evaluator is not None:
+            evaluator.close()
+        if invoker is not None:
+            invoker.close()
+        if runtime is not None:
+            try:
+                runtime.shutdown()  # writes its last logs and metrics, through the journal
+            except Exception:
+                log.exception("the Lambda runtime did not shut down cleanly")
+        metrics.close()
+        try:
+            state.close()  # a last snapshot: the next start replays nothing
+        except Exception:
+            log.exception("the state could not be saved cleanly; the journal holds it")
+        remove_record(state_dir, os.getpid())
+        log.info("local AWS stopped")
+        logging.shutdown()
+    return 0
+
+
+def prepare_durable_state(state_dir: Path, recorder: WsgiApp, snapshots: DeploymentSnapshots,
+                          endpoint: str) -> tuple[DurableState, JournaledTelemetry, SnsDelivery]:
+    """The durable state with everything that writes through it: moto's writes over HTTP (the
+    recorder), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
+    load_service_modules()
+    determinism.install()
+    delivery = SnsDelivery(Outbox(state_dir / OUTBOX_DIR), endpoint)
+    patches.install_behaviour(delivery)
+    state = DurableState(state_dir, recorder)
+    state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
+    state.register("cloudwatch.set_alarm_state", set_alarm_state)
+    return state, JournaledTelemetry(state), delivery
+
+def main(argv: list[str] | None = None, *, make_runtime: RuntimeFactory = real_runtime) -> int:
+    return serve(parse_args(argv), make_runtime=make_runtime)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
