@@ -32,7 +32,7 @@ from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
 from crudstack.interrupt import GracefulStop
-from crudstack.outputs import example_body, ordered_routes, write_outputs
+from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
 from crudstack.runner import StepResult, run
 from crudstack.steps import STEPS
@@ -40,13 +40,6 @@ from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
 
 log = logging.getLogger("crudstack")
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-class TextReporter(RunReporter):
-    """The plain, line-per-step reporter (what a run prints to a file or a CI log); `verb` is no longer used."""
-
-    def __init__(self, stream, *, verb: str = ""):
-        super().__init__(Screen(stream, live=False))
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -133,27 +126,6 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
     return Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
                max_attempts=config.retry.max_attempts), endpoint
-
-
-def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
-    if not ctx.api_id:
-        return None
-    stage = ctx.config.api.stage
-    if endpoint:  # the local AWS (and LocalStack-style endpoints) serve the API under this path
-        return f"{endpoint.rstrip('/')}/restapis/{ctx.api_id}/{stage}/_user_request_"
-    return f"https://{ctx.api_id}.execute-api.{ctx.region}.{ctx.aws.dns_suffix}/{stage}"
-
-
-def curl_examples(ctx: Context, url: str) -> list[str]:
-    routes = [{"method": f.method, "path": f.path} for f in ctx.config.lambda_.functions.values()]
-    examples = []
-    for route in ordered_routes(routes):
-        path = "/".join("<id>" if p.startswith("{") else p for p in route["path"].split("/"))
-        method = "" if route["method"] == "GET" else f"-X {route['method']} "
-        payload = example_body(route["method"])
-        body = f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'" if payload is not None else ""
-        examples.append(f"curl {method}'{url}{path}'{body}")
-    return examples
 
 
 def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float,

@@ -4,11 +4,12 @@
     ├── ConfigError             config.yaml is wrong; raised before any AWS call (exit 2)
     ├── LocalAwsError           the embedded local AWS could not be started or reached
     ├── ExportError             --export cannot write its files (a folder not empty, not writable) (exit 2)
-    └── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
-        ├── OwnershipError      a resource has our name but not our tag: never touched
-        └── InterruptedRun      Ctrl-C between two calls; a re-run resumes (exit 130)
+    ├── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
+    │   └── OwnershipError      a resource has our name but not our tag: never touched
+    └── InterruptedRun          Ctrl-C: the calls in flight answered, nothing new started; a re-run resumes (exit 130)
 
-Foreign exceptions (botocore's) are mapped to these in one place: `crudstack.aws`.
+Foreign exceptions (botocore's, a worker's KeyboardInterrupt) become these in one place, where the run
+knows the step and the resource: `crudstack.runner` (`translate`, `_stop`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from crudstack.plan import Context
 
 POSTMAN_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 STACK_FILE, POSTMAN_FILE, HTTP_FILE = "stack.json", "postman_collection.json", "endpoints.http"
@@ -227,3 +231,27 @@ def write_outputs(doc: dict, folder: Path) -> list[Path]:
     doc["outputs"] = {"dir": str(folder), "files": [str(stack), str(postman), str(http)]}
     stack.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return [stack, postman, http]
+
+
+# -- the invoke URL and its curl commands, as provision prints them ----------------------------------------
+
+
+def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
+    if not ctx.api_id:
+        return None
+    stage = ctx.config.api.stage
+    if endpoint:  # the local AWS (and LocalStack-style endpoints) serve the API under this path
+        return f"{endpoint.rstrip('/')}/restapis/{ctx.api_id}/{stage}/_user_request_"
+    return f"https://{ctx.api_id}.execute-api.{ctx.region}.{ctx.aws.dns_suffix}/{stage}"
+
+
+def curl_examples(ctx: Context, url: str) -> list[str]:
+    routes = [{"method": f.method, "path": f.path} for f in ctx.config.lambda_.functions.values()]
+    examples = []
+    for route in ordered_routes(routes):
+        path = "/".join("<id>" if p.startswith("{") else p for p in route["path"].split("/"))
+        method = "" if route["method"] == "GET" else f"-X {route['method']} "
+        payload = example_body(route["method"])
+        body = f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'" if payload is not None else ""
+        examples.append(f"curl {method}'{url}{path}'{body}")
+    return examples

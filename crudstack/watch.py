@@ -116,7 +116,6 @@ class CodeUpdate:
 
     number = FunctionsStep.number
     title = FunctionsStep.title
-    console = "Lambda -> Functions -> Code -> Deploy"
 
     def __init__(self, packages: dict[str, Package], deployed: dict[str, str]):
         self.packages = packages            # config name -> Package to upload

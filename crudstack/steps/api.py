@@ -164,7 +164,6 @@ def resource_id(path: str) -> Ref:
 class ApiStep:
     number = "4"
     title = "API Gateway REST API"
-    console = "API Gateway -> Create API -> REST API -> Build"
 
     def plan(self, ctx: Context) -> list[Change]:
         step = f"Step {self.number} {self.title}"

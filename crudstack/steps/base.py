@@ -12,7 +12,6 @@ from crudstack.plan import Action, Change, Context
 class Step(Protocol):
     number: str        # as in the console tutorial
     title: str
-    console: str       # the console path the step replays
 
     def plan(self, ctx: Context) -> list[Change]:
         """Read-only: what provisioning would change."""

@@ -40,7 +40,6 @@ def api_fingerprint(ctx: Context, api_id: str) -> str:
 class DeployStep:
     number = "5"
     title = "Deploy to stage"
-    console = "API Gateway -> Resources -> Deploy API -> New stage"
 
     def plan(self, ctx: Context) -> list[Change]:
         stage = ctx.config.api.stage

@@ -82,7 +82,6 @@ def current_settings(configuration: dict) -> dict:
 class FunctionsStep:
     number = "3"
     title = "Lambda functions"
-    console = "Lambda -> Functions -> Create function"
 
     def _find(self, ctx: Context, name: str) -> dict | None:
         lam = ctx.aws.client("lambda")

@@ -61,7 +61,6 @@ def _alarm_view(alarm: dict) -> dict:
 class MonitoringStep:
     number = "7"
     title = "Monitoring: logs, alerts, alarms"
-    console = "CloudWatch -> Log groups / Alarms; SNS -> Topics"
 
     # -- log groups --------------------------------------------------------------------------
     def _log_groups(self, ctx: Context) -> dict[str, dict]:

@@ -60,7 +60,6 @@ def _normal(document) -> str:
 class RoleStep:
     number = "2"
     title = "IAM role"
-    console = "IAM -> Roles -> Create role"
 
     def _find(self, ctx: Context) -> dict | None:
         iam = ctx.aws.client("iam")

@@ -24,7 +24,6 @@ TAGS_SETTLE_S = 30.0
 class TableStep:
     number = "1"
     title = "DynamoDB table"
-    console = "DynamoDB -> Tables -> Create table"
 
     def _find(self, ctx: Context) -> dict | None:
         ddb = ctx.aws.client("dynamodb")
