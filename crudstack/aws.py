@@ -174,6 +174,9 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def is_mutating(operation: str) -> bool:
+    """From botocore's operation name (CreateTable) or boto3's method name (create_table)."""
+    if "_" in operation or operation.islower():
+        operation = "".join(part.title() for part in operation.split("_"))
     return not operation.startswith(READ_PREFIXES)
 
 

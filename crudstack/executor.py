@@ -22,10 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from crudstack.aws import is_mutating
 from crudstack.plan import Change, Context
-
-# Read calls, as boto3 names them (crudstack.aws.READ_PREFIXES, snake_case).
-READ_PREFIXES = ("get_", "list_", "describe_", "head_", "query", "scan", "batch_get", "filter_", "search_", "lookup_")
 
 MAX_IN_FLIGHT = 16
 
@@ -110,7 +108,7 @@ class RunState:
         """Whether the change this thread ran made a mutating call (a find that found, a skip, made none)."""
         sent = self._thread.sent
         self._thread.sent = None
-        return any(not op.startswith(READ_PREFIXES) for op in sent)
+        return any(is_mutating(op) for op in sent)
 
 
 class ChangeFailed(Exception):
