@@ -42,5 +42,5 @@ class DenialJournal:
         with self._lock:
             self._entries.append(entry)
             tmp = self.path.with_name(f".{DENIALS_NAME}.{os.getpid()}.tmp")
-            tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in self._entries), encoding="utf-8")
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in self._entries), encoding="utf-8")
             os.replace(tmp, self.path)

@@ -1,0 +1,164 @@
+"""Least privilege, enforced by the local AWS over real HTTP: the real server and Lambda runtime in a
+subprocess; handlers call STS and DynamoDB with the credentials their worker was given."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from crudstack.local import commands
+from tests.support.local_server import ACCOUNT, REGION, function_zip, start_server
+
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+# Tries each DynamoDB call named in the event and says what came back; and who it runs as.
+PROBE = '''import os
+import boto3
+sts = boto3.client("sts")
+dynamodb = boto3.client("dynamodb")
+
+def handler(event, context):
+    out = {"arn": sts.get_caller_identity()["Arn"], "key": os.environ["AWS_ACCESS_KEY_ID"]}
+    for call in event.get("calls", []):
+        try:
+            key = {"Item" if call == "put_item" else "Key": {"id": {"S": "1"}}}
+            getattr(dynamodb, call)(TableName=event["table"], **key)
+            out[call] = "ok"
+        except Exception as exc:
+            error = exc.response["Error"]
+            out[call] = {"code": error["Code"], "message": error["Message"],
+                         "status": exc.response["ResponseMetadata"]["HTTPStatusCode"]}
+    return out
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = start_server(tmp_path_factory.mktemp("iam-local-aws"), module="crudstack.local.server")
+    yield running
+    running.stop()
+
+
+class Setup:
+    def __init__(self, server):
+        self.server = server
+        self.iam, self.lam, self.dynamodb = server.client("iam"), server.client("lambda"), server.client("dynamodb")
+        self.table = f"t-{uuid.uuid4().hex[:6]}"
+        self.table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.table}"
+        self.dynamodb.create_table(TableName=self.table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                   AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                   BillingMode="PAY_PER_REQUEST")
+
+    def role(self, *statement_list: dict) -> tuple[str, str]:
+        name = f"r-{uuid.uuid4().hex[:6]}"
+        arn = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+        self.policy(name, *statement_list)
+        return name, arn
+
+    def policy(self, role_name: str, *statement_list: dict) -> None:
+        self.iam.put_role_policy(RoleName=role_name, PolicyName="access", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": list(statement_list)}))
+
+    def function(self, role_arn: str) -> str:
+        name = f"f-{uuid.uuid4().hex[:6]}"
+        self.lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn, Handler="handler.handler",
+                                 Code={"ZipFile": function_zip(PROBE)}, Timeout=30)
+        return name
+
+    def probe(self, function: str, *calls: str) -> dict:
+        answer = self.lam.invoke(FunctionName=function, Payload=json.dumps({"table": self.table, "calls": calls}))
+        payload = json.loads(answer["Payload"].read())
+        assert "FunctionError" not in answer, payload
+        return payload
+
+    def allow(self, *actions: str) -> dict:
+        return {"Effect": "Allow", "Action": list(actions), "Resource": self.table_arn}
+
+
+@pytest.fixture
+def setup(server):
+    return Setup(server)
+
+
+def test_a_worker_runs_as_its_functions_role_session(setup):
+    role_name, role_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    function = setup.function(role_arn)
+    found = setup.probe(function)
+    assert found["arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{function}"
+    assert found["key"].startswith("ASIA")
+
+
+def test_what_the_role_allows_works_and_the_rest_is_access_denied_as_on_aws(setup):
+    _, role_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    found = setup.probe(setup.function(role_arn), "get_item", "delete_item")
+    assert found["get_item"] == "ok"
+    denied = found["delete_item"]
+    assert (denied["code"], denied["status"]) == ("AccessDeniedException", 400)
+    assert denied["message"] == (f"User: {found['arn']} is not authorized to perform: dynamodb:DeleteItem on resource: "
+                                 f"{setup.table_arn} because no identity-based policy allows the dynamodb:DeleteItem action")
+
+
+def test_an_explicit_deny_wins_over_an_allow(setup):
+    _, role_arn = setup.role({"Effect": "Allow", "Action": "dynamodb:*", "Resource": "*"},
+                             {"Effect": "Deny", "Action": "dynamodb:DeleteItem", "Resource": setup.table_arn})
+    found = setup.probe(setup.function(role_arn), "get_item", "delete_item")
+    assert found["get_item"] == "ok"
+    assert found["delete_item"]["code"] == "AccessDeniedException"
+    assert found["delete_item"]["message"].endswith("with an explicit deny in an identity-based policy")
+
+
+def test_a_policy_change_is_seen_by_the_next_call_of_a_warm_worker(setup):
+    role_name, role_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    function = setup.function(role_arn)
+    before = setup.probe(function, "delete_item")
+    assert before["delete_item"]["code"] == "AccessDeniedException"  # and that decision is now cached
+    setup.policy(role_name, setup.allow("dynamodb:GetItem", "dynamodb:DeleteItem"))
+    after = setup.probe(function, "delete_item")
+    assert after["key"] == before["key"]  # the same session: only the policy changed
+    assert after["delete_item"] == "ok"
+
+
+def test_a_new_role_gives_the_function_new_workers_with_its_session(setup):
+    _, first_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    second_name, second_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    function = setup.function(first_arn)
+    setup.probe(function)
+    setup.lam.update_function_configuration(FunctionName=function, Role=second_arn)
+    assert setup.probe(function)["arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{second_name}/{function}"
+
+
+def test_the_deployers_credentials_keep_full_access(setup):
+    setup.role({"Effect": "Deny", "Action": "*", "Resource": "*"})  # binds its sessions only, not this caller
+    setup.dynamodb.put_item(TableName=setup.table, Item={"id": {"S": "1"}})
+    setup.dynamodb.delete_item(TableName=setup.table, Key={"id": {"S": "1"}})
+
+
+def test_each_denial_is_logged_and_listed_by_the_denials_command(setup, server, capsys):
+    _, role_arn = setup.role(setup.allow("dynamodb:GetItem"))
+    function = setup.function(role_arn)
+    setup.probe(function, "put_item")
+    principal = setup.probe(function, "update_item")["arn"]
+    would_allow = json.dumps({"Effect": "Allow", "Action": "dynamodb:UpdateItem", "Resource": setup.table_arn},
+                             separators=(",", ":"))
+    assert (f"access denied: {principal} may not dynamodb:UpdateItem on {setup.table_arn} "
+            f"(no identity-based policy allows it); add to the role's policy: {would_allow}") in server.log
+
+    assert commands.main(["denials", "--state-dir", str(server.state_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert f"action:   dynamodb:UpdateItem\n    resource: {setup.table_arn}" in shown
+    assert f"would allow it: {would_allow}" in shown
+    assert shown.index("dynamodb:PutItem") < shown.index("dynamodb:UpdateItem")  # newest last
+
+    assert commands.main(["denials", "--json", "--state-dir", str(server.state_dir)]) == 0
+    newest = json.loads(capsys.readouterr().out)[-1]
+    assert (newest["principal"], newest["action"], newest["resource"]) == (principal, "dynamodb:UpdateItem",
+                                                                           setup.table_arn)
+    assert newest["would_allow"] == json.loads(would_allow)
+
+
+def test_the_denials_command_says_when_there_are_none(tmp_path, capsys):
+    assert commands.main(["denials", "--state-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("No denials")
