@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -41,7 +42,7 @@ class Session:
     arn: str                   # arn:aws:sts::<account>:assumed-role/<role>/<session>
     role_name: str
     token: str
-    expiration: dt.datetime    # naive UTC, as moto stamps it
+    expires_at: float          # seconds since the epoch (moto stamps a naive UTC datetime)
 
     @classmethod
     def find(cls, access_key: str) -> "Session | None":
@@ -51,8 +52,9 @@ class Session:
             for partition in list(sts_backends[account]):
                 found = sts_backends[account][partition].get_assumed_role_from_access_key(access_key)
                 if found is not None:
+                    expires_at = found.expiration.replace(tzinfo=dt.timezone.utc).timestamp()
                     return cls(found.account_id, found.arn, found.role_arn.rsplit("/", 1)[-1], found.session_token,
-                               found.expiration)
+                               expires_at)
         return None
 
     def policies(self, partition: str) -> list[tuple[str, Any]]:
@@ -71,10 +73,10 @@ class Session:
 
 
 class AccessCheck:
-    def __init__(self, journal: DenialJournal | None = None, *, now=None):
+    def __init__(self, journal: DenialJournal | None = None, *, clock=time.time):
         self.journal = journal
         self.decisions = UntilWrite()
-        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        self._clock = clock
 
     def enforced(self, who: Signer) -> bool:
         """Temporary credentials (ASIA...) are the only ones checked (see the module docstring)."""
@@ -87,7 +89,7 @@ class AccessCheck:
             return None  # not a session of this local AWS: treated as the deployer's
         if who.token != session.token:
             raise InvalidToken("The security token included in the request is invalid.")
-        if self._now() >= session.expiration:
+        if self._clock() >= session.expires_at:
             raise ExpiredToken("The security token included in the request is expired")
         request = asked(environ, body, who, session.account)
         if request.action in ALWAYS_ALLOWED:

@@ -25,6 +25,7 @@ A refusal is 403 JSON naming the rule and what to do. `loopback_host`, `same_ori
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -41,6 +42,7 @@ _SIGV4_HEADER = re.compile(
 _PRESIGNED_PARTS = ("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Credential=", "X-Amz-Signature=")
 
 
+@functools.lru_cache(maxsize=1024)  # a client sends the same few Host values: parse each once
 def loopback_host(host: str | None) -> bool:
     """Is this Host header (with or without a port) a name or address only this machine answers to?"""
     if not host:

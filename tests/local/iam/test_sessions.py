@@ -91,10 +91,12 @@ def test_credentials_other_than_a_session_are_not_checked(role):
 
 def test_an_expired_session_and_a_wrong_token_are_refused(role):
     session = RoleSessions().for_function(ACCOUNT, REGION, role, "F")
-    later = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(seconds=SESSION_SECONDS + 60)
+    later = dt.datetime.now(dt.timezone.utc).timestamp() + SESSION_SECONDS + 60
+    environ, body = request(session, "GetItem")
+    assert AccessCheck().check(environ, body, signer(environ)).action == "dynamodb:GetItem"
     environ, body = request(session, "GetItem")
     with pytest.raises(ExpiredToken):
-        AccessCheck(now=lambda: later).check(environ, body, signer(environ))
+        AccessCheck(clock=lambda: later).check(environ, body, signer(environ))
     environ, body = request(session, "GetItem", token="forged")
     with pytest.raises(InvalidToken):
         AccessCheck().check(environ, body, signer(environ))
