@@ -75,16 +75,19 @@ class RoleSessions:
         key = (account, region, role_arn, function_name)
         with self._lock:
             session = self._sessions.get(key)
-            if session is not None and not self.expiring(session):
-                return session
-            started = self._clock()
-            args = dict(account=account, region=region, role_arn=role_arn, session_name=function_name[:64],
-                        duration=self._duration)
-            made = (self._state.apply(ASSUME_ROLE_OP, **args) if self._state is not None else assume_role(**args))
-            session = RoleSession(made["access_key_id"], made["secret_access_key"], made["session_token"],
-                                  made["arn"], started + self._duration)
-            self._sessions[key] = session
+        if session is not None and not self.expiring(session):
             return session
+        # Made outside the lock: the state's own lock is taken in there, and two cold starts racing
+        # here merely make two sessions.
+        started = self._clock()
+        args = dict(account=account, region=region, role_arn=role_arn, session_name=function_name[:64],
+                    duration=self._duration)
+        made = self._state.apply(ASSUME_ROLE_OP, **args) if self._state is not None else assume_role(**args)
+        session = RoleSession(made["access_key_id"], made["secret_access_key"], made["session_token"], made["arn"],
+                              started + self._duration)
+        with self._lock:
+            self._sessions[key] = session
+        return session
 
     def expiring(self, session: RoleSession | None) -> bool:
         """True when a worker holding this session should be replaced (None: it holds no session)."""

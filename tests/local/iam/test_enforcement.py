@@ -4,9 +4,13 @@ subprocess; handlers call STS and DynamoDB with the credentials their worker was
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from crudstack.local import commands
 from tests.support.local_server import ACCOUNT, REGION, function_zip, start_server
@@ -21,7 +25,8 @@ sts = boto3.client("sts")
 dynamodb = boto3.client("dynamodb")
 
 def handler(event, context):
-    out = {"arn": sts.get_caller_identity()["Arn"], "key": os.environ["AWS_ACCESS_KEY_ID"]}
+    out = {"arn": sts.get_caller_identity()["Arn"], "key": os.environ["AWS_ACCESS_KEY_ID"],
+           "secret": os.environ["AWS_SECRET_ACCESS_KEY"], "token": os.environ["AWS_SESSION_TOKEN"]}
     for call in event.get("calls", []):
         try:
             key = {"Item" if call == "put_item" else "Key": {"id": {"S": "1"}}}
@@ -162,3 +167,36 @@ def test_each_denial_is_logged_and_listed_by_the_denials_command(setup, server, 
 def test_the_denials_command_says_when_there_are_none(tmp_path, capsys):
     assert commands.main(["denials", "--state-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith("No denials")
+
+
+def test_role_sessions_are_journaled_so_a_crash_keeps_them_and_their_limits(tmp_path):
+    first = start_server(tmp_path / "state", module="crudstack.local.server")
+    try:
+        setup = Setup(first)
+        _, role_arn = setup.role(setup.allow("dynamodb:GetItem"))
+        session = setup.probe(setup.function(role_arn))
+        # An acknowledged write is on disk with every record before it, the session's among them.
+        setup.dynamodb.put_item(TableName=setup.table, Item={"id": {"S": "1"}})
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(timeout=10)
+        (first.state_dir / "server.json").unlink(missing_ok=True)
+    finally:
+        first.stop()
+
+    second = start_server(tmp_path / "state", module="crudstack.local.server")
+    try:
+        recovery = json.loads((second.state_dir / "recovery.json").read_text())
+        assert not recovery.get("dropped") and not recovery.get("diverged"), recovery
+
+        def client(service):
+            return boto3.client(service, endpoint_url=second.endpoint, region_name=REGION,
+                                aws_access_key_id=session["key"], aws_secret_access_key=session["secret"],
+                                aws_session_token=session["token"])
+
+        assert client("sts").get_caller_identity()["Arn"] == session["arn"]
+        assert client("dynamodb").get_item(TableName=setup.table, Key={"id": {"S": "1"}})["Item"]
+        with pytest.raises(ClientError) as denied:
+            client("dynamodb").delete_item(TableName=setup.table, Key={"id": {"S": "1"}})
+        assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    finally:
+        second.stop()
