@@ -39,6 +39,18 @@ def handler(event, context):
     return out
 '''
 
+# Makes one call of any service, as the event says, and reports what came back.
+CALL = '''import boto3
+
+def handler(event, context):
+    try:
+        getattr(boto3.client(event["service"]), event["operation"])(**event["params"])
+        return {"ok": True}
+    except Exception as exc:
+        return {"code": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"],
+                "status": exc.response["ResponseMetadata"]["HTTPStatusCode"]}
+'''
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -67,11 +79,16 @@ class Setup:
         self.iam.put_role_policy(RoleName=role_name, PolicyName="access", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": list(statement_list)}))
 
-    def function(self, role_arn: str) -> str:
+    def function(self, role_arn: str, source: str = PROBE) -> str:
         name = f"f-{uuid.uuid4().hex[:6]}"
         self.lam.create_function(FunctionName=name, Runtime="python3.12", Role=role_arn, Handler="handler.handler",
-                                 Code={"ZipFile": function_zip(PROBE)}, Timeout=30)
+                                 Code={"ZipFile": function_zip(source)}, Timeout=30)
         return name
+
+    def call(self, function: str, service: str, operation: str, **params) -> dict:
+        answer = self.lam.invoke(FunctionName=function, Payload=json.dumps(
+            {"service": service, "operation": operation, "params": params}))
+        return json.loads(answer["Payload"].read())
 
     def probe(self, function: str, *calls: str) -> dict:
         answer = self.lam.invoke(FunctionName=function, Payload=json.dumps({"table": self.table, "calls": calls}))
@@ -133,6 +150,28 @@ def test_a_new_role_gives_the_function_new_workers_with_its_session(setup):
     setup.probe(function)
     setup.lam.update_function_configuration(FunctionName=function, Role=second_arn)
     assert setup.probe(function)["arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/{second_name}/{function}"
+
+
+def test_other_services_refuse_in_their_own_wire_format(setup):
+    topic = setup.server.client("sns").create_topic(Name=f"t-{uuid.uuid4().hex[:6]}")["TopicArn"]
+    target = setup.function(setup.role(setup.allow("dynamodb:GetItem"))[1])
+    role_name, role_arn = setup.role({"Effect": "Allow", "Action": "sns:Publish", "Resource": topic})
+    caller = setup.function(role_arn, CALL)
+    target_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{target}"
+
+    invoked = setup.call(caller, "lambda", "invoke", FunctionName=target, Payload="{}")  # REST JSON
+    assert (invoked["code"], invoked["status"]) == ("AccessDeniedException", 403)
+    assert f"perform: lambda:InvokeFunction on resource: {target_arn}" in invoked["message"]
+    published = setup.call(caller, "sns", "publish", TopicArn=topic, Message="hello")
+    assert published == {"ok": True}
+    other_topic = topic + "-other"
+    refused = setup.call(caller, "sns", "publish", TopicArn=other_topic, Message="hello")  # query XML
+    assert (refused["code"], refused["status"]) == ("AuthorizationError", 403)
+    logs = setup.call(caller, "logs", "create_log_group", logGroupName="/not/mine")  # JSON 1.1
+    assert (logs["code"], logs["status"]) == ("AccessDeniedException", 400)
+
+    setup.policy(role_name, {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": target_arn})
+    assert setup.call(caller, "lambda", "invoke", FunctionName=target, Payload="{}") == {"ok": True}
 
 
 def test_the_deployers_credentials_keep_full_access(setup):
