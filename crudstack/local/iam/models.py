@@ -15,6 +15,7 @@ repeated call costs a dictionary lookup.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -126,8 +127,6 @@ class AccessCheck:
 
 
 def _compact(value: Any) -> str:
-    import json
-
     return json.dumps(value, separators=(",", ":"))
 
 
