@@ -1,4 +1,4 @@
-"""python -m crudstack.local outbox | status | wipe (see crudstack.local.commands)."""
+"""python -m crudstack.local outbox | status | wipe | denials (see crudstack.local.commands)."""
 import sys
 
 from crudstack.local.commands import main

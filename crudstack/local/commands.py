@@ -3,6 +3,7 @@
     outbox [--show N | --last] [--json]   the messages SNS delivered to e-mail (and SMS) subscriptions
     status [--json]                       running or not, where its state is, what its last start recovered
     wipe [--yes]                          stop it and delete its saved state and outbox, after confirmation
+    denials [--json]                      the calls a Lambda role's policies did not allow, newest last
 
 Each takes --config FILE (default: config.yaml) or --state-dir DIR. Exit codes: 0 done, 2 bad
 arguments or config (or a wipe not confirmed when stdin is not a terminal).
@@ -21,6 +22,7 @@ from pathlib import Path
 from crudstack.config import ROOT, load_config
 from crudstack.errors import ConfigError
 from crudstack.local import daemon
+from crudstack.local.iam.denials import DENIALS_NAME, read_denials
 from crudstack.local.sns.models import OUTBOX_DIR, Outbox
 from crudstack.local.state.durable import DATA_DIR
 
@@ -97,7 +99,8 @@ def status(args: argparse.Namespace, state_dir: Path) -> int:
 
 
 def wipe(args: argparse.Namespace, state_dir: Path) -> int:
-    targets = [p for p in (state_dir / DATA_DIR, state_dir / OUTBOX_DIR, state_dir / daemon.RECOVERY_NAME) if p.exists()]
+    targets = [p for p in (state_dir / DATA_DIR, state_dir / OUTBOX_DIR, state_dir / daemon.RECOVERY_NAME,
+                           state_dir / DENIALS_NAME) if p.exists()]
     running = daemon.status(state_dir)
     if not targets and not running:
         print(f"Nothing to wipe: the local AWS in {_shown(state_dir)} has no saved state.")
@@ -127,6 +130,30 @@ def wipe(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
+def denials(args: argparse.Namespace, state_dir: Path) -> int:
+    found = read_denials(state_dir)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print(f"No denials: no Lambda function was refused a call by its role's policies "
+              f"({_shown(state_dir / DENIALS_NAME)}).")
+        return 0
+    print(f"{len(found)} call{'s' if len(found) != 1 else ''} refused by the role's policies (newest last):")
+    for entry in found:
+        print(f"\n  {entry.get('time')}  {entry.get('principal')}\n"
+              f"    action:   {entry.get('action')}\n    resource: {entry.get('resource')}\n"
+              f"    why:      {entry.get('reason')}" + (f" ({entry['denied_by']})" if entry.get("denied_by") else ""))
+        if entry.get("denied_by"):
+            print(f"    fix:      remove or narrow that Deny statement")
+        else:
+            print(f"    would allow it: {json.dumps(entry.get('would_allow'), separators=(',', ':'))}")
+        for statement in entry.get("conditions_not_evaluated") or []:
+            print(f"    note:     {statement} has a Condition, which the local AWS does not evaluate")
+    print("\nWith crudstack's own role, `python provision.py` puts its policy back.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crudstack.local", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -143,10 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     state.add_argument("--json", action="store_true")
     erase = commands.add_parser("wipe", parents=[common], help="stop it and delete its saved state and outbox")
     erase.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    refused = commands.add_parser("denials", parents=[common],
+                                  help="the calls Lambda functions made that their role's policies did not allow")
+    refused.add_argument("--json", action="store_true", help="every denial as JSON")
     args = parser.parse_args(argv)
     try:
         state_dir = _state_dir(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return {"outbox": outbox, "status": status, "wipe": wipe}[args.command](args, state_dir)
+    return {"outbox": outbox, "status": status, "wipe": wipe, "denials": denials}[args.command](args, state_dir)

@@ -1,6 +1,6 @@
 """The environment a worker process and the function in it see: AWS's Lambda variables, the
-function's own, and fake credentials pointing at the local AWS. Nothing else of the server's
-environment leaks in, as on AWS."""
+function's own, the credentials of its execution role's session (crudstack/local/iam/sessions.py)
+and the local AWS's endpoint. Nothing else of the server's environment leaks in, as on AWS."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import os
 from crudstack.local.awslambda.models import FunctionSpec
 
 
-def function_environment(spec: FunctionSpec, log_stream: str, endpoint_url: str) -> dict[str, str]:
+def function_environment(spec: FunctionSpec, log_stream: str, endpoint_url: str,
+                         credentials: dict[str, str] | None = None) -> dict[str, str]:
+    """credentials: the role session's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN."""
     env = dict(spec.environment)
     env.update({
         "AWS_LAMBDA_FUNCTION_NAME": spec.name,
@@ -24,12 +26,15 @@ def function_environment(spec: FunctionSpec, log_stream: str, endpoint_url: str)
         "_HANDLER": spec.handler,
     })
     env.update(forced_environment(endpoint_url))
+    if credentials:
+        env.update(credentials)
     return env
 
 
 def forced_environment(endpoint_url: str) -> dict[str, str]:
-    # Fake credentials and the local endpoint win over anything the function sets:
-    # a function run locally must never reach (or sign for) real AWS.
+    # The local endpoint and credentials the local AWS issued (these fake ones until the function's
+    # role session replaces them) win over anything the function sets: a function run locally must
+    # never reach (or sign for) real AWS.
     return {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -49,6 +49,7 @@ class FunctionSpec:
     code_sha: str
     package_type: str
     reserved_concurrency: int | None = field(compare=False)
+    role: str = ""          # the execution role: its session is the worker's credentials
 
     @classmethod
     def from_moto(cls, fn, account_id: str, region: str) -> "FunctionSpec":
@@ -62,13 +63,14 @@ class FunctionSpec:
             environment=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
             code_sha=fn.code_sha_256 or "", package_type=fn.package_type or "Zip",
             reserved_concurrency=None if reserved in (None, "") else int(reserved),
+            role=str(getattr(fn, "role", "") or ""),
         )
 
     @property
     def key(self) -> tuple:
         """Workers are interchangeable only within one key: any change starts new ones."""
         return (self.function_arn, self.version, self.code_sha, self.handler, self.runtime,
-                self.timeout, self.memory_size, self.environment)
+                self.timeout, self.memory_size, self.environment, self.role)
 
     @property
     def log_group(self) -> str:

@@ -49,6 +49,7 @@ from crudstack.local.awslambda.models import (
 )
 from crudstack.local.awslambda.process import WorkerProcess, top_level_names
 from crudstack.local.cache import UntilWrite
+from crudstack.local.iam.sessions import RoleSessions
 
 # What a spare worker imports while it waits for a function: the tutorial's handlers all
 # create a DynamoDB resource at import time.
@@ -86,6 +87,8 @@ class LambdaRuntime:
         self._base_env = worker_base_environment(endpoint_url)
         # Function lookups; the server enables the cache and tells it of every write (crudstack/local/cache.py).
         self.lookups = UntilWrite()
+        # Each worker runs with its function's role session (journaled when the telemetry has a state).
+        self.sessions = RoleSessions(state=getattr(telemetry, "state", None))
 
         self._lock = threading.Lock()
         self._closed = False
@@ -415,6 +418,11 @@ class LambdaRuntime:
 
     def _cold_start(self, fn, spec: FunctionSpec, logs: list) -> tuple[WorkerProcess, dict | None]:
         code = fn.code_bytes or b""
+        try:
+            session = self.sessions.for_function(spec.account_id, spec.region, spec.role, spec.name)
+        except Exception as exc:  # never fall back to credentials with more rights than the role's
+            self.log.exception("%s: could not assume its execution role %s", spec.name, spec.role)
+            raise InitFailed(None, f"could not assume the execution role {spec.role!r}: {exc}") from exc
         worker = self._claim_spare(spec, code)
         if worker is None:
             python_env = {name: value for name, value in spec.environment if name.startswith("PYTHON")}
@@ -426,8 +434,9 @@ class LambdaRuntime:
         deadline = time.monotonic() + max(INIT_TIMEOUT_SECONDS, spec.timeout)
         try:
             worker.wait_ready(deadline)
-            meta, body = worker.init(spec=spec, log_stream=stream, env=function_environment(spec, stream, self.endpoint_url),
-                                     code=code, deadline=deadline, logs=logs)
+            worker.session = session
+            meta, body = worker.init(spec=spec, log_stream=stream, code=code, deadline=deadline, logs=logs,
+                                     env=function_environment(spec, stream, self.endpoint_url, session.environment()))
         except TimeoutError as exc:
             self._discard(worker, kill=True)
             raise InitFailed(worker, None) from exc
@@ -477,7 +486,7 @@ class LambdaRuntime:
         with self._lock:
             spec = worker.spec
             current = self._current_key.get((spec.function_arn, spec.version))
-            if not self._closed and current == spec.key:
+            if not self._closed and current == spec.key and not self.sessions.expiring(getattr(worker, "session", None)):
                 self._idle.setdefault(spec.key, []).append(worker)
                 return
         self._retire(worker)

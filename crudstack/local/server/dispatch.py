@@ -1,4 +1,9 @@
-"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, or moto."""
+"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, or moto.
+
+Everything but an invoke URL is the control plane: the guard (guard.py) refuses what a web page
+could send, and AWS API requests signed with a role session pass the access check
+(crudstack/local/iam/) first.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 from typing import Any, Callable, Iterable
 
 from crudstack.local.apigateway.app import is_invoke_path
+from crudstack.local.server import guard
 from crudstack.local.server.record import HEALTH_PATH
 from crudstack.local.wsgi import WsgiApp
 
@@ -13,8 +19,13 @@ from crudstack.local.wsgi import WsgiApp
 class LocalAws:
     """Routes each request to the gateway, the Lambda Invoke API, the health check or moto."""
 
-    def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any]):
+    def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any],
+                 access: Any = None):
         self.gateway = gateway
+        if access is not None:
+            from crudstack.local.iam.responses import EnforceIdentityPolicies
+
+            invoke_api, moto_app = EnforceIdentityPolicies(invoke_api, access), EnforceIdentityPolicies(moto_app, access)
         self.invoke_api = invoke_api
         self.moto_app = moto_app
         self._health_body = json.dumps(health).encode()
@@ -23,6 +34,10 @@ class LocalAws:
         path = environ.get("PATH_INFO", "")
         if is_invoke_path(path):
             return self.gateway(environ, start_response)
+        refused = guard.refusal(environ)
+        if refused is not None:
+            return guard.refuse(*refused, start_response)
+        start_response = guard.without_cors(start_response)
         if environ["REQUEST_METHOD"] == "POST" and path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
             return self.invoke_api(environ, start_response)
         if path == HEALTH_PATH:

@@ -27,6 +27,9 @@ from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
 from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.iam.denials import DenialJournal
+from crudstack.local.iam.models import AccessCheck
+from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
 from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
@@ -188,9 +191,11 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             return 1
         delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
+        access = AccessCheck(DenialJournal(state_dir))
         # What the request path reads from moto is cached from now on, until a write other than
         # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.
-        caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups,
+        # The access check's decisions are among them: an IAM write empties them before it is answered.
+        caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups, access.decisions,
                                                       getattr(runtime, "lookups", None)) if cache is not None}.values())
         state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
                        else [cache.changed() for cache in caches])
@@ -201,6 +206,7 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             invoke_api=invoke_api,
             moto_app=state.wsgi(recorder),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
+            access=access,
         )
         evaluator = AlarmEvaluator(state.apply).start()
         # The socket already listens (connections wait in its backlog): record it before the first
@@ -251,6 +257,7 @@ def prepare_durable_state(state_dir: Path, recorder: WsgiApp, snapshots: Deploym
     state = DurableState(state_dir, recorder)
     state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
     state.register("cloudwatch.set_alarm_state", set_alarm_state)
+    state.register(ASSUME_ROLE_OP, assume_role)  # the Lambda workers' role sessions
     return state, JournaledTelemetry(state), delivery
 
 def main(argv: list[str] | None = None, *, make_runtime: RuntimeFactory = real_runtime) -> int:

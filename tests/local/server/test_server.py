@@ -414,6 +414,10 @@ def test_the_real_runtime_serves_a_handler_reading_dynamodb_and_sigterm_leaves_n
                               AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                               BillingMode="PAY_PER_REQUEST")
         dynamodb.put_item(TableName="items", Item={"id": {"S": "42"}, "name": {"S": "Widget"}})
+        # The handler runs as the role's session, and the local AWS checks its policy (tests/local/iam).
+        stack.iam.put_role_policy(RoleName=stack.role_arn.rsplit("/", 1)[1], PolicyName="read-items", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "dynamodb:GetItem",
+                                                     "Resource": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/items"}]}))
         arn = stack.lam.create_function(
             FunctionName="get-item", Runtime="python3.12", Role=stack.role_arn, Handler="handler.handler",
             Code={"ZipFile": function_zip(GET_ITEM_HANDLER)}, Environment={"Variables": {"TABLE": "items"}},

@@ -1,0 +1,65 @@
+"""The access check in front of the AWS APIs (moto's and the Lambda Invoke API), and its refusals
+in each service's wire format (crudstack/local/iam/exceptions.py says which)."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from typing import Callable, Iterable
+from xml.sax.saxutils import escape
+
+from crudstack.local.iam.exceptions import Refused
+from crudstack.local.iam.models import AccessCheck
+from crudstack.local.iam.requests import signer
+from crudstack.local.wsgi import WsgiApp, read_body
+
+
+class EnforceIdentityPolicies:
+    def __init__(self, app: WsgiApp, check: AccessCheck):
+        self.app = app
+        self.check = check
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        # Only temporary credentials are checked: everyone else passes on a substring test.
+        if "=ASIA" not in environ.get("HTTP_AUTHORIZATION", "") and "ASIA" not in environ.get("QUERY_STRING", ""):
+            return self.app(environ, start_response)
+        who = signer(environ)
+        if who is None or not self.check.enforced(who):
+            return self.app(environ, start_response)
+        body = read_body(environ)
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            self.check.check(environ, body, who)
+        except Refused as refused:
+            return refusal(environ, who.service, refused, start_response)
+        return self.app(environ, start_response)
+
+
+def refusal(environ: dict, service: str, refused: Refused, start_response: Callable) -> Iterable[bytes]:
+    request_id = str(uuid.uuid4())
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        protocol = "json"
+        if target.startswith("DynamoDB_"):
+            body = {"__type": f"com.amazon.coral.service#{refused.json_code}", "Message": refused.message}
+            content_type = "application/x-amz-json-1.0"
+        else:
+            body = {"__type": refused.json_code, "message": refused.message}
+            content_type = "application/x-amz-json-1.1"
+        data, headers = json.dumps(body).encode(), [("Content-Type", content_type)]
+    elif "Action=" in environ.get("QUERY_STRING", "") or environ.get("CONTENT_TYPE", "").startswith(
+            "application/x-www-form-urlencoded"):
+        protocol = "query"
+        code = "AuthorizationError" if service == "sns" and refused.query_code == "AccessDenied" else refused.query_code
+        data = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(refused.message)}"
+                f"</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        headers = [("Content-Type", "text/xml")]
+    else:
+        protocol = "rest"
+        data = json.dumps({"Type": "User", "Message": refused.message}).encode()
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", f"{refused.json_code}:")]
+    status = refused.status[protocol]
+    headers += [("x-amzn-RequestId", request_id), ("Content-Length", str(len(data)))]
+    start_response(f"{status} {'Bad Request' if status == 400 else 'Forbidden'}", headers)
+    return [data]
