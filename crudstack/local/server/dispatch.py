@@ -1,4 +1,4 @@
-"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, or moto."""
+"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, the console, or moto."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import json
 from typing import Any, Callable, Iterable
 
 from crudstack.local.apigateway.app import is_invoke_path
+from crudstack.local.console.responses import is_console_path
 from crudstack.local.server.record import HEALTH_PATH
 from crudstack.local.wsgi import WsgiApp
 
 
 class LocalAws:
-    """Routes each request to the gateway, the Lambda Invoke API, the health check or moto."""
+    """Routes each request to the gateway, the Lambda Invoke API, the health check, the console or moto."""
 
-    def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any]):
+    def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any],
+                 console: WsgiApp | None = None):
         self.gateway = gateway
         self.invoke_api = invoke_api
         self.moto_app = moto_app
+        self.console = console
         self._health_body = json.dumps(health).encode()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -28,4 +31,6 @@ class LocalAws:
         if path == HEALTH_PATH:
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(self._health_body)))])
             return [self._health_body]
+        if self.console is not None and is_console_path(path):
+            return self.console(environ, start_response)
         return self.moto_app(environ, start_response)
