@@ -188,7 +188,7 @@ class ConsoleData:
         return apis, stages
 
     def _monitoring(self, region: str, stack: str) -> list[dict]:
-        logs, sns, cloudwatch = (self.client(s, region) for s in ("logs", "sns", "cloudwatch"))
+        logs, sns = self.client("logs", region), self.client("sns", region)
         found = []
         for group in logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{stack}-").get("logGroups", []):
             retention = group.get("retentionInDays")
