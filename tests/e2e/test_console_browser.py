@@ -134,12 +134,14 @@ def test_the_console_edits_with_if_match_and_shows_the_412_when_stale(stack, bro
     created = requests.post(f"{stack.invoke_url}/items", json={"name": "Console edit"}, timeout=10).json()["item"]
     open_console(browser, stack, "items")
     row = f'#items tr[data-id="{created["id"]}"]'
+    assert not css(browser, "#edit-form")[0].is_displayed()  # nothing is being edited yet
     wait(browser, lambda d: css(d, row + " button.edit"))
     click(browser, row + " button.edit")
     wait(browser, lambda d: text_of(d, "#edit-etag") == '"1"')
     css(browser, "#edit-description")[0].send_keys("first save")
     click(browser, "#edit-save")
     wait(browser, lambda d: "200 Updated" in text_of(d, "#items-message"), message=text_of(browser, "#items-message"))
+    assert not css(browser, "#edit-form")[0].is_displayed()  # the form closes once saved
     assert requests.get(f"{stack.invoke_url}/items/{created['id']}", timeout=10).headers["ETag"] == '"2"'
 
     click(browser, row + " button.edit")
