@@ -108,7 +108,7 @@ class ConsoleData:
         steps = [
             {"step": 1, "title": "DynamoDB table", "resources": self._tables(region, stack)},
             {"step": 2, "title": "IAM role", "resources": self._roles(region, stack)},
-            {"step": 3, "title": "Lambda functions", "resources": self._functions(region, stack)},
+            {"step": 3, "title": "Lambda functions", "resources": self.functions(region, stack)},
         ]
         apis, stages = self._apis(region, stack)
         steps += [{"step": 4, "title": "API Gateway REST API", "resources": apis},
@@ -155,7 +155,7 @@ class ConsoleData:
                               "detail": f"inline policies: {', '.join(policies) or 'none'}"})
         return found
 
-    def _functions(self, region: str, stack: str) -> list[dict]:
+    def functions(self, region: str, stack: str) -> list[dict]:
         lam = self.client("lambda", region)
         found = []
         for page in lam.get_paginator("list_functions").paginate():

@@ -139,7 +139,8 @@ class Console:
 
     def _metrics(self, environ: dict, query: dict) -> Any:
         region, stack = self._need(query, "region", "stack")
-        overview = self.data.overview(region, stack)
+        # Only what the charts need (the overview's forty-odd calls are not repeated every refresh).
+        overview = {"stack": stack, "functions": [f["name"] for f in self.data.functions(region, stack)]}
         alarms = self.data.alarms(region, stack)
         account = alarms[0]["AlarmArn"].split(":")[4] if alarms else "123456789012"
         cloudwatch = self.data.client("cloudwatch", region)
