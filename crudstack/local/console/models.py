@@ -266,7 +266,11 @@ class ConsoleData:
         return {"function": function, "group": group, "events": shown}
 
     def invoke(self, region: str, function: str, body: bytes) -> dict[str, Any]:
-        """What the Lambda console's Test tab does: Invoke with an event, show the result and the log tail."""
+        """What the Lambda console's Test tab does: Invoke with an event, show the result and the log tail
+        (Lambda Developer Guide, "Testing Lambda functions in the console":
+        https://docs.aws.amazon.com/lambda/latest/dg/testing-functions.html). An unhandled exception is a
+        function error, counted in the Errors metric ("Types of metrics for Lambda functions":
+        https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html)."""
         if len(body) > TEST_EVENT_MAX_BYTES:
             raise BadRequest(f"the test event is {len(body)} bytes; at most {TEST_EVENT_MAX_BYTES} are accepted")
         try:
