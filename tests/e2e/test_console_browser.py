@@ -154,6 +154,20 @@ def test_the_console_edits_with_if_match_and_shows_the_412_when_stale(stack, bro
     assert 'ETag is now "3"' in text_of(browser, "#items-message")
 
 
+def test_the_console_deletes_an_item_through_the_api(stack, browser):
+    created = requests.post(f"{stack.invoke_url}/items", json={"name": "To delete"}, timeout=10).json()["item"]
+    open_console(browser, stack, "items")
+    row = f'#items tr[data-id="{created["id"]}"]'
+    wait(browser, lambda d: css(d, row + " button.delete"))
+
+    click(browser, row + " button.delete")
+
+    wait(browser, lambda d: f"200 Deleted {created['id']}" in text_of(d, "#items-message"),
+         message=text_of(browser, "#items-message"))
+    wait(browser, lambda d: not css(d, row), message="the deleted item stayed in the table")
+    assert requests.get(f"{stack.invoke_url}/items/{created['id']}", timeout=10).status_code == 404
+
+
 def test_a_function_error_from_the_test_tab_sets_off_its_errors_alarm_and_mails_the_alert(stack, browser):
     function = stack.name("GetItemFunction")
     alarm = stack.name("GetItemFunction-Errors")
