@@ -261,7 +261,7 @@ def provision_main(argv: list[str] | None = None) -> int:
                         help="workshop mode: before each step, show the console instructions and the boto3 calls it "
                              "will make, and wait for Enter (goes on at once when stdin is not a terminal)")
     parser.add_argument("--outputs", metavar="DIR", default=str(ROOT / "outputs"),
-                        help="folder for stack.json, postman_collection.json and endpoints.http (default: outputs/)")
+                        help="folder for stack.json, postman_collection.json, endpoints.http and items.html (default: outputs/)")
     parser.add_argument("--deployer-policy", action="store_true",
                         help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
                              "on AWS, and exit (no AWS call; see README, 'Permissions')")
@@ -349,6 +349,8 @@ def provision_main(argv: list[str] | None = None) -> int:
             screen.print(f"  {line}")
         if written:
             screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(_shown(p) for p in written)}")
+        if ctx.target == "local" and endpoint:
+            screen.print(f"Local console (items, logs, metrics, alarms, alert e-mails): {endpoint.rstrip('/')}/_console")
         if args.watch:
             screen.print()
             return _watch(args, screen, ctx, target)

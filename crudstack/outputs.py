@@ -5,6 +5,7 @@
                               each checking its status; writes send back the ETag they read (If-Match); and a
                               "Contract checks" folder of requests the API must refuse (400, 412, 415)
     endpoints.http            the same requests for VS Code's REST Client (and editors that read its format)
+    items.html                the browser client (crudstack/browser/items.html) with the invoke URL filled in
 
 Everything here is a pure function of the --json document, so it is tested without AWS. The example
 bodies are the ones the handlers in lambdas/ accept, and the curl examples use the same ones.
@@ -12,8 +13,10 @@ bodies are the ones the handlers in lambdas/ accept, and the curl examples use t
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +25,9 @@ if TYPE_CHECKING:
 
 POSTMAN_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
 STACK_FILE, POSTMAN_FILE, HTTP_FILE = "stack.json", "postman_collection.json", "endpoints.http"
+BROWSER_FILE = "items.html"
+# The one spot of the browser client's invoke URL field that a copy in outputs/ fills in.
+_URL_FIELD = 'id="invoke-url" type="url" value=""'
 METHOD_ORDER = ("POST", "GET", "PUT", "PATCH", "DELETE")  # create first: it makes the id the others use
 _PARAM = re.compile(r"^\{(\w+)\}$")
 
@@ -221,16 +227,26 @@ def rest_client_file(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def browser_client(invoke_url: str | None) -> str:
+    """crudstack/browser/items.html with its invoke URL field filled in (escaped: it is HTML)."""
+    page = resources.files("crudstack.browser").joinpath(BROWSER_FILE).read_text(encoding="utf-8")
+    if _URL_FIELD not in page:
+        raise ValueError(f"crudstack/browser/{BROWSER_FILE} lost its invoke URL field ({_URL_FIELD})")
+    return page.replace(_URL_FIELD, f'id="invoke-url" type="url" value="{html.escape(invoke_url or "", quote=True)}"', 1)
+
+
 def write_outputs(doc: dict, folder: Path) -> list[Path]:
-    """Write the three files (stack.json last, so it lists the others); returns their paths."""
+    """Write the four files (stack.json last, so it lists the others); returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     postman, http, stack = folder / POSTMAN_FILE, folder / HTTP_FILE, folder / STACK_FILE
+    browser = folder / BROWSER_FILE
     postman.write_text(json.dumps(postman_collection(doc), indent=2) + "\n", encoding="utf-8")
     http.write_text(rest_client_file(doc), encoding="utf-8")
-    doc["outputs"] = {"dir": str(folder), "files": [str(stack), str(postman), str(http)]}
+    browser.write_text(browser_client(doc["invoke_url"]), encoding="utf-8")
+    doc["outputs"] = {"dir": str(folder), "files": [str(stack), str(postman), str(http), str(browser)]}
     stack.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return [stack, postman, http]
+    return [stack, postman, http, browser]
 
 
 # -- the invoke URL and its curl commands, as provision prints them ----------------------------------------

@@ -11,8 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from crudstack.outputs import (POSTMAN_SCHEMA, example_body, ordered_routes, postman_collection, rest_client_file,
-                               variable_for, write_outputs)
+import crudstack.outputs
+from crudstack.outputs import (POSTMAN_SCHEMA, browser_client, example_body, ordered_routes, postman_collection,
+                               rest_client_file, variable_for, write_outputs)
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2] / "lambdas"
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
@@ -141,17 +142,47 @@ def test_endpoints_http_puts_the_json_body_after_a_blank_line(doc):
     assert json.loads(body) == example_body("POST")
 
 
-def test_write_outputs_writes_the_three_files_and_stack_json_is_the_document(doc, tmp_path):
+def test_write_outputs_writes_the_four_files_and_stack_json_is_the_document(doc, tmp_path):
     folder = tmp_path / "out"
 
     paths = write_outputs(doc, folder)
 
-    assert sorted(p.name for p in paths) == ["endpoints.http", "postman_collection.json", "stack.json"]
+    assert sorted(p.name for p in paths) == ["endpoints.http", "items.html", "postman_collection.json", "stack.json"]
     stack = json.loads((folder / "stack.json").read_text())
     assert stack == doc
     assert stack["outputs"]["files"] == [str(p) for p in paths]
     assert json.loads((folder / "postman_collection.json").read_text()) == postman_collection(doc)
     assert (folder / "endpoints.http").read_text() == rest_client_file(doc)
+    assert (folder / "items.html").read_text() == browser_client(URL)
+
+
+def test_the_browser_client_in_outputs_has_the_invoke_url_filled_in():
+    page = browser_client(URL)
+
+    assert f'id="invoke-url" type="url" value="{URL}"' in page
+    assert page.count(URL) == 1
+
+
+def test_the_invoke_url_is_escaped_into_the_browser_clients_html():
+    page = browser_client('http://x/"><script>alert(1)</script>')
+
+    assert "<script>alert(1)" not in page
+    assert 'value="http://x/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in page
+
+
+def test_the_browser_client_left_blank_in_the_repository_asks_for_the_url():
+    page = (Path(crudstack.outputs.__file__).parent / "browser" / "items.html").read_text()
+
+    assert 'id="invoke-url" type="url" value=""' in page
+    assert browser_client(None) == page
+
+
+def test_a_browser_client_that_lost_its_url_field_is_an_error_not_a_page_without_url(monkeypatch, tmp_path):
+    (tmp_path / "items.html").write_text("<input id=invoke-url>")
+    monkeypatch.setattr(crudstack.outputs.resources, "files", lambda package: tmp_path)
+
+    with pytest.raises(ValueError, match="lost its invoke URL field"):
+        browser_client(URL)
 
 
 # -- the example requests work against the real handlers -----------------------------------------------

@@ -13,6 +13,7 @@ Requests are dispatched by path (dispatch.py):
     /_aws/execute-api/{api}/{stage}/...
     POST /2015-03-31/functions/{name}/invocations -> the Lambda Invoke API (awslambda/responses.py)
     GET /_localaws/health                        -> {"status": "ok", "pid": ..., "port": ...}
+    /_console, /_console/...                     -> the local console (console/responses.py)
     anything else                                -> moto's own WSGI app, behind the journal
                                                     (state/durable.py), the deployment recorder
                                                     (apigateway/recorder.py) and, for DynamoDB

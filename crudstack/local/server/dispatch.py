@@ -1,8 +1,9 @@
-"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, or moto.
+"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, the console, or moto.
 
-Everything but an invoke URL is the control plane: the guard (guard.py) refuses what a web page
-could send, and AWS API requests signed with a role session pass the access check
-(crudstack/local/iam/) first.
+Everything but an invoke URL and the console is the control plane: the guard (guard.py) refuses what
+a web page could send, and AWS API requests signed with a role session pass the access check
+(crudstack/local/iam/) first. The console (crudstack/local/console/) applies the same loopback-Host
+rule with its own, stricter Origin rules: its page is same-origin and unsigned by design.
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import json
 from typing import Any, Callable, Iterable
 
 from crudstack.local.apigateway.app import is_invoke_path
+from crudstack.local.console.responses import is_console_path
 from crudstack.local.server import guard
 from crudstack.local.server.record import HEALTH_PATH
 from crudstack.local.wsgi import WsgiApp
 
 
 class LocalAws:
-    """Routes each request to the gateway, the Lambda Invoke API, the health check or moto."""
+    """Routes each request to the gateway, the Lambda Invoke API, the health check, the console or moto."""
 
     def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any],
-                 access: Any = None):
+                 access: Any = None, console: WsgiApp | None = None):
         self.gateway = gateway
         if access is not None:
             from crudstack.local.iam.responses import EnforceIdentityPolicies
@@ -28,12 +30,15 @@ class LocalAws:
             invoke_api, moto_app = EnforceIdentityPolicies(invoke_api, access), EnforceIdentityPolicies(moto_app, access)
         self.invoke_api = invoke_api
         self.moto_app = moto_app
+        self.console = console
         self._health_body = json.dumps(health).encode()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if is_invoke_path(path):
             return self.gateway(environ, start_response)
+        if self.console is not None and is_console_path(path):
+            return self.console(environ, start_response)
         refused = guard.refusal(environ)
         if refused is not None:
             return guard.refuse(*refused, start_response)

@@ -57,7 +57,13 @@ def loopback_host(host: str | None) -> bool:
         name, _, port = host.partition(":")
         if port and not port.isdigit():
             return False
-    name = name.rstrip(".")
+    return loopback_name(name)
+
+
+def loopback_name(name: str) -> bool:
+    """Is this host name or address (no port, no brackets) one only this machine answers to?
+    *.localhost always resolves to loopback (RFC 6761, section 6.3)."""
+    name = name.lower().rstrip(".")
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:

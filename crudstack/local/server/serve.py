@@ -25,6 +25,8 @@ from crudstack.local.apigateway.recorder import DeploymentRecorder
 from crudstack.local.cloudwatch.evaluator import AlarmEvaluator, set_alarm_state
 from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
+from crudstack.local.console.models import ConsoleData
+from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
 from crudstack.local.dynamodb.responses import DirectDynamoDB
 from crudstack.local.iam.denials import DenialJournal
@@ -207,6 +209,7 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             moto_app=state.wsgi(recorder),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
             access=access,
+            console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR))),
         )
         evaluator = AlarmEvaluator(state.apply).start()
         # The socket already listens (connections wait in its backlog): record it before the first

@@ -1,0 +1,56 @@
+"""Who may talk to the console: pages of the console itself, on this machine, and nothing else.
+
+The local AWS listens on 127.0.0.1, but a browser is a confused deputy: any web page it has open can
+send requests to 127.0.0.1, and a DNS-rebinding page can even read the answers under its own host name.
+So, as LocalStack's own handlers check Origin on its local endpoints (localstack/localstack,
+localstack/aws/handlers/cors.py), every /_console request is checked here:
+
+- the Host header must name this machine (127.0.0.1, [::1] or any IPv6 loopback, localhost, *.localhost):
+  a rebound name such as evil.example fails even when it resolves to 127.0.0.1;
+- an Origin header, when present, must be the console's own origin (http:// + that Host);
+- a state-changing request (anything but GET, HEAD, OPTIONS) must carry that Origin: browsers send it
+  on every such fetch, and a request without it cannot be told from a cross-site form post.
+
+A refusal is 403 JSON naming what was wrong (responses.py). What counts as this machine is the
+control-plane guard's rule (crudstack/local/server/guard.py), so the console and the AWS APIs can't
+drift apart; the console adds its stricter Origin rules, since its page is same-origin by design.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from crudstack.local.server.guard import loopback_name
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def split_host(host: str) -> tuple[str, str | None]:
+    """'127.0.0.1:4566' -> ('127.0.0.1', '4566'); '[::1]:4566' -> ('::1', '4566')."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        return name, rest[1:] if rest.startswith(":") else None
+    name, colon, port = host.rpartition(":")
+    if not colon or ":" in name:  # no port, or an IPv6 address without brackets
+        return host, None
+    return name, port
+
+
+def refusal(environ: Mapping[str, str]) -> str | None:
+    """Why this request must be refused, or None when it may be served."""
+    host = (environ.get("HTTP_HOST") or "").strip()
+    if not host:
+        return "the request has no Host header; open the console at http://127.0.0.1:<local.port>/_console"
+    name, port = split_host(host)
+    if not loopback_name(name) or (port is not None and not port.isdigit()):
+        return (f"Host {host} is not this machine: the console answers only on 127.0.0.1, [::1] or localhost "
+                f"(open http://127.0.0.1:<local.port>/_console)")
+    own_origin = f"http://{host}".lower()
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is not None and origin.strip().lower() != own_origin:
+        return (f"Origin {origin} is not the console's own ({own_origin}): other pages may not call the console; "
+                f"use the console itself at {own_origin}/_console")
+    if environ.get("REQUEST_METHOD", "GET").upper() not in SAFE_METHODS and origin is None:
+        return (f"a {environ.get('REQUEST_METHOD')} request to the console must carry the console's Origin header "
+                f"({own_origin}); send it from the console page")
+    return None
