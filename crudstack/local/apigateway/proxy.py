@@ -179,9 +179,12 @@ class LambdaProxyInvoker:
             log.exception("%s: Lambda invocation of %s failed", where, function_arn)
             return InvocationOutcome(gateway_error(*INTERNAL_ERROR), (time.perf_counter() - started) * 1000)
         integration_ms = (time.perf_counter() - started) * 1000
-        if getattr(result, "waited_out", False):
-            log.error("%s: execution failed due to a timeout error after %d ms (Lambda function %s: no local worker "
-                      "became free; raise local.lambda_concurrency)", where, timeout_ms, function_arn)
+        if getattr(result, "waited_out", False) or integration_ms > timeout_ms:
+            # Waiting for a worker and then running can together outlast the integration timeout: the
+            # client gets API Gateway's 504 (later than on AWS, which answers at the timeout itself).
+            log.error("%s: execution failed due to a timeout error after %d ms (Lambda function %s%s)", where,
+                      integration_ms, function_arn, ": no local worker became free; raise local.lambda_concurrency"
+                      if getattr(result, "waited_out", False) else "")
             return InvocationOutcome(gateway_error(*TIMED_OUT), integration_ms)
         return InvocationOutcome(self._map(result, where, function_arn), integration_ms)
 

@@ -121,6 +121,7 @@ class ConcurrencyGate:
         with self._lock:
             self._closed = True
             waiters = [waiter for queue in self._waiting.values() for waiter in queue]
+            self._waiting.clear()  # a slot released from now on is handed to nobody
         for waiter in waiters:
             waiter.event.set()
 

@@ -80,3 +80,25 @@ def test_the_runtime_may_wait_for_a_worker_until_the_integration_timeout_and_no_
     assert outcome.response.status == 200
     [deadline] = runtime.deadlines
     assert before + 29.0 <= deadline <= after + 29.0
+
+
+def test_an_answer_that_came_after_the_integration_timeout_is_endpoint_request_timed_out():
+    """Waiting for a worker and then running outlasted the integration timeout: API Gateway answers 504."""
+    ok = InvokeResult(payload=b'{"statusCode": 200, "body": "[]"}', function_error=None, timed_out=False,
+                      throttled=False, duration_ms=1.0, request_id="r")
+
+    class Quick(Backend):  # a function timeout within the integration's: the call is made in this thread
+        def get_function(self, name, qualifier=None):
+            return SimpleNamespace(timeout=0)
+
+    class Late(Runtime):
+        def invoke(self, *args, **kwargs):
+            time.sleep(0.01)  # longer than the 1 ms integration timeout below
+            return super().invoke(*args, **kwargs)
+
+    invoker = LambdaProxyInvoker(Late(ok), lambda_backend=lambda account, region: Quick())
+    short = DeployedIntegration(type="AWS_PROXY", request_templates={}, responses=(), timeout_ms=1, uri=INTEGRATION.uri)
+    outcome = invoker.invoke(short, TARGET, REQUEST, METHOD, {"httpMethod": "GET"}, "GET /items")
+
+    assert outcome.response.status == 504
+    assert json.loads(outcome.response.body) == {"message": "Endpoint request timed out"}
