@@ -171,3 +171,22 @@ def test_the_gateway_deadline_reaches_the_runtime_through_invoke(functions, one_
 
     assert not result.throttled and payload["name"] == "now"
     assert os.path.exists(tmp_path / "ran.txt")
+
+
+def test_without_a_deadline_an_invocation_waits_no_longer_than_its_functions_timeout(functions, one_worker, tmp_path):
+    """The Invoke API's case: version 1 (timeout 30 s) holds the only worker; $LATEST, its timeout
+    now 1 s, shares the function's pool and gives up after its own timeout, never running."""
+    arn = functions.create("gate", GATE, timeout=30)
+    functions.client.publish_version(FunctionName="gate")
+    functions.client.update_function_configuration(FunctionName="gate", Timeout=1)
+    calls = Calls(one_worker, tmp_path)
+    calls.start("held", qualifier="1")
+    wait_until(lambda: calls.ran() == ["held"], timeout=30, message="version 1 to run")
+
+    event = {"name": "latest", "log": str(calls.log), "release": str(calls.release)}
+    late = one_worker.invoke("gate", json.dumps(event).encode(), region=REGION)
+    calls.finish()
+
+    assert late.throttled and late.waited_out
+    assert calls.ran() == ["held"]
+    assert one_worker.invocations(arn) == (0, 0)
