@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from typing import get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crudstack.errors import ConfigError
 
@@ -49,6 +49,18 @@ _LAMBDA_VARIABLE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]+$")
 # Lambda measures the variables as one compact JSON object ("exceeded the 4KB limit. String measured:
 # {"KEY":"value",...}", quoted in github-aws-runners/terraform-aws-github-runner#3594), keys included.
 LAMBDA_ENVIRONMENT_MAX_BYTES = 4096
+# Reserved concurrency: "Valid Range: Minimum value of 0" (Lambda API Reference, Concurrency,
+# https://docs.aws.amazon.com/lambda/latest/dg/API_Concurrency.html); 0 throttles every request.
+# The top is the account's own limit less the 100 Lambda keeps unreserved, which only AWS knows: a value
+# over it is AWS's InvalidParameterValueException at run time.
+def _reserved_concurrency(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise ValueError("a number of concurrent executions, 0 or more (0 throttles every request, Lambda's minimum), "
+                         "or null for none reserved")
+    return value
+
+
+ReservedConcurrency = Annotated[int | None, AfterValidator(_reserved_concurrency)]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
@@ -105,6 +117,8 @@ class FunctionConfig(_Strict):
     memory_mb: int | None = Field(None, ge=128, le=10240)
     timeout_s: int | None = Field(None, ge=1, le=900)
     environment: dict[str, str] = Field(default_factory=dict)
+    # null: lambda.reserved_concurrency applies (and when that is null too, the function is unreserved)
+    reserved_concurrency: ReservedConcurrency = None
 
     @field_validator("route")
     @classmethod
@@ -135,6 +149,7 @@ class LambdaConfig(_Strict):
     runtime: str = "python3.12"
     memory_mb: int = Field(128, ge=128, le=10240)
     timeout_s: int = Field(10, ge=1, le=900)
+    reserved_concurrency: ReservedConcurrency = None   # every function's, unless it sets its own
     functions: dict[Name, FunctionConfig]
 
     @field_validator("runtime")
@@ -289,6 +304,10 @@ class Config(_Strict):
         """What the handlers in lambdas/ read from their environment, set by us in every function:
         TABLE_NAME, and ALLOWED_ORIGINS (api.cors.allowed_origins) for the CORS headers of every answer."""
         return {"TABLE_NAME": self.table_name, "ALLOWED_ORIGINS": ",".join(self.api.cors.allowed_origins)}
+
+    def reserved_concurrency(self, fn: FunctionConfig) -> int | None:
+        """The function's reserved concurrency (PutFunctionConcurrency), or None for unreserved."""
+        return fn.reserved_concurrency if fn.reserved_concurrency is not None else self.lambda_.reserved_concurrency
 
     def function_environment(self, fn: FunctionConfig) -> dict[str, str]:
         """Every variable a function gets: ours, then its own from config.yaml."""

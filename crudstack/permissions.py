@@ -88,6 +88,10 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("lambda", "UpdateFunctionCode"): _needs(("lambda:UpdateFunctionCode", FUNCTIONS)),
     ("lambda", "UpdateFunctionConfiguration"): _needs(("lambda:UpdateFunctionConfiguration", FUNCTIONS), ("iam:PassRole", PASS_ROLE)),
     ("lambda", "DeleteFunction"): _needs(("lambda:DeleteFunction", FUNCTIONS)),
+    # reserved concurrency (lambda.reserved_concurrency in config.yaml)
+    ("lambda", "GetFunctionConcurrency"): _needs(("lambda:GetFunctionConcurrency", FUNCTIONS)),
+    ("lambda", "PutFunctionConcurrency"): _needs(("lambda:PutFunctionConcurrency", FUNCTIONS)),
+    ("lambda", "DeleteFunctionConcurrency"): _needs(("lambda:DeleteFunctionConcurrency", FUNCTIONS)),
     ("lambda", "GetPolicy"): _needs(("lambda:GetPolicy", FUNCTIONS)),
     ("lambda", "AddPermission"): _needs(("lambda:AddPermission", FUNCTIONS)),
     ("lambda", "RemovePermission"): _needs(("lambda:RemovePermission", FUNCTIONS)),

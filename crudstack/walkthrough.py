@@ -12,8 +12,9 @@ Placeholders (string.Template: `$name` or `${name}`), for every line:
     api_latency_p99_ms tags (key=value, ...) tag_keys invoke_url
   `each: function` lines add:
     base function_name handler module route method path (memory_mb / timeout_s: that function's)
+    concurrency (the console's choice: "Reserve concurrency: N" or "Use unreserved account concurrency")
   `each: resource` lines add:  path part parent
-Yes/no settings for `when:`  tutorial_managed_policies  alert_email
+Yes/no settings for `when:`  tutorial_managed_policies  alert_email  reserved_concurrency (any function's)
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def flags(cfg: Config) -> dict[str, bool]:
     return {
         "tutorial_managed_policies": cfg.role.tutorial_managed_policies,
         "alert_email": bool(cfg.monitoring.alert_email),
+        "reserved_concurrency": any(cfg.reserved_concurrency(fn) is not None for fn in cfg.lambda_.functions.values()),
     }
 
 
@@ -142,7 +144,9 @@ def function_values(cfg: Config, base: str) -> dict[str, str]:
     fn = cfg.lambda_.functions[base]
     return {"base": base, "function_name": cfg.function_name(base), "handler": fn.handler, "module": fn.module,
             "route": fn.route, "method": fn.method, "path": fn.path,
-            "memory_mb": str(fn.memory_mb or cfg.lambda_.memory_mb), "timeout_s": str(fn.timeout_s or cfg.lambda_.timeout_s)}
+            "memory_mb": str(fn.memory_mb or cfg.lambda_.memory_mb), "timeout_s": str(fn.timeout_s or cfg.lambda_.timeout_s),
+            "concurrency": ("Use unreserved account concurrency" if cfg.reserved_concurrency(fn) is None
+                            else f"Reserve concurrency: {cfg.reserved_concurrency(fn)}")}
 
 
 def resource_values(path: str) -> dict[str, str]:

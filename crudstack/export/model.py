@@ -81,6 +81,7 @@ class Function:
     integration_uri: str
     source_arn: str
     permission_logical: str
+    reserved_concurrency: int | None = None   # PutFunctionConcurrency's value; None: unreserved
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def build_model(config: Config) -> StackModel:
             method=fn.method, path=fn.path, package=build_package(cfg.code_dir, fn.module),
             zip_path=f"{BUILD_DIR}/{base}.zip", log_group=log_group_name(name), log_group_logical=logical_id(base, "LogGroup"),
             integration_uri=integration_uri(ctx, ctx.function_arns[base]),
-            source_arn=source_arn(ctx, ctx.api_id, fn.method, fn.path), permission_logical=logical_id(base, "Permission")))
+            source_arn=source_arn(ctx, ctx.api_id, fn.method, fn.path), permission_logical=logical_id(base, "Permission"),
+            reserved_concurrency=cfg.reserved_concurrency(fn)))
     resources = []
     for path in wanted_paths(ctx):
         if path == "/":

@@ -153,6 +153,10 @@ def _log_group(model: StackModel, fn: Function) -> dict:
 
 def _function(model: StackModel, fn: Function) -> dict:
     settings = _resolve(model, fn.settings)
+    if fn.reserved_concurrency is not None:
+        # AWS::Lambda::Function's ReservedConcurrentExecutions: what step 3's PutFunctionConcurrency sets
+        # (CloudFormation User Guide, AWS::Lambda::Function; left out, the function is unreserved).
+        settings["ReservedConcurrentExecutions"] = fn.reserved_concurrency
     return {
         "Type": "AWS::Lambda::Function",
         # Its log group first, with retention and tags, before any invocation makes one of its own.

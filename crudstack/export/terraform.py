@@ -250,6 +250,9 @@ class Writer:
         path = Expr(f'"${{path.module}}/{fn.zip_path}"')
         attrs = {"function_name": self.text(fn.name), "description": self.text(fn.description),
                  **{FUNCTION_ARGUMENTS[k]: self.deep(v) for k, v in settings.items()},
+                 # terraform-provider-aws: "0 disables lambda from being triggered and -1 removes any concurrency
+                 # limitations. Defaults to Unreserved Concurrency Limits -1" (aws_lambda_function): left out when unreserved.
+                 **({"reserved_concurrent_executions": fn.reserved_concurrency} if fn.reserved_concurrency is not None else {}),
                  "filename": path, "source_code_hash": Expr(f"filebase64sha256({path})"), "tags": self.tags(),
                  "depends_on": Expr(f"[aws_cloudwatch_log_group.{snake(fn.log_group_logical)}, aws_iam_role_policy.items_access]")}
         blocks = [Block("environment", attrs={"variables": self.deep(environment["Variables"])})] if environment else []

@@ -7,7 +7,9 @@ can change neither an API nor a function) before that write is answered, so a cl
 stage, a function or a policy sees the change on its next request, as it would without the cache.
 
 Without `enable()` (a runtime or gateway used alone, a test under moto's mock, whose writes nobody
-watches) nothing is kept and every call looks again.
+watches) nothing is kept and every call looks again. Whoever must act on a write (the Lambda runtime
+stops the workers of a deleted or updated function) `subscribe`s: called on every `changed()`, cache
+enabled or not, so it must be quick.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class UntilWrite:
         self._generation = 0
         self._values: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     def enable(self) -> "UntilWrite":
         self._enabled = True
@@ -31,6 +37,8 @@ class UntilWrite:
         with self._lock:
             self._generation += 1
             self._values.clear()
+        for listener in self._listeners:
+            listener()
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """compute() once per key between two writes; what it raises is raised, and not kept."""

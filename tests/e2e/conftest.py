@@ -161,9 +161,9 @@ def deployed_stack(tmp_path_factory):
         yield stack
 
 
-# Parallel requests the contract tests send to one function (20 PUTs at once): the local runtime
-# throttles beyond local.lambda_concurrency (API Gateway then answers 500, as on AWS), so the
-# stack gets enough for them rather than a client that retries.
+# Parallel requests the contract tests send to one function (20 PUTs at once): beyond
+# local.lambda_concurrency they would wait for a worker in turn; a pool this size runs them all at
+# once, the race the test of 20 PUTs with one ETag is about (tests/e2e/test_concurrency.py checks the waiting).
 CONTRACT_CONCURRENCY = 24
 # Two pages may call the contract stack: the preflight then allows "*", and the functions check the Origin.
 CONTRACT_ORIGINS = ("http://localhost:3000", "https://app.example.com")

@@ -229,7 +229,7 @@ def test_a_page_from_another_origin_is_refused_with_403_and_changes_nothing(web,
 
 
 def test_twenty_parallel_puts_with_one_etag_give_one_200_and_nineteen_412s(web, items_url):
-    assert CONTRACT_CONCURRENCY >= 20, "beyond the function's concurrency the local runtime throttles (500, as AWS)"
+    assert CONTRACT_CONCURRENCY >= 20, "a warm pool this size runs all twenty at once (beyond it they take turns)"
     item = create(web, items_url)
     url = f"{items_url}/{item['id']}"
     start = threading.Barrier(20)

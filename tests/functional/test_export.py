@@ -57,8 +57,10 @@ EMAIL = "ops@example.com"
 
 
 def changed(settings: dict) -> dict:
-    """config.yaml edited the three ways the issue names: a function's memory, a route, an alarm threshold."""
+    """config.yaml edited the three ways the issue names: a function's memory, a route, an alarm threshold;
+    and a function's reserved concurrency."""
     settings["lambda"]["functions"]["GetItemsFunction"]["memory_mb"] = 256
+    settings["lambda"]["functions"]["GetItemsFunction"]["reserved_concurrency"] = 3
     settings["lambda"]["functions"]["GetItemFunction"]["route"] = "GET /things/{id}"
     settings["monitoring"]["alarms"]["function_errors"] = 5
     return settings
@@ -136,7 +138,8 @@ def account_view() -> dict:
         c = found["Configuration"]
         view["functions"][c["FunctionName"]] = {
             "runtime": c["Runtime"], "handler": c["Handler"], "memory": c["MemorySize"], "timeout": c["Timeout"],
-            "role": c["Role"], "environment": c["Environment"]["Variables"], "code_sha256": c["CodeSha256"]}
+            "role": c["Role"], "environment": c["Environment"]["Variables"], "code_sha256": c["CodeSha256"],
+            "reserved": lam.get_function_concurrency(FunctionName=c["FunctionName"]).get("ReservedConcurrentExecutions")}
         view["function tags"][c["FunctionName"]] = found.get("Tags") or {}
         # The statement id is left out: CloudFormation picks its own (AWS::Lambda::Permission has no StatementId).
         statements = json.loads(lam.get_policy(FunctionName=c["FunctionName"])["Policy"])["Statement"]
@@ -361,7 +364,8 @@ def terraform_view(folder: Path) -> dict:
         zipped = (folder / f["filename"].replace("${path.module}/", "")).read_bytes()
         view["functions"][f["function_name"]] = {
             "runtime": f["runtime"], "handler": f["handler"], "memory": f["memory_size"], "timeout": f["timeout"], "role": f["role"],
-            "environment": f["environment"][0]["variables"], "code_sha256": base64.b64encode(hashlib.sha256(zipped).digest()).decode()}
+            "environment": f["environment"][0]["variables"], "code_sha256": base64.b64encode(hashlib.sha256(zipped).digest()).decode(),
+            "reserved": f.get("reserved_concurrent_executions")}
         view["function tags"][f["function_name"]] = f["tags"]
     for p in r["aws_lambda_permission"].values():
         view["permissions"].setdefault(p["function_name"], []).append(json.dumps({
@@ -474,6 +478,7 @@ def test_the_comparison_finds_an_export_made_from_another_config(settings, make_
     found = differences(terraform_view(tmp_path / "tf"), provisioned)
 
     assert "/functions/demo-GetItemsFunction/memory: 256 != 128" in found
+    assert "/functions/demo-GetItemsFunction/reserved: 3 != null" in found
     assert "/alarms/demo-GetItemFunction-Errors/Threshold: 5.0 != 1.0" in found
     assert any(line.startswith("/methods/GET /things/{id}: missing") or "things" in line for line in found)
 
@@ -487,6 +492,8 @@ def test_changing_config_yaml_changes_both_exports_accordingly(settings, make_co
 
     before, after = (yaml.safe_load((tmp_path / f"sam-{w}" / "template.yaml").read_text())["Resources"] for w in ("before", "after"))
     assert before["GetItemsFunction"]["Properties"]["MemorySize"] == 128 and after["GetItemsFunction"]["Properties"]["MemorySize"] == 256
+    assert "ReservedConcurrentExecutions" not in before["GetItemsFunction"]["Properties"]
+    assert after["GetItemsFunction"]["Properties"]["ReservedConcurrentExecutions"] == 3
     assert after["GetItemFunction"]["Properties"]["MemorySize"] == 128
     assert before["CreateItemFunctionErrorsAlarm"]["Properties"]["Threshold"] == 1.0
     assert after["CreateItemFunctionErrorsAlarm"]["Properties"]["Threshold"] == 5.0
@@ -495,6 +502,8 @@ def test_changing_config_yaml_changes_both_exports_accordingly(settings, make_co
     assert [k for k in after if k.startswith("Deployment")] != [k for k in before if k.startswith("Deployment")]  # a new snapshot
     tf_before, tf_after = terraform_view(tmp_path / "tf-before"), terraform_view(tmp_path / "tf-after")
     assert tf_before["functions"]["demo-GetItemsFunction"]["memory"] == 128 and tf_after["functions"]["demo-GetItemsFunction"]["memory"] == 256
+    assert tf_before["functions"]["demo-GetItemsFunction"]["reserved"] is None
+    assert tf_after["functions"]["demo-GetItemsFunction"]["reserved"] == 3
     assert tf_after["alarms"]["demo-GetItemFunction-Errors"]["Threshold"] == 5.0
     assert "GET /things/{id}" in tf_after["methods"] and "GET /items/{id}" not in tf_after["methods"]
     assert "/things" in tf_after["preflights"] or "/things/{id}" in tf_after["preflights"]

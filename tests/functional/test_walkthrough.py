@@ -230,3 +230,26 @@ def test_step_8_shows_how_to_export_and_deploy_the_stack_after_the_last_step_wit
     assert "python provision.py --export terraform export-tf" in eight and "terraform init && terraform validate && terraform apply" in eight
     assert "crudstack calls instead" not in eight
     assert not (tmp_path / "export-sam").exists() and not (tmp_path / "export-tf").exists()
+
+
+def test_with_reserved_concurrency_step_3_shows_the_console_choice_and_the_put_call_per_function(
+        settings, tmp_path, monkeypatch, capsys):
+    settings["lambda"]["functions"]["GetItemsFunction"]["reserved_concurrency"] = 2
+    path = tmp_path / "reserved.yaml"
+    path.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+
+    code = provision_main(["--walkthrough", "--config", str(path), "--target", "aws", "--outputs", str(tmp_path / "out")])
+    three = block(capsys.readouterr().out, "3")
+
+    assert code == 0
+    assert "Configuration -> Concurrency -> Edit (demo-GetItemsFunction): Reserve concurrency: 2" in three
+    assert "Configuration -> Concurrency -> Edit (demo-GetItemFunction): Use unreserved account concurrency" in three
+    assert "lambda.put_function_concurrency(FunctionName='demo-GetItemsFunction', ReservedConcurrentExecutions=2)" in three
+    assert three.count("put_function_concurrency") == 1
+
+
+def test_without_reserved_concurrency_step_3_says_nothing_of_it(walkthrough):
+    _, out, _ = walkthrough()
+
+    assert "Concurrency" not in block(out, "3")

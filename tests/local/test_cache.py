@@ -47,3 +47,16 @@ def test_without_enable_nothing_is_kept():
     for _ in range(3):
         cache.get("k", lambda: calls.append(1))
     assert len(calls) == 3
+
+
+def test_subscribers_hear_of_every_write_whether_or_not_the_cache_keeps_values():
+    heard = []
+    kept, unkept = UntilWrite().enable(), UntilWrite()
+    for cache in (kept, unkept):
+        cache.subscribe(lambda cache=cache: heard.append(cache))
+
+    kept.changed()
+    unkept.changed()
+    kept.changed()
+
+    assert heard == [kept, unkept, kept]

@@ -61,7 +61,7 @@ class FakeRuntime:
         return get_backend(account_id, region).get_function(name_or_arn)
 
     def invoke(self, function_arn_or_name: str, payload: bytes, *, region: str, account_id: str = "123456789012",
-               source: str = "api") -> FakeInvokeResult:
+               source: str = "api", deadline: float | None = None) -> FakeInvokeResult:
         fn = self._function(function_arn_or_name, region, account_id)
         behaviour = fn.environment_vars.get("FAKE_BEHAVIOUR", "echo")
         request_id = str(uuid.uuid4())

@@ -130,6 +130,17 @@ MALFORMED = [
     ("cors-max-age-negative", lambda d: d["api"]["cors"].update(max_age_s=-1), ["api.cors.max_age_s: found -1 (int)"]),
     ("cors-misspelt-key", lambda d: rename(d["api"]["cors"], "allowed_origins", "allowed_origin"),
      ["api.cors.allowed_origin: unknown key; did you mean 'allowed_origins'?"]),
+    ("reserved-concurrency-negative", lambda d: fn(d).update(reserved_concurrency=-1),
+     ["lambda.functions.GetItemFunction.reserved_concurrency: found -1 (int), expected a number of concurrent "
+      "executions, 0 or more (0 throttles every request"]),
+    ("reserved-concurrency-default-negative", lambda d: d["lambda"].update(reserved_concurrency=-5),
+     ["lambda.reserved_concurrency: found -5 (int), expected a number of concurrent executions, 0 or more"]),
+    ("reserved-concurrency-as-string", lambda d: fn(d).update(reserved_concurrency="10"),
+     ["lambda.functions.GetItemFunction.reserved_concurrency: found '10' (str), expected a valid integer"]),
+    ("reserved-concurrency-as-bool", lambda d: d["lambda"].update(reserved_concurrency=True),
+     ["lambda.reserved_concurrency: found True (bool), expected a valid integer"]),
+    ("reserved-concurrency-misspelt", lambda d: fn(d).update(reserved_concurency=2),
+     ["lambda.functions.GetItemFunction.reserved_concurency: unknown key; did you mean 'reserved_concurrency'?"]),
 ]
 
 

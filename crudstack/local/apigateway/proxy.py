@@ -37,7 +37,8 @@ _HOP_BY_HOP = frozenset({"connection", "content-length", "transfer-encoding", "k
 class GatewayRuntime(Protocol):
     """What the gateway needs from crudstack.local.awslambda.runtime.LambdaRuntime."""
 
-    def invoke(self, function_arn_or_name: str, payload: bytes, *, region: str, account_id: str = ..., source: str = ...) -> Any: ...
+    def invoke(self, function_arn_or_name: str, payload: bytes, *, region: str, account_id: str = ..., source: str = ...,
+               deadline: float | None = ...) -> Any: ...
 
 
 
@@ -158,11 +159,14 @@ class LambdaProxyInvoker:
         payload = json.dumps(event).encode()
         timeout_ms = integration.timeout_ms
         started = time.perf_counter()
+        # An invocation that finds every warm worker busy waits for one, but no longer than API Gateway
+        # waits for its integration (awslambda/concurrency.py): then 504, as a slow integration gets.
+        deadline = time.monotonic() + timeout_ms / 1000
         try:
             if function_timeout * 1000 > timeout_ms:
                 # The function may outlive the integration timeout: wait for it no longer than AWS does
                 # (the invocation carries on, as on AWS).
-                future = self._pool().submit(self._call, function_arn, payload, fn_region, fn_account)
+                future = self._pool().submit(self._call, function_arn, payload, fn_region, fn_account, deadline)
                 try:
                     result = future.result(timeout=timeout_ms / 1000)
                 except concurrent.futures.TimeoutError:
@@ -170,11 +174,18 @@ class LambdaProxyInvoker:
                               where, timeout_ms, function_arn)
                     return InvocationOutcome(gateway_error(*TIMED_OUT), (time.perf_counter() - started) * 1000)
             else:
-                result = self._call(function_arn, payload, fn_region, fn_account)
+                result = self._call(function_arn, payload, fn_region, fn_account, deadline)
         except Exception:
             log.exception("%s: Lambda invocation of %s failed", where, function_arn)
             return InvocationOutcome(gateway_error(*INTERNAL_ERROR), (time.perf_counter() - started) * 1000)
         integration_ms = (time.perf_counter() - started) * 1000
+        if getattr(result, "waited_out", False) or integration_ms > timeout_ms:
+            # Waiting for a worker and then running can together outlast the integration timeout: the
+            # client gets API Gateway's 504 (later than on AWS, which answers at the timeout itself).
+            log.error("%s: execution failed due to a timeout error after %d ms (Lambda function %s%s)", where,
+                      integration_ms, function_arn, ": no local worker became free; raise local.lambda_concurrency"
+                      if getattr(result, "waited_out", False) else "")
+            return InvocationOutcome(gateway_error(*TIMED_OUT), integration_ms)
         return InvocationOutcome(self._map(result, where, function_arn), integration_ms)
 
     def _permission(self, account_id: str, region: str, name: str, qualifier: str | None, source_arn: str,
@@ -194,8 +205,9 @@ class LambdaProxyInvoker:
             return str(getattr(exc, "message", exc)), 0.0, None
         return None, float(getattr(function, "timeout", 0) or 0), check_invoke_permission(policy, source_arn, source_account)
 
-    def _call(self, function_arn: str, payload: bytes, region: str, account_id: str) -> Any:
-        return self.runtime.invoke(function_arn, payload, region=region, account_id=account_id, source="api")
+    def _call(self, function_arn: str, payload: bytes, region: str, account_id: str, deadline: float) -> Any:
+        return self.runtime.invoke(function_arn, payload, region=region, account_id=account_id, source="api",
+                                   deadline=deadline)
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._slow_pool_lock:
@@ -207,7 +219,8 @@ class LambdaProxyInvoker:
     def _map(result: Any, where: str, function_arn: str) -> HttpResponse:
         if result.throttled:
             # The Lambda API refused the invocation (429 TooManyRequestsException): API Gateway does not
-            # pass 429 on, it answers 500 (docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html).
+            # pass 429 on, it answers 500 (docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html;
+            # "Throttling issues" in repost.aws/knowledge-center/api-gateway-internal-server-error).
             log.error("%s: Lambda invocation failed with status: 429 (%s) for %s", where,
                       getattr(result, "throttle_reason", None) or "Rate Exceeded", function_arn)
             return gateway_error(*INTERNAL_ERROR)

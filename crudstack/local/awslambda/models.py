@@ -32,6 +32,7 @@ class InvokeResult:
     executed_version: str = "$LATEST"  # X-Amz-Executed-Version
     init_duration_ms: float | None = None  # set on a cold start
     throttle_reason: str | None = None     # TooManyRequestsException's Reason
+    waited_out: bool = False               # throttled because no worker became free before the deadline
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 moto stores functions but never runs them without Docker. `LambdaRuntime` does, inside the local
 AWS server process: it picks the worker for an invocation (warm pools per function version and
-configuration, the concurrency limit, timeouts, crashes, cold starts). The rest of the package:
+configuration, timeouts, crashes, cold starts). The rest of the package:
 
+    concurrency.py   how many run at once: the warm pool's size, reserved concurrency, the queue
     models.py        FunctionSpec (what a function is, read from moto), InvokeResult, find_function
     process.py       one worker process and the pipes to it, seen from here
     protocol.py      the frames on those pipes
@@ -17,7 +18,9 @@ configuration, the concurrency limit, timeouts, crashes, cold starts). The rest 
 What runs is exactly the zip that was uploaded: the runtime reads the function's code and
 configuration from moto's Lambda backend at every invocation, and a change to either (code sha,
 handler, runtime, timeout, memory, environment) retires the warm workers built from the old one,
-as a code or configuration update does on AWS.
+as a code or configuration update does on AWS. The server tells the runtime of every write to moto
+(`lookups`, crudstack/local/cache.py): the workers of a function deleted or changed by it are stopped
+at once, the idle ones now and the busy ones as soon as their invocation is over.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ import threading
 import time
 import uuid
 
+from crudstack.local.awslambda.concurrency import Admission, ConcurrencyGate, refusal
 from crudstack.local.awslambda.environment import function_environment, worker_base_environment
 from crudstack.local.awslambda.exceptions import (
+    FunctionNotFound,
     InitFailed,
     InvalidRequestContent,
     RequestTooLarge,
@@ -61,8 +66,8 @@ class LambdaRuntime:
     function version and configuration. Thread-safe: call `invoke` from any thread.
 
     endpoint_url          what the handlers' boto3 calls reach (AWS_ENDPOINT_URL)
-    max_concurrency       invocations of one function running at once; more are throttled
-                          (a function's reserved concurrency lowers it further)
+    max_concurrency       workers of one function busy at once (the warm pool's size); more invocations
+                          wait for one (concurrency.py); a function's reserved concurrency throttles
     spare_workers         workers kept booted with boto3 imported, for fast cold starts
     idle_timeout          seconds a warm worker may sit unused before it is stopped
     lambda_packages_only  hide installed packages AWS's Python runtime does not have
@@ -85,10 +90,14 @@ class LambdaRuntime:
         self._flush_interval = flush_interval
         self._lambda_packages_only = lambda_packages_only
         self._base_env = worker_base_environment(endpoint_url)
-        # Function lookups; the server enables the cache and tells it of every write (crudstack/local/cache.py).
+        # Function lookups; the server enables the cache and tells it of every write (crudstack/local/cache.py),
+        # which is also when the workers of a deleted or changed function are found and stopped.
         self.lookups = UntilWrite()
         # Each worker runs with its function's role session (journaled when the telemetry has a state).
         self.sessions = RoleSessions(state=getattr(telemetry, "state", None))
+        self.lookups.subscribe(self._functions_may_have_changed)
+        self._recheck = threading.Event()
+        self._gate = ConcurrencyGate(max_concurrency)
 
         self._lock = threading.Lock()
         self._closed = False
@@ -96,7 +105,6 @@ class LambdaRuntime:
         self._spares: list[WorkerProcess] = []
         self._idle: dict[tuple, list[WorkerProcess]] = {}
         self._current_key: dict[tuple[str, str], tuple] = {}  # (function arn, version) -> key
-        self._in_flight: dict[str, int] = {}
         self._stopping: list[WorkerProcess] = []
         self._zip_names: dict[str, frozenset[str]] = {}
 
@@ -116,13 +124,17 @@ class LambdaRuntime:
     # -- public API -----------------------------------------------------------
 
     def invoke(self, function_arn_or_name: str, payload: bytes, *, region: str, account_id: str = DEFAULT_ACCOUNT_ID,
-               source: str = "api", qualifier: str | None = None,
-               client_context: dict | None = None) -> InvokeResult:
+               source: str = "api", qualifier: str | None = None, client_context: dict | None = None,
+               deadline: float | None = None) -> InvokeResult:
         """Run one synchronous (RequestResponse) invocation. Raises FunctionNotFound,
         InvalidRequestContent, RequestTooLarge or RuntimeClosed; everything that goes wrong
-        inside the function (errors, crashes, timeouts, throttling) is in the result."""
+        inside the function (errors, crashes, timeouts, throttling) is in the result.
+
+        With every worker of the pool busy it waits for one until `deadline` (a time.monotonic()
+        value; default: the function's timeout from now), then gives up with a throttled result
+        marked `waited_out` (concurrency.py)."""
         fn, spec, payload = self._prepare(function_arn_or_name, payload, region, account_id, qualifier)
-        return self._invoke(fn, spec, payload, str(uuid.uuid4()), source, qualifier, client_context)
+        return self._invoke(fn, spec, payload, str(uuid.uuid4()), source, qualifier, client_context, deadline)
 
     def invoke_async(self, function_arn_or_name: str, payload: bytes, *, region: str,
                      account_id: str = DEFAULT_ACCOUNT_ID, qualifier: str | None = None,
@@ -153,6 +165,10 @@ class LambdaRuntime:
         with self._lock:
             return sorted(worker.pid for worker in self._workers)
 
+    def invocations(self, function_arn: str) -> tuple[int, int]:
+        """(running, waiting for a worker) invocations of one function, by its unqualified ARN."""
+        return self._gate.counts(function_arn)
+
     def shutdown(self) -> None:
         """Stop every worker process and write what is left of the logs and metrics."""
         with self._lock:
@@ -164,6 +180,7 @@ class LambdaRuntime:
             self._spares.clear()
             self._idle.clear()
             self._stopping.clear()
+        self._gate.close()
         self._events.shutdown(wait=False, cancel_futures=True)
         self._stop_housekeeping.set()
         self._wake.set()
@@ -234,33 +251,30 @@ class LambdaRuntime:
             delay = min(delay * 2, 1.0)
 
     def _invoke(self, fn, spec: FunctionSpec, payload: bytes, request_id: str, source: str,
-                qualifier: str | None, client_context: dict | None) -> InvokeResult:
-        limit = self.max_concurrency
-        if spec.reserved_concurrency is not None:
-            limit = min(limit, spec.reserved_concurrency)
-        with self._lock:
-            if self._closed:
-                raise RuntimeClosed("the Lambda runtime is shut down")
-            running = self._in_flight.get(spec.function_arn, 0)
-            admitted = running < limit
-            if admitted:
-                self._in_flight[spec.function_arn] = running + 1
-                worker, stale = self._take_idle_worker(spec)
-        if not admitted:
-            self._telemetry.add_metric(spec, "Throttles", 1, "Count")
-            reason = ("ReservedFunctionConcurrentInvocationLimitExceeded" if spec.reserved_concurrency is not None
-                      and spec.reserved_concurrency <= self.max_concurrency else "ConcurrentInvocationLimitExceeded")
-            self.log.info("throttled %s (%s): %d of %d running", spec.name, source, running, limit)
-            return InvokeResult(payload=json.dumps({"Reason": reason, "Type": "User", "message": "Rate Exceeded."}).encode(),
-                                function_error=None, timed_out=False, throttled=True, duration_ms=0.0,
-                                request_id=request_id, executed_version=spec.version, throttle_reason=reason)
-        for old in stale:
-            self._retire(old)
+                qualifier: str | None, client_context: dict | None, deadline: float | None = None) -> InvokeResult:
+        if deadline is None:
+            deadline = time.monotonic() + spec.timeout
+        admission = self._gate.acquire(spec.function_arn, reserved=spec.reserved_concurrency, deadline=deadline)
+        if admission is not Admission.ADMITTED:
+            return self._throttled(spec, request_id, source, admission)
         try:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeClosed("the Lambda runtime is shut down")
+                worker, stale = self._take_idle_worker(spec)
+            for old in stale:
+                self._retire(old)
             return self._run(fn, spec, worker, payload, request_id, qualifier, client_context)
         finally:
-            with self._lock:
-                self._in_flight[spec.function_arn] -= 1
+            self._gate.release(spec.function_arn)
+
+    def _throttled(self, spec: FunctionSpec, request_id: str, source: str, admission: Admission) -> InvokeResult:
+        self._telemetry.add_metric(spec, "Throttles", 1, "Count")
+        running, waiting = self._gate.counts(spec.function_arn)
+        self.log.log(logging.INFO if admission is Admission.THROTTLED else logging.WARNING,
+                     "%s %s (%s): reserved concurrency %s, pool %d, %d running, %d waiting", admission.value,
+                     spec.name, source, spec.reserved_concurrency, self.max_concurrency, running, waiting)
+        return refusal(admission, request_id, spec.version)
 
     def _take_idle_worker(self, spec: FunctionSpec) -> tuple[WorkerProcess | None, list[WorkerProcess]]:
         """Under self._lock: the most recently used warm worker for this exact code and
@@ -519,11 +533,48 @@ class LambdaRuntime:
             self._wake.clear()
             try:
                 self._telemetry.flush()
+                if self._recheck.is_set():
+                    self._recheck.clear()
+                    self._retire_stale()
                 self._reap_stopped()
                 self._retire_idle()
                 self._top_up_spares()
             except Exception:
                 self.log.exception("Lambda runtime housekeeping failed")
+
+    def _functions_may_have_changed(self) -> None:
+        # Called by the server's write hook, before the write is answered: only note it here.
+        self._recheck.set()
+        self._wake.set()
+
+    def _retire_stale(self) -> None:
+        """After a write to moto: stop the idle workers of functions deleted or changed by it; busy
+        ones stop when their invocation ends (_release no longer finds their key current)."""
+        with self._lock:
+            slots = dict(self._current_key)
+        for slot, key in slots.items():
+            arn, version = slot
+            try:
+                fn = find_function(arn, "", "", None if version == "$LATEST" else version)
+                spec = FunctionSpec.from_moto(fn, getattr(fn, "account_id", ""), getattr(fn, "region", ""))
+                now_key = spec.key
+            except FunctionNotFound:
+                now_key = None
+            if now_key == key:
+                continue
+            with self._lock:
+                if self._current_key.get(slot) != key:  # an invocation got there first
+                    continue
+                if now_key is None:
+                    del self._current_key[slot]
+                else:
+                    self._current_key[slot] = now_key
+                stale = self._idle.pop(key, [])
+            if stale:
+                self.log.info("stopping %d idle worker(s) of %s: the function was %s", len(stale), arn,
+                              "deleted" if now_key is None else "updated")
+            for worker in stale:
+                self._retire(worker)
 
     def _reap_stopped(self) -> None:
         with self._lock:

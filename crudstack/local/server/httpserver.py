@@ -274,7 +274,9 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
 class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    # The listen backlog: 100 clients connecting at once, plus the connections of the Lambda workers
+    # they keep busy, must all wait for accept() rather than be refused (Linux caps it at somaxconn).
+    request_queue_size = 1024
 
     def __init__(self, host: str, port: int, app: WsgiApp | None = None):
         super().__init__((host, port), KeepAliveWSGIRequestHandler)

@@ -115,7 +115,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--port", type=int, required=True, help="TCP port (0: any free port, see server.json)")
     parser.add_argument("--state-dir", type=Path, required=True, help="where server.json and server.log go")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument("--lambda-concurrency", type=int, default=10, help="parallel invocations per function")
+    parser.add_argument("--lambda-concurrency", type=int, default=10,
+                        help="warm workers per function; more invocations wait for one")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     if args.lambda_concurrency < 1:

@@ -515,37 +515,36 @@ def test_invocations_of_one_function_run_in_parallel_workers(functions, runtime,
     assert len({p["pid"] for p in payloads}) == 4
 
 
-def test_beyond_the_concurrency_limit_invocations_are_throttled(functions, runtime, tmp_path):
-    functions.create("gate", WAIT_FOR_FILES + textwrap.dedent("""
+def test_beyond_the_warm_pool_an_invocation_waits_for_a_worker_instead_of_being_throttled(functions, runtime, tmp_path):
+    arn = functions.create("gate", WAIT_FOR_FILES + textwrap.dedent("""
         def handler(event, context):
             open(event["mine"], "w").close()
             wait_for([event["release"]])
             return "done"
         """), timeout=30)
     release = str(tmp_path / "release")
-    marks = [str(tmp_path / f"running-{i}") for i in range(4)]
-    results = [None] * 4
+    marks = [str(tmp_path / f"running-{i}") for i in range(5)]
+    results = [None] * 5
     threads = [threading.Thread(target=lambda i=i: results.__setitem__(
-        i, invoke_json(runtime, "gate", {"mine": marks[i], "release": release}))) for i in range(4)]
-    for thread in threads:
+        i, invoke_json(runtime, "gate", {"mine": marks[i], "release": release}))) for i in range(5)]
+    for thread in threads[:4]:
         thread.start()
-    wait_until(lambda: all(os.path.exists(mark) for mark in marks), timeout=30, message="four running handlers")
+    wait_until(lambda: all(os.path.exists(mark) for mark in marks[:4]), timeout=30, message="four running handlers")
 
-    throttled, body = invoke_json(runtime, "gate", {"mine": str(tmp_path / "x"), "release": release})
+    threads[4].start()
+    wait_until(lambda: runtime.invocations(arn) == (4, 1), message="the fifth invocation to wait")
+    assert not os.path.exists(marks[4]), "the pool holds four workers: the fifth must not run yet"
     Path(release).touch()
     for thread in threads:
         thread.join(60)
-    after, _ = invoke_json(runtime, "gate", {"mine": str(tmp_path / "y"), "release": release})
 
-    assert throttled.throttled and throttled.function_error is None
-    assert body == {"Reason": "ConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded."}
-    assert not os.path.exists(tmp_path / "x"), "a throttled invocation never runs"
-    assert [json.loads(result.payload) for result, _ in results] == ["done"] * 4
-    assert not after.throttled
+    assert [json.loads(result.payload) for result, _ in results] == ["done"] * 5
+    assert not any(result.throttled for result, _ in results)
+    assert runtime.invocations(arn) == (0, 0)
 
 
-def test_a_throttled_event_invocation_waits_for_capacity_and_then_runs(functions, aws, tmp_path):
-    functions.create("queue", WAIT_FOR_FILES + textwrap.dedent("""
+def test_an_event_invocation_waits_for_a_worker_and_then_runs(functions, aws, tmp_path):
+    arn = functions.create("queue", WAIT_FOR_FILES + textwrap.dedent("""
         def handler(event, context):
             open(event["mine"], "w").close()
             wait_for([event["release"]])
@@ -555,8 +554,7 @@ def test_a_throttled_event_invocation_waits_for_capacity_and_then_runs(functions
         runtime.invoke_async("queue", json.dumps({"mine": first, "release": release}).encode(), region=REGION)
         wait_until(lambda: os.path.exists(first), message="the first event to run")
         runtime.invoke_async("queue", json.dumps({"mine": second, "release": release}).encode(), region=REGION)
-        wait_until(lambda: runtime.flush() or metric_statistic("queue", "Throttles", "Sum") >= 1,
-                   message="the second event to be throttled")
+        wait_until(lambda: runtime.invocations(arn) == (1, 1), message="the second event to wait")
         assert not os.path.exists(second), "one at a time: the second event must wait"
         Path(release).touch()
         wait_until(lambda: os.path.exists(second), message="the second event to run")
