@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import io
 import json
+import pickle
+import time
 
 import boto3
 import pytest
@@ -287,7 +290,7 @@ def test_refused_requests_count_in_count_and_4xxerror():
     value = api.key(throttle={"rateLimit": 1.0, "burstLimit": 1})
     for headers in ([], [("x-api-key", value)], [("x-api-key", value)]):   # 403, 200, 429
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": f"/restapis/{api.api_id}/prod/_user_request_/items",
-                   "QUERY_STRING": "", "wsgi.input": __import__("io").BytesIO(b""),
+                   "QUERY_STRING": "", "wsgi.input": io.BytesIO(b""),
                    **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers}}
         api.gateway(environ, lambda status, headers: None)
     api.gateway.metrics.flush()
@@ -454,7 +457,7 @@ def test_aws_iam_refuses_an_incomplete_authorization_header_and_an_expired_signa
     incomplete = api.call(headers=[("Authorization", "Bearer abc")])
     assert incomplete.status == 403 and "Authorization header requires 'Credential' parameter." in body(incomplete)["message"]
     headers = signed(api, access_key, secret)
-    api.gateway.iam._clock = lambda: __import__("time").time() + 3600
+    api.gateway.iam._clock = lambda: time.time() + 3600
     expired = api.call(headers=headers)
     assert expired.status == 403 and body(expired)["message"].startswith("Signature expired:")
 
@@ -505,7 +508,22 @@ def test_aws_iam_policy_evaluation_wildcards():
     assert evaluate([conditioned], "execute-api:Invoke", arn) is None
 
 
-def test_period_start_is_utc(monkeypatch):
+def test_period_start_is_utc():
     # Independent of the machine's time zone: 23:30 UTC on the 31st is still that month.
     moment = dt.datetime(2026, 1, 31, 23, 30, tzinfo=dt.timezone.utc).timestamp()
     assert period_start("MONTH", moment) == calendar.timegm((2026, 1, 1, 0, 0, 0))
+
+
+@mock_aws
+def test_a_deployment_saved_before_methods_had_auth_settings_still_loads_open_and_uncustomized():
+    api = Api()
+    deployed = api.snapshots.resolve(api.api_id, "prod").api
+    method = api.snapshots.resolve(api.api_id, "prod").api.routes.literals["items"].methods["GET"]
+    # What a snapshot written by the previous version holds: no such attributes at all.
+    object.__delattr__(deployed, "gateway_responses")
+    object.__delattr__(method, "authorization_type")
+    object.__delattr__(method, "api_key_required")
+    loaded = pickle.loads(pickle.dumps(deployed))
+    assert loaded.gateway_responses == ()
+    loaded_method = loaded.routes.literals["items"].methods["GET"]
+    assert (loaded_method.authorization_type, loaded_method.api_key_required) == ("NONE", False)
