@@ -130,9 +130,12 @@ class IamAuthorizer:
         # Not cached: method ARNs carry path values (items/42), and evaluating a few statements is cheap.
         verdict = evaluate(caller.policies, "execute-api:Invoke", method_arn)
         if verdict != "Allow":
-            explicit = " with an explicit deny" if verdict == "Deny" else ""
+            # The wording of repost.aws/knowledge-center/api-gateway-iam-sigv4-mismatch (no Allow) and
+            # api-gateway-troubleshoot-403-forbidden (an explicit Deny).
+            why = (" with an explicit deny" if verdict == "Deny"
+                   else " because no identity-based policy allows the execute-api:Invoke action")
             raise AccessDenied(f"User: {caller.arn} is not authorized to perform: execute-api:Invoke on resource: "
-                               f"{method_arn}{explicit}")
+                               f"{method_arn}{why}")
         return caller
 
     def _check_date(self, amz_date: str) -> None:

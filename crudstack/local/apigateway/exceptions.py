@@ -14,7 +14,8 @@
           +-- Throttled                    429  a usage plan's or the stage's token bucket is empty
 
 Statuses, types and messages: docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html
-(and api-gateway-api-key-source.html for the 403 Forbidden of a bad key).
+(and api-gateway-api-key-source.html for the 403 Forbidden of a bad key); the 403s' messages and
+x-amzn-ErrorType headers: repost.aws/knowledge-center/api-gateway-troubleshoot-403-forbidden.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Refused(ApiGatewayError):
     response_type = "DEFAULT_4XX"
     message = "Forbidden"
     body_key = "message"
+    error_type: str | None = None   # the x-amzn-ErrorType header
 
     def __init__(self, message: str | None = None):
         if message is not None:
@@ -45,6 +47,7 @@ class Refused(ApiGatewayError):
 class MissingAuthenticationToken(Refused):
     response_type = "MISSING_AUTHENTICATION_TOKEN"
     message = "Missing Authentication Token"
+    error_type = "MissingAuthenticationTokenException"
 
 
 class IncompleteSignature(Refused):
@@ -55,16 +58,19 @@ class IncompleteSignature(Refused):
 class UnrecognizedClient(Refused):
     response_type = "DEFAULT_4XX"
     message = "The security token included in the request is invalid."
+    error_type = "AccessDeniedException"
 
 
 class InvalidSignature(Refused):
     response_type = "INVALID_SIGNATURE"
+    error_type = "InvalidSignatureException"
     message = ("The request signature we calculated does not match the signature you provided. Check your AWS "
                "Secret Access Key and signing method. Consult the service documentation for details.")
 
 
 class AccessDenied(Refused):
     response_type = "ACCESS_DENIED"
+    error_type = "AccessDeniedException"
     # An identity policy's refusal reads {"Message": "User: ... is not authorized to perform: ..."}.
     body_key = "Message"
 
@@ -72,6 +78,7 @@ class AccessDenied(Refused):
 class InvalidApiKey(Refused):
     response_type = "INVALID_API_KEY"
     message = "Forbidden"
+    error_type = "ForbiddenException"
 
 
 class QuotaExceeded(Refused):

@@ -19,14 +19,13 @@ class HttpResponse:
     message: str | None = None
 
 
-_ERROR_TYPES = {"MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
-                "INVALID_API_KEY": "ForbiddenException"}
+_ERROR_TYPES = {"MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException"}
 
 
-def gateway_error(status: int, body: bytes, response_type: str = "DEFAULT_4XX") -> HttpResponse:
+def gateway_error(status: int, body: bytes, response_type: str = "DEFAULT_4XX", error_type: str | None = None) -> HttpResponse:
     """An answer API Gateway makes itself, before any gateway response customization."""
     headers = [("Content-Type", "application/json")]
-    error_type = _ERROR_TYPES.get(response_type) or ("InternalServerErrorException" if status in (500, 502) else None)
+    error_type = error_type or _ERROR_TYPES.get(response_type) or ("InternalServerErrorException" if status in (500, 502) else None)
     if error_type:
         headers.append(("x-amzn-ErrorType", error_type))
     message = next(iter(json.loads(body).values()), None) if body else None
@@ -36,7 +35,7 @@ def gateway_error(status: int, body: bytes, response_type: str = "DEFAULT_4XX") 
 def refusal(error: Refused) -> HttpResponse:
     """The answer to a request the gateway refused (authentication, API key, throttling, quota)."""
     body = json.dumps({error.body_key: error.message}, separators=(",", ":")).encode()
-    return gateway_error(error.status, body, error.response_type)
+    return gateway_error(error.status, body, error.response_type, error.error_type)
 
 
 # The bodies byte for byte as API Gateway sends them (the 403 one has no space after the colon), and

@@ -404,6 +404,7 @@ def test_aws_iam_without_a_signature_answers_missing_authentication_token():
     api = Api(authorization="AWS_IAM")
     response = api.call()
     assert (response.status, response.body) == (403, b'{"message":"Missing Authentication Token"}')
+    assert header(response, "x-amzn-ErrorType") == "MissingAuthenticationTokenException"
     assert api.invoker.events == []
 
 
@@ -423,7 +424,9 @@ def test_aws_iam_refuses_a_caller_whose_policies_do_not_allow_the_method():
     refused = api.call("POST", headers=signed(api, access_key, secret, method="POST"))
     method_arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api.api_id}/prod/POST/items"
     assert refused.status == 403
-    assert body(refused) == {"Message": f"User: {arn} is not authorized to perform: execute-api:Invoke on resource: {method_arn}"}
+    assert body(refused) == {"Message": f"User: {arn} is not authorized to perform: execute-api:Invoke on resource: {method_arn} "
+                                        "because no identity-based policy allows the execute-api:Invoke action"}
+    assert header(refused, "x-amzn-ErrorType") == "AccessDeniedException"
 
 
 @mock_aws
@@ -444,8 +447,10 @@ def test_aws_iam_refuses_a_wrong_secret_an_unknown_key_and_a_tampered_request():
     bad = api.call(headers=signed(api, access_key, "not-the-secret"))
     assert bad.status == 403
     assert body(bad)["message"].startswith("The request signature we calculated does not match the signature you provided.")
+    assert header(bad, "x-amzn-ErrorType") == "InvalidSignatureException"
     unknown = api.call(headers=signed(api, "AKIAUNKNOWNKEY000000", secret))
     assert (unknown.status, body(unknown)) == (403, {"message": "The security token included in the request is invalid."})
+    assert header(unknown, "x-amzn-ErrorType") == "AccessDeniedException"
     tampered = api.call("POST", headers=signed(api, access_key, secret))   # signed as a GET
     assert tampered.status == 403 and "signature" in body(tampered)["message"]
 

@@ -142,7 +142,8 @@ def test_aws_iam_signed_request_allowed_and_denied(secured, web):
     assert denied.status_code == 403
     assert denied.json() == {"Message": f"User: arn:aws:iam::{ACCOUNT}:user/{keys['denied'][2]} is not authorized to perform: "
                                         f"execute-api:Invoke on resource: arn:aws:execute-api:{REGION}:{ACCOUNT}:"
-                                        f"{secured.api_id}/prod/GET/private"}
+                                        f"{secured.api_id}/prod/GET/private because no identity-based policy allows "
+                                        "the execute-api:Invoke action"}
     assert_browser_can_read(denied)
 
     unsigned = web.get(url, timeout=10)
