@@ -1,4 +1,6 @@
-"""The gateway WSGI app: resolve the stage -> match the route -> build the event -> invoke -> answer."""
+"""The gateway WSGI app: resolve the stage -> match the route -> admit (AWS_IAM, API key, usage plan
+throttle and quota, stage throttle) -> build the event -> invoke -> answer, with the API's gateway
+responses applied to every answer the gateway makes itself."""
 
 from __future__ import annotations
 
@@ -6,12 +8,24 @@ import logging
 import time
 from typing import Callable
 
+from crudstack.local.apigateway.auth import IamAuthorizer, check_api_key
 from crudstack.local.apigateway.events import GatewayRequest, RequestIds, build_proxy_event
+from crudstack.local.apigateway.exceptions import QuotaExceeded, Refused, Throttled
+from crudstack.local.apigateway.gatewayresponses import customize
 from crudstack.local.apigateway.mock import mock_response
-from crudstack.local.apigateway.models import DeploymentSnapshots, StageTarget
+from crudstack.local.apigateway.models import DeployedMethod, DeploymentSnapshots, StageTarget
 from crudstack.local.apigateway.proxy import LambdaProxyInvoker
-from crudstack.local.apigateway.responses import _REASONS, INTERNAL_ERROR, MISSING_TOKEN, HttpResponse, gateway_error
-from crudstack.local.apigateway.routing import match_route
+from crudstack.local.apigateway.responses import (
+    _REASONS,
+    INTERNAL_ERROR,
+    MISSING_TOKEN,
+    HttpResponse,
+    gateway_error,
+    refusal,
+)
+from crudstack.local.apigateway.routing import RouteMatch, match_route
+from crudstack.local.apigateway.throttling import ThrottleState
+from crudstack.local.awslambda.permissions import source_arn_for
 from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.wsgi import environ_headers, read_body
 
@@ -42,10 +56,14 @@ def is_invoke_path(path: str) -> bool:
 class Gateway:
     """WSGI app serving invoke URLs: resolve stage -> match route -> build event -> invoke -> map response."""
 
-    def __init__(self, snapshots: DeploymentSnapshots, invoker: LambdaProxyInvoker, metrics: MetricsBatcher | None = None):
+    def __init__(self, snapshots: DeploymentSnapshots, invoker: LambdaProxyInvoker, metrics: MetricsBatcher | None = None,
+                 throttling: ThrottleState | None = None, iam: IamAuthorizer | None = None):
         self.snapshots = snapshots
         self.invoker = invoker
         self.metrics = metrics
+        self.throttling = throttling or ThrottleState()
+        # Credentials and policy verdicts are kept with what resolve() reads: emptied by every write.
+        self.iam = iam or IamAuthorizer(snapshots.targets)
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         started = time.perf_counter()
@@ -59,6 +77,7 @@ class Gateway:
             headers=environ_headers(environ), body=read_body(environ),
             source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"), protocol=environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
             url_path=environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", errors="replace"),
+            raw_uri=environ.get("RAW_URI") or environ.get("REQUEST_URI") or "",
         )
         response, target, integration_ms = self.handle(request, ids)
         response.headers += [("x-amzn-RequestId", ids.request_id), ("x-amz-apigw-id", ids.extended_request_id),
@@ -73,23 +92,80 @@ class Gateway:
     def handle(self, request: GatewayRequest, ids: RequestIds) -> tuple[HttpResponse, StageTarget | None, float | None]:
         target = self.snapshots.resolve(request.api_id, request.stage) if request.api_id else None
         if target is None:
-            # AWS answers a wrong stage (or api id) like an unknown route.
+            # AWS answers a wrong stage (or api id) like an unknown route; with no deployment, no
+            # gateway response customization applies.
             return gateway_error(*MISSING_TOKEN), None, None
         route = match_route(target.api, request.http_method, request.path)
+        response, integration_ms = self._serve(request, ids, target, route)
+        if response.response_type is not None and target.api.gateway_responses:
+            response = customize(response, target, request, ids, route.path_parameters if route else None,
+                                 route.method.resource_path if route else None)
+        return response, target, integration_ms
+
+    def _serve(self, request: GatewayRequest, ids: RequestIds, target: StageTarget,
+               route: RouteMatch | None) -> tuple[HttpResponse, float | None]:
         if route is None:
-            return gateway_error(*MISSING_TOKEN), target, None
-        where = f"{request.api_id}/{request.stage} {request.http_method} {route.method.resource_path} ({ids.request_id})"
-        integration = route.method.integration
+            return gateway_error(*MISSING_TOKEN), None
+        method = route.method
+        where = f"{request.api_id}/{request.stage} {request.http_method} {method.resource_path} ({ids.request_id})"
+        identity: dict[str, str] = {}
+        # The common case (no authorization, no key, no throttling) costs these three tests.
+        if method.authorization_type != "NONE" or method.api_key_required or target.method_throttles:
+            try:
+                identity = self._admit(request, target, method, where)
+            except Refused as refused:
+                log.info("%s: %s %s", where, refused.status, refused.message.split("\n", 1)[0])
+                return refusal(refused), None
+            except _Unsupported:
+                return gateway_error(*INTERNAL_ERROR), None
+        integration = method.integration
         if integration is None:
             log.error("%s: execution failed due to configuration error: no integration defined for method", where)
-            return gateway_error(*INTERNAL_ERROR), target, None
+            return gateway_error(*INTERNAL_ERROR), None
         if integration.type == "AWS_PROXY":
             event = build_proxy_event(request, target, route, ids, target.api.account_id)
-            outcome = self.invoker.invoke(integration, target, request, route.method, event, where)
-            return outcome.response, target, outcome.integration_ms
+            if identity:
+                event["requestContext"]["identity"].update(identity)
+            outcome = self.invoker.invoke(integration, target, request, method, event, where)
+            return outcome.response, outcome.integration_ms
         if integration.type == "MOCK":
             content_type = next((v for k, v in request.headers if k.lower() == "content-type"), None)
-            return mock_response(route.method, content_type, where), target, None
+            return mock_response(method, content_type, where), None
         log.error("%s: integration type %s is not served by the local gateway (AWS_PROXY and MOCK are)",
                   where, integration.type)
-        return gateway_error(*INTERNAL_ERROR), target, None
+        return gateway_error(*INTERNAL_ERROR), None
+
+    def _admit(self, request: GatewayRequest, target: StageTarget, method: DeployedMethod, where: str) -> dict[str, str]:
+        """API Gateway's checks before the integration, in its order: authorization (AWS_IAM), the API key,
+        the key's usage plan throttle and quota, then the stage's method throttling
+        (docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html: usage
+        plan limits apply first, then the stage's). Raises Refused; returns what the event's
+        requestContext.identity learns about the caller."""
+        api = target.api
+        identity: dict[str, str] = {}
+        if method.authorization_type == "AWS_IAM":
+            method_arn = source_arn_for(api.region, api.account_id, api.api_id, target.stage, request.http_method,
+                                        request.path)
+            caller = self.iam.authorize(request, method_arn, api.account_id)
+            identity.update(accessKey=caller.access_key, accountId=caller.account_id, caller=caller.user_id,
+                            user=caller.user_id, userArn=caller.arn)
+        elif method.authorization_type != "NONE":
+            log.error("%s: authorization type %s is not served by the local gateway (NONE and AWS_IAM are)",
+                      where, method.authorization_type)
+            raise _Unsupported()
+        if method.api_key_required:
+            key = check_api_key(self.snapshots.plan_keys(api.api_id, target.stage), request.headers)
+            if key.throttle is not None and not self.throttling.take(("plan", key.plan_id, key.key_id), key.throttle):
+                raise Throttled()
+            if key.quota is not None and not self.throttling.count(("plan", key.plan_id, key.key_id), key.quota):
+                raise QuotaExceeded()
+            identity.update(apiKey=next(v for k, v in request.headers if k.lower() == "x-api-key"), apiKeyId=key.key_id)
+        limits = target.method_throttle(method)
+        if limits is not None and not self.throttling.take(
+                ("stage", api.api_id, target.stage, method.resource_path, method.http_method), limits):
+            raise Throttled()
+        return identity
+
+
+class _Unsupported(Exception):
+    """The method needs something the local gateway does not emulate (a Lambda or Cognito authorizer)."""

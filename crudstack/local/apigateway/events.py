@@ -32,6 +32,7 @@ class GatewayRequest:
     source_ip: str
     protocol: str = "HTTP/1.1"
     url_path: str = ""                     # the whole path the client called (the local URL form included)
+    raw_uri: str = ""                      # the request target as sent, still percent-encoded (what SigV4 signs)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from crudstack.local.apigateway.throttling import QuotaLimits, ThrottleLimits
 from crudstack.local.cache import UntilWrite
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,24 @@ class DeployedMethod:
     # status code -> the response headers the method response declares (put_method_response's
     # method.response.header.* keys). Only non-proxy integrations use them.
     responses: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # put_method's authorizationType (NONE, AWS_IAM, ...) and apiKeyRequired: part of the method,
+    # so deployed with it. (Class-level defaults: a snapshot saved before they existed still loads.)
+    authorization_type: str = "NONE"
+    api_key_required: bool = False
+
+
+@dataclass(frozen=True)
+class DeployedGatewayResponse:
+    """A PutGatewayResponse customization as deployed: AWS applies a changed gateway response only
+    once the API is deployed again (the console's walkthrough ends "Deploy the API to a new or
+    existing stage", docs.aws.amazon.com/apigateway/latest/developerguide/set-up-gateway-response-using-the-console.html;
+    LocalStack serves them from its deployment's copy of the API too,
+    localstack/services/apigateway/next_gen/execute_api/handlers/gateway_exception.py)."""
+
+    response_type: str
+    status_code: int | None
+    parameters: Mapping[str, str]
+    templates: Mapping[str, str]
 
 
 @dataclass
@@ -71,16 +90,23 @@ class DeployedApi:
     region: str
     binary_media_types: tuple[str, ...]
     routes: _RouteNode
+    gateway_responses: tuple[DeployedGatewayResponse, ...] = ()
+
+    def gateway_response(self, response_type: str) -> DeployedGatewayResponse | None:
+        return next((r for r in self.gateway_responses if r.response_type == response_type), None)
 
     @classmethod
     def from_resources(cls, *, api_id: str, deployment_id: str, account_id: str, region: str,
                        resources: Iterable[tuple],
-                       binary_media_types: Iterable[str] = ()) -> "DeployedApi":
+                       binary_media_types: Iterable[str] = (),
+                       gateway_responses: Iterable[DeployedGatewayResponse] = ()) -> "DeployedApi":
         """resources: (resource id, path like /items/{id}, {HTTP method: integration or None}) and,
-        optionally, a fourth item {HTTP method: {status code: declared response header names}}."""
+        optionally, a fourth item {HTTP method: {status code: declared response header names}} and a
+        fifth {HTTP method: (authorizationType, apiKeyRequired)}."""
         root = _RouteNode()
         for resource_id, path, methods, *more in resources:
             method_responses = more[0] if more else {}
+            method_auth = more[1] if len(more) > 1 else {}
             node = root
             for part in _segments(path):
                 if part.startswith("{") and part.endswith("+}"):
@@ -96,10 +122,12 @@ class DeployedApi:
                 else:
                     node = node.literals.setdefault(part, _RouteNode())
             for http_method, integration in methods.items():
+                authorization_type, api_key_required = method_auth.get(http_method, ("NONE", False))
                 node.methods[http_method.upper()] = DeployedMethod(
                     http_method.upper(), resource_id, path, integration,
-                    {status: frozenset(headers) for status, headers in method_responses.get(http_method, {}).items()})
-        return cls(api_id, deployment_id, account_id, region, tuple(binary_media_types), root)
+                    {status: frozenset(headers) for status, headers in method_responses.get(http_method, {}).items()},
+                    (authorization_type or "NONE").upper(), bool(api_key_required))
+        return cls(api_id, deployment_id, account_id, region, tuple(binary_media_types), root, tuple(gateway_responses))
 
 
 
@@ -115,7 +143,9 @@ def snapshot_rest_api(rest_api: Any, deployment_id: str) -> DeployedApi:
     for resource in list(rest_api.resources.values()):
         methods: dict[str, DeployedIntegration | None] = {}
         method_responses: dict[str, dict[str, list[str]]] = {}
+        method_auth: dict[str, tuple[str, bool]] = {}
         for http_method, method in list(resource.resource_methods.items()):
+            method_auth[http_method] = (method.authorization_type or "NONE", bool(method.api_key_required))
             method_responses[http_method] = {
                 str(code): [key[len("method.response.header."):] for key in (response.response_parameters or {})
                             if key.startswith("method.response.header.")]
@@ -137,10 +167,20 @@ def snapshot_rest_api(rest_api: Any, deployment_id: str) -> DeployedApi:
                 ),
                 timeout_ms=int(integration.timeout_in_millis or DEFAULT_INTEGRATION_TIMEOUT_MS),
             )
-        resources.append((resource.id, resource.get_path(), methods, method_responses))
+        resources.append((resource.id, resource.get_path(), methods, method_responses, method_auth))
+    gateway_responses = [
+        DeployedGatewayResponse(
+            response_type=str(response.response_type),
+            status_code=int(response.status_code) if response.status_code not in (None, "") else None,
+            parameters=dict(response.response_parameters or {}),
+            templates={k: v for k, v in (response.response_templates or {}).items() if v is not None},
+        )
+        for response in list(getattr(rest_api, "gateway_responses", {}).values())
+    ]
     return DeployedApi.from_resources(
         api_id=rest_api.id, deployment_id=deployment_id, account_id=rest_api.account_id,
         region=rest_api.region_name, resources=resources, binary_media_types=rest_api.binaryMediaTypes or (),
+        gateway_responses=gateway_responses,
     )
 
 
@@ -152,6 +192,50 @@ class StageTarget:
     api_name: str
     stage: str
     stage_variables: Mapping[str, str]
+    # The stage's methodSettings throttling, by settings key ("*/*", or "~1items/GET" for one method).
+    # Live, like stage variables: update-stage needs no deployment.
+    method_throttles: Mapping[str, ThrottleLimits] = field(default_factory=dict)
+
+    def method_throttle(self, method: DeployedMethod) -> ThrottleLimits | None:
+        """A method's own settings win over the stage's "*/*" ones (docs.aws.amazon.com/apigateway/latest/
+        developerguide/api-gateway-request-throttling.html#apigateway-method-level-throttling-in-usage-plan)."""
+        if not self.method_throttles:
+            return None
+        own = f"{method.resource_path.replace('/', '~1')}/{method.http_method}"
+        return self.method_throttles.get(own) or self.method_throttles.get("*/*")
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """An API key as a usage plan of a stage knows it: what the gateway checks for each request."""
+
+    key_id: str
+    enabled: bool
+    plan_id: str
+    throttle: ThrottleLimits | None
+    quota: QuotaLimits | None
+
+
+def _stage_throttles(method_settings: Mapping[str, Any] | None) -> dict[str, ThrottleLimits]:
+    throttles = {}
+    for key, settings in (method_settings or {}).items():
+        rate, burst = settings.get("throttlingRateLimit"), settings.get("throttlingBurstLimit")
+        if rate is not None and burst is not None:
+            throttles[key] = ThrottleLimits(float(rate), int(burst))
+    return throttles
+
+
+def _plan_throttle(throttle: Mapping[str, Any] | None) -> ThrottleLimits | None:
+    # ThrottleSettings: rateLimit (requests a second) and burstLimit (the bucket's size).
+    if not throttle or throttle.get("rateLimit") is None or throttle.get("burstLimit") is None:
+        return None
+    return ThrottleLimits(float(throttle["rateLimit"]), int(throttle["burstLimit"]))
+
+
+def _plan_quota(quota: Mapping[str, Any] | None) -> QuotaLimits | None:
+    if not quota or quota.get("limit") is None or not quota.get("period"):
+        return None
+    return QuotaLimits(int(quota["limit"]), str(quota["period"]).upper(), int(quota.get("offset") or 0))
 
 
 class DeploymentSnapshots:
@@ -252,8 +336,32 @@ class DeploymentSnapshots:
             snapshot = self.record(api_id, stage.deployment_id)
             if snapshot is None:
                 return None
-        # Stage variables are live on AWS too: changing them needs no deployment.
-        return StageTarget(snapshot, rest_api.name, stage_name, dict(stage.variables or {}))
+        # Stage variables and settings are live on AWS too: changing them needs no deployment.
+        return StageTarget(snapshot, rest_api.name, stage_name, dict(stage.variables or {}),
+                           _stage_throttles(stage.method_settings))
+
+    def plan_keys(self, api_id: str, stage_name: str) -> Mapping[str, PlanKey]:
+        """API key value -> the key and the usage plan that ties it to this stage. Live (a key or plan
+        change needs no deployment) and kept until the next write, like what resolve() reads."""
+        return self.targets.get(("plan-keys", api_id, stage_name), lambda: self._plan_keys(api_id, stage_name))
+
+    def _plan_keys(self, api_id: str, stage_name: str) -> dict[str, PlanKey]:
+        # Usage plans and keys live in the API's account and Region; the plan names the stage
+        # (apiStages) and the key by id (CreateUsagePlanKey), never by any naming of ours.
+        if self._find_rest_api(api_id) is None:
+            return {}
+        account_id, region = self._locations[api_id]
+        backend = self.backends[account_id][region]
+        index: dict[str, PlanKey] = {}
+        for plan in list(backend.usage_plans.values()):
+            if not any(s.get("apiId") == api_id and s.get("stage") == stage_name for s in plan.api_stages or []):
+                continue
+            for key_id in list(backend.usage_plan_keys.get(plan.id, {})):
+                key = backend.keys.get(key_id)
+                if key is not None:
+                    index.setdefault(key.value, PlanKey(key.id, bool(key.enabled), plan.id,
+                                                        _plan_throttle(plan.throttle), _plan_quota(plan.quota)))
+        return index
 
 
 def _describe_routes(node: _RouteNode) -> Iterable[str]:

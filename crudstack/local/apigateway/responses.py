@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+
+from crudstack.local.apigateway.exceptions import Refused
 
 
 @dataclass
@@ -10,26 +13,40 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    # Set on the answers API Gateway makes itself: the gateway response type a customization of
+    # which applies (gatewayresponses.py), and $context.error.message.
+    response_type: str | None = None
+    message: str | None = None
 
 
-
-_ERROR_TYPES = {403: "MissingAuthenticationTokenException", 500: "InternalServerErrorException",
-                502: "InternalServerErrorException"}
+_ERROR_TYPES = {"MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException"}
 
 
-def gateway_error(status: int, body: bytes) -> HttpResponse:
-    """An answer API Gateway makes itself (its DEFAULT_4XX / DEFAULT_5XX gateway responses)."""
+def gateway_error(status: int, body: bytes, response_type: str = "DEFAULT_4XX", error_type: str | None = None) -> HttpResponse:
+    """An answer API Gateway makes itself, before any gateway response customization."""
     headers = [("Content-Type", "application/json")]
-    if status in _ERROR_TYPES:
-        headers.append(("x-amzn-ErrorType", _ERROR_TYPES[status]))
-    return HttpResponse(status, headers, body)
+    error_type = error_type or _ERROR_TYPES.get(response_type) or ("InternalServerErrorException" if status in (500, 502) else None)
+    if error_type:
+        headers.append(("x-amzn-ErrorType", error_type))
+    message = next(iter(json.loads(body).values()), None) if body else None
+    return HttpResponse(status, headers, body, response_type, message)
 
 
-# The bodies byte for byte as API Gateway sends them (the 403 one has no space after the colon).
-MISSING_TOKEN = (403, b'{"message":"Missing Authentication Token"}')
-INTERNAL_ERROR = (500, b'{"message": "Internal server error"}')   # the Lambda API refused the invocation
-FUNCTION_ERROR = (502, b'{"message": "Internal server error"}')   # the function failed or answered malformed
-TIMED_OUT = (504, b'{"message": "Endpoint request timed out"}')
+def refusal(error: Refused) -> HttpResponse:
+    """The answer to a request the gateway refused (authentication, API key, throttling, quota)."""
+    body = json.dumps({error.body_key: error.message}, separators=(",", ":")).encode()
+    return gateway_error(error.status, body, error.response_type, error.error_type)
+
+
+# The bodies byte for byte as API Gateway sends them (the 403 one has no space after the colon), and
+# the gateway response type whose customization applies to each
+# (docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
+MISSING_TOKEN = (403, b'{"message":"Missing Authentication Token"}', "MISSING_AUTHENTICATION_TOKEN")
+# The Lambda API refused the invocation or the method is misconfigured: "Execution failed due to configuration error".
+INTERNAL_ERROR = (500, b'{"message": "Internal server error"}', "API_CONFIGURATION_ERROR")
+# The function failed or answered malformed: no type of its own, DEFAULT_5XX applies.
+FUNCTION_ERROR = (502, b'{"message": "Internal server error"}', "DEFAULT_5XX")
+TIMED_OUT = (504, b'{"message": "Endpoint request timed out"}', "INTEGRATION_TIMEOUT")
 
 
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",

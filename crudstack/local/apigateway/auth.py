@@ -1,0 +1,301 @@
+"""Who may call a method: API keys (apiKeyRequired) and AWS_IAM authorization (SigV4 + identity policies).
+
+API keys (docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-api-key-source.html): the
+caller sends the key in the X-API-Key header; API Gateway compares it with the keys of the usage plans
+associated with the API's stage, and without a match answers 403 Forbidden. A disabled key matches
+nothing (as LocalStack's api_key_validation.py handler checks too).
+
+AWS_IAM (docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-control-access-using-iam-policies-to-invoke-api.html):
+the request must be signed with Signature Version 4 for the service execute-api, and the caller's
+identity policies must allow execute-api:Invoke on the method's ARN
+arn:aws:execute-api:{region}:{account}:{api-id}/{stage}/{HTTP-VERB}/{path}
+(api-gateway-iam-policy-examples-for-api-execution.html). The signature is recomputed with botocore's
+own SigV4Auth from the secret the local IAM (an IAM user's access key) or STS (an assumed role's
+session) holds for the access key, as moto does for its own APIs (moto/iam/access_control.py). The
+local AWS's default credentials (access key `testing`, secret `testing`: crudstack/cli.py and the
+Lambda workers' environment use them) stand for the account's root user, which IAM never refuses
+within its account. Policy evaluation is deliberately small: explicit Deny wins, then any Allow;
+Action/NotAction and Resource/NotResource with * and ? wildcards; a statement with a Condition is not
+evaluated (it neither allows nor denies, and a line is logged). Presigned URLs (the signature in the
+query string) are not accepted: such a request is answered as one without authentication.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from crudstack.local.apigateway.events import GatewayRequest
+from crudstack.local.apigateway.exceptions import (
+    AccessDenied,
+    IncompleteSignature,
+    InvalidApiKey,
+    InvalidSignature,
+    MissingAuthenticationToken,
+    UnrecognizedClient,
+)
+from crudstack.local.apigateway.models import PlanKey
+from crudstack.local.awslambda.permissions import _arn_like, _string_like
+from crudstack.local.cache import UntilWrite
+
+log = logging.getLogger(__name__)
+
+LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY = "testing", "testing"
+# SigV4 requests are refused more than 15 minutes from their X-Amz-Date ("RequestExpired",
+# docs.aws.amazon.com/apigateway/latest/api/CommonErrors.html).
+MAX_CLOCK_SKEW_S = 15 * 60
+ALGORITHM = "AWS4-HMAC-SHA256"
+
+
+# ---------------------------------------------------------------------------------------- API keys
+
+def check_api_key(plan_keys: Mapping[str, PlanKey], headers: Iterable[tuple[str, str]]) -> PlanKey:
+    """The key the X-API-Key header names, in a usage plan of this stage and enabled; else InvalidApiKey."""
+    value = next((v for k, v in headers if k.lower() == "x-api-key"), None)
+    if not value:
+        raise InvalidApiKey()
+    key = plan_keys.get(value)
+    if key is None or not key.enabled:
+        raise InvalidApiKey()
+    return key
+
+
+# ---------------------------------------------------------------------------------------- AWS_IAM
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity an access key stands for, with what it needs to check a signature and a policy."""
+
+    access_key: str
+    secret_key: str
+    session_token: str | None       # an assumed role's session must send it; an IAM user's key must not
+    arn: str
+    account_id: str
+    user_id: str
+    policies: tuple[Mapping[str, Any], ...]
+    root: bool = False
+
+
+@dataclass(frozen=True)
+class _SignedRequest:
+    access_key: str
+    date: str
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+    amz_date: str
+
+
+class IamAuthorizer:
+    """SigV4 + identity policies for AWS_IAM methods. Credentials and policies are read from moto's IAM
+    and STS backends (by default moto's own) and kept until the next write (`cache`)."""
+
+    def __init__(self, cache: UntilWrite | None = None, clock: Callable[[], float] = time.time,
+                 iam_backends: Any = None, sts_backends: Any = None):
+        self.cache = cache if cache is not None else UntilWrite()
+        self._clock = clock
+        self._iam_backends = iam_backends
+        self._sts_backends = sts_backends
+
+    def authorize(self, request: GatewayRequest, method_arn: str, api_account: str) -> Caller:
+        """The caller, if the request is signed by a known identity allowed to invoke `method_arn`;
+        else the Refused exception (and so the 403) API Gateway answers with."""
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            lower = name.lower()
+            headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+        authorization = headers.get("authorization")
+        if not authorization:
+            raise MissingAuthenticationToken()
+        signed = _parse_authorization(authorization, headers)
+        if signed.service != "execute-api":
+            raise IncompleteSignature("Credential should be scoped to correct service: 'execute-api'. ")
+        self._check_date(signed.amz_date)
+        caller = self.cache.get(("iam-caller", signed.access_key, api_account),
+                                lambda: self._find_caller(signed.access_key, api_account))
+        if caller is None:
+            raise UnrecognizedClient()
+        token = headers.get("x-amz-security-token")
+        if not caller.root and token != caller.session_token:
+            raise UnrecognizedClient()
+        self._check_signature(request, headers, signed, caller)
+        if caller.root and caller.account_id == api_account:
+            return caller
+        # Not cached: method ARNs carry path values (items/42), and evaluating a few statements is cheap.
+        verdict = evaluate(caller.policies, "execute-api:Invoke", method_arn)
+        if verdict != "Allow":
+            # The wording of repost.aws/knowledge-center/api-gateway-iam-sigv4-mismatch (no Allow) and
+            # api-gateway-troubleshoot-403-forbidden (an explicit Deny).
+            why = (" with an explicit deny" if verdict == "Deny"
+                   else " because no identity-based policy allows the execute-api:Invoke action")
+            raise AccessDenied(f"User: {caller.arn} is not authorized to perform: execute-api:Invoke on resource: "
+                               f"{method_arn}{why}")
+        return caller
+
+    def _check_date(self, amz_date: str) -> None:
+        try:
+            signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+        except ValueError:
+            raise IncompleteSignature(f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See "
+                                      "http://en.wikipedia.org/wiki/ISO_8601") from None
+        now = self._clock()
+        if abs(now - signed_at) > MAX_CLOCK_SKEW_S:
+            def stamp(seconds: float) -> str:
+                return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            raise InvalidSignature(f"Signature expired: {amz_date} is now earlier than {stamp(now - MAX_CLOCK_SKEW_S)} "
+                                   f"({stamp(now)} - 15 min.)" if signed_at < now else
+                                   f"Signature not yet current: {amz_date} is still later than "
+                                   f"{stamp(now + MAX_CLOCK_SKEW_S)} ({stamp(now)} + 15 min.)")
+
+    @staticmethod
+    def _check_signature(request: GatewayRequest, headers: Mapping[str, str], signed: _SignedRequest,
+                         caller: Caller) -> None:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        raw_uri = request.raw_uri or request.url_path
+        url = f"http://{headers.get('host', '127.0.0.1')}{raw_uri}"
+        aws_request = AWSRequest(method=request.http_method, url=url, data=request.body,
+                                 headers={name: headers.get(name, "") for name in signed.signed_headers})
+        aws_request.context["timestamp"] = signed.amz_date
+        auth = SigV4Auth(Credentials(caller.access_key, caller.secret_key, caller.session_token),
+                         signed.service, signed.region)
+        canonical = auth.canonical_request(aws_request)
+        string_to_sign = auth.string_to_sign(aws_request, canonical)
+        if not hmac.compare_digest(auth.signature(string_to_sign, aws_request), signed.signature):
+            # AWS adds the canonical request and string to sign it computed, to compare with the client's.
+            raise InvalidSignature(f"{InvalidSignature.message}\n\nThe Canonical String for this request should have "
+                                   f"been\n'{canonical}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n")
+
+    # -- who the access key is -------------------------------------------------------------------
+
+    def _find_caller(self, access_key: str, api_account: str) -> Caller | None:
+        if access_key == LOCAL_ACCESS_KEY:
+            return Caller(access_key, LOCAL_SECRET_KEY, None, f"arn:aws:iam::{api_account}:root", api_account,
+                          api_account, (), root=True)
+        iam_backends, sts_backends = self._backends()
+        for account_id, partitions in list(iam_backends.items()):
+            for _, iam in list(partitions.items()):
+                for user in list(iam.users.values()):
+                    key = next((k for k in user.access_keys if k.access_key_id == access_key), None)
+                    if key is None:
+                        continue
+                    if getattr(key, "status", "Active") != "Active":
+                        return None
+                    policies = [*user.policies.values(), *(_default_document(p) for p in user.managed_policies.values())]
+                    for group in list(iam.groups.values()):
+                        if user in group.users:
+                            policies += [*group.policies.values(),
+                                         *(_default_document(p) for p in group.managed_policies.values())]
+                    return Caller(access_key, key.secret_access_key, None, user.arn, account_id, user.id,
+                                  _parse_policies(policies))
+        for account_id, partitions in list(sts_backends.items()):
+            for _, sts in list(partitions.items()):
+                for session in list(sts.assumed_roles):
+                    if session.access_key_id != access_key:
+                        continue
+                    role_policies: list[Any] = []
+                    for _, iam in list(iam_backends.get(session.account_id, {}).items()):
+                        role = next((r for r in iam.roles.values() if r.arn == session.role_arn), None)
+                        if role is not None:
+                            role_policies = [*role.policies.values(),
+                                             *(_default_document(p) for p in role.managed_policies.values())]
+                    return Caller(access_key, session.secret_access_key, session.session_token, session.arn,
+                                  session.account_id, session.user_id, _parse_policies(role_policies))
+        return None
+
+    def _backends(self) -> tuple[Any, Any]:
+        if self._iam_backends is None:
+            from moto.iam.models import iam_backends
+            self._iam_backends = iam_backends
+        if self._sts_backends is None:
+            from moto.sts.models import sts_backends
+            self._sts_backends = sts_backends
+        return self._iam_backends, self._sts_backends
+
+
+def _parse_authorization(authorization: str, headers: Mapping[str, str]) -> _SignedRequest:
+    algorithm, _, rest = authorization.strip().partition(" ")
+    parts: dict[str, str] = {}
+    for item in rest.split(","):
+        name, eq, value = item.strip().partition("=")
+        if eq:
+            parts[name] = value
+    missing = [f"Authorization header requires '{name}' parameter." for name in ("Credential", "Signature", "SignedHeaders")
+               if name not in parts]
+    amz_date = headers.get("x-amz-date")
+    if not amz_date:
+        missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+    if algorithm != ALGORITHM or missing:
+        # IncompleteSignatureException's message, listing what is missing, then the header as sent.
+        raise IncompleteSignature(" ".join(missing or [f"Unsupported authorization type: {algorithm}."])
+                                  + f" Authorization={authorization}")
+    scope = parts["Credential"].split("/")
+    if len(scope) != 5 or scope[4] != "aws4_request":
+        raise IncompleteSignature(f"Credential should have exactly 5 slash-delimited elements, e.g. "
+                                  f"keyID/date/region/service/term, got '{parts['Credential']}'")
+    return _SignedRequest(scope[0], scope[1], scope[2], scope[3],
+                          tuple(h.strip().lower() for h in parts["SignedHeaders"].split(";") if h.strip()),
+                          parts["Signature"], amz_date)
+
+
+def _default_document(policy: Any) -> Any:
+    """A managed policy's document: that of its default version."""
+    version = next((v for v in getattr(policy, "versions", []) if v.is_default), None)
+    return version.document if version is not None else getattr(policy, "document", None)
+
+
+def _parse_policies(documents: Iterable[Any]) -> tuple[Mapping[str, Any], ...]:
+    parsed = []
+    for document in documents:
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except ValueError:
+                log.warning("an identity policy is not JSON; it is ignored: %.200s", document)
+                continue
+        if isinstance(document, Mapping):
+            parsed.append(document)
+    return tuple(parsed)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_matches(pattern: str, resource: str) -> bool:
+    return pattern == "*" or _arn_like(pattern, resource)
+
+
+def evaluate(policies: Iterable[Mapping[str, Any]], action: str, resource: str) -> str | None:
+    """"Deny" if a statement denies `action` on `resource`, else "Allow" if one allows it, else None."""
+    allowed = False
+    for policy in policies:
+        for statement in _as_list(policy.get("Statement", [])):
+            if not isinstance(statement, Mapping):
+                continue
+            if statement.get("Condition"):
+                log.info("an identity policy statement with a Condition is not evaluated by the local gateway: %s",
+                         statement.get("Sid", statement))
+                continue
+            if "Action" in statement:
+                acts = any(_string_like(p.lower(), action.lower()) for p in _as_list(statement["Action"]))
+            else:
+                acts = not any(_string_like(p.lower(), action.lower()) for p in _as_list(statement.get("NotAction", [])))
+            if "Resource" in statement:
+                on = any(_resource_matches(p, resource) for p in _as_list(statement["Resource"]))
+            else:
+                on = not any(_resource_matches(p, resource) for p in _as_list(statement.get("NotResource", [])))
+            if acts and on:
+                if statement.get("Effect") == "Deny":
+                    return "Deny"
+                if statement.get("Effect") == "Allow":
+                    allowed = True
+    return "Allow" if allowed else None
