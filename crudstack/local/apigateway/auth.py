@@ -12,11 +12,10 @@ arn:aws:execute-api:{region}:{account}:{api-id}/{stage}/{HTTP-VERB}/{path}
 (api-gateway-iam-policy-examples-for-api-execution.html). The signature is recomputed with botocore's
 own SigV4Auth from the secret the local IAM (an IAM user's access key) or STS (an assumed role's
 session) holds for the access key, as moto does for its own APIs (moto/iam/access_control.py). The
-local AWS's default credentials (access key `testing`, secret `testing`: crudstack/cli.py and the
-Lambda workers' environment use them) stand for the account's root user, which IAM never refuses
-within its account. Policy evaluation is deliberately small: explicit Deny wins, then any Allow;
-Action/NotAction and Resource/NotResource with * and ? wildcards; a statement with a Condition is not
-evaluated (it neither allows nor denies, and a line is logged). Presigned URLs (the signature in the
+local AWS's default credentials (access key `testing`, secret `testing`: crudstack/cli.py uses them) stand for the account's root user, which IAM never refuses
+within its account. Policies are evaluated by the local IAM's evaluator (crudstack/local/iam/policy.py),
+the one that checks the Lambda workers' own calls; a statement with a Condition neither allows nor
+denies (a line is logged). Presigned URLs (the signature in the
 query string) are not accepted: such a request is answered as one without authentication.
 """
 
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -40,8 +38,8 @@ from crudstack.local.apigateway.exceptions import (
     UnrecognizedClient,
 )
 from crudstack.local.apigateway.models import PlanKey
-from crudstack.local.awslambda.permissions import _arn_like, _string_like
 from crudstack.local.cache import UntilWrite
+from crudstack.local.iam.policy import Statement, evaluate, statements
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,7 @@ class Caller:
     arn: str
     account_id: str
     user_id: str
-    policies: tuple[Mapping[str, Any], ...]
+    policies: tuple[Statement, ...]
     root: bool = False
 
 
@@ -128,7 +126,7 @@ class IamAuthorizer:
         if caller.root and caller.account_id == api_account:
             return caller
         # Not cached: method ARNs carry path values (items/42), and evaluating a few statements is cheap.
-        verdict = evaluate(caller.policies, "execute-api:Invoke", method_arn)
+        verdict = _verdict(caller.policies, "execute-api:Invoke", method_arn)
         if verdict != "Allow":
             # The wording of repost.aws/knowledge-center/api-gateway-iam-sigv4-mismatch (no Allow) and
             # api-gateway-troubleshoot-403-forbidden (an explicit Deny).
@@ -195,7 +193,7 @@ class IamAuthorizer:
                             policies += [*group.policies.values(),
                                          *(_default_document(p) for p in group.managed_policies.values())]
                     return Caller(access_key, key.secret_access_key, None, user.arn, account_id, user.id,
-                                  _parse_policies(policies))
+                                  _statements(policies))
         for account_id, partitions in list(sts_backends.items()):
             for _, sts in list(partitions.items()):
                 for session in list(sts.assumed_roles):
@@ -208,7 +206,7 @@ class IamAuthorizer:
                             role_policies = [*role.policies.values(),
                                              *(_default_document(p) for p in role.managed_policies.values())]
                     return Caller(access_key, session.secret_access_key, session.session_token, session.arn,
-                                  session.account_id, session.user_id, _parse_policies(role_policies))
+                                  session.account_id, session.user_id, _statements(role_policies))
         return None
 
     def _backends(self) -> tuple[Any, Any]:
@@ -252,50 +250,19 @@ def _default_document(policy: Any) -> Any:
     return version.document if version is not None else getattr(policy, "document", None)
 
 
-def _parse_policies(documents: Iterable[Any]) -> tuple[Mapping[str, Any], ...]:
-    parsed = []
-    for document in documents:
-        if isinstance(document, str):
-            try:
-                document = json.loads(document)
-            except ValueError:
-                log.warning("an identity policy is not JSON; it is ignored: %.200s", document)
-                continue
-        if isinstance(document, Mapping):
-            parsed.append(document)
-    return tuple(parsed)
+def _statements(documents: Iterable[Any]) -> tuple[Statement, ...]:
+    return tuple(statements((f"identity policy {n}", document) for n, document in enumerate(documents, 1)))
 
 
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
+def verdict(documents: Iterable[Any], action: str, resource: str) -> str | None:
+    """"Deny" if a statement of these policy documents denies `action` on `resource`, else "Allow" if
+    one allows it, else None; the local IAM's evaluator (crudstack/local/iam/policy.py) decides."""
+    return _verdict(_statements(documents), action, resource)
 
 
-def _resource_matches(pattern: str, resource: str) -> bool:
-    return pattern == "*" or _arn_like(pattern, resource)
-
-
-def evaluate(policies: Iterable[Mapping[str, Any]], action: str, resource: str) -> str | None:
-    """"Deny" if a statement denies `action` on `resource`, else "Allow" if one allows it, else None."""
-    allowed = False
-    for policy in policies:
-        for statement in _as_list(policy.get("Statement", [])):
-            if not isinstance(statement, Mapping):
-                continue
-            if statement.get("Condition"):
-                log.info("an identity policy statement with a Condition is not evaluated by the local gateway: %s",
-                         statement.get("Sid", statement))
-                continue
-            if "Action" in statement:
-                acts = any(_string_like(p.lower(), action.lower()) for p in _as_list(statement["Action"]))
-            else:
-                acts = not any(_string_like(p.lower(), action.lower()) for p in _as_list(statement.get("NotAction", [])))
-            if "Resource" in statement:
-                on = any(_resource_matches(p, resource) for p in _as_list(statement["Resource"]))
-            else:
-                on = not any(_resource_matches(p, resource) for p in _as_list(statement.get("NotResource", [])))
-            if acts and on:
-                if statement.get("Effect") == "Deny":
-                    return "Deny"
-                if statement.get("Effect") == "Allow":
-                    allowed = True
-    return "Allow" if allowed else None
+def _verdict(policy_statements: tuple[Statement, ...], action: str, resource: str) -> str | None:
+    decision = evaluate(list(policy_statements), action, [resource])
+    if decision.skipped_conditions:
+        log.info("identity policy statements with a Condition are not evaluated locally: %s",
+                 ", ".join(st.describe() for st in decision.skipped_conditions))
+    return "Deny" if decision.explicit else "Allow" if decision.allowed else None

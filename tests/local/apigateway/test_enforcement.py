@@ -499,7 +499,7 @@ def test_an_authorizer_type_the_local_gateway_does_not_serve_answers_500_not_the
 
 
 def test_aws_iam_policy_evaluation_wildcards():
-    from crudstack.local.apigateway.auth import evaluate
+    from crudstack.local.apigateway.auth import verdict as evaluate
 
     arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:abc/prod/GET/items/42"
     assert evaluate([invoke_policy("arn:aws:execute-api:*:*:abc/*/GET/items/*")], "execute-api:Invoke", arn) == "Allow"
