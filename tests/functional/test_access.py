@@ -4,6 +4,8 @@ teardown leaves nothing of it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from crudstack.cli import provision_main
@@ -370,3 +372,34 @@ def test_bad_auth_settings_exit_2_naming_the_key_before_any_aws_call(settings, c
     assert code == 2
     assert problem in err
     assert calls == []
+
+
+# -- what the user gets --------------------------------------------------------------------------------------
+
+
+def test_the_keys_value_is_in_stack_json_postman_endpoints_http_and_the_printed_curl_commands(settings, cli, capsys, tmp_path, aws_clients):
+    settings["api"] = {**settings["api"], "auth": "api_key"}
+    out_dir = tmp_path / "out"
+
+    code, out, err = cli(provision_main, "--outputs", str(out_dir), capsys=capsys)
+
+    assert code == 0, err
+    cfg_key = next(k for k in aws_clients.apigateway.get_api_keys(includeValues=True)["items"] if k["name"] == "demo-ItemsApi-key")
+    value = cfg_key["value"]
+    stack = json.loads((out_dir / "stack.json").read_text())
+    assert stack["auth"]["mode"] == "api_key" and stack["auth"]["api_key"]["value"] == value
+    assert stack["auth"]["usage_plan"]["name"] == "demo-ItemsApi-plan" and stack["auth"]["usage_plan"]["id"]
+    assert all(f"-H 'x-api-key: {value}'" in line for line in stack["curl"])
+    postman = json.loads((out_dir / "postman_collection.json").read_text())
+    assert {v["key"]: v["value"] for v in postman["variable"]}["apiKey"] == value
+    assert f"@apiKey = {value}" in (out_dir / "endpoints.http").read_text()
+    assert f"curl -H 'x-api-key: {value}' -X POST" in out
+    assert "anyone who has the invoke URL" not in err
+
+
+def test_an_open_api_is_warned_of_once_per_command(settings, cli, capsys, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        code, out, err = cli(provision_main, "--outputs", str(tmp_path / "out"), capsys=capsys)
+
+    assert code == 0, err
+    assert sum("anyone who has the invoke URL can call the API" in r.getMessage() for r in caplog.records) == 1
