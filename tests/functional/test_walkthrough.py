@@ -230,3 +230,26 @@ def test_step_8_shows_how_to_export_and_deploy_the_stack_after_the_last_step_wit
     assert "python provision.py --export terraform export-tf" in eight and "terraform init && terraform validate && terraform apply" in eight
     assert "crudstack calls instead" not in eight
     assert not (tmp_path / "export-sam").exists() and not (tmp_path / "export-tf").exists()
+
+
+def test_with_api_key_auth_steps_4_to_6_show_the_key_requirement_usage_plan_key_and_throttle_then_make_them(
+        walkthrough, config_path, settings):
+    settings["api"] = {**settings["api"], "auth": "api_key"}
+    with open(config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(settings, f)
+
+    code, out, _ = walkthrough()
+
+    assert code == 0
+    four, five, six = block(out, "4"), block(out, "5"), block(out, "6")
+    assert "API key required: true" in four and "Gateway Responses -> Default 4XX" in four
+    assert "apigateway.put_gateway_response(" in four and "apiKeyRequired=True" in four
+    assert "Usage Plans -> Create: name demo-ItemsApi-plan" in five and "API Keys -> Create API key: name demo-ItemsApi-key" in five
+    assert "Default Method Throttling: rate 100 requests per second, burst 200" in five
+    for call in ("apigateway.create_usage_plan(", "apigateway.create_api_key(", "apigateway.create_usage_plan_key(",
+                 "apigateway.update_stage("):
+        assert call in five
+    assert "x-api-key" in six
+    for number in ("4", "5"):
+        for line in expected_console_text(config_path, number):
+            assert line in out
