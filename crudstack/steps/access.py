@@ -178,6 +178,14 @@ def find_api_keys(ctx: Context) -> list[dict]:
     return [k for k in ctx.aws.paginate(apigw, "get_api_keys", "items", nameQuery=name, includeValues=True) if k.get("name") == name]
 
 
+def usage_plan_description(cfg: Config) -> str:
+    return f"Who may call the {cfg.stack} items API, how often (managed by crudstack)"
+
+
+def api_key_description(cfg: Config) -> str:
+    return f"The key of the {cfg.stack} items API (managed by crudstack)"
+
+
 def wanted_plan(ctx: Context) -> dict:
     plan = ctx.config.api.usage_plan
     wanted = {"throttle": {"rateLimit": float(plan.rate_per_s), "burstLimit": plan.burst}}
@@ -257,7 +265,7 @@ def _plan_key(ctx: Context, key: dict | None) -> list[Change]:
             return next((k for k in find_api_keys(ctx) if is_ours(k.get("tags") or {}, cfg)), None)
 
         create = FindOrCreate(find, Call("apigateway", "create_api_key", {
-            "name": name, "description": f"The key of the {cfg.stack} items API (managed by crudstack)",
+            "name": name, "description": api_key_description(cfg),
             "enabled": True, "tags": cfg.all_tags}),
             finds=f"apigateway.get_api_keys(nameQuery={name!r}, includeValues=True)  tagged as ours",
             save={"api_key_id": lambda k: k["id"], "api_key_value": lambda k: k.get("value")})
@@ -281,7 +289,7 @@ def _plan_plan(ctx: Context, plan: dict | None) -> list[Change]:
 
         # The stage must exist first: AWS checks each of apiStages ("Invalid stage identifier specified").
         create = FindOrCreate(find, Call("apigateway", "create_usage_plan", {
-            "name": name, "description": f"Who may call the {cfg.stack} items API, how often (managed by crudstack)",
+            "name": name, "description": usage_plan_description(cfg),
             "apiStages": [{"apiId": Ref("api_id"), "stage": cfg.api.stage}], **wanted_plan(ctx), "tags": cfg.all_tags}),
             finds=f"apigateway.get_usage_plans()  name {name!r}, tagged as ours",
             save={"usage_plan_id": lambda p: p["id"]})

@@ -66,6 +66,13 @@ def preflight_headers(ctx: Context, methods: list[str]) -> dict[str, str]:
     }
 
 
+def gateway_response_headers(ctx: Context) -> dict[str, str]:
+    """The CORS headers of API Gateway's own error answers: the preflight's, for every method of the API
+    (Max-Age belongs to a preflight answer only)."""
+    methods = sorted({fn.method for fn in ctx.config.lambda_.functions.values()})
+    return {k: v for k, v in preflight_headers(ctx, methods).items() if k != "Access-Control-Max-Age"}
+
+
 def wanted_preflights(ctx: Context) -> dict[str, dict[str, str]]:
     """path -> preflight headers, for each resource that serves a route."""
     methods: dict[str, list[str]] = {}
@@ -251,11 +258,9 @@ class ApiStep:
     def _plan_gateway_responses(self, ctx: Context, api: dict | None) -> list[Change]:
         """API Gateway's own 4xx and 5xx answers (a missing key, a throttle, a failed function) with the CORS
         headers of the preflight, so a browser page can read them; part of the deployed snapshot (step 5)."""
-        methods = sorted({fn.method for fn in ctx.config.lambda_.functions.values()})
-        headers = {k: v for k, v in preflight_headers(ctx, methods).items() if k != "Access-Control-Max-Age"}
         current = current_gateway_responses(ctx, api["id"]) if api is not None else {}
         return [self._route_change(GATEWAY_RESPONSE, kind, action, [put], diffs=diffs)
-                for kind, action, diffs, put in plan_gateway_responses(ctx, headers, current)]
+                for kind, action, diffs, put in plan_gateway_responses(ctx, gateway_response_headers(ctx), current)]
 
     def _plan_preflight(self, ctx: Context, path: str, headers: dict[str, str], current: dict | None) -> list[Change]:
         label = f"OPTIONS {path}"
