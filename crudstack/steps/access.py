@@ -311,19 +311,28 @@ def delete_plan(plan: dict, note: str = "") -> Change:
     usage_plan.go, resourceUsagePlanDelete). The REST API's deletion waits for this ("usage plan gone")."""
     calls: list = []
     stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages") or []]
-    if stages:
-        calls.append(Call("apigateway", "update_usage_plan", {"usagePlanId": plan["id"], "patchOperations": [
-            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND))
 
-    def gone(run) -> bool:
+    def current(run) -> dict | None:
         apigw = run.aws.client("apigateway")
         try:
-            apigw.get_usage_plan(usagePlanId=plan["id"])
-            return False
+            return apigw.get_usage_plan(usagePlanId=plan["id"])
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) in NOT_FOUND:
-                return True
+                return None
             raise
+
+    def let_go(run) -> bool:
+        found = current(run)
+        return found is None or not found.get("apiStages")
+
+    def gone(run) -> bool:
+        return current(run) is None
+
+    if stages:
+        # A second "remove" of a stage already let go is refused: a retry after a lost answer looks first.
+        calls.append(Once(Call("apigateway", "update_usage_plan", {"usagePlanId": plan["id"], "patchOperations": [
+            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND),
+            done=let_go, checks="apigateway.get_usage_plan(...) lists no stage"))
 
     calls.append(Once(Call("apigateway", "delete_usage_plan", {"usagePlanId": plan["id"]}, ok=NOT_FOUND), done=gone,
                       checks="apigateway.get_usage_plan(...) answers NotFound"))

@@ -403,3 +403,40 @@ def test_an_open_api_is_warned_of_once_per_command(settings, cli, capsys, tmp_pa
 
     assert code == 0, err
     assert sum("anyone who has the invoke URL can call the API" in r.getMessage() for r in caplog.records) == 1
+
+
+# -- lost answers -------------------------------------------------------------------------------------------
+
+
+def connection_closed():
+    import botocore.exceptions
+
+    return botocore.exceptions.ConnectionClosedError(endpoint_url="https://apigateway.us-east-1.amazonaws.com/usageplans")
+
+
+# The plan and the key are looked for before a retry creates them (AWS would make a second one); adding the key to
+# the plan is simply sent again (AWS answers ConflictException for a key already in it: done).
+@pytest.mark.parametrize("operation, sent", [("CreateUsagePlan", 1), ("CreateApiKey", 1), ("CreateUsagePlanKey", 2)])
+def test_a_create_whose_answer_is_lost_leaves_one_plan_and_one_key(provision, with_auth, aws_clients, inject, operation, sent):
+    cfg = with_auth("api_key")
+    lost = inject(operation, connection_closed(), after=True)
+
+    first = provision(cfg, hooks=(lost.event,))
+
+    assert lost.failed == 1 and first.calls(operation) == sent
+    assert len(plans(aws_clients, cfg)) == 1 and len(keys(aws_clients, cfg)) == 1
+    [plan] = plans(aws_clients, cfg)
+    assert len(aws_clients.apigateway.get_usage_plan_keys(usagePlanId=plan["id"])["items"]) == 1
+    assert provision(cfg).mutating_calls == []
+
+
+def test_a_teardown_whose_stage_removal_answer_is_lost_looks_before_removing_again_and_completes(
+        provision, teardown, with_auth, aws_clients, inject):
+    cfg = with_auth("api_key")
+    provision(cfg)
+    lost = inject("UpdateUsagePlan", connection_closed(), after=True)
+
+    run = teardown(cfg, hooks=(lost.event,))
+
+    assert lost.failed == 1 and run.calls("UpdateUsagePlan") == 1
+    assert plans(aws_clients, cfg) == [] and rest_apis(aws_clients, cfg.api_name) == []
