@@ -134,6 +134,8 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
     timings = timings or {}
     url = invoke_url(ctx, endpoint)
     cfg = ctx.config
+    auth = auth_summary(ctx)
+    api_key = (auth.get("api_key") or {}).get("value")
     return {
         "stack": cfg.stack,
         "target": ctx.target,
@@ -141,6 +143,7 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
         "account_id": ctx.account_id,
         "endpoint_url": endpoint,
         "invoke_url": url,
+        "auth": auth,
         "resources": {
             "table": {"name": cfg.table_name, "arn": ctx.table_arn},
             "role": {"name": cfg.role_name, "arn": ctx.role_arn},
@@ -153,7 +156,7 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
         },
         "routes": [{"method": f.method, "path": f.path, "url": f"{url}{f.path}" if url else None, "function": cfg.function_name(b)}
                    for b, f in cfg.lambda_.functions.items()],
-        "curl": curl_examples(ctx, url) if url else [],
+        "curl": curl_examples(ctx, url, api_key) if url else [],
         "steps": [{"number": r.step.number, "title": r.step.title, "outcome": r.outcome, "seconds": round(r.seconds, 3),
                    "changes": [{"kind": c.kind, "name": c.name, "action": c.action.value,
                                 "diffs": {k: [str(o), str(n)] for k, (o, n) in c.diffs.items()},
@@ -162,6 +165,18 @@ def summary(ctx: Context, results: list[StepResult], endpoint: str | None, secon
         "aws_calls": {"reads": ctx.aws.stats.reads, "writes": ctx.aws.stats.writes, "retries": ctx.aws.stats.retries},
         "seconds": round(seconds, 3),
     }
+
+
+def auth_summary(ctx: Context) -> dict:
+    """Who may call the API (api.auth), the stage's throttle, and with api_key the usage plan and the key, its
+    value included: the outputs hand it to Postman, REST Client and curl (outputs/ is git-ignored)."""
+    api, found = ctx.config.api, ctx.variables
+    doc: dict = {"mode": api.auth, "throttle": {"rate_per_s": api.throttle.rate_per_s, "burst": api.throttle.burst}}
+    if api.auth == "api_key":
+        doc["usage_plan"] = {"name": ctx.config.usage_plan_name, "id": found.get("usage_plan_id")}
+        doc["api_key"] = {"name": ctx.config.api_key_name, "id": found.get("api_key_id"), "value": found.get("api_key_value"),
+                          "header": "x-api-key"}
+    return doc
 
 
 def write_error_log(config: Config | None, exc: BaseException) -> Path:

@@ -193,10 +193,37 @@ class CorsConfig(_Strict):
         return value
 
 
+# The account's throttle quota per Region: 10,000 requests per second, a burst of 5,000 ("Amazon API Gateway
+# quotas", https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html): a stage or usage plan
+# limit above it never applies, so a larger number in config.yaml is a typo, not a wish.
+ACCOUNT_RATE_PER_S, ACCOUNT_BURST = 10000, 5000
+
+
+class ThrottleConfig(_Strict):
+    """A token bucket as API Gateway applies it: `rate_per_s` requests a second on average, `burst` at once
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-request-throttling.html)."""
+
+    rate_per_s: float = Field(100, gt=0, le=ACCOUNT_RATE_PER_S)
+    burst: int = Field(200, ge=1, le=ACCOUNT_BURST)
+
+
+class UsagePlanConfig(ThrottleConfig):
+    """The usage plan of auth: api_key (per key: its throttle and its quota of requests per period)."""
+
+    rate_per_s: float = Field(10, gt=0, le=ACCOUNT_RATE_PER_S)
+    burst: int = Field(20, ge=1, le=ACCOUNT_BURST)
+    quota: int | None = Field(10000, ge=1)      # requests per quota_period; None: no quota
+    quota_period: Literal["DAY", "WEEK", "MONTH"] = "DAY"   # QuotaSettings.period's values (API Gateway API Reference)
+
+
 class ApiConfig(_Strict):
     name: Name = "ItemsApi"
     stage: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
     cors: CorsConfig = CorsConfig()
+    # Who may call the API: none (the tutorial's open API), api_key (an x-api-key header, a usage plan), iam (SigV4).
+    auth: Literal["none", "api_key", "iam"] = "none"
+    throttle: ThrottleConfig = ThrottleConfig()
+    usage_plan: UsagePlanConfig = UsagePlanConfig()
 
 
 class AlarmConfig(_Strict):
@@ -275,6 +302,14 @@ class Config(_Strict):
     @property
     def api_name(self) -> str:
         return self.name(self.api.name)
+
+    @property
+    def usage_plan_name(self) -> str:
+        return self.name(f"{self.api.name}-plan")
+
+    @property
+    def api_key_name(self) -> str:
+        return self.name(f"{self.api.name}-key")
 
     @property
     def topic_name(self) -> str:

@@ -9,6 +9,11 @@
 
 Everything here is a pure function of the --json document, so it is tested without AWS. The example
 bodies are the ones the handlers in lambdas/ accept, and the curl examples use the same ones.
+
+Who may call the API (the document's "auth", config.yaml's api.auth) is in each of them: with api_key the
+key's value is sent as x-api-key (Postman's API Key auth, a REST Client header, curl -H); with iam every
+request is signed with SigV4 for service execute-api (Postman's AWS Signature auth, REST Client's
+"Authorization: AWS ..." line, curl --aws-sigv4), from credentials the user supplies, never written here.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from crudstack.plan import Context
 
 POSTMAN_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+API_KEY_HEADER = "x-api-key"   # the header API Gateway reads an API key from (apiKeySource HEADER, its default)
 STACK_FILE, POSTMAN_FILE, HTTP_FILE = "stack.json", "postman_collection.json", "endpoints.http"
 BROWSER_FILE = "items.html"
 # The one spot of the browser client's invoke URL field that a copy in outputs/ fills in.
@@ -159,6 +165,26 @@ def contract_checks(routes: list[dict]) -> list[dict]:
     ]
 
 
+def auth_mode(doc: dict) -> str:
+    return (doc.get("auth") or {}).get("mode", "none")
+
+
+def postman_auth(doc: dict) -> tuple[dict | None, dict[str, str]]:
+    """(the collection's auth, the variables it uses with their values): every request inherits it."""
+    mode = auth_mode(doc)
+    if mode == "api_key":
+        fields = {"key": API_KEY_HEADER, "value": "{{apiKey}}", "in": "header"}
+        return ({"type": "apikey", "apikey": [{"key": k, "value": v, "type": "string"} for k, v in fields.items()]},
+                {"apiKey": (doc["auth"].get("api_key") or {}).get("value") or ""})
+    if mode == "iam":
+        # Credentials are the user's: left empty here, to fill in Postman (or from an environment).
+        fields = {"accessKey": "{{awsAccessKeyId}}", "secretKey": "{{awsSecretAccessKey}}", "sessionToken": "{{awsSessionToken}}",
+                  "region": doc.get("region") or "", "service": "execute-api"}
+        return ({"type": "awsv4", "awsv4": [{"key": k, "value": v, "type": "string"} for k, v in fields.items()]},
+                {"awsAccessKeyId": "", "awsSecretAccessKey": "", "awsSessionToken": ""})
+    return None, {}
+
+
 def postman_collection(doc: dict) -> dict:
     routes = ordered_routes(doc["routes"])
     created = _created_ids(routes)
@@ -187,7 +213,8 @@ def postman_collection(doc: dict) -> dict:
         items.append({"name": "Contract checks", "description": "Requests the API must refuse (see openapi.yaml)", "item": checks})
         variables.add("checkItemId")
     etags = {etag_variable(v) for v in variables if v.endswith("Id") and v != "checkItemId"}
-    return {
+    auth, auth_variables = postman_auth(doc)
+    collection = {
         "info": {
             "name": f"{doc['stack']} items API ({doc['target']})",
             "description": f"The CRUD API of stack {doc['stack']}, made by crudstack. Send the POST first: "
@@ -195,9 +222,30 @@ def postman_collection(doc: dict) -> dict:
             "schema": POSTMAN_SCHEMA,
         },
         "variable": [{"key": "baseUrl", "value": doc["invoke_url"] or "", "type": "string"}]
-                    + [{"key": v, "value": "", "type": "string"} for v in sorted(variables | etags)],
+                    + [{"key": v, "value": "", "type": "string"} for v in sorted(variables | etags)]
+                    + [{"key": k, "value": v, "type": "string"} for k, v in auth_variables.items()],
         "item": items,
     }
+    if auth is not None:
+        collection["auth"] = auth
+        if auth["type"] == "awsv4":
+            collection["info"]["description"] += (" Requests are signed (AWS Signature): set awsAccessKeyId and "
+                                                  "awsSecretAccessKey (and awsSessionToken for temporary credentials).")
+    return collection
+
+
+def rest_client_auth(doc: dict) -> tuple[list[str], list[str]]:
+    """(file variable lines, the header line every request carries) for the document's auth."""
+    mode = auth_mode(doc)
+    if mode == "api_key":
+        return [f"@apiKey = {(doc['auth'].get('api_key') or {}).get('value') or ''}"], [f"{API_KEY_HEADER}: {{{{apiKey}}}}"]
+    if mode == "iam":
+        # REST Client signs with "Authorization: AWS <accessId> <accessKey> [token:..] [region:..] [service:..]"
+        # (Huachao/vscode-restclient README, "AWS Signature v4"); the keys come from the environment.
+        return ([f"@awsRegion = {doc.get('region') or ''}"],
+                ["Authorization: AWS {{$processEnv AWS_ACCESS_KEY_ID}} {{$processEnv AWS_SECRET_ACCESS_KEY}} "
+                 "token:{{$processEnv AWS_SESSION_TOKEN}} region:{{awsRegion}} service:execute-api"])
+    return [], []
 
 
 def rest_client_file(doc: dict) -> str:
@@ -211,12 +259,14 @@ def rest_client_file(doc: dict) -> str:
         "",
         f"@baseUrl = {doc['invoke_url'] or ''}",
     ]
+    auth_lines, auth_headers = rest_client_auth(doc)
+    lines += auth_lines
     for var, (source, key) in sorted(created.items()):
         lines.append(f"@{var} = {{{{{names[id(source)]}.response.body.$.item.{key}}}}}")
     for route in routes:
         segments = _segments(route["path"])
         lines += ["", f"### {route['method']} {route['path']} ({route['function']})", f"# @name {names[id(route)]}",
-                  f"{route['method']} {{{{baseUrl}}}}/{'/'.join(segments)}"]
+                  f"{route['method']} {{{{baseUrl}}}}/{'/'.join(segments)}", *auth_headers]
         ids = [s.strip("{}") for s in segments if s.startswith("{{")]
         if ids and route["method"] in CONDITIONAL and ids[-1] in created:
             # The ETag of the item as created: a write after another write needs the newer one (412 otherwise).
@@ -261,13 +311,26 @@ def invoke_url(ctx: Context, endpoint: str | None) -> str | None:
     return f"https://{ctx.api_id}.execute-api.{ctx.region}.{ctx.aws.dns_suffix}/{stage}"
 
 
-def curl_examples(ctx: Context, url: str) -> list[str]:
+def curl_auth(ctx: Context, api_key: str | None) -> str:
+    """What each curl command adds for api.auth: the key's header, or curl's own SigV4 signing (curl 7.75+,
+    --aws-sigv4 "aws:amz:REGION:execute-api" with the keys from the environment)."""
+    auth = ctx.config.api.auth
+    if auth == "api_key":
+        return f"-H '{API_KEY_HEADER}: {api_key or '<your API key>'}' "
+    if auth == "iam":
+        # Temporary credentials also need -H "x-amz-security-token: $AWS_SESSION_TOKEN" (README, "Who can call the API").
+        return f"--aws-sigv4 'aws:amz:{ctx.region}:execute-api' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" "
+    return ""
+
+
+def curl_examples(ctx: Context, url: str, api_key: str | None = None) -> list[str]:
     routes = [{"method": f.method, "path": f.path} for f in ctx.config.lambda_.functions.values()]
+    auth = curl_auth(ctx, api_key)
     examples = []
     for route in ordered_routes(routes):
         path = "/".join("<id>" if p.startswith("{") else p for p in route["path"].split("/"))
         method = "" if route["method"] == "GET" else f"-X {route['method']} "
         payload = example_body(route["method"])
         body = f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'" if payload is not None else ""
-        examples.append(f"curl {method}'{url}{path}'{body}")
+        examples.append(f"curl {auth}{method}'{url}{path}'{body}")
     return examples

@@ -24,7 +24,7 @@ from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES
 # Statement keys. Each need below names the statement its action belongs to.
 UNSCOPED, TABLE, BACKUPS, ROLE, PASS_ROLE, FUNCTIONS = "unscoped", "table", "backups", "role", "pass-role", "functions"
 REST_APIS, REST_API, API_TAGS, LOG_GROUPS, TOPIC, ALARMS = "rest-apis", "rest-api", "api-tags", "log-groups", "topic", "alarms"
-MANAGED_POLICIES = "managed-policies"
+MANAGED_POLICIES, USAGE_PLANS = "managed-policies", "usage-plans"
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,21 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("apigateway", "CreateStage"): _needs(("apigateway:POST", REST_API), ("apigateway:PUT", API_TAGS)),
     ("apigateway", "UpdateStage"): _needs(("apigateway:PATCH", REST_API)),
     ("apigateway", "TagResource"): _needs(("apigateway:PUT", API_TAGS)),
+    ("apigateway", "GetGatewayResponses"): _needs(("apigateway:GET", REST_API)),
+    ("apigateway", "PutGatewayResponse"): _needs(("apigateway:PUT", REST_API)),
+    # Step 5 with api.auth api_key: the usage plan and the API key (/usageplans/..., /apikeys/...); every run
+    # looks for them, so that a switch away from api_key removes them.
+    ("apigateway", "GetUsagePlans"): _needs(("apigateway:GET", USAGE_PLANS)),
+    ("apigateway", "GetUsagePlan"): _needs(("apigateway:GET", USAGE_PLANS)),
+    ("apigateway", "CreateUsagePlan"): _needs(("apigateway:POST", USAGE_PLANS), ("apigateway:PUT", API_TAGS)),
+    ("apigateway", "UpdateUsagePlan"): _needs(("apigateway:PATCH", USAGE_PLANS)),
+    ("apigateway", "DeleteUsagePlan"): _needs(("apigateway:DELETE", USAGE_PLANS)),
+    ("apigateway", "GetUsagePlanKeys"): _needs(("apigateway:GET", USAGE_PLANS)),
+    ("apigateway", "CreateUsagePlanKey"): _needs(("apigateway:POST", USAGE_PLANS)),
+    ("apigateway", "GetApiKeys"): _needs(("apigateway:GET", USAGE_PLANS)),
+    ("apigateway", "CreateApiKey"): _needs(("apigateway:POST", USAGE_PLANS), ("apigateway:PUT", API_TAGS)),
+    ("apigateway", "UpdateApiKey"): _needs(("apigateway:PATCH", USAGE_PLANS)),
+    ("apigateway", "DeleteApiKey"): _needs(("apigateway:DELETE", USAGE_PLANS)),
     # Step 7: log groups, the alerts topic, alarms
     ("logs", "DescribeLogGroups"): _needs(("logs:DescribeLogGroups", UNSCOPED)),
     ("logs", "CreateLogGroup"): _needs(("logs:CreateLogGroup", LOG_GROUPS), ("logs:TagResource", LOG_GROUPS)),
@@ -165,8 +180,10 @@ STATEMENTS = (
     Statement(REST_API, "RestApisAreNotNamedByStackSoEveryRestApiOfTheRegion", "Steps 4-5: resources, methods, integrations, "
               "deployments, the stage, and deleting the API. API Gateway paths hold the random id, not our name, "
               "so this cannot be narrowed to the stack by Resource."),
-    Statement(API_TAGS, "TagRestApisAndStagesOnCreate", "Steps 4-5: the REST API and the stage are created with our tags "
-              "(API Gateway authorizes tag-on-create as PUT on /tags/...)."),
+    Statement(API_TAGS, "TagRestApisAndStagesOnCreate", "Steps 4-5: the REST API and the stage (and, with auth: api_key, the "
+              "usage plan and the API key) are created with our tags (API Gateway authorizes tag-on-create as PUT on /tags/...)."),
+    Statement(USAGE_PLANS, "UsagePlansAndApiKeysIdsAreRandomSoEveryOneOfTheRegion", "Step 5: find (every run), create (tagged), "
+              "update and delete the usage plan and API key of api.auth api_key. Their paths hold random ids, not our name."),
     Statement(LOG_GROUPS, "LogGroupsOfThisStacksFunctions", "Step 7: create (tagged), adopt, set retention on and delete the "
               "functions' log groups /aws/lambda/<stack>-*."),
     Statement(TOPIC, "AlertsTopicOfThisStack", "Step 7: create (tagged) and delete the alerts topic, and its e-mail subscription."),
@@ -192,6 +209,8 @@ def _resources(config: Config, key: str) -> list[str]:
         REST_APIS: [f"arn:{p}:apigateway:{region}::/restapis"],
         REST_API: [f"arn:{p}:apigateway:{region}::/restapis/*"],
         API_TAGS: [f"arn:{p}:apigateway:{region}::/tags/*"],
+        USAGE_PLANS: [f"arn:{p}:apigateway:{region}::/usageplans", f"arn:{p}:apigateway:{region}::/usageplans/*",
+                      f"arn:{p}:apigateway:{region}::/apikeys", f"arn:{p}:apigateway:{region}::/apikeys/*"],
         # "log-group:NAME" and "log-group:NAME:*" (the form most Logs actions are authorized on) both match.
         LOG_GROUPS: [f"arn:{p}:logs:{region}:*:log-group:/aws/lambda/{stack}-*"],
         TOPIC: [f"arn:{p}:sns:{region}:*:{stack}-*"],

@@ -10,11 +10,12 @@ Placeholders (string.Template: `$name` or `${name}`), for every line:
     runtime_label code_dir memory_mb timeout_s api_name stage topic_name alert_email retention_days
     period_s function_errors function_throttles function_duration_p99_ms api_5xx_errors
     api_latency_p99_ms tags (key=value, ...) tag_keys invoke_url
+    throttle_rate throttle_burst usage_plan_name api_key_name plan_rate plan_burst plan_quota gateway_headers
   `each: function` lines add:
     base function_name handler module route method path (memory_mb / timeout_s: that function's)
     concurrency (the console's choice: "Reserve concurrency: N" or "Use unreserved account concurrency")
   `each: resource` lines add:  path part parent
-Yes/no settings for `when:`  tutorial_managed_policies  alert_email  reserved_concurrency (any function's)
+Yes/no settings for `when:`  tutorial_managed_policies  alert_email  reserved_concurrency (any function's)  auth_none  auth_api_key  auth_iam
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import yaml
 
 from crudstack.config import Config
 from crudstack.plan import Context
+from crudstack.steps.access import number
 from crudstack.steps.api import CORS_ALLOW_HEADERS, preflight_headers, wanted_paths
 from crudstack.steps.role import inline_policy_name
 
@@ -113,6 +115,7 @@ def _runtime_label(runtime: str) -> str:
 def config_values(ctx: Context, invoke_url: str | None = None) -> dict[str, str]:
     cfg: Config = ctx.config
     alarms = cfg.monitoring.alarms
+    plan = cfg.api.usage_plan
     return {
         "stack": cfg.stack, "region": ctx.region, "table_name": cfg.table_name, "partition_key": cfg.table.partition_key,
         "billing_mode": cfg.table.billing_mode, "role_name": cfg.role_name,
@@ -129,6 +132,11 @@ def config_values(ctx: Context, invoke_url: str | None = None) -> dict[str, str]
         "invoke_url": invoke_url or "(known once step 5 has deployed the API)",
         "cors_origin": preflight_headers(ctx, [])["Access-Control-Allow-Origin"], "cors_headers": CORS_ALLOW_HEADERS,
         "cors_max_age": str(cfg.api.cors.max_age_s),
+        "throttle_rate": number(cfg.api.throttle.rate_per_s), "throttle_burst": str(cfg.api.throttle.burst),
+        "usage_plan_name": cfg.usage_plan_name, "api_key_name": cfg.api_key_name,
+        "plan_rate": number(plan.rate_per_s), "plan_burst": str(plan.burst),
+        "plan_quota": f"{plan.quota} requests per {plan.quota_period.lower()}" if plan.quota is not None else "no quota",
+        "gateway_headers": "Access-Control-Allow-Origin, -Headers, -Methods",
     }
 
 
@@ -137,6 +145,9 @@ def flags(cfg: Config) -> dict[str, bool]:
         "tutorial_managed_policies": cfg.role.tutorial_managed_policies,
         "alert_email": bool(cfg.monitoring.alert_email),
         "reserved_concurrency": any(cfg.reserved_concurrency(fn) is not None for fn in cfg.lambda_.functions.values()),
+        "auth_none": cfg.api.auth == "none",
+        "auth_api_key": cfg.api.auth == "api_key",
+        "auth_iam": cfg.api.auth == "iam",
     }
 
 

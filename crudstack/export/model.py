@@ -22,7 +22,10 @@ from typing import Any
 from crudstack.config import Config
 from crudstack.packaging import Package, build_package
 from crudstack.plan import Context
-from crudstack.steps.api import MOCK_REQUEST_TEMPLATES, integration_uri, permission_id, source_arn, wanted_paths, wanted_preflights
+from crudstack.steps.access import (GATEWAY_RESPONSE_TEMPLATES, GATEWAY_RESPONSE_TYPES, api_key_description, gateway_response_parameters,
+                                    method_authorization, usage_plan_description, wanted_plan)
+from crudstack.steps.api import (MOCK_REQUEST_TEMPLATES, gateway_response_headers, integration_uri, permission_id, source_arn,
+                                 wanted_paths, wanted_preflights)
 from crudstack.steps.functions import desired_settings
 from crudstack.steps.monitoring import desired_alarms, log_group_name
 from crudstack.steps.role import TRUST_POLICY, TUTORIAL_MANAGED_POLICY_NAMES, inline_policy, inline_policy_name, managed_policy_arn
@@ -109,6 +112,21 @@ class Alarm:
 
 
 @dataclass(frozen=True)
+class Access:
+    """Who may call the API (api.auth), as steps 4 and 5 set it (crudstack/steps/access.py)."""
+
+    auth: str                                  # none | api_key | iam
+    authorization: dict                        # put_method's authorizationType and apiKeyRequired, for every route
+    gateway_responses: dict[str, dict]         # DEFAULT_4XX / DEFAULT_5XX -> {"parameters": ..., "templates": ...}
+    throttle_rate: float                       # the stage's default method throttling
+    throttle_burst: int
+    usage_plan: dict | None                    # api_key only: name, description, throttle, quota (absent: none)
+    api_key: dict | None                       # api_key only: name, description
+    usage_plan_logical: str
+    api_key_logical: str
+
+
+@dataclass(frozen=True)
 class StackModel:
     config: Config             # the user's, unchanged (its stack is the parameter's default)
     tags: dict[str, str]       # every tag, crudstack-stack being the stack token
@@ -138,6 +156,7 @@ class StackModel:
     alert_email: str | None
     retention_days: int
     alarms: tuple[Alarm, ...]
+    access: Access
 
     def function(self, base: str) -> Function:
         return next(f for f in self.functions if f.base == base)
@@ -185,8 +204,10 @@ def build_model(config: Config) -> StackModel:
     alarms = []
     for name, spec in desired_alarms(ctx, ctx.topic_arn).items():
         alarms.append(Alarm(name, logical_id(name.removeprefix(f"{cfg.stack}-"), "Alarm"), spec))
+    access = _access(ctx)
     shape = [[m.method, m.path, m.function and functions[[f.base for f in functions].index(m.function)].integration_uri,
               m.preflight_headers] for m in methods]
+    shape.append([access.authorization, access.gateway_responses])   # part of the deployed snapshot too (steps/deploy.py)
     model = StackModel(
         config=config, tags=cfg.all_tags,
         table_name=cfg.table_name, table_logical=logical_id(cfg.table.name), partition_key=cfg.table.partition_key,
@@ -205,9 +226,24 @@ def build_model(config: Config) -> StackModel:
         permission_statement_id=permission_id(ctx), stage=cfg.api.stage,
         deployment_hash=hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:10],
         topic_name=cfg.topic_name, topic_logical=logical_id(cfg.monitoring.alerts_topic),
-        alert_email=cfg.monitoring.alert_email, retention_days=cfg.monitoring.log_retention_days, alarms=tuple(alarms))
+        alert_email=cfg.monitoring.alert_email, retention_days=cfg.monitoring.log_retention_days, alarms=tuple(alarms),
+        access=access)
     _check_unique_ids(model)
     return model
+
+
+def _access(ctx: Context) -> Access:
+    cfg = ctx.config
+    parameters = gateway_response_parameters(gateway_response_headers(ctx))
+    plan = None
+    if cfg.api.auth == "api_key":
+        plan = {"name": cfg.usage_plan_name, "description": usage_plan_description(cfg), **wanted_plan(ctx)}
+    return Access(
+        auth=cfg.api.auth, authorization=method_authorization(cfg),
+        gateway_responses={kind: {"parameters": parameters, "templates": dict(GATEWAY_RESPONSE_TEMPLATES)} for kind in GATEWAY_RESPONSE_TYPES},
+        throttle_rate=float(cfg.api.throttle.rate_per_s), throttle_burst=cfg.api.throttle.burst, usage_plan=plan,
+        api_key={"name": cfg.api_key_name, "description": api_key_description(cfg)} if plan else None,
+        usage_plan_logical=logical_id(cfg.api.name, "UsagePlan"), api_key_logical=logical_id(cfg.api.name, "Key"))
 
 
 def _check_unique_ids(model: StackModel) -> None:

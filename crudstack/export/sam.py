@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from crudstack.export.model import TOKEN, Function, Method, StackModel, substitute
+from crudstack.export.model import TOKEN, Function, Method, StackModel, logical_id, substitute
 
 TEMPLATE_FILE = "template.yaml"
 STACK_PARAMETER = "StackPrefix"
@@ -101,6 +101,14 @@ def template(model: StackModel) -> dict:
             "RestApiId": {"Ref": model.api_logical}, "ParentId": parent, "PathPart": res.part}}
     for method in model.methods:
         r[method.logical] = _method(model, method)
+    access = model.access
+    responses = []
+    for kind, response in access.gateway_responses.items():
+        logical = logical_id("GatewayResponse", kind)
+        responses.append(logical)
+        r[logical] = {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": {
+            "RestApiId": {"Ref": model.api_logical}, "ResponseType": kind,
+            "ResponseParameters": dict(response["parameters"]), "ResponseTemplates": dict(response["templates"])}}
     for fn in model.functions:
         r[fn.permission_logical] = {"Type": "AWS::Lambda::Permission", "Properties": {
             "FunctionName": {"Ref": fn.logical}, "Action": "lambda:InvokeFunction",
@@ -109,13 +117,29 @@ def template(model: StackModel) -> dict:
     # A Deployment is a snapshot made once: CloudFormation does not make a new one when a method changes.
     # Its logical id carries a hash of the routes, so a changed route replaces it and the stage moves on.
     deployment = f"Deployment{model.deployment_hash}"
-    r[deployment] = {"Type": "AWS::ApiGateway::Deployment", "DependsOn": [m.logical for m in model.methods],
+    r[deployment] = {"Type": "AWS::ApiGateway::Deployment", "DependsOn": [m.logical for m in model.methods] + responses,
                      "Properties": {"RestApiId": {"Ref": model.api_logical},
                                     "Description": f"crudstack export, routes {model.deployment_hash}"}}
     stage_logical = "Stage" + re.sub(r"[^A-Za-z0-9]", "", model.stage.title())
     r[stage_logical] = {"Type": "AWS::ApiGateway::Stage", "Properties": {
         "RestApiId": {"Ref": model.api_logical}, "StageName": model.stage, "DeploymentId": {"Ref": deployment},
+        # The stage's Default Method Throttling: every resource ("/*"), every method ("*").
+        "MethodSettings": [{"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": access.throttle_rate,
+                            "ThrottlingBurstLimit": access.throttle_burst}],
         "Tags": _tags(model)}}
+    if access.usage_plan is not None:
+        plan = access.usage_plan
+        props = {"UsagePlanName": cfn_value(model, plan["name"]), "Description": cfn_value(model, plan["description"]),
+                 "ApiStages": [{"ApiId": {"Ref": model.api_logical}, "Stage": {"Ref": stage_logical}}],
+                 "Throttle": {"RateLimit": plan["throttle"]["rateLimit"], "BurstLimit": plan["throttle"]["burstLimit"]}}
+        if "quota" in plan:
+            props["Quota"] = {"Limit": plan["quota"]["limit"], "Period": plan["quota"]["period"]}
+        r[access.usage_plan_logical] = {"Type": "AWS::ApiGateway::UsagePlan", "Properties": {**props, "Tags": _tags(model)}}
+        r[access.api_key_logical] = {"Type": "AWS::ApiGateway::ApiKey", "Properties": {
+            "Name": cfn_value(model, access.api_key["name"]), "Description": cfn_value(model, access.api_key["description"]),
+            "Enabled": True, "Tags": _tags(model)}}
+        r[access.usage_plan_logical + "Key"] = {"Type": "AWS::ApiGateway::UsagePlanKey", "Properties": {
+            "KeyId": {"Ref": access.api_key_logical}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": access.usage_plan_logical}}}
     r[model.topic_logical] = {"Type": "AWS::SNS::Topic", "Properties": {
         "TopicName": cfn_value(model, model.topic_name), "Tags": _tags(model)}}
     if model.alert_email:
@@ -130,6 +154,10 @@ def template(model: StackModel) -> dict:
                                           f"{model.stage}"}},
         "TableName": {"Description": "The DynamoDB table", "Value": {"Ref": model.table_logical}},
     }
+    if access.api_key is not None:
+        # CloudFormation cannot give out a key's value: its id, and the command that shows it.
+        outputs["ApiKeyId"] = {"Description": "The API key (its value: aws apigateway get-api-key --include-value --api-key <id>)",
+                               "Value": {"Ref": access.api_key_logical}}
     for fn in model.functions:
         outputs[f"{fn.logical}Arn"] = {"Description": f"{fn.method} {fn.path}", "Value": {"Fn::GetAtt": [fn.logical, "Arn"]}}
     return {
@@ -175,6 +203,10 @@ def _method(model: StackModel, method: Method) -> dict:
     props = {"RestApiId": {"Ref": model.api_logical}, "ResourceId": {"Ref": model.resource(method.path).logical},
              "HttpMethod": method.method, "AuthorizationType": "NONE"}
     if method.function is not None:
+        # api.auth: AWS_IAM, or an API key required; a preflight (OPTIONS) stays open.
+        props["AuthorizationType"] = model.access.authorization["authorizationType"]
+        if model.access.authorization["apiKeyRequired"]:
+            props["ApiKeyRequired"] = True
         # Lambda proxy integrations are always called with POST, whatever the client's method.
         props["Integration"] = {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST",
                                 "Uri": cfn_value(model, model.function(method.function).integration_uri)}

@@ -15,6 +15,8 @@ from crudstack.aws import error_code
 from crudstack.calls import Call, FindOrCreate, Once, Ref, resolve
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
+from crudstack.steps.access import (GATEWAY_RESPONSE, authorization_patch, current_gateway_responses, method_authorization,
+                                    plan_gateway_responses, warn_if_open)
 from crudstack.steps.base import is_ours, not_ours, tag_changes
 
 NOT_FOUND = ("NotFoundException", "ResourceNotFoundException")
@@ -62,6 +64,13 @@ def preflight_headers(ctx: Context, methods: list[str]) -> dict[str, str]:
         "Access-Control-Allow-Origin": origins[0] if len(origins) == 1 else "*",
         "Access-Control-Max-Age": str(cors.max_age_s),
     }
+
+
+def gateway_response_headers(ctx: Context) -> dict[str, str]:
+    """The CORS headers of API Gateway's own error answers: the preflight's, for every method of the API
+    (Max-Age belongs to a preflight answer only)."""
+    methods = sorted({fn.method for fn in ctx.config.lambda_.functions.values()})
+    return {k: v for k, v in preflight_headers(ctx, methods).items() if k != "Access-Control-Max-Age"}
 
 
 def wanted_preflights(ctx: Context) -> dict[str, dict[str, str]]:
@@ -168,6 +177,7 @@ class ApiStep:
     def plan(self, ctx: Context) -> list[Change]:
         step = f"Step {self.number} {self.title}"
         cfg = ctx.config
+        warn_if_open(cfg)
         apigw = ctx.aws.client("apigateway")
         api, extras = find_our_api(ctx, step)
         changes: list[Change] = []
@@ -204,6 +214,7 @@ class ApiStep:
         preflights = wanted_preflights(ctx)
         for path, headers in preflights.items():
             changes.extend(self._plan_preflight(ctx, path, headers, existing.get(path, {}).get("resourceMethods", {}).get("OPTIONS")))
+        changes.extend(self._plan_gateway_responses(ctx, api))
         # Methods on our paths that config no longer asks for (a route removed from config.yaml).
         for path, resource in sorted(existing.items()):
             for method in sorted(resource.get("resourceMethods") or {}):
@@ -229,20 +240,27 @@ class ApiStep:
         if current is None:
             # "Method already exists": made by our own call whose answer was lost.
             return [self._route_change("method", label, Action.CREATE, [
-                Call("apigateway", "put_method", {**where, "authorizationType": "NONE"}, ok=("ConflictException",)), integration],
+                Call("apigateway", "put_method", {**where, **method_authorization(ctx.config)}, ok=("ConflictException",)), integration],
                 after=(f"resource:{path}",))]
         wanted = {"type": "AWS_PROXY", "httpMethod": "POST", "uri": uri}
         got = {k: (current.get("methodIntegration") or {}).get(k) for k in wanted}
-        calls = []
-        if current.get("authorizationType") != "NONE":
-            got["authorization"], wanted["authorization"] = current.get("authorizationType"), "NONE"
-            calls.append(Call("apigateway", "update_method", {**where, "patchOperations": [
-                {"op": "replace", "path": "/authorizationType", "value": "NONE"}]}))
+        # Who may call it (api.auth): changed in place, the integration left as it is.
+        diffs, patch = authorization_patch(current, ctx.config)
+        calls = [Call("apigateway", "update_method", {**where, "patchOperations": patch})] if patch else []
         if got != wanted:
             # Lambda proxy integrations are always called with POST, whatever the client's method.
-            diffs = {k: (got.get(k), wanted[k]) for k in wanted if got.get(k) != wanted[k]}
-            return [self._route_change("method", label, Action.UPDATE, calls + [integration], diffs=diffs)]
+            diffs.update({k: (got.get(k), wanted[k]) for k in wanted if got.get(k) != wanted[k]})
+            calls.append(integration)
+        if calls:
+            return [self._route_change("method", label, Action.UPDATE, calls, diffs=diffs)]
         return []
+
+    def _plan_gateway_responses(self, ctx: Context, api: dict | None) -> list[Change]:
+        """API Gateway's own 4xx and 5xx answers (a missing key, a throttle, a failed function) with the CORS
+        headers of the preflight, so a browser page can read them; part of the deployed snapshot (step 5)."""
+        current = current_gateway_responses(ctx, api["id"]) if api is not None else {}
+        return [self._route_change(GATEWAY_RESPONSE, kind, action, [put], diffs=diffs)
+                for kind, action, diffs, put in plan_gateway_responses(ctx, gateway_response_headers(ctx), current)]
 
     def _plan_preflight(self, ctx: Context, path: str, headers: dict[str, str], current: dict | None) -> list[Change]:
         label = f"OPTIONS {path}"
@@ -362,5 +380,7 @@ class ApiStep:
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, calls=[delete_api(api["id"])]))
+            # A usage plan on its stage lets go of it first (step 5's teardown, crudstack/steps/access.py).
+            changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, calls=[delete_api(api["id"])],
+                                  after=("usage plan gone",)))
         return changes

@@ -1,6 +1,7 @@
-"""Step 5. API Gateway -> Actions -> Deploy API -> stage "prod".
+"""Step 5. API Gateway -> Actions -> Deploy API -> stage "prod"; its default method throttling, and with
+api.auth api_key a usage plan on it holding one API key (crudstack/steps/access.py).
 
-A deployment is a snapshot of the API's resources and integrations. We make a new
+A deployment is a snapshot of the API's resources, integrations and gateway responses. We make a new
 one only when that snapshot would differ: its fingerprint is kept in the
 deployment's description, so no state file is needed to know what is live.
 """
@@ -11,30 +12,37 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
-from crudstack.calls import Call, FindOrCreate, Poll, Ref
+from crudstack.calls import Call, FindOrCreate, Local, Poll, Ref
+from crudstack.steps.access import (GATEWAY_RESPONSE, gateway_responses_fingerprint, plan_stage_throttle, plan_usage_plan,
+                                    plan_usage_teardown)
 from crudstack.steps.api import PREFLIGHT, preflight_shape, tag_calls, wanted_paths
 from crudstack.steps.base import tag_changes
 
 NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
-ROUTE_KINDS = ("resource", "method", PREFLIGHT)  # the changes of step 4 that alter the deployed snapshot
+ROUTE_KINDS = ("resource", "method", PREFLIGHT, GATEWAY_RESPONSE)  # the changes of step 4 that alter the deployed snapshot
 
 
-def fingerprint_of(resources: list[dict]) -> str:
+def fingerprint_of(resources: list[dict], gateway_responses: list[dict]) -> str:
     shape = []
     for resource in resources:
         for method, detail in sorted((resource.get("resourceMethods") or {}).items()):
             integration = detail.get("methodIntegration") or {}
-            shape.append([resource["path"], method, detail.get("authorizationType"),
+            shape.append([resource["path"], method, detail.get("authorizationType"), bool(detail.get("apiKeyRequired")),
                           integration.get("type"), integration.get("httpMethod"), integration.get("uri")])
             if integration.get("type") == "MOCK":
                 # A MOCK's answer is its templates and responses: a changed CORS origin must be redeployed.
                 shape[-1].append(preflight_shape(detail))
-    return hashlib.sha256(json.dumps(sorted(shape)).encode()).hexdigest()[:16]
+    everything = [sorted(shape), gateway_responses_fingerprint(gateway_responses)]
+    return hashlib.sha256(json.dumps(everything).encode()).hexdigest()[:16]
 
 
 def api_fingerprint(ctx: Context, api_id: str) -> str:
-    return fingerprint_of(ctx.aws.paginate(ctx.aws.client("apigateway"), "get_resources", "items", restApiId=api_id, embed=["methods"]))
+    apigw = ctx.aws.client("apigateway")
+    resources, responses = ctx.fan(lambda read: read(), [
+        lambda: ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api_id, embed=["methods"]),
+        lambda: ctx.aws.paginate(apigw, "get_gateway_responses", "items", restApiId=api_id)])
+    return fingerprint_of(resources, responses)
 
 
 class DeployStep:
@@ -44,7 +52,7 @@ class DeployStep:
     def plan(self, ctx: Context) -> list[Change]:
         stage = ctx.config.api.stage
         if ctx.api_id is None:  # the API is about to be made
-            return [self._deploy(ctx, {}), self._create_stage(ctx)]
+            return [self._deploy(ctx, {}), self._create_stage(ctx), *self._access(ctx, None)]
         apigw = ctx.aws.client("apigateway")
         fingerprint, current = ctx.fan(lambda read: read(), [
             lambda: api_fingerprint(ctx, ctx.api_id),
@@ -74,9 +82,15 @@ class DeployStep:
         if current is not None:
             changes += tag_changes(ctx, "stage", stage, current.get("tags") or {},
                                    lambda missing: tag_calls(ctx, f"/restapis/{{}}/stages/{stage}", missing), after=("stage",))
+        changes += self._access(ctx, current)
         if changes and not any(c.action.mutates for c in changes):
             changes.append(Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}"))
         return changes or [Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}")]
+
+    def _access(self, ctx: Context, stage: dict | None) -> list[Change]:
+        """The stage's throttling, and the usage plan and key of api.auth api_key (or their removal)."""
+        throttle = plan_stage_throttle(ctx, stage)
+        return ([throttle] if throttle else []) + plan_usage_plan(ctx, f"Step {self.number} {self.title}")
 
     def _deploy(self, ctx: Context, diffs: dict) -> Change:
         """A deployment of what step 4 left: its fingerprint, read once every route change is done, is its
@@ -94,13 +108,22 @@ class DeployStep:
                          if d.get("description") == description), None)
 
         read = Poll(Call("apigateway", "get_resources", {"restApiId": Ref("api_id"), "limit": 500, "embed": ["methods"]},
-                         save={"deployment_description": lambda answer: FINGERPRINT_PREFIX + fingerprint_of(answer["items"])}),
+                         save={"deployed_resources": lambda answer: answer["items"]}),
                     all_listed, "every resource of the API to be listed by API Gateway")
+        responses = Call("apigateway", "get_gateway_responses", {"restApiId": Ref("api_id"), "limit": 500},
+                         save={"deployed_gateway_responses": lambda answer: answer["items"]})
+
+        def describe(run) -> None:
+            run.variables["deployment_description"] = FINGERPRINT_PREFIX + fingerprint_of(
+                run.variables["deployed_resources"], run.variables["deployed_gateway_responses"])
+
+        fingerprint = Local("the deployment's description: the fingerprint of the routes and gateway responses just read", describe)
         create = FindOrCreate(find, Call("apigateway", "create_deployment", {
             "restApiId": Ref("api_id"), "description": Ref("deployment_description")}),
             finds="apigateway.get_deployments(restApiId=<api_id>)  with that description",
             save={"deployment_id": lambda deployment: deployment["id"]})
-        return Change("deployment", f"{ctx.config.api_name}/{ctx.config.api.stage}", Action.CREATE, diffs, calls=[read, create],
+        return Change("deployment", f"{ctx.config.api_name}/{ctx.config.api.stage}", Action.CREATE, diffs,
+                      calls=[read, responses, fingerprint, create],
                       after=("api", "routes"), provides=("deployment",))
 
     def _point_stage(self, ctx: Context) -> Call:
@@ -115,4 +138,6 @@ class DeployStep:
         return Change("stage", ctx.config.api.stage, Action.CREATE, calls=[create], after=("deployment",), provides=("stage",))
 
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        return []  # the stage and its deployments go with the REST API (step 4's teardown)
+        # The stage and its deployments go with the REST API (step 4's teardown); the usage plan and the key
+        # are the account's, not the API's: they go here, the plan before the REST API.
+        return plan_usage_teardown(ctx)

@@ -58,11 +58,14 @@ EMAIL = "ops@example.com"
 
 def changed(settings: dict) -> dict:
     """config.yaml edited the three ways the issue names: a function's memory, a route, an alarm threshold;
-    and a function's reserved concurrency."""
+    a function's reserved concurrency; and who may call the API (an API key, a usage plan without quota,
+    another stage throttle)."""
     settings["lambda"]["functions"]["GetItemsFunction"]["memory_mb"] = 256
     settings["lambda"]["functions"]["GetItemsFunction"]["reserved_concurrency"] = 3
     settings["lambda"]["functions"]["GetItemFunction"]["route"] = "GET /things/{id}"
     settings["monitoring"]["alarms"]["function_errors"] = 5
+    settings["api"] = {**settings["api"], "auth": "api_key", "throttle": {"rate_per_s": 12.5, "burst": 25},
+                       "usage_plan": {"rate_per_s": 2, "burst": 4, "quota": None}}
     return settings
 
 
@@ -116,6 +119,15 @@ def alarm_view(alarm: dict, tags) -> dict:
     return {**view, "tags": tags_of(tags)}
 
 
+def usage_plan_view(plan: dict, keys: list[dict]) -> dict:
+    """A usage plan (API shape: throttle.rateLimit ..., keys as get_api_key answers them) for the comparison."""
+    throttle, quota = plan.get("throttle") or {}, plan.get("quota") or {}
+    return {"description": plan.get("description"), "tags": tags_of(plan.get("tags")),
+            "throttle": {"rate": float(throttle["rateLimit"]), "burst": int(throttle["burstLimit"])} if throttle else None,
+            "quota": {"limit": int(quota["limit"]), "period": quota["period"]} if quota else None,
+            "keys": {k["name"]: {"description": k.get("description"), "enabled": k["enabled"], "tags": tags_of(k.get("tags"))} for k in keys}}
+
+
 def account_view() -> dict:
     """What the (moto) account holds, in the comparison's shape; the REST API's id written <api>."""
     ddb, iam, lam, apigw, logs, sns, cw = (client(s) for s in ("dynamodb", "iam", "lambda", "apigateway", "logs", "sns", "cloudwatch"))
@@ -150,7 +162,9 @@ def account_view() -> dict:
                                                "tags": logs.list_tags_log_group(logGroupName=g["logGroupName"])["tags"]}
                           for g in logs.describe_log_groups()["logGroups"]}
     apis = apigw.get_rest_apis()["items"]
-    view["rest api"] = {a["name"]: {"tags": a.get("tags") or {}} for a in apis}
+    view["rest api"] = {a["name"]: {"tags": a.get("tags") or {}, "gateway responses": {
+        r["responseType"]: {"parameters": r.get("responseParameters") or {}, "templates": r.get("responseTemplates") or {}}
+        for r in apigw.get_gateway_responses(restApiId=a["id"])["items"] if not r.get("defaultResponse")}} for a in apis}
     view["resources"], view["methods"], view["preflights"], view["stage"], view["deployments"] = [], {}, {}, {}, 0
     for api in apis:
         for r in apigw.get_resources(restApiId=api["id"], embed=["methods"])["items"]:
@@ -164,9 +178,17 @@ def account_view() -> dict:
                 else:
                     i = detail["methodIntegration"]
                     view["methods"][f"{method} {r['path']}"] = {"authorization": detail["authorizationType"], "type": i["type"],
-                                                               "http_method": i["httpMethod"], "uri": i["uri"]}
+                                                               "http_method": i["httpMethod"], "uri": i["uri"],
+                                                               "api_key_required": bool(detail.get("apiKeyRequired"))}
         view["deployments"] += len(apigw.get_deployments(restApiId=api["id"])["items"])
-        view["stage"].update({s["stageName"]: {"tags": s.get("tags") or {}} for s in apigw.get_stages(restApiId=api["id"])["item"]})
+        for s in apigw.get_stages(restApiId=api["id"])["item"]:
+            settings = (s.get("methodSettings") or {}).get("*/*") or {}
+            plans = [p for p in apigw.get_usage_plans()["items"] if {"apiId": api["id"], "stage": s["stageName"]} in p.get("apiStages", [])]
+            view["stage"][s["stageName"]] = {
+                "tags": s.get("tags") or {},
+                "throttle": {"rate": float(settings["throttlingRateLimit"]), "burst": settings["throttlingBurstLimit"]} if settings else None,
+                "usage plans": {p["name"]: usage_plan_view(p, [apigw.get_api_key(apiKey=k["id"]) for k in
+                                                                apigw.get_usage_plan_keys(usagePlanId=p["id"])["items"]]) for p in plans}}
     view["resources"].sort()
     topics = [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     view["topic"] = {arn.rsplit(":", 1)[1]: {"tags": tags_of(sns.list_tags_for_resource(ResourceArn=arn)["Tags"])} for arn in topics}
@@ -233,16 +255,36 @@ def template_view(template: dict) -> dict:
         parent = props["ParentId"]
         return (path_of(parent) if parent in paths else "") + "/" + props["PathPart"]
 
+    stages = {f"<{logical}>": res["Properties"]["StageName"] for logical, res in resources.items() if res["Type"] == "AWS::ApiGateway::Stage"}
+    keys = {f"<{logical}>": res["Properties"] for logical, res in resources.items() if res["Type"] == "AWS::ApiGateway::ApiKey"}
+    plan_keys = [res["Properties"] for res in resources.values() if res["Type"] == "AWS::ApiGateway::UsagePlanKey"]
+    responses = {res["Properties"]["ResponseType"]: {"parameters": res["Properties"]["ResponseParameters"],
+                                                     "templates": res["Properties"]["ResponseTemplates"]}
+                 for res in resources.values() if res["Type"] == "AWS::ApiGateway::GatewayResponse"}
     for logical, res in resources.items():
         kind, p = res["Type"], res["Properties"]
         if kind == "AWS::ApiGateway::Stage":
-            view["stage"][p["StageName"]] = {"tags": tags_of(p["Tags"])}
+            [settings] = p["MethodSettings"]
+            assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+            plans = {}
+            for plan_logical, plan in resources.items():
+                q = plan["Properties"]
+                if plan["Type"] == "AWS::ApiGateway::UsagePlan" and q["ApiStages"][0]["Stage"] == f"<{logical}>":
+                    held = [{"name": keys[k["KeyId"]]["Name"], "description": keys[k["KeyId"]]["Description"],
+                             "enabled": keys[k["KeyId"]]["Enabled"], "tags": keys[k["KeyId"]]["Tags"]}
+                            for k in plan_keys if k["UsagePlanId"] == f"<{plan_logical}>" and k["KeyType"] == "API_KEY"]
+                    plans[q["UsagePlanName"]] = usage_plan_view({
+                        "description": q["Description"], "tags": q["Tags"],
+                        "throttle": {"rateLimit": q["Throttle"]["RateLimit"], "burstLimit": q["Throttle"]["BurstLimit"]},
+                        "quota": {"limit": q["Quota"]["Limit"], "period": q["Quota"]["Period"]} if "Quota" in q else None}, held)
+            view["stage"][p["StageName"]] = {"tags": tags_of(p["Tags"]), "usage plans": plans,
+                                             "throttle": {"rate": float(settings["ThrottlingRateLimit"]), "burst": settings["ThrottlingBurstLimit"]}}
         elif kind == "AWS::CloudWatch::Alarm":
             view["alarms"][p["AlarmName"]] = alarm_view(p, p["Tags"])
         elif kind == "AWS::SNS::Subscription":
             view["subscriptions"].append(f"{p['TopicArn'].rsplit(':', 1)[1]}/{p['Protocol']}:{p['Endpoint']}")
         elif kind == "AWS::ApiGateway::RestApi":
-            view["rest api"][p["Name"]] = {"tags": tags_of(p["Tags"])}
+            view["rest api"][p["Name"]] = {"tags": tags_of(p["Tags"]), "gateway responses": responses}
         elif kind == "AWS::Lambda::Function":
             view["function tags"][p["FunctionName"]] = tags_of(p["Tags"])
         elif kind == "AWS::SNS::Topic":
@@ -371,7 +413,9 @@ def terraform_view(folder: Path) -> dict:
         view["permissions"].setdefault(p["function_name"], []).append(json.dumps({
             "action": p["action"], "principal": {"Service": p["principal"]}, "source_arn": p["source_arn"]}, sort_keys=True))
     view["log groups"] = {g["name"]: {"retention": g["retention_in_days"], "tags": g["tags"]} for g in r["aws_cloudwatch_log_group"].values()}
-    view["rest api"] = {a["name"]: {"tags": a["tags"]} for a in r["aws_api_gateway_rest_api"].values()}
+    responses = {g["response_type"]: {"parameters": g["response_parameters"], "templates": g["response_templates"]}
+                 for g in r.get("aws_api_gateway_gateway_response", {}).values()}
+    view["rest api"] = {a["name"]: {"tags": a["tags"], "gateway responses": responses} for a in r["aws_api_gateway_rest_api"].values()}
     paths = {}
 
     def path_of(name: str) -> str:
@@ -395,9 +439,26 @@ def terraform_view(folder: Path) -> dict:
                 "methodResponses": {response["status_code"]: {"responseParameters": response["response_parameters"]}}})
         else:
             view["methods"][f"{m['http_method']} {path}"] = {"authorization": m["authorization"], "type": integration["type"],
-                                                          "http_method": integration["integration_http_method"], "uri": integration["uri"]}
+                                                          "http_method": integration["integration_http_method"], "uri": integration["uri"],
+                                                          "api_key_required": m.get("api_key_required", False)}
     view["deployments"] = len(r["aws_api_gateway_deployment"])
-    view["stage"] = {s["stage_name"]: {"tags": s["tags"]} for s in r["aws_api_gateway_stage"].values()}
+    view["stage"] = {}
+    for stage_name, s in r["aws_api_gateway_stage"].items():
+        ref = f"${{aws_api_gateway_stage.{stage_name}.stage_name}}"
+        [settings] = [x for x in r["aws_api_gateway_method_settings"].values() if x["stage_name"] == ref and x["method_path"] == "*/*"]
+        plans = {}
+        for plan_name, plan in r.get("aws_api_gateway_usage_plan", {}).items():
+            if plan["api_stages"][0]["stage"] != ref:
+                continue
+            held = [r["aws_api_gateway_api_key"][k["key_id"].split(".")[1]] for k in r["aws_api_gateway_usage_plan_key"].values()
+                    if k["usage_plan_id"] == f"${{aws_api_gateway_usage_plan.{plan_name}.id}}" and k["key_type"] == "API_KEY"]
+            throttle, quota = plan["throttle_settings"][0], (plan.get("quota_settings") or [None])[0]
+            plans[plan["name"]] = usage_plan_view({
+                "description": plan["description"], "tags": plan["tags"],
+                "throttle": {"rateLimit": throttle["rate_limit"], "burstLimit": throttle["burst_limit"]},
+                "quota": quota and {"limit": quota["limit"], "period": quota["period"]}}, held)
+        view["stage"][s["stage_name"]] = {"tags": s["tags"], "usage plans": plans, "throttle": {
+            "rate": float(settings["settings"][0]["throttling_rate_limit"]), "burst": settings["settings"][0]["throttling_burst_limit"]}}
     view["topic"] = {t["name"]: {"tags": t["tags"]} for t in r["aws_sns_topic"].values()}
     view["subscriptions"] = sorted(f"{s['topic_arn'].rsplit(':', 1)[1]}/{s['protocol']}:{s['endpoint']}"
                                    for s in r.get("aws_sns_topic_subscription", {}).values())
@@ -640,3 +701,29 @@ def test_terraform_validate_accepts_the_exported_files_and_fmt_leaves_them_as_th
     assert validate.returncode == 0, validate.stderr + validate.stdout
     fmt = run("fmt", "-check", "-diff")
     assert fmt.returncode == 0, fmt.stdout
+
+
+@pytest.mark.parametrize("auth", ["api_key", "iam"])
+def test_each_auth_mode_exports_a_template_cfn_lint_accepts_with_its_methods_authorization(settings, make_config, tmp_path, auth):
+    from cfnlint.api import lint_file
+
+    settings["api"] = {**settings["api"], "auth": auth}
+    cfg = make_config(settings)
+    export(cfg, "sam", tmp_path / "sam")
+    export(cfg, "terraform", tmp_path / "tf")
+
+    assert [f"{m.rule.id} {m.message}" for m in lint_file(tmp_path / "sam" / "template.yaml")] == []
+    resources = yaml.safe_load((tmp_path / "sam" / "template.yaml").read_text())["Resources"]
+    methods = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGateway::Method"]
+    for method in methods:
+        opened = method["HttpMethod"] == "OPTIONS"
+        assert method["AuthorizationType"] == ("AWS_IAM" if auth == "iam" and not opened else "NONE")
+        assert method.get("ApiKeyRequired", False) is (auth == "api_key" and not opened)
+    kinds = {r["Type"] for r in resources.values()}
+    assert {"AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlanKey"} <= kinds or auth == "iam"
+    assert not {"AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey"} & kinds or auth == "api_key"
+    declared = terraform_view(tmp_path / "tf")
+    assert {m["authorization"] for m in declared["methods"].values()} == {"AWS_IAM" if auth == "iam" else "NONE"}
+    assert bool(declared["stage"]["prod"]["usage plans"]) is (auth == "api_key")
+    outputs = (tmp_path / "tf" / "outputs.tf").read_text()
+    assert ('output "api_key_value"' in outputs) is (auth == "api_key")

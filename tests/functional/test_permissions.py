@@ -90,8 +90,8 @@ def test_every_statement_is_scoped_by_the_stack_unless_aws_cannot_scope_it():
         resources = statement["Resource"]
         if statement["Sid"] == "ListingsAndCallerIdentityAwsAuthorizesOnlyOnStar":
             assert resources == ["*"]
-        elif statement["Sid"].startswith("RestApi") or statement["Sid"].startswith("TagRestApis"):
-            # API Gateway paths hold the random REST API id, never our name.
+        elif statement["Sid"].startswith(("RestApi", "TagRestApis", "UsagePlansAndApiKeys")):
+            # API Gateway paths hold the random REST API (usage plan, API key) id, never our name.
             assert all(r.startswith("arn:aws:apigateway:us-east-1::/") for r in resources)
         else:
             assert all("demo-" in r for r in resources), statement

@@ -253,3 +253,26 @@ def test_without_reserved_concurrency_step_3_says_nothing_of_it(walkthrough):
     _, out, _ = walkthrough()
 
     assert "Concurrency" not in block(out, "3")
+
+
+def test_with_api_key_auth_steps_4_to_6_show_the_key_requirement_usage_plan_key_and_throttle_then_make_them(
+        walkthrough, config_path, settings):
+    settings["api"] = {**settings["api"], "auth": "api_key"}
+    with open(config_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(settings, f)
+
+    code, out, _ = walkthrough()
+
+    assert code == 0
+    four, five, six = block(out, "4"), block(out, "5"), block(out, "6")
+    assert "API key required: true" in four and "Gateway Responses -> Default 4XX" in four
+    assert "apigateway.put_gateway_response(" in four and "apiKeyRequired=True" in four
+    assert "Usage Plans -> Create: name demo-ItemsApi-plan" in five and "API Keys -> Create API key: name demo-ItemsApi-key" in five
+    assert "Default Method Throttling: rate 100 requests per second, burst 200" in five
+    for call in ("apigateway.create_usage_plan(", "apigateway.create_api_key(", "apigateway.create_usage_plan_key(",
+                 "apigateway.update_stage("):
+        assert call in five
+    assert "x-api-key" in six
+    for number in ("4", "5"):
+        for line in expected_console_text(config_path, number):
+            assert line in out

@@ -373,3 +373,40 @@ def test_variables_of_your_own_are_sent_after_the_tools_own():
 
     assert config.function_environment(config.lambda_.functions["GetItemFunction"]) == {
         "TABLE_NAME": "demo-ItemsTable", "ALLOWED_ORIGINS": "*", "PAGE_SIZE": "50", "Log_Level_2": "debug"}
+
+
+# -- who may call the API (api.auth, api.throttle, api.usage_plan) --------------------------------------------
+
+
+def test_an_api_section_without_auth_settings_is_the_open_api_throttled_at_100_per_second_burst_200():
+    data = settings()
+    data["api"] = {"name": "ItemsApi"}
+
+    api = parse_config(data).api
+
+    assert api.auth == "none"
+    assert (api.throttle.rate_per_s, api.throttle.burst) == (100, 200)
+    assert (api.usage_plan.rate_per_s, api.usage_plan.burst, api.usage_plan.quota, api.usage_plan.quota_period) == (10, 20, 10000, "DAY")
+
+
+def test_a_fractional_rate_and_no_quota_are_accepted():
+    data = settings()
+    data["api"]["throttle"] = {"rate_per_s": 0.5, "burst": 1}
+    data["api"]["usage_plan"] = {"quota": None}
+
+    api = parse_config(data).api
+
+    assert api.throttle.rate_per_s == 0.5 and api.usage_plan.quota is None
+
+
+def test_a_rate_over_the_accounts_quota_and_an_unknown_key_are_both_named():
+    data = settings()
+    data["api"]["throttle"] = {"rate_per_s": 20000, "burst": 10}
+    data["api"]["usage_plan"] = {"quota_perod": "DAY"}
+
+    with pytest.raises(ConfigError) as raised:
+        parse_config(data)
+
+    text = str(raised.value)
+    assert "api.throttle.rate_per_s: found 20000 (int), expected less than or equal to 10000" in text
+    assert "api.usage_plan.quota_perod: unknown key; did you mean 'quota_period'?" in text

@@ -252,3 +252,63 @@ def test_running_the_collection_in_order_gets_every_status_its_tests_expect(doc,
         expected = int(re.search(r"have.status\((\d+)\)", script(item)).group(1))
         answer = postman.send(item)
         assert answer["statusCode"] == expected, (item["name"], answer["body"])
+
+
+# -- who may call the API (api.auth) ---------------------------------------------------------------------
+
+
+KEY = "a" * 40
+
+
+def with_auth(doc: dict, mode: str) -> dict:
+    doc = {**doc, "region": "eu-west-1", "auth": {"mode": mode}}
+    if mode == "api_key":
+        doc["auth"]["api_key"] = {"name": "demo-ItemsApi-key", "id": "k1", "value": KEY, "header": "x-api-key"}
+    return doc
+
+
+def test_an_open_api_gets_no_auth_in_postman_nor_in_endpoints_http(doc):
+    for document in (doc, with_auth(doc, "none")):
+        assert "auth" not in postman_collection(document)
+        text = rest_client_file(document)
+        assert "x-api-key" not in text and "Authorization" not in text
+
+
+def test_with_api_key_every_postman_request_inherits_an_x_api_key_header_holding_the_keys_value(doc):
+    collection = postman_collection(with_auth(doc, "api_key"))
+
+    assert collection["auth"]["type"] == "apikey"
+    assert {f["key"]: f["value"] for f in collection["auth"]["apikey"]} == {"key": "x-api-key", "value": "{{apiKey}}", "in": "header"}
+    assert {v["key"]: v["value"] for v in collection["variable"]}["apiKey"] == KEY
+    assert all("auth" not in item["request"] for item in route_items(collection))   # inherited from the collection
+
+
+def test_with_api_key_every_endpoints_http_request_sends_the_key_right_after_its_request_line(doc):
+    text = rest_client_file(with_auth(doc, "api_key"))
+
+    assert f"@apiKey = {KEY}\n" in text
+    blocks = text.split("\n###")[1:]
+    assert len(blocks) == 5
+    for block in blocks:
+        lines = block.splitlines()
+        request = next(i for i, line in enumerate(lines) if line.split(" ")[0] in ("GET", "POST", "PUT", "DELETE"))
+        assert lines[request + 1] == "x-api-key: {{apiKey}}"
+
+
+def test_with_iam_postman_signs_for_execute_api_in_the_stacks_region_with_credentials_left_to_the_user(doc):
+    collection = postman_collection(with_auth(doc, "iam"))
+
+    fields = {f["key"]: f["value"] for f in collection["auth"]["awsv4"]}
+    assert collection["auth"]["type"] == "awsv4"
+    assert (fields["service"], fields["region"]) == ("execute-api", "eu-west-1")
+    variables = {v["key"]: v["value"] for v in collection["variable"]}
+    assert variables["awsAccessKeyId"] == variables["awsSecretAccessKey"] == ""
+
+
+def test_with_iam_every_endpoints_http_request_is_signed_from_the_environments_credentials(doc):
+    text = rest_client_file(with_auth(doc, "iam"))
+
+    signed = [line for line in text.splitlines() if line.startswith("Authorization: AWS ")]
+    assert len(signed) == 5
+    assert "{{$processEnv AWS_ACCESS_KEY_ID}} {{$processEnv AWS_SECRET_ACCESS_KEY}}" in signed[0]
+    assert signed[0].endswith("region:{{awsRegion}} service:execute-api") and "@awsRegion = eu-west-1" in text

@@ -6,8 +6,10 @@
     moto_config.py         AWS's managed policies loaded in IAM; Docker never tried (Lambda runs in awslambda/);
                            no flask-cors on moto's answers (AWS's API endpoints send no CORS headers)
     speedups.py            caches for work moto redoes on every request (dispatch, DynamoDB expressions, serializer)
-    apigateway_tags.py     TagResource / UntagResource on a REST API's own ARN
+    apigateway_tags.py     TagResource / UntagResource on a REST API's, an API key's and a usage plan's own ARN
     sts_tokens.py          STS session tokens from moto's seeded random, so a replayed AssumeRole gives the same one
+    apigateway_access.py   UpdateMethod (authorization, API key required), a usage plan's rate as a double,
+                           DeleteUsagePlan of a plan gone answering NotFound
     cloudwatch_alarms.py   alarms start INSUFFICIENT_DATA, keep their state on update, keep a history,
                            publish to their actions (cloudwatch/history.py, cloudwatch/responses.py)
     sns_delivery.py        SNS publishes to e-mail, SMS, HTTP and Lambda delivered locally (sns/delivery.py)
@@ -24,13 +26,14 @@ from typing import Any
 
 def configure_moto() -> None:
     """What any process serving moto as our local AWS needs (the server, and tests that build moto's app):
-    IAM's managed policies, no Docker, the caches, REST API tags. Each is idempotent."""
-    from crudstack.local.patches import apigateway_tags, moto_config, speedups, sts_tokens
+    IAM's managed policies, no Docker, the caches, REST API tags, UpdateMethod and usage plans, STS tokens. Each is idempotent."""
+    from crudstack.local.patches import apigateway_access, apigateway_tags, moto_config, speedups, sts_tokens
 
     moto_config.install()
     speedups.install()
     apigateway_tags.install()
     sts_tokens.install()
+    apigateway_access.install()
 
 
 def install_behaviour(sns_delivery: Any) -> None:

@@ -4,6 +4,9 @@
   (arn:aws:apigateway:REGION::/restapis/ID, API Gateway API Reference, TagResource); moto handles only stage
   ARNs and takes the last part of a REST API's ARN for a stage name (NotFoundException "Invalid Rest API Id").
   provision.py sets tags changed in config.yaml on an existing REST API this way.
+- The same on an API key (arn:aws:apigateway:REGION::/apikeys/ID) and a usage plan (.../usageplans/ID),
+  which AWS tags alike (TagResource: "The ARN of a resource that can be tagged"; the API keys and usage
+  plans of auth: api_key carry our tags and are found by them).
 """
 
 from __future__ import annotations
@@ -25,30 +28,38 @@ def install() -> None:
     _installed = True
 
 
-def _rest_api_id(response) -> str | None:
-    """The REST API id of a /tags/<ARN> request naming a REST API itself (not a stage)."""
+def _tagged(response):
+    """The REST API, API key or usage plan a /tags/<ARN> request names (None for a stage: moto's own)."""
     parts = unquote(response.path.split("/tags/", 1)[1]).split("::", 1)[-1].strip("/").split("/")
-    return parts[1] if len(parts) == 2 and parts[0] == "restapis" else None
+    if len(parts) != 2:
+        return None
+    kind, ident = parts
+    backend = response.backend
+    if kind == "restapis":
+        return backend.get_rest_api(ident)
+    if kind == "apikeys":
+        return backend.get_api_key(ident)
+    if kind == "usageplans":
+        return backend.get_usage_plan(ident)
+    return None
 
 
 def _tag_rest_apis() -> None:
     from moto.apigateway.responses import APIGatewayResponse
 
     def tag_resource(self) -> str:
-        api_id = _rest_api_id(self)
-        if api_id is None:
+        tagged = _tagged(self)
+        if tagged is None:
             return original_tag(self)
-        api = self.backend.get_rest_api(api_id)
-        api.tags = {**(api.tags or {}), **(self._get_param("tags") or {})}
+        tagged.tags = {**(tagged.tags or {}), **(self._get_param("tags") or {})}
         return json.dumps({})
 
     def untag_resource(self) -> str:
-        api_id = _rest_api_id(self)
-        if api_id is None:
+        tagged = _tagged(self)
+        if tagged is None:
             return original_untag(self)
-        api = self.backend.get_rest_api(api_id)
         for key in self.querystring.get("tagKeys") or []:
-            (api.tags or {}).pop(key, None)
+            (tagged.tags or {}).pop(key, None)
         return json.dumps({})
 
     original_tag = replace(APIGatewayResponse, "tag_resource", tag_resource)
