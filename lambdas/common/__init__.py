@@ -6,8 +6,7 @@ standard library.
 
 - ``common.http``: errors, responses, CORS, request body / header / query parsing, ``api_handler``.
 - ``common.items``: the item's fields and rules, ETags and If-Match, page tokens.
-- here: ``TABLE`` (built once per container), ``from_dynamodb`` for the low-level client's items, and the
-  conditional write shared by PUT and DELETE.
+- here: ``TABLE`` (built once per container) and the conditional write shared by PUT and DELETE.
 """
 import dataclasses
 import os
@@ -64,12 +63,6 @@ def item_not_found(item_id: str) -> NotFound:
 MAX_WRITE_ATTEMPTS = 3
 _VERSION_NAME = {"#version": "version"}
 _DESERIALIZER = TypeDeserializer()
-
-
-def from_dynamodb(item: dict) -> dict:
-    """An item as the low-level client returns it ({"name": {"S": "Pen"}}) as the Table resource would
-    ({"name": "Pen"}; numbers as Decimal): boto3's own TypeDeserializer, which the resource uses too."""
-    return {name: _DESERIALIZER.deserialize(value) for name, value in item.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -453,18 +453,6 @@ def test_get_shows_only_the_contracts_fields_of_an_item_written_elsewhere(handle
                                        "updatedAt": stamp, "version": 4})
 
 
-def test_get_reads_an_item_into_the_values_the_table_resource_gives(handlers, table):
-    # GET reads through the low-level client (lambdas/get_item.py); every DynamoDB type must come out
-    # as TABLE.get_item would give it, so to_api and etag see no difference.
-    table.put_item(Item={"id": MISSING, "name": "Pen", "version": Decimal("2.5"), "count": Decimal(7),
-                         "tags": {"a", "b"}, "sizes": {Decimal(1), Decimal("1.5")}, "blob": b"\x00\xff",
-                         "nested": {"list": [Decimal(1), "x", None, True]}, "flag": False, "nothing": None})
-    raw = handlers.get_item.DYNAMODB.get_item(TableName=TABLE_NAME, Key={"id": {"S": MISSING}})["Item"]
-
-    assert handlers.common.from_dynamodb(raw) == stored(table, MISSING)
-    assert call(handlers, "get_item", item_event("GET", MISSING))[1]["version"] == 2
-
-
 def test_get_of_a_missing_item_is_404(handlers, table):
     status, payload = call(handlers, "get_item", item_event("GET", MISSING))
 
@@ -992,7 +980,7 @@ def test_an_unexpected_error_is_a_json_500_with_the_traceback_logged(handlers, t
     def broken_get_item(**kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(handlers.get_item.DYNAMODB, "get_item", broken_get_item)
+    monkeypatch.setattr(handlers.common.TABLE, "get_item", broken_get_item)
 
     result = invoke(handlers, "get_item", item_event("GET", MISSING))
 
@@ -1025,7 +1013,7 @@ def test_outside_lambda_the_traceback_of_a_500_goes_to_stdout(tmp_path):
         def broken_get_item(**kwargs):
             raise RuntimeError("disk on fire")
 
-        get_item.DYNAMODB.get_item = broken_get_item
+        common.TABLE.get_item = broken_get_item
         result = get_item.lambda_handler({"httpMethod": "GET", "path": "/items/x", "pathParameters": {"id": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"}}, None)
         sys.stderr.write(json.dumps(result))
         """
