@@ -28,7 +28,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -89,7 +88,6 @@ def main() -> None:
             direct = bench.direct_get_one()
             first = p50_rounds(bench, {"health": health, "GET": get, "direct": direct}, args.rounds, args.requests)
             bench.lambda_.update_function_code(FunctionName="bench-GetItemFunction", ZipFile=no_op_zip())
-            time.sleep(0.5)  # let the update retire the warm worker before the warm-up requests
             second = p50_rounds(bench, {"health": health, "no-op GET": get, "direct": direct}, args.rounds, args.requests)
         finally:
             bench.close()
