@@ -23,7 +23,7 @@ import yaml
 from crudstack.config import ROOT
 from crudstack.local.state import journal
 from crudstack.local.sns.models import Outbox
-from tests.e2e.conftest import LocalStack, alive, make_stack
+from tests.e2e.conftest import CONTRACT_THROTTLE, LocalStack, alive, make_stack
 from tests.support.local_server import wait_until
 
 DEFAULTS = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -86,7 +86,9 @@ def functions(stack: LocalStack) -> dict[str, dict]:
 
 
 def test_500_items_made_through_the_invoke_url_survive_sigkill_and_provision_finds_nothing_to_change(new_stack):
-    stack = new_stack()
+    # 500 creates from 8 threads go faster than the default stage throttle (100/s, burst 200) the local
+    # gateway enforces: this test is about durability, so its stack gets the account's limits.
+    stack = new_stack(api={**DEFAULTS["api"], "throttle": CONTRACT_THROTTLE})
     url = stack.invoke_url
     ids = create_items(url, 500)
     before = functions(stack)
