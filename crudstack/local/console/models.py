@@ -219,8 +219,9 @@ class ConsoleData:
             return found
         apigateway = self.client("apigateway", region)
         keys = []
+        here = (stage["api_id"], stage["name"])
         for plan in apigateway.get_usage_plans(limit=500).get("items", []):
-            if not any(s.get("apiId") == stage["api_id"] and s.get("stage") == stage["name"] for s in plan.get("apiStages") or []):
+            if here not in {(s.get("apiId"), s.get("stage")) for s in plan.get("apiStages") or []}:
                 continue
             limits = plan.get("throttle") or {}
             quota = plan.get("quota")
@@ -236,8 +237,9 @@ class ConsoleData:
                         continue
                     raise
                 enabled = bool(key.get("enabled"))
-                found["resources"].append({"kind": "API key", "name": key["name"], "state": "enabled" if enabled else "disabled",
-                                           "ok": enabled, "detail": f"in {plan['name']}; sent as x-api-key"})
+                found["resources"].append({"kind": "API key", "name": key["name"], "ok": enabled,
+                                           "state": "enabled" if enabled else "disabled",
+                                           "detail": f"in {plan['name']}; sent as x-api-key"})
                 if enabled and key.get("value"):
                     keys.append(key)
         stack_keys = [k for k in keys if ours(k.get("tags") or {}, stack)]

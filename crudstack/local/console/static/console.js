@@ -93,12 +93,13 @@ async function loadItems() {
   $("#items-next").disabled = !page.next;
   $("#items-first").disabled = state.itemsPage === 0;
   $("#items-count").textContent = `page ${state.itemsPage + 1}: ${page.count} item(s)`;
+  const off = !!writesRefused();
   $("#items tbody").replaceChildren(...page.items.map((item) => h("tr", { "data-id": item.id },
     h("td", {}, h("code", {}, String(item.id))), h("td", { class: "name" }, String(item.name ?? "")),
     h("td", { class: "description" }, String(item.description ?? "")), h("td", { class: "version" }, String(item.version ?? "")),
     h("td", {}, String(item.updatedAt ?? "")),
-    h("td", {}, h("button", { type: "button", class: "edit", disabled: !!writesRefused(), onclick: () => startEdit(item.id) }, "Edit"), " ",
-      h("button", { type: "button", class: "delete", disabled: !!writesRefused(), onclick: () => removeItem(item.id) }, "Delete")))));
+    h("td", {}, h("button", { type: "button", class: "edit", disabled: off, onclick: () => startEdit(item.id) }, "Edit"), " ",
+      h("button", { type: "button", class: "delete", disabled: off, onclick: () => removeItem(item.id) }, "Delete")))));
 }
 
 // Who may write through the items API (the stack's api.auth): with api_key the console sends the stack's
