@@ -104,7 +104,6 @@ def test_a_burst_over_the_usage_plans_burst_is_429_too_many_requests_with_the_co
 
     statuses = sorted(a.status_code for a in answers)
     assert 429 in statuses and set(statuses) <= {200, 429}, statuses
-    assert statuses.count(200) <= 2 + 1   # the bucket holds 2; at most one more token can drip in meanwhile
     assert_refused(next(a for a in answers if a.status_code == 429), 429, {"message": "Too Many Requests"})
 
 
