@@ -6,6 +6,7 @@ provision sets them up and as the local gateway enforces them, through the invok
               gateway response; a re-run with the same config makes no write
     iam       unsigned 403 "Missing Authentication Token", signed (SigV4, execute-api) with the local AWS's
               default credentials 200
+              teardown deletes the plan (its stage let go first) and the key
     none      the stage's default method throttling (api.throttle) is enforced: 429 above it
 
 Bursts are sent at once from threads: one after another, a request's own run (a cold start takes about a
@@ -141,6 +142,20 @@ def test_a_quota_added_by_a_reprovision_is_enforced_429_limit_exceeded_and_a_rer
     assert_refused(over, 429, {"message": "Limit Exceeded"})
     again = reprovision(keyed, quota)
     assert again["aws_calls"]["writes"] == 0 and changed(again) == []
+
+
+
+def test_teardown_lets_the_stage_go_and_deletes_the_usage_plan_and_the_key(keyed):
+    plan_id = keyed.document["auth"]["usage_plan"]["id"]
+    key_id = keyed.document["auth"]["api_key"]["id"]
+
+    result = keyed.run("teardown.py", "--yes", "--delete-data")
+
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    assert any(f"usage plan {keyed.name('ItemsApi-plan')} ({plan_id})" in line and "deleted" in line for line in lines)
+    assert any(f"API key {keyed.name('ItemsApi-key')} ({key_id})" in line and "deleted" in line for line in lines)
+    assert "The local AWS held nothing else and was stopped." in result.stdout
 
 
 # -- iam -----------------------------------------------------------------------------------------------------
