@@ -6,6 +6,7 @@
                               "Contract checks" folder of requests the API must refuse (400, 412, 415)
     endpoints.http            the same requests for VS Code's REST Client (and editors that read its format)
     items.html                the browser client (crudstack/browser/items.html) with the invoke URL filled in
+                              (and with api_key, its x-api-key field)
 
 Everything here is a pure function of the --json document, so it is tested without AWS. The example
 bodies are the ones the handlers in lambdas/ accept, and the curl examples use the same ones.
@@ -32,8 +33,9 @@ POSTMAN_SCHEMA = "https://schema.getpostman.com/json/collection/v2.1.0/collectio
 API_KEY_HEADER = "x-api-key"   # the header API Gateway reads an API key from (apiKeySource HEADER, its default)
 STACK_FILE, POSTMAN_FILE, HTTP_FILE = "stack.json", "postman_collection.json", "endpoints.http"
 BROWSER_FILE = "items.html"
-# The one spot of the browser client's invoke URL field that a copy in outputs/ fills in.
+# The spots of the browser client's invoke URL and x-api-key fields that a copy in outputs/ fills in.
 _URL_FIELD = 'id="invoke-url" type="url" value=""'
+_KEY_FIELD = 'id="api-key" autocomplete="off"'
 METHOD_ORDER = ("POST", "GET", "PUT", "PATCH", "DELETE")  # create first: it makes the id the others use
 _PARAM = re.compile(r"^\{(\w+)\}$")
 
@@ -277,12 +279,22 @@ def rest_client_file(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def browser_client(invoke_url: str | None) -> str:
-    """crudstack/browser/items.html with its invoke URL field filled in (escaped: it is HTML)."""
+def browser_client(invoke_url: str | None, api_key: str | None = None) -> str:
+    """crudstack/browser/items.html with its invoke URL field filled in, and with api.auth api_key its x-api-key
+    field too (both escaped: it is HTML)."""
     page = resources.files("crudstack.browser").joinpath(BROWSER_FILE).read_text(encoding="utf-8")
-    if _URL_FIELD not in page:
-        raise ValueError(f"crudstack/browser/{BROWSER_FILE} lost its invoke URL field ({_URL_FIELD})")
-    return page.replace(_URL_FIELD, f'id="invoke-url" type="url" value="{html.escape(invoke_url or "", quote=True)}"', 1)
+    for field, what in ((_URL_FIELD, "invoke URL"), (_KEY_FIELD, "x-api-key")):
+        if field not in page:
+            raise ValueError(f"crudstack/browser/{BROWSER_FILE} lost its {what} field ({field})")
+    page = page.replace(_URL_FIELD, f'id="invoke-url" type="url" value="{html.escape(invoke_url or "", quote=True)}"', 1)
+    if api_key:
+        page = page.replace(_KEY_FIELD, f'{_KEY_FIELD} value="{html.escape(api_key, quote=True)}"', 1)
+    return page
+
+
+def api_key_value(doc: dict) -> str | None:
+    """The key's value with api.auth api_key, else None."""
+    return ((doc.get("auth") or {}).get("api_key") or {}).get("value") if auth_mode(doc) == "api_key" else None
 
 
 def write_outputs(doc: dict, folder: Path) -> list[Path]:
@@ -293,7 +305,7 @@ def write_outputs(doc: dict, folder: Path) -> list[Path]:
     browser = folder / BROWSER_FILE
     postman.write_text(json.dumps(postman_collection(doc), indent=2) + "\n", encoding="utf-8")
     http.write_text(rest_client_file(doc), encoding="utf-8")
-    browser.write_text(browser_client(doc["invoke_url"]), encoding="utf-8")
+    browser.write_text(browser_client(doc["invoke_url"], api_key_value(doc)), encoding="utf-8")
     doc["outputs"] = {"dir": str(folder), "files": [str(stack), str(postman), str(http), str(browser)]}
     stack.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return [stack, postman, http, browser]

@@ -4,7 +4,10 @@ outputs/, as a user double-clicks it) shows in the console's table; a stale ETag
 in the client and in the console; a function error from the console's Test tab takes the function's
 Errors alarm to ALARM, and its alert e-mail shows in the outbox.
 
-One provisioned stack and one browser for the module. Skipped only where /usr/bin/chromium is
+With api.auth api_key, the console's writes send the stack's key and the client from outputs/ has it
+filled in; with iam, the console turns its writes off and says why.
+
+One provisioned stack (and one with api_key) and one browser for the module. Skipped only where /usr/bin/chromium is
 absent (.ci/run installs it)."""
 
 from __future__ import annotations
@@ -194,3 +197,49 @@ def test_a_function_error_from_the_test_tab_sets_off_its_errors_alarm_and_mails_
     browser.get(f"{stack.endpoint}/_console#outbox")
     wait(browser, lambda d: f'ALARM: "{alarm}"' in text_of(d, "#outbox"), timeout=30,
          message="the alert e-mail never showed in the outbox")
+
+
+# -- api.auth: the console's writes and the browser client with api_key, and iam's writes turned off -----------
+
+
+@pytest.fixture(scope="module")
+def keyed_stack(tmp_path_factory):
+    api = yaml.safe_load((ROOT / "config.yaml").read_text())["api"]
+    api["auth"] = "api_key"
+    with provisioned(make_stack(tmp_path_factory.mktemp("console-keyed"), {"api": api})) as running:
+        yield running
+
+
+def test_with_api_key_the_console_creates_through_the_api_sending_the_stacks_key(keyed_stack, browser):
+    key = keyed_stack.document["auth"]["api_key"]["value"]
+    assert requests.get(f"{keyed_stack.invoke_url}/items", timeout=10).status_code == 403   # the key is needed
+    open_console(browser, keyed_stack, "items")
+    wait(browser, lambda d: "as x-api-key" in text_of(d, "#items-auth"), message=text_of(browser, "#items-auth"))
+
+    css(browser, "#create-name")[0].send_keys("Made with a key")
+    click(browser, "#create-submit")
+
+    wait(browser, lambda d: "201 Created" in text_of(d, "#items-message"), message=text_of(browser, "#items-message"))
+    listed = requests.get(f"{keyed_stack.invoke_url}/items", headers={"x-api-key": key}, timeout=10).json()["items"]
+    assert [item["name"] for item in listed] == ["Made with a key"]
+
+
+def test_with_api_key_the_browser_client_from_outputs_lists_with_the_key_filled_in(keyed_stack, browser):
+    open_client(browser, keyed_stack)   # waits for its first GET /items to answer 200
+
+    assert css(browser, "#api-key")[0].get_attribute("value") == keyed_stack.document["auth"]["api_key"]["value"]
+
+
+def test_with_iam_the_console_says_writes_need_signing_and_turns_them_off(keyed_stack, browser):
+    config = yaml.safe_load(keyed_stack.config_path.read_text())
+    config["api"]["auth"] = "iam"
+    keyed_stack.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert keyed_stack.provision().returncode == 0
+
+    open_console(browser, keyed_stack, "items")
+
+    wait(browser, lambda d: "api.auth: iam" in text_of(d, "#items-auth"), message=text_of(browser, "#items-auth"))
+    assert "must be signed (SigV4" in text_of(browser, "#items-auth")
+    wait(browser, lambda d: css(d, "#items tr button.edit"))   # the item made above, still listed (Scan)
+    for control in ("#create-submit", "#create-name", "#items tr button.edit", "#items tr button.delete"):
+        assert browser.execute_script("return document.querySelector(arguments[0]).disabled", control), control

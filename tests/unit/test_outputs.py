@@ -177,6 +177,28 @@ def test_the_browser_client_left_blank_in_the_repository_asks_for_the_url():
     assert browser_client(None) == page
 
 
+def test_with_api_key_the_browser_client_in_outputs_has_the_keys_value_in_its_x_api_key_field(doc, tmp_path):
+    write_outputs(with_auth(doc, "api_key"), tmp_path)
+
+    page = (tmp_path / "items.html").read_text()
+    assert f'id="api-key" autocomplete="off" value="{KEY}"' in page
+    assert f'id="invoke-url" type="url" value="{URL}"' in page
+
+
+@pytest.mark.parametrize("mode", ["none", "iam"])
+def test_without_api_key_the_browser_clients_key_field_stays_empty(doc, tmp_path, mode):
+    write_outputs(with_auth(doc, mode), tmp_path)
+
+    assert 'id="api-key" autocomplete="off">' in (tmp_path / "items.html").read_text()
+
+
+def test_the_api_key_is_escaped_into_the_browser_clients_html():
+    page = browser_client(URL, '"><script>alert(1)</script>')
+
+    assert "<script>alert(1)" not in page
+    assert 'value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in page
+
+
 def test_a_browser_client_that_lost_its_url_field_is_an_error_not_a_page_without_url(monkeypatch, tmp_path):
     (tmp_path / "items.html").write_text("<input id=invoke-url>")
     monkeypatch.setattr(crudstack.outputs.resources, "files", lambda package: tmp_path)

@@ -54,6 +54,17 @@ def ours(tags: dict[str, str], stack: str) -> bool:
     return tags.get(MANAGED_TAG) == "crudstack" and tags.get(STACK_TAG) == stack
 
 
+def auth_mode(resources: list[dict]) -> str:
+    """api.auth as the API's methods show it (OPTIONS aside: preflights stay open in every mode):
+    iam if a method is AWS_IAM, api_key if one requires a key, else none."""
+    methods = [m for r in resources for name, m in (r.get("resourceMethods") or {}).items() if name != "OPTIONS"]
+    if any(m.get("authorizationType") == "AWS_IAM" for m in methods):
+        return "iam"
+    if any(m.get("apiKeyRequired") for m in methods):
+        return "api_key"
+    return "none"
+
+
 class ConsoleData:
     """Reads for the console. endpoint: the local AWS's own URL (http://127.0.0.1:<port>)."""
 
@@ -114,9 +125,13 @@ class ConsoleData:
         steps += [{"step": 4, "title": "API Gateway REST API", "resources": apis},
                   {"step": 5, "title": "Deploy to stage", "resources": stages}]
         invoke = stages[0] if stages else None
+        auth = self.api_auth(region, stack, invoke) if invoke else {"mode": "none", "api_key": None, "api_key_name": None}
+        steps[4]["resources"] += auth.pop("resources", [])
         steps.append({"step": 6, "title": "Test the API", "resources": [
             {"kind": "invoke URL", "name": invoke["invoke_url"], "state": "serving", "ok": True,
-             "detail": "curl it, or open the browser client (outputs/items.html)"}] if invoke else []})
+             "detail": "curl it, or open the browser client (outputs/items.html)"
+                       + {"api_key": ", sending the API key as x-api-key",
+                          "iam": ", signing each request (SigV4, execute-api)"}.get(auth["mode"], "")}] if invoke else []})
         steps.append({"step": 7, "title": "Monitoring: logs, alerts, alarms", "resources": self._monitoring(region, stack)})
         if not any(step["resources"] for step in steps):
             raise NotFound(f"no resources of stack {stack!r} in {region}: run python provision.py, or pick another stack")
@@ -127,6 +142,7 @@ class ConsoleData:
             "functions": [r["name"] for r in steps[2]["resources"]],
             "invoke_url": invoke["invoke_url"] if invoke else None,
             "invoke_path": invoke["invoke_path"] if invoke else None,
+            "auth": auth,
         }
 
     def _tables(self, region: str, stack: str) -> list[dict]:
@@ -176,16 +192,61 @@ class ConsoleData:
         for api in apigateway.get_rest_apis(limit=500).get("items", []):
             if not ours(api.get("tags") or {}, stack):
                 continue
-            resources = apigateway.get_resources(restApiId=api["id"], limit=500).get("items", [])
+            # embed=methods: without it AWS lists each resource's methods by name only, not their authorization
+            # (GetResources, https://docs.aws.amazon.com/apigateway/latest/api/API_GetResources.html).
+            resources = apigateway.get_resources(restApiId=api["id"], limit=500, embed=["methods"]).get("items", [])
             routes = sorted(f"{method} {r['path']}" for r in resources for method in (r.get("resourceMethods") or {}))
+            mode = auth_mode(resources)
             apis.append({"kind": "REST API", "name": f"{api['name']} ({api['id']})", "state": "exists", "ok": True,
                          "detail": ", ".join(routes)})
             for stage in apigateway.get_stages(restApiId=api["id"]).get("item", []):
                 path = f"/restapis/{api['id']}/{stage['stageName']}/_user_request_"
                 stages.append({"kind": "stage", "name": stage["stageName"], "state": "deployed", "ok": True,
                                "detail": f"deployment {stage.get('deploymentId')}",
-                               "invoke_url": self.endpoint + path, "invoke_path": path})
+                               "invoke_url": self.endpoint + path, "invoke_path": path,
+                               "api_id": api["id"], "auth_mode": mode})
         return apis, stages
+
+    def api_auth(self, region: str, stack: str, stage: dict) -> dict[str, Any]:
+        """Who may call the stage's methods, for the console's own writes through the items API: with api_key,
+        the value of an enabled key in a usage plan on this stage, found as API Gateway matches a key (the
+        plans of the stage, their keys: https://docs.aws.amazon.com/apigateway/latest/developerguide/
+        api-gateway-api-usage-plans.html), preferring the stack's own. The console answers this machine's
+        own pages only (guard.py), and whoever reaches it can read the table and invoke the functions anyway.
+        "resources": the usage plans and keys, for step 5 of the overview."""
+        found: dict[str, Any] = {"mode": stage["auth_mode"], "api_key": None, "api_key_name": None, "resources": []}
+        if found["mode"] != "api_key":
+            return found
+        apigateway = self.client("apigateway", region)
+        keys = []
+        here = (stage["api_id"], stage["name"])
+        for plan in apigateway.get_usage_plans(limit=500).get("items", []):
+            if here not in {(s.get("apiId"), s.get("stage")) for s in plan.get("apiStages") or []}:
+                continue
+            limits = plan.get("throttle") or {}
+            quota = plan.get("quota")
+            found["resources"].append({
+                "kind": "usage plan", "name": plan["name"], "state": "exists", "ok": True,
+                "detail": f"throttle {limits.get('rateLimit')}/s, burst {limits.get('burstLimit')}; "
+                          + (f"quota {quota['limit']} a {str(quota['period']).lower()}" if quota else "no quota")})
+            for plan_key in apigateway.get_usage_plan_keys(usagePlanId=plan["id"], limit=500).get("items", []):
+                try:
+                    key = apigateway.get_api_key(apiKey=plan_key["id"], includeValue=True)
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] in _NOT_FOUND:
+                        continue
+                    raise
+                enabled = bool(key.get("enabled"))
+                found["resources"].append({"kind": "API key", "name": key["name"], "ok": enabled,
+                                           "state": "enabled" if enabled else "disabled",
+                                           "detail": f"in {plan['name']}; sent as x-api-key"})
+                if enabled and key.get("value"):
+                    keys.append(key)
+        stack_keys = [k for k in keys if ours(k.get("tags") or {}, stack)]
+        if keys:
+            chosen = (stack_keys or keys)[0]
+            found["api_key"], found["api_key_name"] = chosen["value"], chosen["name"]
+        return found
 
     def _monitoring(self, region: str, stack: str) -> list[dict]:
         logs, sns = self.client("logs", region), self.client("sns", region)

@@ -42,8 +42,8 @@ function showError(error) {
 }
 
 function stateClass(value) {
-  if (["ACTIVE", "Active", "OK", "exists", "deployed", "serving"].includes(value)) return "state good";
-  if (["ALARM", "Failed", "DELETING"].includes(value)) return "state bad";
+  if (["ACTIVE", "Active", "OK", "exists", "deployed", "serving", "enabled"].includes(value)) return "state good";
+  if (["ALARM", "Failed", "DELETING", "disabled"].includes(value)) return "state bad";
   return "state neutral";
 }
 
@@ -66,6 +66,7 @@ async function loadOverview() {
   $("#invoke-url").textContent = overview.invoke_url || "(no stage deployed)";
   $("#items-api").textContent = overview.invoke_path ? overview.invoke_path + "/items" : "(no stage deployed)";
   $("#table-name").textContent = overview.table || "(no table)";
+  showAuth(overview.auth);
   const rows = [];
   for (const step of overview.steps) {
     const resources = step.resources.length ? step.resources : [{ kind: "", name: "(nothing)", state: "missing", detail: "" }];
@@ -92,12 +93,39 @@ async function loadItems() {
   $("#items-next").disabled = !page.next;
   $("#items-first").disabled = state.itemsPage === 0;
   $("#items-count").textContent = `page ${state.itemsPage + 1}: ${page.count} item(s)`;
+  const off = !!writesRefused();
   $("#items tbody").replaceChildren(...page.items.map((item) => h("tr", { "data-id": item.id },
     h("td", {}, h("code", {}, String(item.id))), h("td", { class: "name" }, String(item.name ?? "")),
     h("td", { class: "description" }, String(item.description ?? "")), h("td", { class: "version" }, String(item.version ?? "")),
     h("td", {}, String(item.updatedAt ?? "")),
-    h("td", {}, h("button", { type: "button", class: "edit", onclick: () => startEdit(item.id) }, "Edit"), " ",
-      h("button", { type: "button", class: "delete", onclick: () => removeItem(item.id) }, "Delete")))));
+    h("td", {}, h("button", { type: "button", class: "edit", disabled: off, onclick: () => startEdit(item.id) }, "Edit"), " ",
+      h("button", { type: "button", class: "delete", disabled: off, onclick: () => removeItem(item.id) }, "Delete")))));
+}
+
+// Who may write through the items API (the stack's api.auth): with api_key the console sends the stack's
+// key; with iam every request must be signed (SigV4), which this page does not do, so writes are off.
+function writesRefused() {
+  const auth = (state.overview && state.overview.auth) || { mode: "none" };
+  if (auth.mode === "iam") {
+    return "This stack's API uses api.auth: iam: every request must be signed (SigV4, service execute-api), which " +
+           "the console does not do, so Create, Edit and Delete are off here. Sign your writes with awscurl or " +
+           "Postman (README, \"Who can call the API\"); the table below is still read with Scan.";
+  }
+  if (auth.mode === "api_key" && !auth.api_key) {
+    return "This stack's API needs an API key, but no enabled key is in a usage plan of its stage, so Create, " +
+           "Edit and Delete are off: run python provision.py.";
+  }
+  return null;
+}
+
+function showAuth(auth) {
+  const refused = writesRefused();
+  const note = $("#items-auth");
+  note.hidden = !(refused || (auth && auth.mode === "api_key"));
+  note.className = "message " + (refused ? "bad" : "good");
+  note.textContent = refused || (auth && auth.mode === "api_key"
+    ? `Writes send the stack's API key ${auth.api_key_name} as x-api-key (api.auth: api_key).` : "");
+  for (const control of document.querySelectorAll("#create-form input, #create-form button")) control.disabled = !!refused;
 }
 
 function itemsUrl(id) {
@@ -115,6 +143,8 @@ async function callApi(method, id, body, etag) {
   const headers = {};
   if (body) headers["Content-Type"] = "application/json";
   if (etag) headers["If-Match"] = etag;
+  const auth = state.overview.auth || {};
+  if (auth.mode === "api_key" && auth.api_key) headers["x-api-key"] = auth.api_key;
   const response = await fetch(itemsUrl(id), { method, headers, body: body ? JSON.stringify(body) : undefined });
   const answer = await response.json().catch(() => ({}));
   return { status: response.status, etag: response.headers.get("ETag"), body: answer };
