@@ -2,18 +2,7 @@
 
 moto stores functions but never runs them without Docker. `LambdaRuntime` does, inside the local
 AWS server process: it picks the worker for an invocation (warm pools per function version and
-configuration, timeouts, crashes, cold starts). The rest of the package:
-
-    concurrency.py   how many run at once: the warm pool's size, reserved concurrency, the queue
-    models.py        FunctionSpec (what a function is, read from moto), InvokeResult, find_function
-    process.py       one worker process and the pipes to it, seen from here
-    protocol.py      the frames on those pipes
-    worker.py        the worker process itself (`python -m crudstack.local.awslambda.worker`)
-    environment.py   what a worker and its function see in os.environ
-    logs.py          /aws/lambda/<name> log streams, START/END/REPORT, and the telemetry queue
-    responses.py     the Lambda Invoke API over HTTP
-    permissions.py   a function's resource-based policy, as API Gateway's call meets it
-    exceptions.py    the package's exception tree
+configuration, timeouts, crashes, cold starts); __init__.py maps the rest of the package.
 
 What runs is exactly the zip that was uploaded: the runtime reads the function's code and
 configuration from moto's Lambda backend at every invocation, and a change to either (code sha,
