@@ -39,6 +39,7 @@ from crudstack.local.apigateway.exceptions import (
 )
 from crudstack.local.apigateway.models import PlanKey
 from crudstack.local.cache import UntilWrite
+from crudstack.local.iam.models import Session
 from crudstack.local.iam.policy import Statement, evaluate, statements
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,14 @@ class _SignedRequest:
 
 class IamAuthorizer:
     """SigV4 + identity policies for AWS_IAM methods. Credentials and policies are read from moto's IAM
-    and STS backends (by default moto's own) and kept until the next write (`cache`)."""
+    backend (an IAM user's keys) or the local IAM's view of an STS session (crudstack/local/iam/models.py),
+    and kept until the next write (`cache`)."""
 
     def __init__(self, cache: UntilWrite | None = None, clock: Callable[[], float] = time.time,
-                 iam_backends: Any = None, sts_backends: Any = None):
+                 iam_backends: Any = None):
         self.cache = cache if cache is not None else UntilWrite()
         self._clock = clock
         self._iam_backends = iam_backends
-        self._sts_backends = sts_backends
 
     def authorize(self, request: GatewayRequest, method_arn: str, api_account: str) -> Caller:
         """The caller, if the request is signed by a known identity allowed to invoke `method_arn`;
@@ -178,7 +179,7 @@ class IamAuthorizer:
         if access_key == LOCAL_ACCESS_KEY:
             return Caller(access_key, LOCAL_SECRET_KEY, None, f"arn:aws:iam::{api_account}:root", api_account,
                           api_account, (), root=True)
-        iam_backends, sts_backends = self._backends()
+        iam_backends = self._users()
         for account_id, partitions in list(iam_backends.items()):
             for _, iam in list(partitions.items()):
                 for user in list(iam.users.values()):
@@ -194,29 +195,17 @@ class IamAuthorizer:
                                          *(_default_document(p) for p in group.managed_policies.values())]
                     return Caller(access_key, key.secret_access_key, None, user.arn, account_id, user.id,
                                   _statements(policies))
-        for account_id, partitions in list(sts_backends.items()):
-            for _, sts in list(partitions.items()):
-                for session in list(sts.assumed_roles):
-                    if session.access_key_id != access_key:
-                        continue
-                    role_policies: list[Any] = []
-                    for _, iam in list(iam_backends.get(session.account_id, {}).items()):
-                        role = next((r for r in iam.roles.values() if r.arn == session.role_arn), None)
-                        if role is not None:
-                            role_policies = [*role.policies.values(),
-                                             *(_default_document(p) for p in role.managed_policies.values())]
-                    return Caller(access_key, session.secret_access_key, session.session_token, session.arn,
-                                  session.account_id, session.user_id, _statements(role_policies))
+        session = Session.find(access_key)
+        if session is not None:  # an assumed role's: the local IAM's own view of it (crudstack/local/iam/models.py)
+            return Caller(access_key, session.secret_key, session.token, session.arn, session.account,
+                          session.user_id, tuple(statements(session.policies(session.partition))))
         return None
 
-    def _backends(self) -> tuple[Any, Any]:
+    def _users(self) -> Any:
         if self._iam_backends is None:
             from moto.iam.models import iam_backends
             self._iam_backends = iam_backends
-        if self._sts_backends is None:
-            from moto.sts.models import sts_backends
-            self._sts_backends = sts_backends
-        return self._iam_backends, self._sts_backends
+        return self._iam_backends
 
 
 def _parse_authorization(authorization: str, headers: Mapping[str, str]) -> _SignedRequest:

@@ -26,7 +26,6 @@ from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.exceptions import AccessDenied, ExpiredToken, InvalidToken
 from crudstack.local.iam.policy import Decision, evaluate, statements
 from crudstack.local.iam.requests import Asked, Signer, asked
-from crudstack.local.iam.sessions import partition_of
 
 log = logging.getLogger("crudstack.local.iam")
 
@@ -44,6 +43,9 @@ class Session:
     role_name: str
     token: str
     expires_at: float          # seconds since the epoch (moto stamps a naive UTC datetime)
+    secret_key: str = ""       # what a SigV4 signature is checked with (the gateway's AWS_IAM methods)
+    user_id: str = ""          # AROA...:<session name>
+    partition: str = "aws"     # the STS and IAM backends' key (moto keys global services by partition)
 
     @classmethod
     def find(cls, access_key: str) -> "Session | None":
@@ -55,7 +57,7 @@ class Session:
                 if found is not None:
                     expires_at = found.expiration.replace(tzinfo=dt.timezone.utc).timestamp()
                     return cls(found.account_id, found.arn, found.role_arn.rsplit("/", 1)[-1], found.session_token,
-                               expires_at)
+                               expires_at, found.secret_access_key, found.user_id, partition)
         return None
 
     def policies(self, partition: str) -> list[tuple[str, Any]]:
@@ -96,7 +98,7 @@ class AccessCheck:
         if request.action in ALWAYS_ALLOWED:
             return request
         decision = self.decisions.get(("decision", who.access_key, request.action, request.resources),
-                                      lambda: self._decide(session, request, partition_of(who.region)))
+                                      lambda: self._decide(session, request, session.partition))
         if not decision.allowed:
             self._report(session, decision)
             raise AccessDenied(_message(session, decision), decision, session.arn)

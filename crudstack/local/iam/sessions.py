@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from crudstack.aws import partition_of_region
+
 SESSION_SECONDS = 12 * 3600
 REFRESH_MARGIN_SECONDS = 15 * 60
 ASSUME_ROLE_OP = "sts.assume_role"
@@ -44,15 +46,11 @@ class RoleSession:
                 "AWS_SESSION_TOKEN": self.session_token, "AWS_SECURITY_TOKEN": self.session_token}
 
 
-def partition_of(region: str) -> str:
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-
-
 def assume_role(account: str, region: str, role_arn: str, session_name: str, duration: int) -> dict[str, str]:
     """moto's STS AssumeRole, in-process; the durable state's operation `sts.assume_role`."""
     from moto.sts.models import sts_backends
 
-    role = sts_backends[account][partition_of(region)].assume_role(
+    role = sts_backends[account][partition_of_region(region)].assume_role(
         region_name=region, role_session_name=session_name, role_arn=role_arn, policy=None, duration=duration,
         external_id=None)
     return {"access_key_id": role.access_key_id, "secret_access_key": role.secret_access_key,
