@@ -416,7 +416,7 @@ def _watch(args, screen: Screen, ctx: Context, target: str) -> int:
                     screen.print(f"  {change.describe()}")
         return again
 
-    return Watch(ctx, Path(args.config), provision_again, say=screen.print).run()
+    return Watch(ctx, Path(args.config), provision_again, say=screen.print, lock=lambda config: run_lock(config, target)).run()
 
 
 def _stack_left(aws: Aws) -> list[str]:
