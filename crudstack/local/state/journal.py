@@ -126,7 +126,7 @@ def damaged_header(chunk: bytes) -> dict[str, Any] | None:
         header = json.loads(head, object_hook=_object_hook) if newline else None
     except ValueError:
         return None
-    return header if isinstance(header, dict) else None
+    return header if isinstance(header, dict) and isinstance(header.get("lsn"), int) else None
 
 
 def read_segment(path: Path) -> tuple[list[Record], list[Damage], int]:
