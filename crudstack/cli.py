@@ -1,7 +1,8 @@
 """The two commands, provision and teardown: arguments, target, output, exit codes.
 
 Exit codes: 0 done; 1 AWS failure; 2 bad config or arguments; 3 the local AWS could
-not be started; 4 teardown kept something on purpose (a table holding items);
+not be started; 4 teardown kept something on purpose (a table holding items); 5 another
+provision or teardown held the lock (crudstack/runlock.py) for all of the wait;
 130 interrupted (Ctrl-C): run again to resume. An unexpected error (a bug) prints one line and
 the path of a log file holding its traceback (last-error.log in the state dir).
 With --plan (a dry run: read calls only): 0 nothing would change, 2 something would
@@ -14,6 +15,7 @@ crudstack/outputs.py's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +36,7 @@ from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
+from crudstack.runlock import RunLock, acquire, lock_path
 from crudstack.runner import StepResult, run
 from crudstack.steps import STEPS
 from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
@@ -128,6 +131,14 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
                max_attempts=config.retry.max_attempts), endpoint
 
 
+def run_lock(config: Config, target: str, *, shared: bool = False) -> RunLock:
+    """The lock that keeps one provision or teardown at a time on the local AWS (or on a stack in AWS), taken
+    before the first AWS call (crudstack/runlock.py); `shared` for --plan, which only reads."""
+    what = f"the local AWS of {_shown(config.state_dir)}" if target == "local" else f"stack '{config.stack}' in {config.region}"
+    return acquire(lock_path(config.state_dir, target, config.stack, config.region), what=what, stack=config.stack,
+                   shared=shared)
+
+
 def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float,
             timings: dict[int, float] | None = None) -> dict:
     """The --json document (and outputs/stack.json); `timings`: id(change) -> seconds its apply took."""
@@ -212,7 +223,9 @@ def _main(body: Callable[[dict], int]) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
     seen: dict = {}
     try:
-        return body(seen)
+        with contextlib.ExitStack() as held:   # what the body holds until it ends, however: its run lock
+            seen["held"] = held
+            return body(seen)
     except InterruptedRun as exc:
         print(f"\n{exc}", file=sys.stderr)
         return exc.exit_code
@@ -318,6 +331,7 @@ def provision_main(argv: list[str] | None = None) -> int:
         spec = chaos_spec(args)
         target = args.target or config.target
         check_target(config, target, args.config)
+        lock = seen["held"].enter_context(run_lock(config, target, shared=args.plan))
         screen = Screen(sys.stderr if args.json else sys.stdout)
         started = time.monotonic()
         aws, endpoint = connect(config, target)
@@ -368,6 +382,7 @@ def provision_main(argv: list[str] | None = None) -> int:
             screen.print(f"Local console (items, logs, metrics, alarms, alert e-mails): {endpoint.rstrip('/')}/_console")
         if args.watch:
             screen.print()
+            lock.release()   # the watch takes it for each deploy, so a teardown can run between two saves
             return _watch(args, screen, ctx, target)
         return 0
 
@@ -380,14 +395,15 @@ def _watch(args, screen: Screen, ctx: Context, target: str) -> int:
 
     def provision_again(config: Config) -> Context:
         check_target(config, target, args.config)
-        aws, endpoint = connect(config, target)
-        again = Context(config=config, aws=aws, target=target)
-        reporter = RunReporter(screen, quiet=True)
-        reporter.attach(aws)
-        try:
-            results = run(again, reporter)   # no GracefulStop: the watch lets a deploy in flight finish
-        finally:
-            reporter.close()
+        with run_lock(config, target):
+            aws, endpoint = connect(config, target)
+            again = Context(config=config, aws=aws, target=target)
+            reporter = RunReporter(screen, quiet=True)
+            reporter.attach(aws)
+            try:
+                results = run(again, reporter)   # no GracefulStop: the watch lets a deploy in flight finish
+            finally:
+                reporter.close()
         doc = summary(again, results, endpoint, 0.0, timings=reporter.timings)
         if doc["invoke_url"]:
             try:
@@ -400,7 +416,7 @@ def _watch(args, screen: Screen, ctx: Context, target: str) -> int:
                     screen.print(f"  {change.describe()}")
         return again
 
-    return Watch(ctx, Path(args.config), provision_again, say=screen.print).run()
+    return Watch(ctx, Path(args.config), provision_again, say=screen.print, lock=lambda config: run_lock(config, target)).run()
 
 
 def _stack_left(aws: Aws) -> list[str]:
@@ -434,6 +450,8 @@ def teardown_main(argv: list[str] | None = None) -> int:
         config = seen["config"] = load_config(args.config)
         spec = chaos_spec(args)
         target = args.target or config.target
+        # Before the look at the local AWS: a provision or teardown in flight may be starting or stopping it.
+        seen["held"].enter_context(run_lock(config, target, shared=args.plan))
         screen = Screen(sys.stderr if args.json else sys.stdout)
         if target == "local":
             from crudstack.local.daemon import status

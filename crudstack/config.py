@@ -18,6 +18,7 @@ from typing import get_args, get_origin
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crudstack.errors import ConfigError
+from crudstack.packaging import escaping_links
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,6 +66,7 @@ ReservedConcurrency = Annotated[int | None, AfterValidator(_reserved_concurrency
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PATH_PART = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._-]+)$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_DOT_SEGMENTS = (".", "..")
 _ORIGIN = re.compile(r"^https?://(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:\d{1,5})?$")
 
 
@@ -129,6 +131,12 @@ class FunctionConfig(_Strict):
         path = parts[1]
         if not path.startswith("/") or path == "/" or not all(_PATH_PART.match(p) for p in path[1:].split("/")):
             raise ValueError("a path like /items or /items/{id}: literal parts or {param} parts")
+        dots = [p for p in path[1:].split("/") if p in _DOT_SEGMENTS]
+        if dots:
+            # Clients remove dot segments before they send a URL (RFC 3986, section 5.2.4, "Remove Dot
+            # Segments": /items/../admin is sent as /admin), so such a route could never be called as written.
+            raise ValueError(f"a path without '.' or '..' segments (found {dots[0]!r}; clients resolve them away before "
+                             f"sending, so /items/../admin would be called as /admin): write the path as it is called")
         return value
 
     @property
@@ -349,6 +357,15 @@ class Config(_Strict):
         return {**self.own_variables(), **fn.environment}
 
 
+def package_problems(config: Config) -> list[str]:
+    """Links in the functions' packages that lead outside lambda.code_dir (crudstack/packaging.py), each once."""
+    found: list[str] = []
+    for name, fn in config.lambda_.functions.items():
+        found += [f"lambda.functions.{name}: {link}" if link.startswith(f"{fn.module}.py ") else f"lambda.code_dir: {link}"
+                  for link in escaping_links(config.code_dir, fn.module)]
+    return list(dict.fromkeys(found))
+
+
 def environment_problems(config: Config) -> list[str]:
     """Variables Lambda would refuse, or that would replace our own: found before any AWS call."""
     problems = []
@@ -451,22 +468,67 @@ def parse_config(data, source: str = "config.yaml") -> Config:
         for name, fn in config.lambda_.functions.items()
         if not (config.code_dir / f"{fn.module}.py").is_file()
     ]
-    problems = missing + environment_problems(config)
+    problems = missing + package_problems(config) + environment_problems(config)
     if problems:
         raise ConfigError(problems, source)
     return config
 
 
-def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
-    path = Path(path)
+# config.yaml is a page of settings (the repository's is under 5 KB). A larger file is a mistake (a log or a data
+# file passed to --config), and PyYAML needs minutes for tens of megabytes: refuse it before parsing.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, line: int, first_line: int):
+        super().__init__(f"line {line}: key {key!r} appears twice in the same mapping (first at line {first_line}); "
+                         f"YAML would silently keep only the last one, so remove or rename one of them")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the last one
+    silently, so a second `stack:` further down would point provision at another stack."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_lines: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults`: its keys may be overridden, that is what it is for
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    if key in first_lines:
+                        raise DuplicateKey(key, line, first_lines[key])
+                    first_lines[key] = line
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader's own error names it
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_config_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{path}: file not found; pass --config FILE or copy config.yaml from the repository"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB ({path.stat().st_size} bytes); a config.yaml is "
+                           f"a page of settings: check that --config names the right file"], str(path))
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
+
+
+def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
+    path = Path(path)
+    text = _read_config_text(path)
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except DuplicateKey as exc:
+        raise ConfigError([str(exc)], str(path)) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

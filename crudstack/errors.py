@@ -6,6 +6,7 @@
     ├── ExportError             --export cannot write its files (a folder not empty, not writable) (exit 2)
     ├── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
     │   └── OwnershipError      a resource has our name but not our tag: never touched
+    ├── StackBusy               another provision or teardown kept the stack's lock past the wait (exit 5)
     └── InterruptedRun          Ctrl-C: the calls in flight answered, nothing new started; a re-run resumes (exit 130)
 
 Foreign exceptions (botocore's, a worker's KeyboardInterrupt) become these in one place, where the run
@@ -47,6 +48,13 @@ class DeploymentError(CrudStackError):
 
 class OwnershipError(DeploymentError):
     pass
+
+
+class StackBusy(CrudStackError):
+    """Another provision or teardown of the stack (or of the local AWS) held its lock for all of the wait
+    (crudstack/runlock.py); raised before any AWS call."""
+
+    exit_code = 5
 
 
 class InterruptedRun(CrudStackError):

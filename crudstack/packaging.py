@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from crudstack.errors import ConfigError
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
 SHARED_PACKAGE = "common"
@@ -28,7 +31,35 @@ class Package:
         return base64.b64encode(hashlib.sha256(self.zip_bytes).digest()).decode()
 
 
+def escaping_links(code_dir: Path, module: str) -> list[str]:
+    """The links in a function's package (its handler, common/ and every file or folder below it) that lead
+    outside code_dir, each described: a zip is made of what a link points to, so a link out of code_dir would
+    ship any file of this machine (/etc/passwd, ~/.aws/credentials) inside the function."""
+    root = code_dir.resolve()
+    found = []
+    for path in _package_tree(code_dir, module):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            kind = "folder" if path.is_dir() else "file"
+            found.append(f"{path.relative_to(code_dir).as_posix()} is a link to the {kind} {path.resolve()}, outside "
+                         f"{root}: a function's zip may hold only what is inside lambda.code_dir; copy what is needed "
+                         f"into {code_dir} or remove the link")
+    return found
+
+
+def _package_tree(code_dir: Path, module: str) -> list[Path]:
+    """The handler, common/ and everything below common/, links not followed (folder links are listed, not entered)."""
+    tree = [code_dir / f"{module}.py", code_dir / SHARED_PACKAGE]
+    if tree[1].is_dir() and not tree[1].is_symlink():
+        for folder, folders, files in os.walk(tree[1]):
+            folders[:] = [f for f in folders if f != "__pycache__"]
+            tree += [Path(folder) / name for name in folders + files]
+    return tree
+
+
 def package_files(code_dir: Path, module: str) -> list[Path]:
+    escaping = escaping_links(code_dir, module)
+    if escaping:
+        raise ConfigError(escaping, f"the package of {module}.py")
     files = [code_dir / f"{module}.py"]
     shared = code_dir / SHARED_PACKAGE
     if shared.is_dir():

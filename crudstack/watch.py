@@ -15,6 +15,7 @@ changed. A config.yaml that does not load is reported and the watch goes on with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import signal
 import sys
@@ -22,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
 from crudstack.calls import Call, Local
 from crudstack.config import Config, load_config
@@ -160,6 +161,9 @@ class Watch:
     say: Callable[[str], None] = print
     reporter: Reporter = field(default_factory=Reporter)
     deployed: dict[str, str] = field(default_factory=dict)
+    # The run lock for a code update (crudstack/runlock.py; provision_again takes its own): a teardown started
+    # beside the watch must not stop the local AWS under an update, nor an update start during a teardown.
+    lock: Callable[[Config], ContextManager] = lambda config: contextlib.nullcontext()
 
     def __post_init__(self) -> None:
         self.config_path = Path(self.config_path)
@@ -216,14 +220,15 @@ class Watch:
         try:
             packages = {base: build_package(self.config.code_dir, fn.module)
                         for base, fn in self.config.lambda_.functions.items()}
-        except OSError as exc:   # a handler deleted or renamed: config.yaml names a module that is not there
+        except (OSError, ConfigError) as exc:   # a handler deleted or renamed, or a link out of lambda.code_dir
             return [f"error: {exc}", f"saved {saved} -> nothing deployed (still watching)"]
         stale = {base: p for base, p in packages.items() if p.sha256 != self.deployed.get(base)}
         if not stale:
             return [f"saved {saved} -> no function's code changed"]
         step = CodeUpdate(stale, self.deployed)
         try:
-            run(self.ctx, self.reporter, steps=[step])
+            with self.lock(self.config):
+                run(self.ctx, self.reporter, steps=[step])
         except InterruptedRun:
             raise
         except CrudStackError as exc:

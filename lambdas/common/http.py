@@ -29,6 +29,13 @@ logging.getLogger().setLevel(logging.INFO)
 logger = logging.getLogger("items-api")
 
 MAX_BODY_BYTES = 64 * 1024
+# API Gateway hands a Lambda proxy integration a body whose Content-Type is not in the API's binaryMediaTypes
+# as text, "a UTF-8-encoded JSON string" (docs.aws.amazon.com/apigateway/latest/developerguide/
+# api-gateway-payload-encodings.html), with isBase64Encoded false; bytes that are not UTF-8 do not survive that
+# (uploads sent without binaryMediaTypes arrive corrupted: HHS/simpler-grants-gov#7648), and the local gateway
+# puts U+FFFD in their place. The function never sees the bytes, so a raw U+FFFD in such a body is taken for
+# them: storing it would turn a client's bad bytes into a different, valid string.
+REPLACEMENT_CHARACTER = "\ufffd"
 # Headers a browser page may read from our answers (it sees only "simple" ones otherwise):
 # the ETag to send back in If-Match, the Location of a new item.
 EXPOSED_HEADERS = "ETag, Location"
@@ -260,6 +267,10 @@ def read_body(event) -> dict:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("Request body is not valid UTF-8", [problem("body", "(body)", "is not valid UTF-8")]) from None
+    if REPLACEMENT_CHARACTER in text and not event.get("isBase64Encoded"):
+        raise BadRequest("Request body is not valid UTF-8", [problem(
+            "body", "(body)", "is not valid UTF-8: it holds U+FFFD, which stands for bytes that are not UTF-8; "
+                              "send the body as UTF-8 (the character U+FFFD itself as the JSON escape \\ufffd)")])
     try:
         body = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except (ValueError, RecursionError) as exc:  # RecursionError: thousands of nested brackets

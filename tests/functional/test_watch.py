@@ -101,6 +101,43 @@ def test_a_config_save_provisions_again_and_a_bad_one_is_reported_and_kept_out(p
     assert sorted(provisions[0].aws.stats.mutating_calls()) == ["lambda.UpdateFunctionConfiguration"] * 5
 
 
+def test_a_link_out_of_code_dir_saved_during_a_watch_is_refused_and_nothing_is_deployed(provision, code_dir, tmp_path):
+    made = provision()
+    watch = watch_of(made, tmp_path / "config-0.yaml")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\n", encoding="utf-8")
+    (code_dir / "common" / "leak.txt").symlink_to(secret)
+    made.aws.stats.reset()
+
+    lines = watch.deploy({code_dir / "common" / "leak.txt"})
+
+    assert made.mutating_calls == []
+    assert lines[0].startswith("error: ") and f"common/leak.txt is a link to the file {secret}" in lines[0]
+    assert lines[-1].endswith("nothing deployed (still watching)")
+
+
+def test_a_code_update_during_a_watch_takes_the_run_lock_and_deploys_nothing_while_another_run_holds_it(
+        provision, code_dir, tmp_path):
+    from crudstack.runlock import acquire
+
+    made = provision()
+    watch = watch_of(made, tmp_path / "config-0.yaml")
+    path = tmp_path / "state" / "local-aws.lock"
+    watch.lock = lambda config: acquire(path, what="the local AWS", stack=config.stack, wait_s=0, say=lambda line: None)
+    edit(code_dir / "get_item.py", "ConsistentRead=True)", "ConsistentRead=True)  # edited")
+    held = acquire(path, what="the local AWS", stack="demo", wait_s=0)   # a teardown in flight, say
+    made.aws.stats.reset()
+    try:
+        refused = watch.deploy({code_dir / "get_item.py"})
+    finally:
+        held.release()
+    assert made.mutating_calls == []
+    assert refused[0].startswith("error: ") and f"still holds {path} after 0 s" in refused[0]
+
+    assert watch.deploy({code_dir / "get_item.py"})[-1].startswith("saved lambdas/get_item.py -> 1 function updated in ")
+    assert made.mutating_calls == ["lambda.UpdateFunctionCode"]
+
+
 def test_the_file_watch_reports_content_changes_once_quiet_and_ignores_a_touch(code_dir, tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text("stack: demo\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import botocore.client
@@ -410,3 +411,77 @@ def test_a_rate_over_the_accounts_quota_and_an_unknown_key_are_both_named():
     text = str(raised.value)
     assert "api.throttle.rate_per_s: found 20000 (int), expected less than or equal to 10000" in text
     assert "api.usage_plan.quota_perod: unknown key; did you mean 'quota_period'?" in text
+
+
+# -- issue 21: links out of code_dir, duplicate keys, size, dot segments ------------------------------------------
+
+
+def test_a_link_out_of_code_dir_makes_provision_exit_2_before_any_aws_call_naming_the_file(tmp_path, capsys):
+    import shutil
+
+    code = tmp_path / "lambdas"
+    shutil.copytree(ROOT / "lambdas", code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0\n")
+    (code / "common" / "leak.txt").symlink_to(secret)
+    (code / "get_item.py").unlink()
+    (code / "get_item.py").symlink_to(secret)
+    data = settings()
+    data["lambda"]["code_dir"] = str(code)
+
+    code_ = provision_main(["--config", str(write(tmp_path, data)), "--target", "aws", "--plan"])
+
+    assert code_ == 2
+    err = capsys.readouterr().err
+    assert f"lambda.code_dir: common/leak.txt is a link to the file {secret}" in err
+    assert f"lambda.functions.GetItemFunction: get_item.py is a link to the file {secret}" in err
+    assert err.count("common/leak.txt") == 1   # the shared package is in every function: named once
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("stack: demo\nregion: us-east-1\nstack: other\n", "line 3: key 'stack' appears twice in the same mapping (first at line 1)"),
+    ("stack: demo\nlambda: {code_dir: lambdas, code_dir: elsewhere}\n", "line 2: key 'code_dir' appears twice"),
+])
+def test_a_key_given_twice_is_refused_naming_the_key_and_its_line(text, fragment, tmp_path, capsys):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path)
+    assert provision_main(["--config", str(path), "--target", "aws"]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_a_yaml_merge_key_may_still_be_overridden(tmp_path):
+    text = yaml.safe_dump(settings(), sort_keys=False).replace("stack: ", "base: &base {region: us-east-1}\nstack: ", 1)
+    data = yaml.load(text, Loader=crudstack.config._UniqueKeyLoader)
+    assert data["base"] == {"region": "us-east-1"}
+    merged = "defaults: &d {a: 1, b: 2}\nthing:\n  <<: *d\n  a: 3\n"
+    assert yaml.load(merged, Loader=crudstack.config._UniqueKeyLoader)["thing"] == {"a": 3, "b": 2}
+
+
+def test_a_config_over_1_mib_is_refused_before_it_is_parsed(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(settings()) + "# padding\n" * (1024 * 1024 // 10 + 1))
+    parsed = []
+    monkeypatch.setattr(crudstack.config.yaml, "load", lambda *a, **k: parsed.append(a) or {})
+
+    assert provision_main(["--config", str(path), "--target", "aws"]) == 2
+    assert f"{path}: larger than 1 MiB ({path.stat().st_size} bytes)" in capsys.readouterr().err
+    assert parsed == []
+
+
+@pytest.mark.parametrize("route", ["POST /items/../admin", "GET /items/./{id}", "GET /../items"])
+def test_a_route_with_a_dot_segment_is_refused(route, tmp_path):
+    data = settings()
+    fn(data)["route"] = route
+
+    with pytest.raises(ConfigError, match=r"lambda.functions.GetItemFunction.route: found .*, expected a path without "
+                                          r"'.' or '..' segments"):
+        load_config(write(tmp_path, data))
+
+
+def test_dots_inside_a_path_part_are_still_accepted(tmp_path):
+    data = settings()
+    fn(data)["route"] = "GET /items.v2/{id}"
+
+    assert load_config(write(tmp_path, data)).lambda_.functions["GetItemFunction"].path == "/items.v2/{id}"

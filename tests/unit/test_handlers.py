@@ -294,6 +294,27 @@ def test_create_rejects_a_base64_body_that_does_not_decode_or_is_not_utf8(handle
     assert call(handlers, "create_item", latin)[1]["message"] == "Request body is not valid UTF-8"
 
 
+def test_create_rejects_a_text_body_whose_invalid_utf8_arrived_as_replacement_characters(handlers, table):
+    # What a gateway hands the function for raw bytes that are not UTF-8 when the body is passed as text
+    # (crudstack/local/apigateway/events.py: decode with errors="replace"): the bytes are gone, U+FFFD stands in.
+    sent = event("POST", "/items", body=b'{"name": "caf\xe9"}'.decode("utf-8", errors="replace"))
+
+    status, payload = call(handlers, "create_item", sent)
+
+    assert status == 400
+    assert payload["message"] == "Request body is not valid UTF-8"
+    assert payload["errors"][0]["field"] == "(body)" and "U+FFFD" in payload["errors"][0]["message"]
+    assert table.scan()["Items"] == []
+
+
+def test_create_accepts_the_replacement_character_sent_as_a_json_escape_or_in_a_base64_body(handlers, table):
+    escaped = create(handlers, '{"name": "caf\\ufffd"}')
+    raw = event("POST", "/items", body='{"name": "tea\ufffd"}', base64_body=True)
+
+    assert escaped["name"] == "caf\ufffd"
+    assert call(handlers, "create_item", raw)[1]["item"]["name"] == "tea\ufffd"
+
+
 # --- GET /items -------------------------------------------------------------------
 
 

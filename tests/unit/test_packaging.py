@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from crudstack.config import ROOT
+from crudstack.errors import ConfigError
 from crudstack.packaging import FIXED_TIME, build_package
 
 MODULES = ("create_item", "get_items", "get_item", "update_item", "delete_item")
@@ -131,3 +132,56 @@ def test_the_repositorys_handlers_each_pack_to_a_distinct_package():
     shas = {build_package(ROOT / "lambdas", module).sha256 for module in MODULES}
 
     assert len(shas) == len(MODULES)
+
+
+# -- links out of code_dir (issue 21, finding 10) ----------------------------------------------------------------
+
+
+def outside_file(tmp_path: Path) -> Path:
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0\n")
+    return secret
+
+
+def test_a_file_linked_from_outside_code_dir_into_common_is_refused_naming_it(code, tmp_path):
+    secret = outside_file(tmp_path)
+    (code / "common" / "leak.txt").symlink_to(secret)
+
+    with pytest.raises(ConfigError) as raised:
+        build_package(code, "get_item")
+
+    assert raised.value.exit_code == 2
+    assert "common/leak.txt is a link to the file " + str(secret) in str(raised.value)
+
+
+def test_a_folder_linked_from_outside_code_dir_into_common_is_refused_naming_it(code, tmp_path):
+    folder = outside_file(tmp_path).parent
+    (code / "common" / "vendored").symlink_to(folder, target_is_directory=True)
+
+    with pytest.raises(ConfigError, match="common/vendored is a link to the folder " + str(folder)):
+        build_package(code, "get_item")
+
+
+def test_a_handler_that_links_outside_code_dir_is_refused(code, tmp_path):
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text((code / "get_item.py").read_text())
+    (code / "get_item.py").unlink()
+    (code / "get_item.py").symlink_to(outside)
+
+    with pytest.raises(ConfigError) as raised:
+        build_package(code, "get_item")
+
+    assert raised.value.problems == [
+        f"get_item.py is a link to the file {outside}, outside {code.resolve()}: a function's zip may hold only what "
+        f"is inside lambda.code_dir; copy what is needed into {code} or remove the link"]
+
+
+def test_links_that_stay_inside_code_dir_are_packed_as_the_files_they_point_to(code):
+    (code / "common" / "alias.py").symlink_to(code / "common" / "items.py")
+
+    package = build_package(code, "get_item")
+
+    assert "common/alias.py" in package.files
+    with zipfile.ZipFile(io.BytesIO(package.zip_bytes)) as archive:
+        assert archive.read("common/alias.py") == (code / "common" / "items.py").read_bytes()

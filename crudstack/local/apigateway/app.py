@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Callable
 
-from crudstack.local.apigateway.auth import IamAuthorizer, check_api_key
+from crudstack.local.apigateway.auth import IamAuthorizer, api_key_header, check_api_key
 from crudstack.local.apigateway.events import GatewayRequest, RequestIds, build_proxy_event
 from crudstack.local.apigateway.exceptions import QuotaExceeded, Refused, Throttled
 from crudstack.local.apigateway.gatewayresponses import customize
@@ -159,7 +159,7 @@ class Gateway:
                 raise Throttled()
             if key.quota is not None and not self.throttling.count(("plan", key.plan_id, key.key_id), key.quota):
                 raise QuotaExceeded()
-            identity.update(apiKey=next(v for k, v in request.headers if k.lower() == "x-api-key"), apiKeyId=key.key_id)
+            identity.update(apiKey=api_key_header(request.headers), apiKeyId=key.key_id)
         limits = target.method_throttle(method)
         if limits is not None and not self.throttling.take(
                 ("stage", api.api_id, target.stage, method.resource_path, method.http_method), limits):

@@ -53,9 +53,17 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 
 # ---------------------------------------------------------------------------------------- API keys
 
+def api_key_header(headers: Iterable[tuple[str, str]]) -> str | None:
+    """The X-API-Key header's value without the spaces and tabs around it, whichever side: they are not part of
+    a field value ("A field value does not include leading or trailing whitespace", RFC 9110, section 5.5,
+    https://www.rfc-editor.org/rfc/rfc9110#section-5.5), however the HTTP server in front parsed the line."""
+    value = next((v for k, v in headers if k.lower() == "x-api-key"), None)
+    return None if value is None else value.strip(" \t")
+
+
 def check_api_key(plan_keys: Mapping[str, PlanKey], headers: Iterable[tuple[str, str]]) -> PlanKey:
     """The key the X-API-Key header names, in a usage plan of this stage and enabled; else InvalidApiKey."""
-    value = next((v for k, v in headers if k.lower() == "x-api-key"), None)
+    value = api_key_header(headers)
     if not value:
         raise InvalidApiKey()
     key = plan_keys.get(value)

@@ -40,7 +40,8 @@ from urllib.parse import parse_qs
 
 from crudstack.local.state import determinism, snapshot
 from crudstack.local.state.exceptions import JournalError, StateUnreadable
-from crudstack.local.state.journal import Damage, Journal, Record, encode, fsync_dir, list_segments, read_segment
+from crudstack.local.state.journal import (Damage, Journal, Record, damaged_header, encode, fsync_dir, list_segments,
+                                          read_segment)
 from crudstack.local.wsgi import read_body
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ class DurableState:
         messages = []
         for damage in damages:
             (aside / f"{path.name}.{damage.start}-{damage.end}.{stamp}.bin").write_bytes(data[damage.start:damage.end])
-            messages.append(_describe_damage(damage, records, len(data), is_last))
+            messages.append(_describe_damage(damage, records, len(data), is_last, data[damage.start:damage.end]))
         # Rewrite the segment with its intact frames only.
         tmp = path.with_name(f".{path.name}.repair.tmp")
         with open(tmp, "wb") as handle:
@@ -442,18 +443,32 @@ def _check_json(value: Any) -> Any:
     raise TypeError(f"cannot journal {type(value).__name__}: {value!r}")
 
 
-def _describe_damage(damage: Damage, records: list[Record], size: int, is_last: bool) -> str:
+def _describe_damage(damage: Damage, records: list[Record], size: int, is_last: bool, chunk: bytes = b"") -> str:
     before = max((r.lsn for r in records if r.offset < damage.start), default=None)
     after = min((r.lsn for r in records if r.offset >= damage.end), default=None)
     where = f"{damage.segment.name}: {damage.size} bytes at offset {damage.start} ({damage.reason})"
     if damage.end == size and is_last:
-        # Only a record being written when the process died ends a log like this: its answer was never sent.
-        return (f"{where}: the last record, cut short when the local AWS stopped; "
-                f"it had not been acknowledged; dropped")
+        # Two things leave a log ending like this, and its bytes cannot tell them apart: a stop in the middle of
+        # writing the record (its request was never answered: answers wait for the fsync) and damage to the file
+        # after the fsync (a cut or a bad sector: its request may well have been answered). Say only that.
+        return (f"{where}: the last record{_what_it_held(chunk)}, cut short or damaged; dropped. Whether its request "
+                f"had been answered cannot be known from the journal: a stop while it was being written leaves this "
+                f"(the request was then never answered), and so does damage to the file after it was written (the "
+                f"request may have been answered 2xx). If that change is missing, make it again")
     if before is not None and after is not None:
         lost = after - before - 1
         return f"{where}: {lost} record{'s' if lost != 1 else ''} (lsn {before + 1}-{after - 1}) lost; dropped"
     return f"{where}: dropped"
+
+
+def _what_it_held(chunk: bytes) -> str:
+    header = damaged_header(chunk)
+    if header is None:
+        return ""
+    environ = header.get("environ") or {}
+    request = (f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if header.get("kind") == "http"
+               else f"operation {header.get('op') or header.get('kind')}")
+    return f" (lsn {header.get('lsn')}, {request})"
 
 
 def wipe(state_dir: Path) -> list[Path]:

@@ -116,6 +116,19 @@ def _frame_at(data: bytes | memoryview, offset: int) -> tuple[Record | None, int
         return None, offset, f"unreadable record ({exc})"
 
 
+def damaged_header(chunk: bytes) -> dict[str, Any] | None:
+    """The header of the record a damaged chunk starts with, when that much of it is still readable
+    (a cut after the header line): it says which request the lost record held. None otherwise."""
+    if len(chunk) < _FRAME_HEAD.size or chunk[:4] != MAGIC:
+        return None
+    head, newline, _ = chunk[_FRAME_HEAD.size:].partition(b"\n")
+    try:
+        header = json.loads(head, object_hook=_object_hook) if newline else None
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) and isinstance(header.get("lsn"), int) else None
+
+
 def read_segment(path: Path) -> tuple[list[Record], list[Damage], int]:
     """Every intact record of a segment, the damaged ranges, and the offset after the last intact record."""
     data = path.read_bytes()

@@ -149,3 +149,23 @@ def test_aws_iam_signed_request_allowed_and_denied(secured, web):
     unsigned = web.get(url, timeout=10)
     assert (unsigned.status_code, unsigned.json()) == (403, {"message": "Missing Authentication Token"})
     assert_browser_can_read(unsigned)
+
+
+def test_spaces_around_a_key_are_not_part_of_it_on_either_side(secured):
+    """Issue 21 (13): leading spaces were dropped and trailing ones refused; a field value has neither (RFC 9110 5.5)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    value = secured.key()
+    url = urlsplit(secured.url("/items"))
+    answers = []
+    for sent in (f"  {value}", f"{value}  ", f"\t{value} \t"):
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        try:
+            connection.request("GET", url.path, headers={"x-api-key": sent})   # requests refuses such a header
+            response = connection.getresponse()
+            answers.append((response.status, json.loads(response.read())["requestContext"]["identity"]["apiKey"]))
+        finally:
+            connection.close()
+
+    assert answers == [(200, value)] * 3

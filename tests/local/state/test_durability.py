@@ -131,7 +131,7 @@ def test_a_truncated_last_record_is_dropped_reported_once_and_everything_before_
     dropped = recovery(second)["dropped"]
     assert len(dropped) == 1
     assert last_segment.name in dropped[0] and "25 bytes" in dropped[0]
-    assert "the last record, cut short when the local AWS stopped; it had not been acknowledged; dropped" in dropped[0]
+    assert "the last record, cut short or damaged; dropped. Whether its request had been answered cannot be known" in dropped[0]
     assert "recovery: " + dropped[0] in second.log
     # provision.py shows it once (crudstack.cli.connect), then it is marked as reported
     assert daemon.unreported_recovery_problems(tmp_path / "state") == dropped

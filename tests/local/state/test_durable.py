@@ -207,11 +207,35 @@ def test_a_record_cut_short_at_the_end_is_dropped_reported_and_set_aside(tmp_pat
 
     assert sorted(again.items) == ["a", "b", "c"]
     assert len(report.dropped) == 1
-    assert "the last record, cut short when the local AWS stopped; it had not been acknowledged" in report.dropped[0]
+    assert "the last record, cut short or damaged; dropped. Whether its request had been answered cannot be known" \
+        in report.dropped[0]
     assert segment.name in report.dropped[0] and "30 bytes" in report.dropped[0]
     assert [p.stat().st_size for p in (state.folder / "damaged").iterdir()] == [30]
     # Set aside: the next start meets nothing damaged.
     assert make_state(tmp_path, KeyValueApp()).recover().dropped == []
+
+
+def test_a_last_record_cut_after_its_write_was_answered_is_not_said_to_be_unacknowledged(tmp_path):
+    """Issue 21 (12): the torn-tail fault cuts the newest record after its fsync, when its PUT was answered 200;
+    recovery cannot tell that from a stop mid-write, so it says what it cannot know, and which request it was."""
+    app = KeyValueApp()
+    state = make_state(tmp_path, app)
+    state.recover()
+    handler = state.wsgi(app)
+    answers = [call(handler, "PUT", f"/items/{key}", b"value")[0] for key in "abc"]
+    crash(state)
+    segment = state.journal.segment_path
+    with open(segment, "r+b") as handle:   # the last 3 bytes of the answered PUT /items/c's frame are lost
+        handle.truncate(segment.stat().st_size - 3)
+
+    report = make_state(tmp_path, KeyValueApp()).recover()
+
+    assert answers == [200, 200, 200]
+    assert len(report.dropped) == 1
+    assert "not been acknowledged" not in report.dropped[0]
+    assert "the last record (lsn 3, PUT /items/c), cut short or damaged; dropped. Whether its request had been " \
+           "answered cannot be known from the journal" in report.dropped[0]
+    assert "the request may have been answered 2xx). If that change is missing, make it again" in report.dropped[0]
 
 
 def test_a_damaged_record_in_the_middle_names_the_records_lost_and_keeps_those_after_it(tmp_path):

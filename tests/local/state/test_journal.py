@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import threading
 
 import pytest
@@ -93,17 +94,24 @@ def test_segments_are_listed_oldest_first_and_rotation_starts_the_next_at_the_ne
 
 
 def test_concurrent_writers_share_fsyncs_and_every_one_returns_durable(tmp_path, monkeypatch):
-    fsyncs = []
+    """Each writer is answered only once its whole frame lies inside bytes an fsync of the segment covered,
+    and fewer fsyncs than records are made (group commit)."""
+    synced = {"bytes": 0, "fsyncs": 0}   # the segment's size at the start of its latest completed fsync
     real_fsync = os.fsync
 
-    def counting_fsync(fd):
-        fsyncs.append(fd)
+    def recording_fsync(fd):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return real_fsync(fd)   # the folder's fsync (fsync_dir): makes the file's name durable, not its bytes
+        size = os.fstat(fd).st_size   # what this fsync is sure to cover: bytes written before it began
         real_fsync(fd)
+        with lock:
+            synced["bytes"], synced["fsyncs"] = max(synced["bytes"], size), synced["fsyncs"] + 1
 
-    monkeypatch.setattr(journal.os, "fsync", counting_fsync)
+    monkeypatch.setattr(journal.os, "fsync", recording_fsync)
     log = Journal(tmp_path, 1)
     lock = threading.Lock()  # what the durable state's write lock gives: appends in one order
     start = threading.Barrier(8)
+    acknowledged: dict[int, int] = {}   # lsn -> bytes of the segment fsynced when wait_durable returned
 
     def writer(k):
         start.wait()
@@ -111,18 +119,23 @@ def test_concurrent_writers_share_fsyncs_and_every_one_returns_durable(tmp_path,
             with lock:
                 lsn = log.append({"writer": k, "i": i})
             log.wait_durable(lsn)
+            with lock:
+                acknowledged[lsn] = synced["bytes"]
 
     threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    fsyncs_for_records = len(fsyncs)
+    fsyncs_for_records = synced["fsyncs"]
     log.close()
 
     records = read_segment(log.segment_path)[0]
     assert [r.lsn for r in records] == list(range(1, 201))
-    assert fsyncs_for_records < 200  # group commit: fewer fsyncs than records
+    late = [(r.lsn, r.offset + len(encode(r.header, r.body)), acknowledged[r.lsn]) for r in records
+            if r.offset + len(encode(r.header, r.body)) > acknowledged[r.lsn]]
+    assert late == []   # (lsn, end of its frame, bytes fsynced when it was answered): none answered before its fsync
+    assert 1 <= fsyncs_for_records < 200  # group commit: fewer fsyncs than records, and at least one
 
 
 def test_a_write_the_disk_refuses_is_an_error_for_the_writer_not_an_acknowledgement(tmp_path, monkeypatch):
