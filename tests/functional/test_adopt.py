@@ -145,7 +145,9 @@ def test_two_rest_apis_with_the_tutorials_routes_are_listed_and_nothing_is_writt
     assert _nothing_tagged(aws_clients, made)
 
 
-def test_without_adopt_the_console_stack_is_not_ours_and_the_error_says_how_to_adopt_it(cli, tutorial, aws_clients, capsys):
+def test_without_adopt_the_console_stack_is_not_ours_and_the_error_says_how_to_adopt_it(cli, tutorial, aws_clients, capsys,
+                                                                                         monkeypatch):
+    monkeypatch.setattr("crudstack.steps.table.TAGS_SETTLE_S", 0.5)   # moto lists tags at once: no need to wait for late ones
     code, _, err = cli(provision_main, capsys=capsys)
     assert code == 1 and "--adopt" in err
     assert _nothing_tagged(aws_clients, tutorial)
