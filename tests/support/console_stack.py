@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from typing import Callable
 
 ACCOUNT = "123456789012"
@@ -96,7 +97,7 @@ def build(client: Callable[[str], object], *, region: str = "us-east-1", account
                               integrationHttpMethod="POST",
                               uri=f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/{arns[name]}/invocations")
         # The console's "Add permission to Lambda function" prompt, with its own random statement id.
-        lam.add_permission(FunctionName=name, StatementId=f"console-{method.lower()}-{abs(hash(path)) % 10**8}",
+        lam.add_permission(FunctionName=name, StatementId=f"console-{method.lower()}-{zlib.crc32(path.encode())}",
                            Action="lambda:InvokeFunction", Principal="apigateway.amazonaws.com",
                            SourceArn=f"arn:aws:execute-api:{region}:{account}:{api_id}/*/{method}{path.replace('{id}', '*')}")
     # Step 5: Actions -> Deploy API -> new stage prod.
