@@ -151,3 +151,42 @@ def test_without_adopt_the_console_stack_is_not_ours_and_the_error_says_how_to_a
     code, _, err = cli(provision_main, capsys=capsys)
     assert code == 1 and "--adopt" in err
     assert _nothing_tagged(aws_clients, tutorial)
+
+
+# -- an adoption cut off between two AWS calls (Ctrl-C, a crash) is finished by running it again ---------------
+
+CUTS = [
+    # (operation, which call of it, after the call went through?)
+    ("TagResource", 1, True),          # the table is ours, nothing else yet
+    ("TagRole", 1, False),
+    ("UpdateRestApi", 1, True),        # the API renamed, not yet tagged
+    ("TagResource", 6, True),          # the API tagged, its stage not
+    ("DetachRolePolicy", 1, True),     # taken over; step 2 half done
+    ("UpdateFunctionCode", 2, True),   # a function with our code and the tutorial's handler setting
+    ("CreateFunction", 1, True),       # the fifth function made, its answer lost
+]
+
+
+SAMPLED_CUTS = (("UpdateRestApi", 1, True), ("UpdateFunctionCode", 2, True))   # the rest: -m slow
+
+
+@pytest.mark.parametrize(("operation", "nth", "after"),
+                         [cut if cut in SAMPLED_CUTS else pytest.param(*cut, marks=pytest.mark.slow) for cut in CUTS],
+                         ids=[f"{op}-{n}-{'after' if a else 'before'}" for op, n, a in CUTS])
+def test_an_adoption_cut_off_anywhere_is_finished_by_the_next_run_without_duplicates(operation, nth, after, cli, tutorial,
+                                                                                     aws_clients, inject, capsys):
+    cut = inject(operation, KeyboardInterrupt(), skip=nth - 1, after=after)
+    cli.hooks.append(cut.event)
+    code, _, err = cli(provision_main, "--adopt", capsys=capsys)
+    assert code == 130 and cut.failed == 1, err
+    cli.hooks.clear()
+
+    code, _, err = cli(provision_main, "--adopt", capsys=capsys)
+    assert code == 0, err
+    code, doc, err = cli(provision_main, "--json", capsys=capsys)
+    assert code == 0 and doc["aws_calls"]["writes"] == 0, err
+    c = aws_clients
+    assert [a["id"] for a in c.apigateway.get_rest_apis()["items"]] == [tutorial["api_id"]]
+    assert sorted(f["FunctionName"] for f in c.awslambda.list_functions()["Functions"]) == sorted(FIVE)
+    assert all({k: v for k, v in t.items() if k in OURS} == OURS for t in _tags(c, tutorial).values())
+    assert c.dynamodb.scan(TableName="ItemsTable", Select="COUNT")["Count"] == 100
