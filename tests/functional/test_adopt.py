@@ -190,3 +190,25 @@ def test_an_adoption_cut_off_anywhere_is_finished_by_the_next_run_without_duplic
     assert sorted(f["FunctionName"] for f in c.awslambda.list_functions()["Functions"]) == sorted(FIVE)
     assert all({k: v for k, v in t.items() if k in OURS} == OURS for t in _tags(c, tutorial).values())
     assert c.dynamodb.scan(TableName="ItemsTable", Select="COUNT")["Count"] == 100
+
+
+def test_the_adopt_walkthrough_shows_the_console_made_stack_being_taken_over_with_the_calls_it_makes(
+        cli, tutorial, aws_clients, monkeypatch, capsys):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))   # not a terminal: goes on without waiting
+    code, out, err = cli(provision_main, "--adopt", "--walkthrough", capsys=capsys)
+    assert code == 0, err
+    start = out.index("=== Step 0 of 8: Take over the stack you built by hand in the console ===")
+    step0 = out[start:out.index("=== Step 1 of 8:", start)]
+    assert "DynamoDB -> Tables -> ItemsTable, partition key id (String): its items stay" in step0
+    assert "Lambda -> Functions -> GetItemsFunction (GET /items)" in step0
+    assert "remove AmazonDynamoDBFullAccess and CloudWatchFullAccess" in step0
+    # The very calls the take-over makes, as boto3 code, before they run.
+    assert "iam.tag_role(RoleName='LambdaDynamoDBRole', Tags=[" in step0
+    assert f"apigateway.update_rest_api(restApiId='{tutorial['api_id']}', patchOperations=[{{'op': 'replace', 'path': '/name', " \
+           "'value': 'ItemsApi'}])" in step0
+    assert "lambda.tag_resource(Resource='arn:aws:lambda:us-east-1:123456789012:function:CreateItemFunction'" in step0
+    assert out.index("Plan:") < start                                       # the whole plan came first
+    assert all({k: v for k, v in t.items() if k in OURS} == OURS for t in _tags(aws_clients, tutorial).values())
