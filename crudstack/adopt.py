@@ -60,11 +60,14 @@ def _foreign_stack(tags: dict[str, str], ctx: Context) -> str | None:
     return None
 
 
-def _check_owner(ctx: Context, found: Found, kind: str, name: str, tags: dict[str, str]) -> None:
+def _owned_tags(ctx: Context, found: Found, kind: str, name: str, tags) -> dict[str, str]:
+    """A resource's tags as read (list or map), as a map; one of another crudstack stack's is a problem."""
+    tags = tag_dict(tags)
     other = _foreign_stack(tags, ctx)
     if other:
         found.problems.append(f"{kind} {name} belongs to crudstack stack '{other}', not '{ctx.config.stack}': set stack: {other} "
                               f"in config.yaml to manage it, or tear that stack down first")
+    return tags
 
 
 # -- reading what the console made ---------------------------------------------------------------------
@@ -77,8 +80,7 @@ def _read_table(ctx: Context, found: Found) -> None:
         return
     table = found.table = answer["Table"]
     listed = ctx.aws.find(ddb.list_tags_of_resource, not_found=NOT_FOUND, ResourceArn=table["TableArn"])
-    found.table_tags = tag_dict((listed or {}).get("Tags"))
-    _check_owner(ctx, found, "table", cfg.table_name, found.table_tags)
+    found.table_tags = _owned_tags(ctx, found, "table", cfg.table_name, (listed or {}).get("Tags"))
     key = {k["KeyType"]: k["AttributeName"] for k in table["KeySchema"]}
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     wanted = cfg.table.partition_key
@@ -91,19 +93,16 @@ def _read_table(ctx: Context, found: Found) -> None:
 
 
 def _read_role(ctx: Context, found: Found) -> None:
-    cfg = ctx.config
-    iam = ctx.aws.client("iam")
-    answer = ctx.aws.find(iam.get_role, not_found=NOT_FOUND, RoleName=cfg.role_name)
+    iam, name = ctx.aws.client("iam"), ctx.config.role_name
+    answer = ctx.aws.find(iam.get_role, not_found=NOT_FOUND, RoleName=name)
     if answer is None:
         return
-    role = found.role = answer["Role"]
-    tags = role.get("Tags")
-    if tags is None:
-        tags = ctx.aws.call(iam.list_role_tags, RoleName=cfg.role_name)["Tags"]
-    found.role_tags = tag_dict(tags)
-    _check_owner(ctx, found, "role", cfg.role_name, found.role_tags)
+    found.role = answer["Role"]
+    tags = found.role.get("Tags")
+    found.role_tags = _owned_tags(ctx, found, "role", name,
+                                  tags if tags is not None else ctx.aws.call(iam.list_role_tags, RoleName=name)["Tags"])
     found.role_policies = [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies",
-                                                                     RoleName=cfg.role_name)]
+                                                                     RoleName=name)]
 
 
 def _read_function(ctx: Context, found: Found, base: str) -> None:
@@ -114,7 +113,7 @@ def _read_function(ctx: Context, found: Found, base: str) -> None:
     found.functions[base] = answer
     if answer is None:
         return
-    _check_owner(ctx, found, "function", name, function_tags(ctx, answer))
+    _owned_tags(ctx, found, "function", name, function_tags(ctx, answer))
     runtime = answer["Configuration"].get("Runtime") or ""
     if not runtime.startswith("python"):
         what = f"runtime {runtime}" if runtime else f"a {answer['Configuration'].get('PackageType', 'container')} image"
