@@ -84,6 +84,7 @@ def _read_table(ctx: Context, found: Found) -> None:
     key = {k["KeyType"]: k["AttributeName"] for k in table["KeySchema"]}
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     wanted = cfg.table.partition_key
+    # UpdateTable takes no KeySchema (DynamoDB API Reference, UpdateTable): a table's key is fixed once it is made.
     if key.get("HASH") != wanted or types.get(wanted) != "S" or "RANGE" in key:
         shown = ", ".join(f"{kind.lower()} key {name} ({types.get(name, '?')})" for kind, name in sorted(key.items()))
         found.problems.append(
@@ -118,9 +119,9 @@ def _read_function(ctx: Context, found: Found, base: str) -> None:
     if not runtime.startswith("python"):
         what = f"runtime {runtime}" if runtime else f"a {answer['Configuration'].get('PackageType', 'container')} image"
         found.problems.append(
-            f"function {name} runs {what}; our handlers are Python ({cfg.lambda_.runtime}), and a function is not moved to "
-            f"another runtime family in place: rename or delete it in the Lambda console (its route keeps working through "
-            f"the API until provision points it at ours), or give lambda.functions.{base} another name in config.yaml")
+            f"function {name} runs {what}; our handlers are Python ({cfg.lambda_.runtime}), and --adopt does not swap a "
+            f"function's language under its name: rename or delete it in the Lambda console (step 3 then makes ours), or give "
+            f"lambda.functions.{base} another name in config.yaml")
 
 
 def _api_paths(ctx: Context, api_id: str) -> set[str]:
@@ -210,7 +211,9 @@ def take_over_changes(ctx: Context, found: Found) -> list[Change]:
         api = found.api
         calls, rename = [], {}
         if api["name"] != cfg.api_name:
-            # UpdateRestApi patches the name in place: the id, and so the invoke URL, stay.
+            # UpdateRestApi patches the name in place (op replace, path /name: API Gateway API Reference, UpdateRestApi,
+            # "PATCH /restapis/restapi_id"); the id, and with it the invoke URL https://{restapi_id}.execute-api.{region}.
+            # amazonaws.com/{stage} (Developer Guide, "Invoke a REST API in API Gateway"), stay.
             rename = {"name": (api["name"], cfg.api_name)}
             calls.append(Call("apigateway", "update_rest_api", {"restApiId": api["id"], "patchOperations": [
                 {"op": "replace", "path": "/name", "value": cfg.api_name}]}))
