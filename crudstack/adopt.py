@@ -170,6 +170,12 @@ def discover(ctx: Context) -> Found:
     ctx.fan(lambda read: read(), [lambda: _read_table(ctx, found), lambda: _read_role(ctx, found), lambda: _read_api(ctx, found)]
             + [lambda base=base: _read_function(ctx, found, base) for base in bases])
     found.functions = {base: found.functions.get(base) for base in bases}   # config.yaml's order
+    if found.table is None and found.role is None and not any(found.functions.values()):
+        cfg = ctx.config
+        hint = ("the console's names have no prefix: set names: tutorial in config.yaml" if cfg.names != "tutorial" else
+                "set table.name, role.name and the lambda.functions names to the ones you gave in the console")
+        found.problems.append(f"none of table {cfg.table_name}, role {cfg.role_name} or functions "
+                              f"{', '.join(cfg.function_name(b) for b in bases)} exists in {ctx.region}: nothing to take over; {hint}")
     if found.problems:
         raise AdoptionError(found.problems)
     return found

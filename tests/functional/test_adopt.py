@@ -212,3 +212,11 @@ def test_the_adopt_walkthrough_shows_the_console_made_stack_being_taken_over_wit
     assert "lambda.tag_resource(Resource='arn:aws:lambda:us-east-1:123456789012:function:CreateItemFunction'" in step0
     assert out.index("Plan:") < start                                       # the whole plan came first
     assert all({k: v for k, v in t.items() if k in OURS} == OURS for t in _tags(aws_clients, tutorial).values())
+
+
+def test_adopt_with_prefixed_names_finds_nothing_to_take_over_and_says_to_set_names_tutorial(cli, settings, aws_clients, capsys):
+    made = console_stack.build(_client(aws_clients))          # prefixed names (demo-ItemsTable, ...) match none of it
+    code, _, err = cli(provision_main, "--plan", "--adopt", capsys=capsys)
+    assert code == 1 and "nothing to take over" in err and "set names: tutorial" in err
+    assert _nothing_tagged(aws_clients, made)
+    assert aws_clients.apigateway.get_rest_api(restApiId=made["api_id"])["name"] == "ItemsCrudApi"
