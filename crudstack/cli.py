@@ -257,11 +257,12 @@ def _reporter(args, screen: Screen, guide: Guide | None = None) -> RunReporter:
     return RunReporter(screen, plan=args.plan, quiet=args.quiet, verbose=args.verbose, guide=guide)
 
 
-def _run(ctx: Context, reporter: RunReporter, *, teardown: bool, apply: bool, chaos: Chaos | None = None) -> list[StepResult]:
+def _run(ctx: Context, reporter: RunReporter, *, teardown: bool, apply: bool, chaos: Chaos | None = None,
+         runs: Callable[[], list[StepResult]] | None = None) -> list[StepResult]:
     reporter.attach(ctx.aws)
     try:
         with GracefulStop().attached(ctx.aws):
-            return run(ctx, reporter, teardown=teardown, apply=apply)
+            return runs() if runs else run(ctx, reporter, teardown=teardown, apply=apply)
     finally:
         reporter.close()  # a live line must not outlive the run, even one stopped by an error
         if chaos is not None:
@@ -297,6 +298,10 @@ def provision_main(argv: list[str] | None = None) -> int:
                         help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
                              "with the functions' zips, and exit (no AWS call; see README, 'Export')")
     parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
+    parser.add_argument("--adopt", action="store_true",
+                        help="take over the stack you built by hand in the console (with names: tutorial in config.yaml): "
+                             "find each resource, show what would be taken over, changed and left alone, then tag it as ours "
+                             "and provision; with --plan, show that and stop (README, 'Adopt the stack you built by hand')")
     parser.add_argument("--watch", action="store_true",
                         help="after provisioning, keep watching the Lambda code and config.yaml, and deploy each save "
                              "(a handler: just its function's code; config.yaml: the whole provision); Ctrl-C stops")
@@ -309,7 +314,7 @@ def provision_main(argv: list[str] | None = None) -> int:
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
     refused = [flag for flag, given in (("--plan", args.plan), ("--json", args.json), ("--quiet", args.quiet),
                                         ("--walkthrough", args.walkthrough), ("--deployer-policy", args.deployer_policy),
-                                        ("--export", bool(args.export))) if given]
+                                        ("--export", bool(args.export)), ("--adopt", args.adopt)) if given]
     if args.watch and refused:
         parser.error(f"--watch keeps provisioning each save and reports it line by line: it cannot be combined with "
                      f"{' or '.join(refused)}")
@@ -343,10 +348,11 @@ def provision_main(argv: list[str] | None = None) -> int:
             screen.print(f"{what} stack '{config.stack}' in {where} ({aws.region})", style="bold")
         guide = None
         if args.walkthrough:
-            guide = Guide(screen, ctx, stdin=sys.stdin, step_numbers=[s.number for s in STEPS],
+            guide = Guide(screen, ctx, stdin=sys.stdin, step_numbers=(["0"] if args.adopt else []) + [s.number for s in STEPS],
                           invoke_url=lambda: invoke_url(ctx, endpoint))
         reporter = _reporter(args, screen, guide)
-        results = _run(ctx, reporter, teardown=False, apply=not args.plan, chaos=chaos)
+        results = _run(ctx, reporter, teardown=False, apply=not args.plan, chaos=chaos,
+                       runs=_adoption(args, screen, ctx, reporter) if args.adopt else None)
         doc = summary(ctx, results, endpoint, time.monotonic() - started, timings=reporter.timings)
         if chaos is not None:
             doc["chaos"] = chaos.summary()
@@ -387,6 +393,26 @@ def provision_main(argv: list[str] | None = None) -> int:
         return 0
 
     return _main(body)
+
+
+def _adoption(args, screen: Screen, ctx: Context, reporter: RunReporter) -> Callable[[], list[StepResult]]:
+    """--adopt (crudstack/adopt.py): the whole plan is shown first, even with --quiet; then, without --plan, run."""
+    from crudstack.adopt import run_adoption
+
+    shown = reporter if args.plan else RunReporter(screen, plan=True, verbose=args.verbose)
+
+    def planned(results: list[StepResult]) -> None:
+        if not args.plan:
+            screen.print(plan_line(plan_counts(results)), style="bold")
+            screen.print("Taking over and applying the plan above.\n", style="bold")
+
+    def runs() -> list[StepResult]:
+        try:
+            return run_adoption(ctx, shown, reporter, apply=not args.plan, on_planned=planned)
+        finally:
+            shown.close()
+
+    return runs
 
 
 def _watch(args, screen: Screen, ctx: Context, target: str) -> int:

@@ -274,6 +274,10 @@ class MonitoringConfig(_Strict):
 
 class Config(_Strict):
     stack: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,19}$")]
+    # prefixed: every AWS name is "<stack>-<name>", so stacks share an account. tutorial: the console tutorial's
+    # own names, no prefix (ItemsTable, LambdaDynamoDBRole, CreateItemFunction, ...): the stack `--adopt` takes
+    # over (README, "Adopt the stack you built by hand in the console"); one such stack per account and region.
+    names: Literal["prefixed", "tutorial"] = "prefixed"
     target: Literal["local", "aws"] = "local"
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")] = "us-east-1"
     tags: dict[str, str] = Field(default_factory=dict)
@@ -295,9 +299,13 @@ class Config(_Strict):
                 raise ValueError(f"tag key {key!r} is reserved (aws:* and our own managed-by / crudstack-stack)")
         return value
 
-    # Names as they appear in AWS: every one prefixed by the stack name.
+    # Names as they appear in AWS: every one prefixed by the stack name, unless names: tutorial.
+    @property
+    def name_prefix(self) -> str:
+        return "" if self.names == "tutorial" else f"{self.stack}-"
+
     def name(self, base: str) -> str:
-        return f"{self.stack}-{base}"
+        return f"{self.name_prefix}{base}"
 
     @property
     def table_name(self) -> str:

@@ -7,6 +7,8 @@
     ├── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
     │   └── OwnershipError      a resource has our name but not our tag: never touched
     ├── StackBusy               another provision or teardown kept the stack's lock past the wait (exit 5)
+    ├── AdoptionError           --adopt found a console-made resource that does not fit, or several REST APIs
+    │                           that could be the tutorial's: nothing was written
     └── InterruptedRun          Ctrl-C: the calls in flight answered, nothing new started; a re-run resumes (exit 130)
 
 Foreign exceptions (botocore's, a worker's KeyboardInterrupt) become these in one place, where the run
@@ -55,6 +57,14 @@ class StackBusy(CrudStackError):
     (crudstack/runlock.py); raised before any AWS call."""
 
     exit_code = 5
+
+
+class AdoptionError(CrudStackError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"--adopt stopped before changing anything ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n"
+                         f"{lines}")
 
 
 class InterruptedRun(CrudStackError):

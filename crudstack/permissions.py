@@ -6,7 +6,7 @@ which statement of the policy each action lives. The policy (`deployer_policy`, 
 built from it, and the runner reads it to name the IAM action an AWS refusal is about
 (`denied_action`), so the two can never disagree.
 
-A statement's Resource is scoped by the stack prefix wherever the Service Authorization Reference
+A statement's Resource is scoped by the stack prefix (with names: tutorial, by this stack's exact names) wherever the Service Authorization Reference
 gives the action a resource type (https://docs.aws.amazon.com/service-authorization/latest/reference/);
 the few actions AWS authorizes only against "*" (listings, who-am-I) have a statement of their own.
 """
@@ -114,6 +114,9 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
     ("apigateway", "CreateDeployment"): _needs(("apigateway:POST", REST_API)),
     ("apigateway", "GetDeployment"): _needs(("apigateway:GET", REST_API)),
     ("apigateway", "GetStage"): _needs(("apigateway:GET", REST_API)),
+    # --adopt (crudstack/adopt.py): the stages of the REST API it takes over, and its name set to api.name
+    ("apigateway", "GetStages"): _needs(("apigateway:GET", REST_API)),
+    ("apigateway", "UpdateRestApi"): _needs(("apigateway:PATCH", REST_API)),
     ("apigateway", "CreateStage"): _needs(("apigateway:POST", REST_API), ("apigateway:PUT", API_TAGS)),
     ("apigateway", "UpdateStage"): _needs(("apigateway:PATCH", REST_API)),
     ("apigateway", "TagResource"): _needs(("apigateway:PUT", API_TAGS)),
@@ -189,32 +192,50 @@ STATEMENTS = (
     Statement(TOPIC, "AlertsTopicOfThisStack", "Step 7: create (tagged) and delete the alerts topic, and its e-mail subscription."),
     Statement(ALARMS, "AlarmsOfThisStack", "Step 7: create (tagged), update and delete the alarms."),
     Statement(MANAGED_POLICIES, "TutorialManagedPoliciesOnThisStacksRole", "Only with role.tutorial_managed_policies: true: "
-              "attach (and later detach) the tutorial's two AWS managed policies, and no other policy."),
+              "attach (and later detach) the tutorial's two AWS managed policies, and no other policy; with names: tutorial "
+              "too, as --adopt's run detaches the two the console attached when role.tutorial_managed_policies is false."),
 )
 
 
+def _names(config: Config) -> dict[str, list[str]]:
+    """The names each scoped statement's ARNs end with: the stack prefix; or, with names: tutorial (no prefix: the
+    console tutorial's names, which --adopt takes over and tags), exactly this stack's names, so that the
+    policy reaches no other table, role or function of the account."""
+    if config.names != "tutorial":
+        prefixed = [f"{config.stack}-*"]
+        return {"table": prefixed, "role": prefixed, "function": prefixed, "log group": prefixed, "topic": prefixed,
+                "alarm": prefixed}
+    functions = [config.function_name(base) for base in sorted(config.lambda_.functions)]
+    return {"table": [config.table_name], "role": [config.role_name], "function": functions,
+            # "log-group:NAME" and "log-group:NAME:*", as the prefix's wildcard matches both
+            "log group": [form for name in functions for form in (name, f"{name}:*")], "topic": [config.topic_name],
+            # the alarms are named after the functions and the API (steps/monitoring.py, desired_alarms)
+            "alarm": [f"{name}-*" for name in functions] + [f"{config.api_name}-*"]}
+
+
 def _resources(config: Config, key: str) -> list[str]:
-    region, stack = config.region, config.stack
+    region = config.region
+    names = _names(config)
     # Account "*": the policy is written before we know the account, and every ARN below is
-    # already narrowed by region and stack prefix. The partition is the region's (aws-cn in China).
+    # already narrowed by region and stack prefix (or exact names). The partition is the region's (aws-cn in China).
     p = partition_of_region(region)
     return {
         UNSCOPED: ["*"],
-        TABLE: [f"arn:{p}:dynamodb:{region}:*:table/{stack}-*"],
-        BACKUPS: [f"arn:{p}:dynamodb:{region}:*:table/{stack}-*/backup/*"],
-        ROLE: [f"arn:{p}:iam::*:role/{stack}-*"],
+        TABLE: [f"arn:{p}:dynamodb:{region}:*:table/{name}" for name in names["table"]],
+        BACKUPS: [f"arn:{p}:dynamodb:{region}:*:table/{name}/backup/*" for name in names["table"]],
+        ROLE: [f"arn:{p}:iam::*:role/{name}" for name in names["role"]],
         PASS_ROLE: [f"arn:{p}:iam::*:role/{config.role_name}"],
         MANAGED_POLICIES: [f"arn:{p}:iam::*:role/{config.role_name}"],
-        FUNCTIONS: [f"arn:{p}:lambda:{region}:*:function:{stack}-*"],
+        FUNCTIONS: [f"arn:{p}:lambda:{region}:*:function:{name}" for name in names["function"]],
         REST_APIS: [f"arn:{p}:apigateway:{region}::/restapis"],
         REST_API: [f"arn:{p}:apigateway:{region}::/restapis/*"],
         API_TAGS: [f"arn:{p}:apigateway:{region}::/tags/*"],
         USAGE_PLANS: [f"arn:{p}:apigateway:{region}::/usageplans", f"arn:{p}:apigateway:{region}::/usageplans/*",
                       f"arn:{p}:apigateway:{region}::/apikeys", f"arn:{p}:apigateway:{region}::/apikeys/*"],
         # "log-group:NAME" and "log-group:NAME:*" (the form most Logs actions are authorized on) both match.
-        LOG_GROUPS: [f"arn:{p}:logs:{region}:*:log-group:/aws/lambda/{stack}-*"],
-        TOPIC: [f"arn:{p}:sns:{region}:*:{stack}-*"],
-        ALARMS: [f"arn:{p}:cloudwatch:{region}:*:alarm:{stack}-*"],
+        LOG_GROUPS: [f"arn:{p}:logs:{region}:*:log-group:/aws/lambda/{name}" for name in names["log group"]],
+        TOPIC: [f"arn:{p}:sns:{region}:*:{name}" for name in names["topic"]],
+        ALARMS: [f"arn:{p}:cloudwatch:{region}:*:alarm:{name}" for name in names["alarm"]],
     }[key]
 
 
@@ -234,7 +255,7 @@ def deployer_policy(config: Config) -> dict:
     """The least-privilege identity policy for provisioning, re-running, changing and tearing down `config`'s stack."""
     statements = []
     for statement in STATEMENTS:
-        if statement.key == MANAGED_POLICIES and not config.role.tutorial_managed_policies:
+        if statement.key == MANAGED_POLICIES and not (config.role.tutorial_managed_policies or config.names == "tutorial"):
             continue
         body = {"Sid": statement.sid, "Effect": "Allow", "Action": actions_of(statement.key),
                 "Resource": _resources(config, statement.key)}

@@ -56,11 +56,18 @@ class StepText:
     console: tuple[Line, ...]
 
 
+# Step 0 of `--adopt --walkthrough` (crudstack.adopt.AdoptStep.number): the `adopt` entry of walkthrough.yaml.
+ADOPT_NUMBER = "0"
+
+
 @dataclass(frozen=True)
 class Script:
     steps: dict[str, StepText]
+    adopt: StepText | None = None   # what the console made by hand, as --adopt takes it over
 
     def step(self, number: str) -> StepText:
+        if number == ADOPT_NUMBER and self.adopt is not None:
+            return self.adopt
         try:
             return self.steps[number]
         except KeyError:
@@ -90,14 +97,15 @@ def parse_script(data: Any) -> Script:
     if "calls" in data:
         raise WalkthroughDataError("walkthrough.yaml: 'calls' is no longer read: the walkthrough prints the planned changes' "
                                    "own records (crudstack/calls.py); remove it")
-    steps = {}
-    for number, entry in data["steps"].items():
-        number = str(number)
-        if not isinstance(entry, dict) or not isinstance(entry.get("console"), list) or not entry.get("title"):
-            raise WalkthroughDataError(f"walkthrough.yaml: steps.{number}: expected 'title' and a 'console' list")
-        steps[number] = StepText(number, str(entry["title"]),
-                                 tuple(_line(raw, f"steps.{number}.console[{i}]") for i, raw in enumerate(entry["console"])))
-    return Script(steps)
+    steps = {str(number): _step_text(str(number), entry, f"steps.{number}") for number, entry in data["steps"].items()}
+    adopt = _step_text(ADOPT_NUMBER, data["adopt"], "adopt") if "adopt" in data else None
+    return Script(steps, adopt)
+
+
+def _step_text(number: str, entry: Any, where: str) -> StepText:
+    if not isinstance(entry, dict) or not isinstance(entry.get("console"), list) or not entry.get("title"):
+        raise WalkthroughDataError(f"walkthrough.yaml: {where}: expected 'title' and a 'console' list")
+    return StepText(number, str(entry["title"]), tuple(_line(raw, f"{where}.console[{i}]") for i, raw in enumerate(entry["console"])))
 
 
 @functools.lru_cache(maxsize=4)

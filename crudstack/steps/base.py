@@ -43,7 +43,8 @@ def ensure_ours(ctx: Context, step: str, kind: str, name: str, tags: dict[str, s
             step=step,
             resource=f"{kind} {name}",
             cause=f"exists but is not tagged managed-by={MANAGED_BY}, crudstack-stack={ctx.config.stack}, so it is not ours to change",
-            fix="pick another stack name in config.yaml (stack:), or delete/rename that resource yourself",
+            fix="pick another stack name in config.yaml (stack:), or delete/rename that resource yourself; if it is the stack "
+                "you built by hand in the console, python provision.py --adopt takes it over (README, 'Adopt the stack ...')",
         )
 
 

@@ -98,7 +98,7 @@ class FunctionsStep:
         lam = ctx.aws.client("lambda")
         wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
         names = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions")
-                 if f["FunctionName"].startswith(f"{ctx.config.stack}-") and f["FunctionName"] not in wanted]
+                 if f["FunctionName"].startswith(ctx.config.name_prefix) and f["FunctionName"] not in wanted]
         changes = []
         for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
             if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's

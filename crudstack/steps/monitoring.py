@@ -65,7 +65,7 @@ class MonitoringStep:
     # -- log groups --------------------------------------------------------------------------
     def _log_groups(self, ctx: Context) -> dict[str, dict]:
         logs = ctx.aws.client("logs")
-        groups = ctx.aws.paginate(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=f"/aws/lambda/{ctx.config.stack}-")
+        groups = ctx.aws.paginate(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=f"/aws/lambda/{ctx.config.name_prefix}")
         return {g["logGroupName"]: g for g in groups}
 
     def _log_group_tags(self, ctx: Context, name: str) -> dict[str, str]:
@@ -150,7 +150,10 @@ class MonitoringStep:
     # -- alarms --------------------------------------------------------------------------------
     def _existing_alarms(self, ctx: Context) -> dict[str, dict]:
         cw = ctx.aws.client("cloudwatch")
-        alarms = ctx.aws.paginate(cw, "describe_alarms", "MetricAlarms", AlarmNamePrefix=f"{ctx.config.stack}-", AlarmTypes=["MetricAlarm"])
+        # AlarmNamePrefix takes 1 to 255 characters (CloudWatch API Reference, DescribeAlarms): with names: tutorial
+        # (no prefix) every alarm is listed, and only ours by tag are ever changed or deleted.
+        prefix = {"AlarmNamePrefix": ctx.config.name_prefix} if ctx.config.name_prefix else {}
+        alarms = ctx.aws.paginate(cw, "describe_alarms", "MetricAlarms", AlarmTypes=["MetricAlarm"], **prefix)
         return {a["AlarmName"]: a for a in alarms}
 
     def _alarm_tags(self, ctx: Context, alarm: dict) -> dict[str, str]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.harness import kill_and_resume
+from tests.support import console_stack
+from tests.support.harness import Cli, MotoServer, adoption_baseline, kill_and_resume, kill_and_resume_adoption
 
 PROVISION_SEEDS = range(1, 41)
 TEARDOWN_SEEDS = range(1, 21)
 SAMPLED_PROVISION = (3, 7, 11, 12, 17)   # kill points spread from the first calls to the last
 SAMPLED_TEARDOWN = (1, 7)   # a teardown makes fewer calls since its reads run at once: these still span it
+ADOPTION_SEEDS = range(1, 21)
+SAMPLED_ADOPTION = (2,)
 
 
 def slow_unless_sampled(seeds, sampled):
@@ -47,3 +50,33 @@ def test_the_kill_points_sampled_in_ci_cover_the_first_and_last_part_of_the_run(
     points = sorted(random.Random(f"kill:{command}:{seed}").randint(0, total) for seed in sampled)
     halves = {2 * p // (total + 1) for p in points}
     assert halves == {0, 1}, points
+
+
+@pytest.fixture(scope="module")
+def console_server(tmp_path_factory):
+    """A moto server holding what --adopt meets: AWS's managed policies, TagResource on a REST API's ARN."""
+    with MotoServer(log=tmp_path_factory.mktemp("moto-adopt") / "moto.log", as_console_left_it=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def adopt_cli(console_server, tmp_path_factory) -> Cli:
+    import yaml
+
+    from crudstack.config import ROOT
+
+    settings = console_stack.tutorial_settings(yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8")))
+    return Cli(console_server.endpoint, tmp_path_factory.mktemp("cli-adopt"), settings=settings)
+
+
+@pytest.fixture(scope="module")
+def clean_adoption(console_server, adopt_cli):
+    return adoption_baseline(console_server, adopt_cli, console_stack.build)
+
+
+@pytest.mark.parametrize("seed", slow_unless_sampled(ADOPTION_SEEDS, SAMPLED_ADOPTION))
+def test_an_adoption_killed_at_a_random_moment_is_finished_by_the_next_run_without_duplicates_or_orphans(
+        seed, console_server, adopt_cli, clean_adoption):
+    verdict = kill_and_resume_adoption(console_server, adopt_cli, clean_adoption, seed, console_stack.build)
+
+    assert verdict.problems == [], f"killed after {verdict.calls_before_cut} calls at {verdict.cut_at}: {verdict.problems}"

@@ -129,7 +129,7 @@ def _static_calls() -> frozenset[tuple[str, str]]:
     records = re.compile(r"Call\(\"([a-z]+)\", \"([a-z_]+)\"|delete_once\(\"([a-z_]+)\", \"([a-z_]+)\"")
     session = boto3.session.Session(region_name=REGION)
     calls = set()
-    for path in sorted((ROOT / "crudstack" / "steps").glob("*.py")) + [ROOT / "crudstack" / "aws.py"]:
+    for path in sorted((ROOT / "crudstack" / "steps").glob("*.py")) + [ROOT / "crudstack" / "aws.py", ROOT / "crudstack" / "adopt.py"]:
         for match in pattern.finditer(path.read_text(encoding="utf-8")):
             var, method = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
             mapping = session.client(services[var]).meta.method_to_api_mapping
@@ -321,3 +321,69 @@ def test_the_role_statement_lets_the_deployer_at_its_own_role_and_not_another_st
             with pytest.raises(botocore.exceptions.ClientError) as refused:
                 iam.get_role(RoleName=foreign)
             assert refused.value.response["Error"]["Code"] == "AccessDenied"
+
+
+# -- --adopt through the deployer policy (names: tutorial) -------------------------------------------------
+
+
+def test_with_the_tutorials_names_every_statement_names_exactly_this_stacks_resources(settings, make_config):
+    import fnmatch
+
+    from tests.support import console_stack
+
+    policy = deployer_policy(make_config(console_stack.tutorial_settings(settings)))
+    text = json.dumps(policy)
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert "tutorial-*" not in text and "TutorialManagedPoliciesOnThisStacksRole" in resources   # --adopt detaches them
+
+    def allowed(sid: str, arn: str) -> bool:
+        return any(fnmatch.fnmatchcase(arn, pattern.replace("*:", "123456789012:", 1)) for pattern in resources[sid])
+
+    assert allowed("ItemsTableOfThisStack", "arn:aws:dynamodb:us-east-1:123456789012:table/ItemsTable")
+    assert not allowed("ItemsTableOfThisStack", "arn:aws:dynamodb:us-east-1:123456789012:table/OrdersTable")
+    assert allowed("RoleOfThisStack", "arn:aws:iam::123456789012:role/LambdaDynamoDBRole")
+    assert not allowed("RoleOfThisStack", "arn:aws:iam::123456789012:role/AdminRole")
+    for name in ("CreateItemFunction", "GetItemsFunction", "GetItemFunction", "UpdateItemFunction", "DeleteItemFunction"):
+        assert allowed("FunctionsOfThisStack", f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
+        assert allowed("LogGroupsOfThisStacksFunctions", f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{name}:*")
+        assert allowed("AlarmsOfThisStack", f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}-Errors")
+    assert not allowed("FunctionsOfThisStack", "arn:aws:lambda:us-east-1:123456789012:function:PaymentsFunction")
+    assert allowed("AlarmsOfThisStack", "arn:aws:cloudwatch:us-east-1:123456789012:alarm:ItemsApi-5XXError")
+    assert resources["AlertsTopicOfThisStack"] == ["arn:aws:sns:us-east-1:*:ItemsApiAlerts"]
+
+
+@pytest.fixture
+def managed_policies(monkeypatch):
+    """moto leaves AWS managed policies out unless asked (read when its IAM backend is made: before any IAM call)."""
+    from moto import settings as moto_settings
+
+    monkeypatch.setitem(moto_settings.default_user_config, "iam", {"load_aws_managed_policies": True})
+
+
+def test_a_user_holding_only_the_deployer_policy_adopts_the_console_stack_and_reruns_with_no_writes(
+        managed_policies, settings, make_config, deployer, iam_enforced, signing_names, aws_clients, sleeps):
+    from crudstack.adopt import run_adoption
+    from crudstack.steps import STEPS
+    from tests.support import console_stack
+
+    made = console_stack.build(lambda service: getattr(aws_clients, "awslambda" if service == "lambda" else service))
+    config = make_config(console_stack.tutorial_settings(settings))
+    policy = deployer_policy(config)
+    deployer.allow(moto_view(policy, signing_names))
+    calls: set[tuple[str, str]] = set()
+
+    def as_deployer() -> Context:
+        aws = Aws(region=REGION, session=deployer.clients, sleep=sleeps)
+        aws.register("before-call", lambda model, **_: calls.add((model.service_model.service_name, model.name)))
+        return Context(config=config, aws=aws, target="aws")
+
+    with iam_enforced():
+        run_adoption(as_deployer(), Reporter(), Reporter(), apply=True)
+        again = as_deployer()
+        run(again, Reporter(), steps=STEPS)
+
+    assert again.aws.stats.writes == 0
+    assert ("apigateway", "UpdateRestApi") in calls and ("iam", "TagRole") in calls and ("iam", "DetachRolePolicy") in calls
+    assert aws_clients.apigateway.get_rest_api(restApiId=made["api_id"])["tags"]["crudstack-stack"] == "tutorial"
+    allowed = {action for s in policy["Statement"] for action in s["Action"]}
+    assert {need.action for call in calls for need in OPERATIONS[call]} - allowed == set()

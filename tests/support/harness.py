@@ -4,6 +4,7 @@ cutting them off: SIGKILL after a seeded number of AWS calls, SIGINT, or the net
     MotoServer        `python -m moto.server` on 127.0.0.1:<free port>, reset between scenarios
     Cli               the two commands as subprocesses (--target aws, AWS_ENDPOINT_URL, fake credentials)
     kill_and_resume   one seeded kill point, then runs to completion, checked against a clean run
+    kill_and_resume_adoption   the same for `provision --adopt` over a stack built as the console tutorial builds it
     chaos_cycle       one seeded provision + teardown with --chaos, checked the same way
 
 Used by tests/e2e (a sampled subset in CI, the long variants marked slow) and by
@@ -41,16 +42,24 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 class MotoServer:
     """A moto server in its own process (its state is process-global: sharing ours would mix it with mock_aws)."""
 
-    def __init__(self, port: int | None = None, log: Path | None = None):
+    def __init__(self, port: int | None = None, log: Path | None = None, *, as_console_left_it: bool = False):
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = log
+        # as_console_left_it: with AWS's managed policies (the console tutorial attaches two) and TagResource on a
+        # REST API's own ARN (which --adopt calls; moto's server routes only stage ARNs): what --adopt meets.
+        self.as_console_left_it = as_console_left_it
         self.process: subprocess.Popen | None = None
         self._clients: dict[str, Any] = {}
 
     def start(self, timeout: float = 30) -> "MotoServer":
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+        server, env = ["-m", "moto.server"], None
+        if self.as_console_left_it:
+            server = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from crudstack.local.patches import apigateway_tags; "
+                            "apigateway_tags.install(); from moto.server import main; main(sys.argv[1:])"]
+            env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+        self.process = subprocess.Popen([sys.executable, *server, "-H", "127.0.0.1", "-p", str(self.port)], env=env,
                                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -288,4 +297,36 @@ def chaos_cycle(server: MotoServer, cli: Cli, base: Baseline, seed: int, rate: f
         verdict.figures.update(teardown_s=gone.seconds, injected_teardown=down["chaos"]["injected"], retries_teardown=down["aws_calls"]["retries"])
     verdict.orphans = left_over(inventory(server.client))
     verdict.check(not verdict.orphans, f"orphans after teardown: {verdict.orphans}")
+    return verdict
+
+
+def adoption_baseline(server: MotoServer, cli: Cli, build: Callable[[Callable[[str], Any]], Any]) -> Baseline:
+    """What a clean `provision --adopt` of the console's stack (made by `build`) leaves, and its calls."""
+    server.reset()
+    build(server.client)
+    made = cli.run("provision", "--adopt")
+    assert made.code == 0, made.stderr
+    return Baseline(state(server.client), made.calls, 0)
+
+
+def kill_and_resume_adoption(server: MotoServer, cli: Cli, base: Baseline, seed: int,
+                             build: Callable[[Callable[[str], Any]], Any]) -> Verdict:
+    """SIGKILL `provision --adopt` at a seeded moment, run it again: the account ends as a clean adoption
+    leaves it, nothing duplicated; a plain provision then has nothing to change; teardown leaves nothing."""
+    rng = random.Random(f"kill:adopt:{seed}")
+    calls, delay = rng.randint(0, base.provision_calls), rng.uniform(0, 0.015)
+    verdict = Verdict("kill provision --adopt", seed)
+    started = time.monotonic()
+    server.reset()
+    build(server.client)
+    cut = cli.run_until("provision", calls=calls, action=sigkill, delay_s=delay, args=("--adopt",))
+    verdict.cut_at = cut.last_call if cut.code is None else f"(finished before the kill, exit {cut.code})"
+    verdict.calls_before_cut = cut.calls
+    resumed = cli.run("provision", "--adopt")
+    verdict.resumed = verdict.check(resumed.code == 0, f"the resumed adoption exited {resumed.code}: {resumed.stderr[-800:]}")
+    _check_converged(verdict, server, base)
+    again = cli.run("provision")
+    verdict.check(again.code == 0 and "Nothing to change" in again.stdout, "a plain provision after the adoption had changes to make")
+    _check_torn_down(verdict, server, cli)
+    verdict.seconds = time.monotonic() - started
     return verdict

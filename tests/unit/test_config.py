@@ -268,6 +268,26 @@ def test_every_aws_name_is_prefixed_by_the_stack_name():
     assert config.function_name("GetItemFunction") == "acme-GetItemFunction"
 
 
+def test_names_tutorial_gives_the_console_tutorials_own_names_with_no_prefix_and_keeps_the_stack_in_the_tags():
+    config = parse_config({**settings(), "stack": "tutorial", "names": "tutorial"})
+
+    assert (config.table_name, config.role_name, config.api_name, config.topic_name) == (
+        "ItemsTable", "LambdaDynamoDBRole", "ItemsApi", "ItemsApiAlerts")
+    assert config.function_name("CreateItemFunction") == "CreateItemFunction"
+    assert config.ownership_tags == {"managed-by": "crudstack", "crudstack-stack": "tutorial"}
+    assert parse_config(settings()).names == "prefixed"
+
+
+def test_an_unknown_names_setting_is_rejected_naming_the_two_values(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**settings(), "names": "console"}), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert "names" in str(raised.value) and "'prefixed'" in str(raised.value) and "'tutorial'" in str(raised.value)
+
+
 def test_a_valid_alert_email_and_period_are_accepted():
     data = settings()
     data["monitoring"]["alert_email"] = "ops@example.com"

@@ -3,7 +3,8 @@
 - API Gateway TagResource / UntagResource on a REST API: AWS tags a REST API by its ARN
   (arn:aws:apigateway:REGION::/restapis/ID, API Gateway API Reference, TagResource); moto handles only stage
   ARNs and takes the last part of a REST API's ARN for a stage name (NotFoundException "Invalid Rest API Id").
-  provision.py sets tags changed in config.yaml on an existing REST API this way.
+  provision.py sets tags changed in config.yaml on an existing REST API this way, and --adopt tags the REST API
+  it takes over. moto's server had no route for these ARNs at all (404): added below.
 - The same on an API key (arn:aws:apigateway:REGION::/apikeys/ID) and a usage plan (.../usageplans/ID),
   which AWS tags alike (TagResource: "The ARN of a resource that can be tagged"; the API keys and usage
   plans of auth: api_key carry our tags and are found by them).
@@ -25,7 +26,21 @@ def install() -> None:
     if _installed:
         return
     _tag_rest_apis()
+    _route_tag_paths()
     _installed = True
+
+
+def _route_tag_paths() -> None:
+    """moto's server routes /tags/<ARN> only for a stage's ARN (moto/apigateway/urls.py): the server decodes the
+    ARN's %2F, so a REST API's, API key's or usage plan's ARN matched no route (404) there, while moto in-process
+    matched it encoded. The same handler, for those ARNs too; read by moto when its server app is built."""
+    from moto.apigateway import urls
+    from moto.apigateway.responses import APIGatewayResponse
+
+    for kind in ("restapis", "apikeys", "usageplans"):
+        urls.url_paths.setdefault(
+            "{0}/tags/arn:(?P<partition>[^/]+):apigateway:(?P<region_name>[^/]+)::/" + kind + "/(?P<tagged_id>[^/]+)$",
+            APIGatewayResponse.dispatch)
 
 
 def _tagged(response):
