@@ -16,6 +16,7 @@ from crudstack.packaging import build_package
 from crudstack.plan import Action, Context, Options
 from crudstack.realistic import AccountModel, Delays, IdentityPolicy, Lags, LiveClient, SimClock
 from crudstack.runner import Reporter, run
+from crudstack.steps.table import holds_items
 from tests.functional.conftest import aws_error, assert_one_complete_stack, permission_statements, rest_apis, seeded
 
 
@@ -222,3 +223,33 @@ def test_a_failed_function_is_created_again_only_once_lambda_has_finished_deleti
     assert again.calls("DeleteFunction") == 1 and again.calls("CreateFunction") == 1
     assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
     assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_page_with_no_item_but_a_last_evaluated_key_means_the_table_holds_items():
+    assert holds_items({"Items": [], "Count": 0, "LastEvaluatedKey": {"id": {"S": "x"}}})
+    assert holds_items({"Items": [{"id": {"S": "x"}}]})
+    assert not holds_items({"Items": [], "Count": 0})
+
+
+# -- all of it at once ------------------------------------------------------------------------------------
+
+
+def test_a_whole_cycle_with_every_lag_and_a_client_writing_throughout_keeps_every_acknowledged_item(
+        provision, teardown, config, clock, aws_clients):
+    delays = Delays.typical()
+    model = AccountModel(clock=clock, delays=delays, lags=Lags.typical())
+    client = live_client(config, aws_clients, model, from_start=True)
+
+    provision(config, clock=clock, attach=both(model, client))
+    assert_one_complete_stack(aws_clients, config)
+    clock.now += delays.longest + 1
+    assert provision(config, clock=clock, attach=both(model, client)).mutating_calls == []
+    gone = teardown(config, clock=clock, attach=both(model, client))
+
+    assert gone.changes("table", Action.KEEP) and gone.calls("DeleteTable") == 0
+    assert client.acknowledged and items_left(aws_clients, config) == set(client.acknowledged)
+    assert rest_apis(aws_clients, config.api_name) == [] and aws_clients.awslambda.list_functions()["Functions"] == []
+    assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
+    assert not [r for r in model.refused if r.endswith(":quota")]   # the calls kept under AWS's rates
+    met = set(model.refused + model.hidden)
+    assert {"DeleteRole:conflict", "GetFunctionConfiguration:Deleting"} <= met, met
