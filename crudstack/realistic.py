@@ -564,6 +564,7 @@ class LagModel:
         if op == "GetPolicy" and name in self.policies and any(
                 key.startswith(f"{name} ") and until > now for key, until in self.removed.items()):
             self.hidden.append(f"{op}:stale")
+            context["lag_answered"] = True
             return answer({"Policy": json.dumps(self.policies[name]), "RevisionId": "stale"})
         deleting = self.deleting.get(name)
         if deleting and deleting[0] > now:
@@ -572,6 +573,7 @@ class LagModel:
                 return refusal("ResourceConflictException", 409, f"Function already exist: {name}")
             if op in ("GetFunction", "GetFunctionConfiguration"):
                 self.hidden.append(f"{op}:Deleting")
+                context["lag_answered"] = True
                 shown = json.loads(json.dumps(deleting[1], default=str))
                 shown["Configuration"].update(State="Deleting", StateReason="The function is being deleted.")
                 shown["Configuration"].pop("LastUpdateStatus", None)
@@ -579,24 +581,23 @@ class LagModel:
         return None
 
     def _after(self, model, http_response, parsed, context, **_):
-        if getattr(http_response, "status_code", 500) >= 300:
-            return
+        if getattr(http_response, "status_code", 500) >= 300 or context.get("lag_answered"):
+            return   # a refusal, or a stale answer of ours: nothing learnt about the account
         op, params, now, lags = model.name, context.get("lag_params") or {}, self.clock(), self.lags
         name = _name(params.get("FunctionName", ""))
         if op in ("DeleteRolePolicy", "DetachRolePolicy") and lags.role_policies:
             self.policies_left[params["RoleName"]] = now + lags.role_policies
-        elif op == "GetPolicy" and parsed.get("RevisionId") != "stale":
+        elif op == "GetPolicy":
             self.policies[name] = json.loads(parsed["Policy"])
         elif op == "RemovePermission" and lags.resource_policy:
             self.removed[f"{name} {params['StatementId']}"] = now + lags.resource_policy
         elif op in ("GetFunction", "GetFunctionConfiguration", "CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration"):
             configuration = parsed["Configuration"] if op == "GetFunction" else parsed
-            if configuration.get("State") != "Deleting":
-                shown = dict(self.seen.get(name) or {})
-                shown["Configuration"] = {k: v for k, v in configuration.items() if k != "ResponseMetadata"}
-                if op == "GetFunction":
-                    shown.update({k: v for k, v in parsed.items() if k not in ("Configuration", "ResponseMetadata")})
-                self.seen[name] = shown
+            shown = dict(self.seen.get(name) or {})
+            shown["Configuration"] = {k: v for k, v in configuration.items() if k != "ResponseMetadata"}
+            if op == "GetFunction":
+                shown.update({k: v for k, v in parsed.items() if k not in ("Configuration", "ResponseMetadata")})
+            self.seen[name] = shown
         elif op == "DeleteFunction" and lags.function_delete and name in self.seen:
             self.deleting[name] = [now + lags.function_delete, self.seen.pop(name)]
         elif op == "Scan" and not params.get("ConsistentRead"):
@@ -686,8 +687,8 @@ class LiveClient:
 
     def hook(self, model, **_):
         if not self.started:
-            if not (self.from_start or not model.name.startswith(("Get", "List", "Describe", "Scan", "Query"))):
-                return None
+            if not self.from_start and model.name.startswith(("Get", "List", "Describe", "Scan", "Query")):
+                return None   # the tool is still reading what exists: its plan
             self.started = True
         if not self.serving():
             return None

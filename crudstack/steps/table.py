@@ -130,8 +130,9 @@ class TableStep:
 
     def _scan(self, ctx: Context) -> dict:
         # An eventually consistent Scan "might not contain the results from other recently completed write
-        # operations" (DynamoDB API Reference, Scan, ConsistentRead), and Limit counts items evaluated, not items
-        # returned: a LastEvaluatedKey with no item still means there is more to read (holds_items).
+        # operations" (DynamoDB API Reference, Scan, ConsistentRead); and a page is not the table: "If
+        # LastEvaluatedKey is present in the response, you need to paginate the result set" (same page), so a
+        # page with a LastEvaluatedKey and no item does not say the table is empty (holds_items).
         return {"TableName": ctx.config.table_name, "Limit": 1, "ConsistentRead": True, "ProjectionExpression": "#k",
                 "ExpressionAttributeNames": {"#k": ctx.config.table.partition_key}}
 
