@@ -508,7 +508,7 @@ class Lags:
 
     @classmethod
     def typical(cls) -> "Lags":
-        return cls(role_policies=5, resource_policy=3, function_delete=5, scan=1)
+        return cls(role_policies=3, resource_policy=3, function_delete=5, scan=1)
 
     def scaled(self, factor: float) -> "Lags":
         return replace(self, **{k: v * factor for k, v in asdict(self).items()})
