@@ -145,11 +145,10 @@ class TableStep:
                         after=("REST API gone", "functions"), provides=("table",))
 
         def look_again(run) -> None:
-            if not run.variables[ITEMS_NOW]:
-                return
+            items = run.variables[ITEMS_NOW]
             if options.backup:
-                change.note = "items backed up first"
-            elif not options.delete_data:
+                change.note = "items backed up first" if items else ""
+            elif items and not options.delete_data:
                 change.action, change.note = Action.KEEP, HOLDS_ITEMS
 
         if options.backup or not options.delete_data:
