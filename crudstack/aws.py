@@ -70,7 +70,16 @@ EVENTUAL_CONSISTENCY = ROLE_NOT_YET_ASSUMABLE + (
     ("ResourceInUseException", "being updated"),
     ("ConflictException", "concurrent"),                                # API Gateway concurrent modification
     ("ConflictException", "try again"),
+    # AddPermission of a statement id whose removal Lambda does not show yet: terraform-provider-aws retries
+    # AddPermission on ResourceConflictException for lambdaPropagationTimeout ("Retry for IAM and Lambda eventual
+    # consistency", internal/service/lambda/permission.go). Our own statement, made by a call whose answer was
+    # lost, answers the same: the retry's first look (calls.Once) finds it.
+    ("ResourceConflictException", "provided already exists"),
 )
+# (operation, code) that AWS answers for a while after an earlier call of ours, and then no more. IAM refuses
+# DeleteRole with DeleteConflict for a while after the role's policies were removed; terraform-provider-aws
+# retries exactly that for its IAM propagation timeout (internal/service/iam/role.go, DeleteRole).
+EVENTUAL_CONFLICTS = frozenset({("DeleteRole", "DeleteConflict")})
 CONNECTION_ERRORS = (
     botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, proxy and SSL errors
     # ConnectionClosedError, ReadTimeoutError and ResponseStreamingError derive from HTTPClientError,
@@ -154,6 +163,8 @@ CONSISTENCY_WAIT_MAX_S = 0.75
 def is_eventual_consistency(exc: BaseException) -> bool:
     if not isinstance(exc, botocore.exceptions.ClientError):
         return False
+    if (getattr(exc, "operation_name", None), error_code(exc)) in EVENTUAL_CONFLICTS:
+        return True
     code, message = error_code(exc) or "", error_message(exc).lower()
     return any(code == c and fragment.lower() in message for c, fragment in EVENTUAL_CONSISTENCY)
 
@@ -170,7 +181,7 @@ def is_transient(exc: BaseException) -> bool:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if status >= 500:
         return True
-    return _matches(exc, EVENTUAL_CONSISTENCY)
+    return is_eventual_consistency(exc)
 
 
 def is_mutating(operation: str) -> bool:

@@ -12,6 +12,7 @@ other copy of the calls: what is printed is what runs.
                   first, create only if nothing matches; a retry after a lost answer looks again
     Once          a call that must not be repeated blindly (add_permission, create_backup, a delete that
                   moto answers 500 the second time): a retry first asks `done` whether it already worked
+                  (a Poll or Once is skipped when its call's `unless` holds)
     Local         work that is not an AWS call (writing the items of a table to a backup file)
 
 Values known only once an earlier call has answered (a new REST API's id) are `Ref("api_id")` in the
@@ -93,7 +94,7 @@ class Call:
 
     def run(self, run) -> Any:
         run.check()   # after a Ctrl-C, no new call
-        if self.unless is not None and self.unless[1](run):
+        if skipped(self, run):
             return None
         client = run.aws.client(self.service)
         params = resolve(self.params, run.variables)
@@ -108,6 +109,11 @@ class Call:
                 return None
             raise
         return keep(run, self.save, answer)
+
+
+def skipped(call: Call, run) -> bool:
+    """A call's `unless` holds (a Poll or Once wrapping it is skipped with it)."""
+    return call.unless is not None and call.unless[1](run)
 
 
 def keep(run, save: dict[str, Callable[[dict], Any]], answer: Any) -> Any:
@@ -131,6 +137,9 @@ class Poll:
         return self.call.requests()
 
     def run(self, run) -> Any:
+        if skipped(self.call, run):
+            return None
+
         def check():
             run.check()
             try:
@@ -190,6 +199,8 @@ class Once:
         return self.call.requests()
 
     def run(self, run) -> Any:
+        if skipped(self.call, run):
+            return None
         client = run.aws.client(self.call.service)
         tried = False
 

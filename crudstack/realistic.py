@@ -54,13 +54,15 @@ Every refusal is recorded in `refused` ("CreateFunction:role") and every stale a
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import json
 import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from botocore.awsrequest import AWSResponse
 
@@ -210,8 +212,10 @@ class AccountModel:
     refused: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     persist_to: Path | None = None    # a folder: the state is saved there after every call (kill-safe)
+    lags: Lags = field(default_factory=lambda: Lags())   # issue 20's behaviours: LagModel, below
     _buckets: dict[str, Bucket] = field(default_factory=dict, repr=False)
     _save_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lagging: LagModel | None = field(default=None, repr=False)
 
     def attach(self, aws) -> "AccountModel":
         aws.register("before-parameter-build", self._remember)
@@ -219,7 +223,15 @@ class AccountModel:
         aws.register("after-call", self._after)
         if self.persist_to is not None:
             aws.register("after-call", lambda **_: self.save(self.persist_to))
+        self.lagging.attach(aws)
         return self
+
+    @property
+    def lagging(self) -> LagModel:
+        """The model's lags (crudstack.realistic.LagModel), one for its life: its refusals land in `refused`/`hidden` too."""
+        if self._lagging is None:
+            self._lagging = LagModel(self.clock, self.lags, refused=self.refused, hidden=self.hidden)
+        return self._lagging
 
     def critical_path(self) -> float:
         """The least time a fresh provision can take under this model, following its longest chain of
@@ -449,6 +461,248 @@ class AccountModel:
                                  LastUpdateStatusReason="The function is being updated.", LastUpdateStatusReasonCode="InProgress")
 
 
+# -- lags behind a write (issue 20) ---------------------------------------------------------------------------
+# What AWS shows a moment after a write, beyond the windows of `Delays`: each found by a review of the tool
+# against AWS's documentation and terraform-provider-aws, and each a way a run on a real account failed,
+# was denied or lost data. The model is LagModel (attached with AccountModel, its numbers in `Lags`);
+# IdentityPolicy and LiveClient stand beside it, attached by the tests that need them.
+#
+#    behaviour              what the model makes AWS do                               source
+#    DeleteRole conflict    DeleteRole answers DeleteConflict for `role_policies` s     terraform-provider-aws internal/service/iam/
+#                           after DeleteRolePolicy/DetachRolePolicy on the role         role.go, DeleteRole: retries DeleteConflict
+#                                                                                       for its propagationTimeout; IAM User Guide,
+#                                                                                       "Changes that I make are not always
+#                                                                                       immediately visible"
+#    resource policy        after RemovePermission, GetPolicy goes on showing the      terraform-provider-aws internal/service/lambda/
+#                           statement and AddPermission of its statement id answers   permission.go: AddPermission retried on
+#                           ResourceConflictException for `resource_policy` s         ResourceConflictException, RemovePermission
+#                                                                                       followed by RetryUntilNotFound on GetPolicy,
+#                                                                                       writes serialized per function ("Retry for IAM
+#                                                                                       and Lambda eventual consistency")
+#    function Deleting      a deleted function is State Deleting for                  terraform-provider-aws internal/service/lambda/
+#                           `function_delete` s: GetFunction(Configuration) show it,  function.go: resourceFunctionDelete waits with
+#                           CreateFunction of its name answers                        waitFunctionDeleted (pending: ... Deleting);
+#                           ResourceConflictException                                 Lambda API Reference, FunctionConfiguration
+#                                                                                       State (Deleting)
+#    eventually consistent  a Scan without ConsistentRead leaves out the items        DynamoDB API Reference, Scan, ConsistentRead:
+#    Scan                   written (through LiveClient) in the last `scan` s         "If ConsistentRead is false, then the data
+#                                                                                       returned from Scan might not contain the
+#                                                                                       results from other recently completed write
+#                                                                                       operations"
+#    identity policy        IdentityPolicy: a Lambda call on a function that no        IAM User Guide, "Policy evaluation logic": a
+#                           Allow statement of the caller's policy covers (Action     request is implicitly denied unless a
+#                           and Resource) answers AccessDeniedException               statement allows its action on its resource
+#    a client of the API    LiveClient: writes an item before each of the tool's      the API serves writes until its REST API or
+#                           calls while the REST API and every function are there     its functions are gone (the tutorial's stack)
+#
+# AWS publishes no figure for any of these lags; `Lags.typical()` holds seconds of the order seen, well
+# inside terraform-provider-aws's propagation timeouts (2 minutes for IAM, lambdaPropagationTimeout for Lambda).
+
+
+@dataclass(frozen=True)
+class Lags:
+    role_policies: float = 0.0    # IAM: DeleteRole answers DeleteConflict this long after a policy left the role
+    resource_policy: float = 0.0  # Lambda: a removed permission statement still shows and still holds its id
+    function_delete: float = 0.0  # Lambda: a deleted function is Deleting, its name taken
+    scan: float = 0.0             # DynamoDB: an eventually consistent Scan misses writes this recent
+
+    @classmethod
+    def typical(cls) -> "Lags":
+        return cls(role_policies=3, resource_policy=3, function_delete=5, scan=1)
+
+    def scaled(self, factor: float) -> "Lags":
+        return replace(self, **{k: v * factor for k, v in asdict(self).items()})
+
+
+def _covers(key: dict, item: dict) -> bool:
+    return all(item.get(name) == value for name, value in key.items())
+
+
+@dataclass
+class LagModel:
+    """The lags above, as botocore hooks on one Aws (AccountModel.attach attaches it with the rest)."""
+
+    clock: Callable[[], float]
+    lags: Lags = field(default_factory=Lags)
+    refused: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    policies_left: dict[str, float] = field(default_factory=dict)   # role name -> DeleteRole conflicts until
+    policies: dict[str, dict] = field(default_factory=dict)         # function name -> its resource policy as last read
+    removed: dict[str, float] = field(default_factory=dict)         # "function statement-id" -> still shows until
+    seen: dict[str, dict] = field(default_factory=dict)             # function name -> GetFunction's answer as last read
+    deleting: dict[str, list] = field(default_factory=dict)         # function name -> [gone from, GetFunction's answer]
+    writes: dict[str, list] = field(default_factory=dict)           # table -> [(key, written at)]
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def attach(self, aws) -> "LagModel":
+        aws.register("before-parameter-build", self._remember)
+        aws.register("before-call", self._before)
+        aws.register("after-call", self._after)
+        return self
+
+    def wrote(self, table: str, key: dict) -> None:
+        """An item was written to `table` (by LiveClient): an eventually consistent Scan misses it for a while."""
+        with self._lock:
+            self.writes.setdefault(table, []).append((key, self.clock()))
+
+    @staticmethod
+    def _remember(params, context, **_):
+        context["lag_params"] = dict(params)
+
+    def _before(self, model, context, **_):
+        op, params, now = model.name, context.get("lag_params") or {}, self.clock()
+        name = _name(params.get("FunctionName", ""))
+        if op == "DeleteRole" and self.policies_left.get(params.get("RoleName", ""), 0) > now:
+            self.refused.append(f"{op}:conflict")
+            return refusal("DeleteConflict", 409, "Cannot delete entity, must delete policies first.")
+        if op == "AddPermission" and self.removed.get(f"{name} {params.get('StatementId')}", 0) > now:
+            self.refused.append(f"{op}:stale")
+            return refusal("ResourceConflictException", 409, f"The statement id ({params.get('StatementId')}) provided already "
+                           "exists. Please provide a new statement id, or remove the existing statement.")
+        if op == "GetPolicy" and name in self.policies and any(
+                key.startswith(f"{name} ") and until > now for key, until in self.removed.items()):
+            self.hidden.append(f"{op}:stale")
+            context["lag_answered"] = True
+            return answer({"Policy": json.dumps(self.policies[name]), "RevisionId": "stale"})
+        deleting = self.deleting.get(name)
+        if deleting and deleting[0] > now:
+            if op == "CreateFunction":
+                self.refused.append(f"{op}:deleting")
+                return refusal("ResourceConflictException", 409, f"Function already exist: {name}")
+            if op in ("GetFunction", "GetFunctionConfiguration"):
+                self.hidden.append(f"{op}:Deleting")
+                context["lag_answered"] = True
+                shown = json.loads(json.dumps(deleting[1], default=str))
+                shown["Configuration"].update(State="Deleting", StateReason="The function is being deleted.")
+                shown["Configuration"].pop("LastUpdateStatus", None)
+                return answer(shown if op == "GetFunction" else shown["Configuration"])
+        return None
+
+    def _after(self, model, http_response, parsed, context, **_):
+        if getattr(http_response, "status_code", 500) >= 300 or context.get("lag_answered"):
+            return   # a refusal, or a stale answer of ours: nothing learnt about the account
+        op, params, now, lags = model.name, context.get("lag_params") or {}, self.clock(), self.lags
+        name = _name(params.get("FunctionName", ""))
+        if op in ("DeleteRolePolicy", "DetachRolePolicy") and lags.role_policies:
+            self.policies_left[params["RoleName"]] = now + lags.role_policies
+        elif op == "GetPolicy":
+            self.policies[name] = json.loads(parsed["Policy"])
+        elif op == "RemovePermission" and lags.resource_policy:
+            self.removed[f"{name} {params['StatementId']}"] = now + lags.resource_policy
+        elif op in ("GetFunction", "GetFunctionConfiguration", "CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration"):
+            configuration = parsed["Configuration"] if op == "GetFunction" else parsed
+            shown = dict(self.seen.get(name) or {})
+            shown["Configuration"] = {k: v for k, v in configuration.items() if k != "ResponseMetadata"}
+            if op == "GetFunction":
+                shown.update({k: v for k, v in parsed.items() if k not in ("Configuration", "ResponseMetadata")})
+            self.seen[name] = shown
+        elif op == "DeleteFunction" and lags.function_delete and name in self.seen:
+            self.deleting[name] = [now + lags.function_delete, self.seen.pop(name)]
+        elif op == "Scan" and not params.get("ConsistentRead"):
+            self._stale_scan(params["TableName"], parsed, now)
+
+    def _stale_scan(self, table: str, parsed: dict, now: float) -> None:
+        """Answer as a copy of the table that has not seen the last `scan` seconds of writes: their items are left
+        out, and so is a LastEvaluatedKey naming one of them (that copy's page ended before it)."""
+        with self._lock:
+            recent = [key for key, at in self.writes.get(table, []) if now - at < self.lags.scan]
+        if not recent:
+            return
+        items = [item for item in parsed.get("Items", []) if not any(_covers(key, item) for key in recent)]
+        last = parsed.get("LastEvaluatedKey")
+        if len(items) == len(parsed.get("Items", [])) and not (last and any(_covers(key, last) for key in recent)):
+            return
+        parsed["Items"], parsed["Count"] = items, len(items)
+        if last and any(_covers(key, last) for key in recent):
+            del parsed["LastEvaluatedKey"]
+        self.hidden.append("Scan:stale")
+
+
+@dataclass
+class IdentityPolicy:
+    """The caller's identity policy (e.g. deployer-policy.json), evaluated as IAM does for Lambda's calls on one
+    function: moto checks the action of a request only, never its Resource, so a call outside the policy's
+    resources would pass there and be denied on AWS. Allow statements only (the policy has no Deny)."""
+
+    document: dict
+    account: str = "123456789012"
+    refused: list[str] = field(default_factory=list)
+
+    def attach(self, aws) -> "IdentityPolicy":
+        aws.register("before-parameter-build", self._check)
+        aws.register("before-call", self._denial)
+        return self
+
+    def _check(self, params, model, context, **_):
+        if model.service_model.service_name != "lambda" or not (params.get("FunctionName") or params.get("Resource")):
+            return
+        target = params.get("FunctionName") or params.get("Resource")
+        arn = target if str(target).startswith("arn:") else (
+            f"arn:aws:lambda:{context.get('client_region')}:{self.account}:function:{target}")
+        action = f"lambda:{model.name}"
+        if not self.allows(action, arn):
+            self.refused.append(f"{model.name}:{_name(arn)}")
+            context["policy_denied"] = (action, arn)
+
+    def allows(self, action: str, arn: str) -> bool:
+        for statement in self.document.get("Statement", []):
+            actions = statement.get("Action", [])
+            resources = statement.get("Resource", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = [resources] if isinstance(resources, str) else resources
+            if statement.get("Effect") == "Allow" and any(fnmatch.fnmatch(action.lower(), a.lower()) for a in actions) \
+                    and any(fnmatch.fnmatchcase(arn, r) for r in resources):
+                return True
+        return False
+
+    def _denial(self, model, context, **_):
+        denied = context.get("policy_denied")
+        if denied is None:
+            return None
+        action, arn = denied
+        return refusal("AccessDeniedException", 403, f"User: arn:aws:iam::{self.account}:user/deployer is not authorized to "
+                       f"perform: {action} on resource: {arn} because no identity-based policy allows the {action} action")
+
+
+@dataclass
+class LiveClient:
+    """Someone using the stack's API during a teardown (a browser tab left open, a script): before each of the
+    tool's calls, while the REST API and its functions are all there, it writes one item and counts it as
+    acknowledged. From the tool's first call that is not a read on (after the plan), unless `from_start`."""
+
+    lagging: LagModel | None        # told of every write (an eventually consistent Scan misses it a while)
+    table: str
+    put: Callable[[dict], None]     # writes one item with this key, as POST /items would
+    serving: Callable[[], bool]     # the REST API and every function are still there
+    from_start: bool = False
+    acknowledged: list[str] = field(default_factory=list)
+    started: bool = False
+    _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    def attach(self, aws) -> "LiveClient":
+        aws.register("before-call", self.hook)
+        return self
+
+    def hook(self, model, **_):
+        if not self.started:
+            if not self.from_start and model.name.startswith(("Get", "List", "Describe", "Scan", "Query")):
+                return None   # the tool is still reading what exists: its plan
+            self.started = True
+        if not self.serving():
+            return None
+        key = {"id": {"S": f"live-{next(self._numbers)}"}}   # count() hands each thread its own number
+        try:
+            self.put(key)
+        except Exception:  # noqa: BLE001 - the API answered an error: the client saw it fail, nothing acknowledged
+            return None
+        self.acknowledged.append(key["id"]["S"])
+        if self.lagging is not None:
+            self.lagging.wrote(self.table, key)
+        return None
+
+
 def local_model(state_dir: Path, scale: float) -> AccountModel:
     """The model as `local.behaviour: realistic` runs it: wall-clock time, typical delays scaled."""
-    return AccountModel(clock=time.time, delays=Delays.typical().scaled(scale)).load(state_dir)
+    return AccountModel(clock=time.time, delays=Delays.typical().scaled(scale), lags=Lags.typical().scaled(scale)).load(state_dir)

@@ -233,9 +233,10 @@ def _execute(ctx: Context, reporter: Reporter, results: list[StepResult], on_ste
 
     def on_done(node) -> None:
         change = node.change
-        if not node.mutated and any(not isinstance(record, Poll) for record in change.calls):
+        if change.action.mutates and not node.mutated and any(not isinstance(record, Poll) for record in change.calls):
             # Everything it would make was there when it ran (a deployment of the very routes live already,
-            # put back by step 4): say so rather than "created".
+            # put back by step 4): say so rather than "created". (A change its own records turned to KEEP, a
+            # table that gained items, stays kept.)
             change.action, change.note = Action.UNCHANGED, change.note or "found as config.yaml asks when it ran"
         spans[id(node.owner)][1] = node.started + node.seconds
         left[id(node.owner)] -= 1

@@ -12,7 +12,7 @@ import json
 import botocore.exceptions
 
 from crudstack.aws import error_code
-from crudstack.calls import Call, FindOrCreate, Once, Ref, resolve
+from crudstack.calls import Call, FindOrCreate, Once, Poll, Ref, resolve
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.access import (GATEWAY_RESPONSE, authorization_patch, current_gateway_responses, method_authorization,
@@ -319,29 +319,41 @@ class ApiStep:
         return changes
 
     def _permission_calls(self, ctx: Context, name: str, wanted: Ref, replace: bool) -> list:
+        # A function's resource policy is eventually consistent, and AWS applies overlapping writes to it badly:
+        # terraform-provider-aws waits after RemovePermission until GetPolicy no longer shows the statement,
+        # retries AddPermission's ResourceConflictException, and serializes permission writes per function
+        # (internal/service/lambda/permission.go). Ours are one change per function, its records in order.
         calls = []
         if replace:
             calls.append(Call("lambda", "remove_permission", {"FunctionName": name, "StatementId": permission_id(ctx)},
                               ok=("ResourceNotFoundException",)))
+            calls.append(Poll(Call("lambda", "get_policy", {"FunctionName": name}),
+                              lambda answer: answer is None or not self._ours(ctx, answer),
+                              f"the old permission of {name} to be gone", missing_ok=True))
 
         def added(run) -> bool:
             arn = resolve(wanted, run.variables)
             return [s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for s in self._statements(ctx, name)] == [arn]
 
         # AWS refuses a second add_permission with the same statement id, and moto keeps both: a retry after a
-        # lost answer looks first; the same statement id answering ResourceConflictException is our own lost call.
+        # lost answer looks first. A ResourceConflictException ("provided already exists") is retried too
+        # (crudstack.aws.EVENTUAL_CONSISTENCY), and so counts only once get_policy shows the wanted SourceArn:
+        # our own lost call, or the old statement not yet gone everywhere.
         calls.append(Once(Call("lambda", "add_permission", {
             "FunctionName": name, "StatementId": permission_id(ctx), "Action": "lambda:InvokeFunction",
-            "Principal": "apigateway.amazonaws.com", "SourceArn": wanted}, ok=("ResourceConflictException",)),
+            "Principal": "apigateway.amazonaws.com", "SourceArn": wanted}),
             done=added, checks=f"lambda.get_policy(FunctionName={name!r}) holds that statement"))
         return calls
+
+    def _ours(self, ctx: Context, answer: dict) -> list[dict]:
+        """This stack's statements in a GetPolicy answer."""
+        return [s for s in json.loads(answer["Policy"])["Statement"] if s.get("Sid") == permission_id(ctx)]
 
     def _statements(self, ctx: Context, name: str) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
         lam = ctx.aws.client("lambda")
         found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
-        statements = json.loads(found["Policy"])["Statement"] if found else []
-        return [s for s in statements if s.get("Sid") == permission_id(ctx)]
+        return self._ours(ctx, found) if found else []
 
     # -- records -------------------------------------------------------------------------------
     def _create_api(self, ctx: Context) -> FindOrCreate:
@@ -380,7 +392,8 @@ class ApiStep:
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            # A usage plan on its stage lets go of it first (step 5's teardown, crudstack/steps/access.py).
+            # A usage plan on its stage lets go of it first (step 5's teardown, crudstack/steps/access.py). Once it
+            # is gone nothing writes to the table through it: step 1's teardown waits for that.
             changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, calls=[delete_api(api["id"])],
-                                  after=("usage plan gone",)))
+                                  after=("usage plan gone",), provides=("REST API gone",)))
         return changes

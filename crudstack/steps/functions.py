@@ -106,9 +106,18 @@ class FunctionsStep:
         return changes
 
     def _delete(self, name: str, note: str = "") -> Change:
-        # Its API Gateway permission goes with it.
+        # Its API Gateway permission goes with it. Done once it is gone: step 1's teardown waits for that.
         return Change("function", name, Action.DELETE, note=note, provides=("functions", f"function:{name}"),
-                      calls=[Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND)])
+                      calls=self._delete_calls(name))
+
+    @staticmethod
+    def _delete_calls(name: str) -> list:
+        # DeleteFunction answers before the function is gone: it is Deleting for a while, its name still taken.
+        # terraform-provider-aws waits for it to be not found (internal/service/lambda/function.go,
+        # resourceFunctionDelete and waitFunctionDeleted, whose pending states include Deleting).
+        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND),
+                Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), lambda answer: answer is None,
+                     f"function {name} to be deleted", missing_ok=True)]
 
     def _change(self, name: str, action: Action, diffs: dict, calls: list, note: str = "") -> Change:
         return Change("function", name, action, diffs, calls=calls, note=note, after=("role",),
@@ -129,9 +138,11 @@ class FunctionsStep:
         if state == "Failed":
             # "When function creation fails, Lambda sets the function state to failed, and you must delete and
             # recreate the function" (Lambda Developer Guide, "Lambda function states").
+            # The create waits for the deletion to finish, and a ResourceConflictException from it is not our own
+            # earlier create here: the name is still the Failed function's.
             return [self._change(name, Action.UPDATE, {"state": ("Failed", "deleted and created again")},
-                                 [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND),
-                                  *self._create_calls(ctx, name, fn, package),
+                                 [*self._delete_calls(name),
+                                  *self._create_calls(ctx, name, fn, package, conflict_ok=False),
                                   *self._concurrency_calls(ctx, name, fn, None)], note=configuration.get("StateReason") or "")]
         diffs = {}
         current, wanted = current_settings(configuration), desired_settings(ctx, fn)
@@ -167,14 +178,14 @@ class FunctionsStep:
         calls.append(self._ready(name))
         return [self._change(name, Action.UPDATE, diffs, calls)] + changes
 
-    def _create_calls(self, ctx: Context, name: str, fn: FunctionConfig, package) -> list:
+    def _create_calls(self, ctx: Context, name: str, fn: FunctionConfig, package, *, conflict_ok: bool = True) -> list:
         # The first create after a new role often fails with "cannot be assumed by Lambda" while IAM
         # propagates: the AWS door retries exactly that. A new function is Pending for a while.
         create = Call("lambda", "create_function", {
             "FunctionName": name, "Code": {"ZipFile": package.zip_bytes},
             "Description": f"{fn.route} of the {ctx.config.stack} items API (managed by crudstack)",
             "Tags": ctx.config.all_tags, "Publish": False, **desired_settings(ctx, fn)},
-            ok=("ResourceConflictException",))   # our own earlier create, its answer lost
+            ok=("ResourceConflictException",) if conflict_ok else ())   # our own earlier create, its answer lost
         return [create, self._ready(name)]
 
     # -- reserved concurrency ----------------------------------------------------------------------

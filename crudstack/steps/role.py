@@ -151,8 +151,14 @@ class RoleStep:
         return [Change("role", name, Action.DELETE, calls=calls, after=("functions",))]
 
     def _functions_using(self, ctx: Context, role_arn: str) -> list[str]:
-        """Functions that run as the role and still exist (ListFunctions may still list one just deleted)."""
+        """Functions that run as the role and still exist (ListFunctions may still list one just deleted).
+
+        Only this stack's functions are read again: the deployer policy allows GetFunctionConfiguration on
+        function:<stack>-* alone (crudstack/permissions.py), so reading someone else's would be denied on AWS.
+        For those, ListFunctions' Role is taken as it is: a role kept a run too long is the safe mistake."""
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
-        found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), listed)
-        return [name for name, there in zip(listed, found) if there]
+        ours = [name for name in listed if name.startswith(f"{ctx.config.stack}-")]
+        found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), ours)
+        gone = {name for name, there in zip(ours, found) if not there}
+        return [name for name in listed if name not in gone]

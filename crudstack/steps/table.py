@@ -19,6 +19,14 @@ NOT_FOUND = ("ResourceNotFoundException",)
 # TagResource); tags given to CreateTable are applied the same way. An empty tag set is looked at again for
 # this long before a table with our name is called someone else's.
 TAGS_SETTLE_S = 30.0
+HOLDS_ITEMS = "it still holds items; re-run with --backup (save them first) or --delete-data to delete it"
+ITEMS_NOW = "table:holds items"   # what teardown's last look at the table found (a run variable)
+EMPTY = ("the table is empty", lambda run: not run.variables.get(ITEMS_NOW, True))
+
+
+def holds_items(answer: dict) -> bool:
+    """A Scan page says the table holds items: an item in it, or a LastEvaluatedKey (more to read)."""
+    return bool(answer.get("Items")) or bool(answer.get("LastEvaluatedKey"))
 
 
 class TableStep:
@@ -115,23 +123,50 @@ class TableStep:
         if not is_ours(self._tags(ctx, table["TableArn"]), ctx.config):
             return [not_ours("table", name)]
         ddb = ctx.aws.client("dynamodb")
-        has_items = bool(ctx.aws.call(ddb.scan, TableName=name, Limit=1, ProjectionExpression="#k",
-                                      ExpressionAttributeNames={"#k": ctx.config.table.partition_key}).get("Items"))
+        has_items = holds_items(ctx.aws.call(ddb.scan, **self._scan(ctx)))
         if has_items and not (ctx.options.delete_data or ctx.options.backup):
-            return [Change("table", name, Action.KEEP,
-                           note="it still holds items; re-run with --backup (save them first) or --delete-data to delete it")]
-        calls = self.backup_calls(ctx) if has_items and ctx.options.backup else []
-        calls.append(Call("dynamodb", "delete_table", {"TableName": name}, ok=NOT_FOUND))
-        return [Change("table", name, Action.DELETE, note="items backed up first" if len(calls) > 1 else "", calls=calls,
-                       provides=("table",))]
+            return [Change("table", name, Action.KEEP, note=HOLDS_ITEMS)]
+        return [self._delete(ctx, has_items)]
+
+    def _scan(self, ctx: Context) -> dict:
+        # An eventually consistent Scan "might not contain the results from other recently completed write
+        # operations" (DynamoDB API Reference, Scan, ConsistentRead); and a page is not the table: "If
+        # LastEvaluatedKey is present in the response, you need to paginate the result set" (same page), so a
+        # page with a LastEvaluatedKey and no item does not say the table is empty (holds_items).
+        return {"TableName": ctx.config.table_name, "Limit": 1, "ConsistentRead": True, "ProjectionExpression": "#k",
+                "ExpressionAttributeNames": {"#k": ctx.config.table.partition_key}}
+
+    def _delete(self, ctx: Context, has_items: bool) -> Change:
+        """Once nothing can write to the table any more (its REST API and every function gone), look again,
+        consistently: a table that gained items since the plan (a client still using the API, a write while the
+        user read the prompt) is kept as one that held them then, unless --delete-data; --backup saves them."""
+        name, options = ctx.config.table_name, ctx.options
+        change = Change("table", name, Action.DELETE, note="items backed up first" if has_items and options.backup else "",
+                        after=("REST API gone", "functions"), provides=("table",))
+
+        def look_again(run) -> None:
+            items = run.variables[ITEMS_NOW]
+            if options.backup:
+                change.note = "items backed up first" if items else ""
+            elif items and not options.delete_data:
+                change.action, change.note = Action.KEEP, HOLDS_ITEMS
+
+        if options.backup or not options.delete_data:
+            change.calls += [Call("dynamodb", "scan", self._scan(ctx), save={ITEMS_NOW: holds_items}),
+                             Local(f"keep {name} if that scan found items (unless --backup or --delete-data)", look_again)]
+        if options.backup:
+            change.calls += self.backup_calls(ctx)
+        change.calls.append(Call("dynamodb", "delete_table", {"TableName": name}, ok=NOT_FOUND,
+                                 unless=("the table gained items: kept", lambda run: change.action is Action.KEEP)))
+        return change
 
     def backup_calls(self, ctx: Context) -> list:
         """Save the items first: an on-demand backup on AWS, a JSON export file locally."""
         name = ctx.config.table_name
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         if ctx.target != "aws":
-            return [Local(f"scan {name} and write its items to {Path(ctx.options.backup_dir) / f'{name}-{stamp}.json'}",
-                          lambda run: self._export(ctx, name, stamp))]
+            return [Local(f"scan {name} and write its items to {Path(ctx.options.backup_dir) / f'{name}-{stamp}.json'}"
+                          " (unless the table is empty)", lambda run: None if EMPTY[1](run) else self._export(ctx, name, stamp))]
         backup_name = f"{name}-{stamp}"
 
         def ours_listed(run) -> str | None:
@@ -147,16 +182,17 @@ class TableStep:
         # Every on-demand backup is billed and kept until deleted, and CreateBackup does not de-duplicate by
         # name: a retry after a lost answer (a read timeout) first looks for the backup the first attempt made.
         create = Once(Call("dynamodb", "create_backup", {"TableName": name, "BackupName": backup_name},
-                           save={"backup_arn": lambda answer: answer["BackupDetails"]["BackupArn"]}),
+                           save={"backup_arn": lambda answer: answer["BackupDetails"]["BackupArn"]}, unless=EMPTY),
                       done=lambda run: ours_listed(run) is not None, checks=f"dynamodb.list_backups(TableName={name!r})")
         return [create,
-                Local("the backup's ARN, from its answer or (answer lost) the listing", lambda run: keep(run, run.variables.get("backup_arn"))),
-                Poll(Call("dynamodb", "describe_backup", {"BackupArn": Ref("backup_arn")}),
+                Local("the backup's ARN, from its answer or (answer lost) the listing",
+                      lambda run: None if EMPTY[1](run) else keep(run, run.variables.get("backup_arn"))),
+                Poll(Call("dynamodb", "describe_backup", {"BackupArn": Ref("backup_arn")}, unless=EMPTY),
                      lambda answer: answer["BackupDescription"]["BackupDetails"]["BackupStatus"] == "AVAILABLE", f"backup of {name}")]
 
     def _export(self, ctx: Context, name: str, stamp: str) -> str:
         ddb = ctx.aws.client("dynamodb")
-        items = ctx.aws.paginate(ddb, "scan", "Items", TableName=name)
+        items = ctx.aws.paginate(ddb, "scan", "Items", TableName=name, ConsistentRead=True)   # every write acknowledged so far
         folder = Path(ctx.options.backup_dir)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}-{stamp}.json"

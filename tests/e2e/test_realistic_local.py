@@ -10,7 +10,7 @@ from tests.e2e.conftest import make_stack, provisioned
 
 
 def test_a_provision_right_after_a_teardown_waits_for_the_table_the_model_still_deletes(tmp_path):
-    stack = make_stack(tmp_path / "stack", {"local": {"behaviour": "realistic", "behaviour_scale": 0.1}})
+    stack = make_stack(tmp_path / "stack", {"local": {"behaviour": "realistic", "behaviour_scale": 0.5}})
     with provisioned(stack):
         model_state = stack.state_dir / "realistic.json"
         made = json.loads(model_state.read_text())

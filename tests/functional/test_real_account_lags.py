@@ -1,0 +1,255 @@
+"""What AWS shows a moment after a write, on the model of a real account (crudstack/realistic.py: LagModel,
+IdentityPolicy, LiveClient, over moto, in simulated time): a table written to during a teardown, a function
+outside the stack that runs as our role, DeleteRole right after its policies went, a permission replaced while
+Lambda still shows the old one, and a Failed function made again while its deletion is still going on."""
+
+from __future__ import annotations
+
+import json
+
+import botocore.exceptions
+import pytest
+
+from crudstack.cli import teardown_main
+from crudstack.config import ROOT
+from crudstack.packaging import build_package
+from crudstack.plan import Action, Context, Options
+from crudstack.realistic import AccountModel, Delays, IdentityPolicy, Lags, LiveClient, SimClock
+from crudstack.runner import Reporter, run
+from crudstack.steps.table import holds_items
+from tests.functional.conftest import aws_error, assert_one_complete_stack, permission_statements, rest_apis, seeded
+
+
+@pytest.fixture(autouse=True)
+def seeded_jitter():
+    with seeded(13):
+        yield
+
+
+def account(clock: SimClock, delays: Delays | None = None, **lags) -> AccountModel:
+    return AccountModel(clock=clock, delays=delays or Delays(), lags=Lags(**lags))
+
+
+def live_client(config, c, model: AccountModel | None = None, **kwargs) -> LiveClient:
+    """A client writing through the stack's API: while its REST API and every function are there."""
+
+    def serving() -> bool:
+        names = {f["FunctionName"] for f in c.awslambda.list_functions()["Functions"]}
+        return bool(rest_apis(c, config.api_name)) and all(config.function_name(b) in names for b in config.lambda_.functions)
+
+    def put(key: dict) -> None:
+        c.dynamodb.put_item(TableName=config.table_name, Item={**key, "name": {"S": "written during the teardown"}})
+
+    return LiveClient(model.lagging if model else None, config.table_name, put=put, serving=serving, **kwargs)
+
+
+def both(*attachable):
+    return lambda aws: [a.attach(aws) for a in attachable]
+
+
+def items_left(c, config) -> set[str]:
+    return {i["id"]["S"] for i in c.dynamodb.scan(TableName=config.table_name, ConsistentRead=True)["Items"]}
+
+
+# -- finding 1: the table is deleted last, and only if it is still empty -----------------------------------
+
+
+def test_teardown_keeps_a_table_written_to_through_the_live_api_after_the_plan(provision, teardown, config, clock, aws_clients):
+    model = account(clock, scan=1)
+    provision(config, clock=clock, attach=model.attach)
+    client = live_client(config, aws_clients, model)
+
+    gone = teardown(config, clock=clock, attach=both(model, client))
+
+    assert client.acknowledged                                     # it wrote while the API served
+    assert gone.calls("DeleteTable") == 0
+    kept = gone.changes("table", Action.KEEP)
+    assert kept and "--backup" in kept[0].note and "--delete-data" in kept[0].note
+    assert gone.outcomes["DynamoDB table"] == "kept"
+    assert items_left(aws_clients, config) == set(client.acknowledged)   # every acknowledged item is there
+    assert rest_apis(aws_clients, config.api_name) == [] and aws_clients.awslambda.list_functions()["Functions"] == []
+
+
+def test_the_teardown_plan_reads_the_table_consistently_so_a_fresh_item_keeps_it(provision, config, new_aws, clock, aws_clients):
+    model = account(clock, scan=1)
+    provision(config, clock=clock, attach=model.attach)
+    clock.now += 60
+    key = {"id": {"S": "just-written"}}
+    aws_clients.dynamodb.put_item(TableName=config.table_name, Item=key)
+    model.lagging.wrote(config.table_name, key)   # an eventually consistent Scan does not see it yet
+    aws = new_aws(config, clock=clock)
+    model.attach(aws)
+
+    planned = run(Context(config=config, aws=aws, target="aws"), Reporter(), teardown=True, apply=False)
+
+    table = [c for r in planned for c in r.changes if c.kind == "table"]
+    assert [c.action for c in table] == [Action.KEEP]
+    assert aws.stats.writes == 0
+
+
+def test_teardown_main_exits_4_naming_a_table_that_gained_items_during_the_run(provision, config, aws_clients, cli, capsys):
+    provision(config)
+    client = live_client(config, aws_clients)
+    cli.hooks.append(("before-call", client.hook))
+
+    code, out, _ = cli(teardown_main, "--yes", capsys=capsys)
+
+    assert code == 4
+    assert f"Kept table {config.table_name}: it still holds items" in out
+    assert client.acknowledged and items_left(aws_clients, config) == set(client.acknowledged)
+
+
+def test_teardown_with_backup_on_the_local_target_saves_what_was_written_during_it_then_deletes_the_table(
+        provision, teardown, config, clock, aws_clients, tmp_path):
+    model = account(clock, scan=1)
+    provision(config, clock=clock, attach=model.attach)
+    client = live_client(config, aws_clients, model)
+
+    gone = teardown(config, clock=clock, attach=both(model, client), target="local",
+                    options=Options(backup=True, backup_dir=tmp_path / "backups"))
+
+    assert client.acknowledged
+    saved = json.loads(open(gone.ctx.backup_location, encoding="utf-8").read())
+    assert {item["id"]["S"] for item in saved["items"]} == set(client.acknowledged)
+    assert config.table_name not in aws_clients.dynamodb.list_tables()["TableNames"]
+
+
+def test_teardown_with_backup_on_aws_backs_the_table_up_once_nothing_can_write_to_it(
+        provision, teardown, config, clock, aws_clients, recorder):
+    model = account(clock, scan=1)
+    provision(config, clock=clock, attach=model.attach)
+    client = live_client(config, aws_clients, model)
+
+    gone = teardown(config, clock=clock, attach=both(model, client), hooks=(recorder.event,), options=Options(backup=True))
+
+    operations = [op for op, _ in recorder]
+    writers_gone = max(i for i, op in enumerate(operations) if op in ("DeleteRestApi", "DeleteFunction"))
+    assert writers_gone < operations.index("CreateBackup") < operations.index("DeleteTable")
+    assert client.acknowledged and gone.ctx.backup_location
+    assert len(aws_clients.dynamodb.list_backups(TableName=config.table_name)["BackupSummaries"]) == 1
+
+
+# -- finding 2: the role's teardown reads only our functions ---------------------------------------------
+
+
+def deployer_policy() -> IdentityPolicy:
+    return IdentityPolicy(json.loads((ROOT / "deployer-policy.json").read_text(encoding="utf-8")))
+
+
+def test_the_identity_policy_model_denies_a_lambda_call_on_a_function_outside_the_stack(new_aws, config, clock):
+    aws = new_aws(config, clock=clock)
+    policy = deployer_policy().attach(aws)
+
+    with pytest.raises(botocore.exceptions.ClientError) as denied:
+        aws.client("lambda").get_function_configuration(FunctionName="someone-elses")
+
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert policy.refused == ["GetFunctionConfiguration:someone-elses"]
+    assert policy.allows("lambda:GetFunctionConfiguration", "arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction")
+
+
+def test_teardown_keeps_the_role_of_a_function_outside_the_stack_without_reading_that_function(
+        provision, teardown, config, clock, aws_clients):
+    model, policy = account(clock), deployer_policy()
+    first = provision(config, clock=clock, attach=both(model, policy))
+    package = build_package(config.code_dir, "get_item")
+    aws_clients.awslambda.create_function(FunctionName="someone-elses", Runtime="python3.12", Role=first.ctx.role_arn,
+                                          Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
+
+    gone = teardown(config, clock=clock, attach=both(model, policy))
+
+    assert policy.refused == []
+    kept = gone.changes("role", Action.KEEP)
+    assert kept and "someone-elses" in kept[0].note
+    assert aws_clients.awslambda.get_function(FunctionName="someone-elses")
+
+
+# -- finding 3: DeleteRole right after its policies went ----------------------------------------------------
+
+
+def test_teardown_retries_delete_role_while_iam_still_counts_the_policies_just_removed(provision, teardown, config, clock, aws_clients):
+    model = account(clock, role_policies=5)
+    provision(config, clock=clock, attach=model.attach)
+
+    teardown(config, clock=clock, attach=model.attach)
+
+    assert "DeleteRole:conflict" in model.refused
+    assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
+
+
+# -- finding 4: a permission replaced while Lambda still shows the old one -----------------------------------
+
+
+def test_a_permission_of_a_deleted_api_is_replaced_once_lambda_no_longer_shows_it(provision, config, clock, aws_clients):
+    model = account(clock, resource_policy=3)
+    provision(config, clock=clock, attach=model.attach)
+    old = rest_apis(aws_clients, config.api_name)[0]["id"]
+    aws_clients.apigateway.delete_rest_api(restApiId=old)   # deleted by hand: the permissions name a gone API
+    clock.now += 60
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert again.changes("permission", Action.UPDATE)
+    assert "GetPolicy:stale" in model.hidden                    # the removal was not visible at once
+    assert_one_complete_stack(aws_clients, config)              # one statement per function, scoped to the new API
+
+
+def test_a_conflicting_add_permission_is_confirmed_with_get_policy_before_it_counts(provision, config, clock, inject, aws_clients):
+    refused = inject("AddPermission", aws_error(
+        "ResourceConflictException", "The statement id (demo-apigateway-invoke) provided already exists. Please provide a "
+        "new statement id, or remove the existing statement.", 409), times=1)
+
+    provision(config, clock=clock, attach=account(clock).attach, hooks=(refused.event,))
+
+    assert refused.failed == 1
+    for base in config.lambda_.functions:
+        assert len(permission_statements(aws_clients, config, base)) == 1
+
+
+# -- finding 7: a Failed function is created again once its deletion is over --------------------------------
+
+
+def test_a_failed_function_is_created_again_only_once_lambda_has_finished_deleting_it(provision, config, clock, aws_clients):
+    model = account(clock, Delays(function=5), function_delete=8)
+    name = config.function_name("GetItemFunction")
+    model.fail_creates.add(name)
+    with pytest.raises(Exception, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert "GetFunctionConfiguration:Deleting" in model.hidden   # the deletion was still going on
+    assert "CreateFunction:deleting" not in model.refused        # and the create waited for it
+    assert again.calls("DeleteFunction") == 1 and again.calls("CreateFunction") == 1
+    assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+    assert_one_complete_stack(aws_clients, config)
+
+
+def test_a_page_with_no_item_but_a_last_evaluated_key_means_the_table_holds_items():
+    assert holds_items({"Items": [], "Count": 0, "LastEvaluatedKey": {"id": {"S": "x"}}})
+    assert holds_items({"Items": [{"id": {"S": "x"}}]})
+    assert not holds_items({"Items": [], "Count": 0})
+
+
+# -- all of it at once ------------------------------------------------------------------------------------
+
+
+def test_a_whole_cycle_with_every_lag_and_a_client_writing_throughout_keeps_every_acknowledged_item(
+        provision, teardown, config, clock, aws_clients):
+    delays = Delays.typical()
+    model = AccountModel(clock=clock, delays=delays, lags=Lags.typical())
+    client = live_client(config, aws_clients, model, from_start=True)
+
+    provision(config, clock=clock, attach=both(model, client))
+    assert_one_complete_stack(aws_clients, config)
+    clock.now += delays.longest + 1
+    assert provision(config, clock=clock, attach=both(model, client)).mutating_calls == []
+    gone = teardown(config, clock=clock, attach=both(model, client))
+
+    assert gone.changes("table", Action.KEEP) and gone.calls("DeleteTable") == 0
+    assert client.acknowledged and items_left(aws_clients, config) == set(client.acknowledged)
+    assert rest_apis(aws_clients, config.api_name) == [] and aws_clients.awslambda.list_functions()["Functions"] == []
+    assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
+    assert not [r for r in model.refused if r.endswith(":quota")]   # the calls kept under AWS's rates
+    met = set(model.refused + model.hidden)
+    assert {"DeleteRole:conflict", "GetFunctionConfiguration:Deleting"} <= met, met
