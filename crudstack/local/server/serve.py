@@ -40,6 +40,7 @@ from crudstack.local.sns.models import OUTBOX_DIR, Outbox
 from crudstack.local.state import determinism
 from crudstack.local.state.durable import DurableState, StatePart
 from crudstack.local.state.exceptions import StateUnreadable
+from crudstack.local.state.private import private_folder
 from crudstack.local.wsgi import WsgiApp
 
 log = logging.getLogger("crudstack.local.server")
@@ -141,7 +142,14 @@ def configure_logging(state_dir: Path, level: str) -> Path:
 
 def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> int:
     state_dir = options.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Everything the server writes is its user's alone: the state holds secrets, and its snapshots
+    # are pickles (crudstack/local/state/private.py).
+    os.umask(0o077)
+    try:
+        private_folder(state_dir)
+    except StateUnreadable as exc:
+        print(f"local AWS: {exc}", file=sys.stderr)
+        return 1
     log_path = configure_logging(state_dir, options.log_level)
     patches.configure_moto()
 
