@@ -125,7 +125,7 @@ def refusal(environ: Mapping) -> tuple[str, str] | None:
         return ("sigv4",
                 "AWS API requests must be signed with Signature Version 4 (an 'Authorization: AWS4-HMAC-SHA256 "
                 "Credential=..., SignedHeaders=..., Signature=...' header or a presigned URL). Use an AWS SDK or "
-                "the AWS CLI with any credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x.")
+                "the AWS CLI with the local AWS's credentials: eval \"$(python -m crudstack.local credentials)\".")
     return None
 
 

@@ -29,6 +29,8 @@ from crudstack.local.console.models import ConsoleData
 from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
 from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.apigateway.auth import IamAuthorizer
+from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
@@ -202,7 +204,10 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             return 1
         delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
-        access = AccessCheck(DenialJournal(state_dir))
+        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
+        # sessions that the control plane accepts; workers never see them.
+        root = local_credentials(state_dir)
+        access = AccessCheck(DenialJournal(state_dir), root=root)
         # What the request path reads from moto is cached from now on, until a write other than
         # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.
         # The access check's decisions are among them: an IAM write empties them before it is answered.
@@ -213,12 +218,12 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         for cache in caches:
             cache.enable()
         httpd.app = LocalAws(
-            gateway=Gateway(snapshots, invoker, metrics),
+            gateway=Gateway(snapshots, invoker, metrics, iam=IamAuthorizer(snapshots.targets, root=root)),
             invoke_api=invoke_api,
             moto_app=state.wsgi(recorder),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
             access=access,
-            console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR))),
+            console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR), root.for_boto3())),
         )
         evaluator = AlarmEvaluator(state.apply).start()
         # The socket already listens (connections wait in its backlog): record it before the first
