@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from crudstack.local import patches
 from crudstack.local.apigateway.app import Gateway
+from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
 from crudstack.local.apigateway.proxy import LambdaProxyInvoker
 from crudstack.local.apigateway.recorder import DeploymentRecorder
@@ -29,7 +30,6 @@ from crudstack.local.console.models import ConsoleData
 from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
 from crudstack.local.dynamodb.responses import DirectDynamoDB
-from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
