@@ -134,3 +134,22 @@ def test_the_tools_own_credentials_and_a_presigned_url_signed_with_them_are_acce
     assert status == 200, body
     tampered = AWSRequest("GET", request.url.replace("GetCallerIdentity", "GetSessionToken"))
     assert xml_error(send(server, tampered)) == (403, "SignatureDoesNotMatch")
+
+
+# -- the tool's own credentials ------------------------------------------------------------------------------
+
+def test_the_local_credentials_are_made_once_per_state_dir_0600_and_printed_for_the_cli(tmp_path, capsys):
+    import os
+    import stat
+
+    from crudstack.local import commands
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+
+    first, again = local_credentials(tmp_path / "state"), local_credentials(tmp_path / "state")
+    assert first == again and first != local_credentials(tmp_path / "other")
+    assert first.access_key_id.startswith("AKIA") and len(first.access_key_id) == 20 and len(first.secret_access_key) >= 40
+    assert stat.S_IMODE(os.stat(tmp_path / "state" / CREDENTIALS_NAME).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+    assert commands.main(["credentials", "--state-dir", str(tmp_path / "state")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"export AWS_ACCESS_KEY_ID={first.access_key_id}",
+                                                    f"export AWS_SECRET_ACCESS_KEY={first.secret_access_key}"]
