@@ -4,7 +4,8 @@ in each service's wire format (crudstack/local/iam/exceptions.py says which).
 Every signed request is authenticated (an access key the local AWS knows, a signature its secret
 gives: models.py AccessCheck.authenticate); requests signed with a role's session are then checked
 against the role's policies. The guard (crudstack/local/server/guard.py) has already refused unsigned
-requests, but for moto's own /moto-api/, which is not an AWS API."""
+requests. moto's own /moto-api/ (which dumps every model, role sessions' keys included, and resets the
+account) answers the local AWS's own credentials only."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from xml.sax.saxutils import escape
 from crudstack.local.iam.exceptions import IncompleteSignature, Refused
 from crudstack.local.iam.models import AccessCheck
 from crudstack.local.iam.requests import signer
+from crudstack.local.server.guard import MOTO_API_PREFIX
 from crudstack.local.wsgi import WsgiApp, read_body
 
 
@@ -37,6 +39,9 @@ class EnforceIdentityPolicies:
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             caller = self.check.authenticate(environ, body, who)
+            if environ.get("PATH_INFO", "").startswith(MOTO_API_PREFIX) and not caller.root:
+                raise Refused(f"{caller.arn} may not use moto's admin API (/moto-api/): only the local AWS's own "
+                              f"credentials may (python -m crudstack.local credentials)")
             if caller.session_token is not None:  # an assumed role's session: its policies decide
                 self.check.check(environ, body, who)
         except Refused as refused:

@@ -136,6 +136,32 @@ def test_the_tools_own_credentials_and_a_presigned_url_signed_with_them_are_acce
     assert xml_error(send(server, tampered)) == (403, "SignatureDoesNotMatch")
 
 
+# -- moto's admin API --------------------------------------------------------------------------------------
+
+def moto_api(server, credentials: Credentials | None, path: str = "/moto-api/data.json") -> tuple[int, dict, bytes]:
+    request = AWSRequest("GET", f"{server.endpoint}{path}")
+    if credentials is not None:
+        SigV4Auth(credentials, "moto", REGION).add_auth(request)
+    return send(server, request)
+
+
+def test_moto_api_which_dumps_every_sessions_keys_answers_only_the_local_aws_own_credentials(server):
+    iam, sts = server.client("iam"), server.client("sts")
+    iam.create_role(RoleName="dumper", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}))
+    iam.put_role_policy(RoleName="dumper", PolicyName="all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    made = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/dumper", RoleSessionName="handler")["Credentials"]
+    session = Credentials(made["AccessKeyId"], made["SecretAccessKey"], made["SessionToken"])
+
+    assert moto_api(server, None)[0] == 403  # the guard: not signed
+    assert moto_api(server, MADE_UP)[0] == 403
+    status, _, body = moto_api(server, session)
+    assert status == 403 and b"moto's admin API" in body
+    status, _, body = moto_api(server, own(server))
+    assert status == 200 and made["SecretAccessKey"].encode() in body  # what the refusals keep from a handler
+
+
 # -- the tool's own credentials ------------------------------------------------------------------------------
 
 def test_the_local_credentials_are_made_once_per_state_dir_0600_and_printed_for_the_cli(tmp_path, capsys):

@@ -144,7 +144,11 @@ def test_aws_api_answers_carry_no_cors_headers(server, table):
                                 {"Origin": f"http://127.0.0.1:{server.port}"})
     assert status == 200
     assert not [name for name in headers if name.startswith("access-control-")]
-    status, headers, _ = raw(server, "GET", "/moto-api/data.json")
+    # /moto-api/ must be signed with the local AWS's own credentials (issue 21: it dumps every session's keys)
+    request = AWSRequest("GET", f"{server.endpoint}/moto-api/data.json")
+    SigV4Auth(Credentials(server.credentials.access_key_id, server.credentials.secret_access_key), "moto",
+              REGION).add_auth(request)
+    status, headers, _ = raw(server, "GET", "/moto-api/data.json", headers=dict(request.headers.items()))
     assert status == 200 and not [name for name in headers if name.startswith("access-control-")]
 
 
