@@ -151,9 +151,11 @@ class _Unknown(Exception):
 
 class AccessCheck:
     def __init__(self, journal: DenialJournal | None = None, *, clock=time.time, root: LocalCredentials | None = None,
-                 account: str = "123456789012"):
+                 account: str | None = None):
         """root: the tool's credentials; without them only IAM users and sessions are known.
-        account: the account the root user stands for (moto's default account)."""
+        account: the account the root user stands for (default: moto's, moto.core.DEFAULT_ACCOUNT_ID)."""
+        if account is None:
+            from moto.core import DEFAULT_ACCOUNT_ID as account
         self.journal = journal
         self.decisions = UntilWrite()
         self._clock = clock
@@ -195,10 +197,6 @@ class AccessCheck:
         if caller is None:
             raise _Unknown(access_key)
         return caller
-
-    def enforced(self, who: Signer) -> bool:
-        """Temporary credentials (ASIA...) are the only ones checked (see the module docstring)."""
-        return who.access_key.startswith("ASIA")
 
     def check(self, environ: Mapping, body: bytes, who: Signer) -> Asked | None:
         """Raise AccessDenied, ExpiredToken or InvalidToken, or return what was asked (None: not checked)."""
