@@ -37,7 +37,7 @@ class SandboxUsers:
     account gets one by default (https://www.debian.org/doc/debian-policy/ch-opersys.html#uid-and-gid-classes);
     where a user namespace maps fewer ids, the worker falls back to nobody (worker.py)."""
 
-    FIRST, COUNT = 65536 + 1051, 4096   # 1051: Lambda's sandbox users are sbx_user1051 and up
+    FIRST, COUNT = 65536 + 1000, 4096
 
     def __init__(self):
         self._free = list(range(self.FIRST + self.COUNT - 1, self.FIRST - 1, -1))
