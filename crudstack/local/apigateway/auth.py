@@ -10,10 +10,11 @@ the request must be signed with Signature Version 4 for the service execute-api,
 identity policies must allow execute-api:Invoke on the method's ARN
 arn:aws:execute-api:{region}:{account}:{api-id}/{stage}/{HTTP-VERB}/{path}
 (api-gateway-iam-policy-examples-for-api-execution.html). The signature is recomputed with botocore's
-own SigV4Auth (crudstack/local/iam/signatures.py, the check the control plane uses too) from the secret the local IAM (an IAM user's access key) or STS (an assumed role's
-session) holds for the access key, as moto does for its own APIs (moto/iam/access_control.py). The
-local AWS's own credentials (crudstack/local/iam/credentials.py: provision, teardown and the console sign with them) stand for the account's root user, which IAM never refuses
-within its account. Policies are evaluated by the local IAM's evaluator (crudstack/local/iam/policy.py),
+own SigV4Auth (crudstack/local/iam/signatures.py, the check the control plane uses too) from the secret
+the local IAM (an IAM user's access key) or STS (an assumed role's session) holds for the access key,
+as moto does for its own APIs (moto/iam/access_control.py). The local AWS's own credentials
+(crudstack/local/iam/credentials.py: provision, teardown and the console sign with them) stand for the
+account's root user, which IAM never refuses within its account. Policies are evaluated by the local IAM's evaluator (crudstack/local/iam/policy.py),
 the one that checks the Lambda workers' own calls; a statement with a Condition neither allows nor
 denies (a line is logged). Presigned URLs (the signature in the
 query string) are not accepted: such a request is answered as one without authentication.
@@ -85,12 +86,8 @@ class IamAuthorizer:
         authorization = headers.get("authorization")
         if not authorization:
             raise MissingAuthenticationToken()
-        try:
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
             signed = signatures.parse_authorization(authorization, headers)
-        except signatures.Incomplete as exc:
-            raise IncompleteSignature(exc.message) from None
-        except signatures.Mismatch as exc:
-            raise InvalidSignature(exc.message) from None
         if signed.service != "execute-api":
             raise IncompleteSignature("Credential should be scoped to correct service: 'execute-api'. ")
         self._check_date(signed.amz_date)
@@ -116,21 +113,15 @@ class IamAuthorizer:
         return caller
 
     def _check_date(self, amz_date: str) -> None:
-        try:
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
             signatures.check_date(amz_date, self._clock())
-        except signatures.Incomplete as exc:
-            raise IncompleteSignature(exc.message) from None
-        except signatures.Mismatch as exc:
-            raise InvalidSignature(exc.message) from None
 
     @staticmethod
     def _check_signature(request: GatewayRequest, headers: Mapping[str, str], signed: signatures.SignedRequest,
                          caller: Caller) -> None:
-        try:
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
             signatures.verify(request.http_method, request.raw_uri or request.url_path, headers, request.body, signed,
                               caller.secret_key)
-        except signatures.Mismatch as exc:
-            raise InvalidSignature(exc.message) from None
 
     # -- who the access key is -------------------------------------------------------------------
 

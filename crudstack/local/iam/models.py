@@ -165,7 +165,7 @@ class AccessCheck:
     def authenticate(self, environ: Mapping, body: bytes, who: Signer) -> Caller:
         """The caller who signed the request; else IncompleteSignature, InvalidSignature or InvalidToken,
         as the service would answer (see exceptions.py)."""
-        try:
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
             if environ.get("HTTP_AUTHORIZATION"):
                 headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
                            if key.startswith("HTTP_")}
@@ -177,19 +177,13 @@ class AccessCheck:
                 headers = {"host": environ.get("HTTP_HOST", "")}
                 signed = signatures.parse_presigned(environ.get("QUERY_STRING", ""))
             signatures.check_date(signed.amz_date, self._clock())
-        except signatures.Incomplete as exc:
-            raise IncompleteSignature(exc.message) from None
-        except signatures.Mismatch as exc:
-            raise InvalidSignature(exc.message) from None
         try:
             caller = self.decisions.get(("caller", signed.access_key), lambda: self._known(signed.access_key))
         except _Unknown:
             raise InvalidToken("The security token included in the request is invalid.") from None
         raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or _target(environ)
-        try:
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
             signatures.verify(environ.get("REQUEST_METHOD", "GET"), raw_uri, headers, body, signed, caller.secret_key)
-        except signatures.Mismatch as exc:
-            raise InvalidSignature(exc.message) from None
         return caller
 
     def _known(self, access_key: str) -> Caller:

@@ -21,12 +21,13 @@ Refusals:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -50,6 +51,17 @@ class Incomplete(SignatureRefused):
 
 class Mismatch(SignatureRefused):
     """The signature does not match, or it is outside the 15-minute window."""
+
+
+@contextlib.contextmanager
+def refused_as(incomplete: Callable[[str], Exception], mismatch: Callable[[str], Exception]) -> Iterator[None]:
+    """Raise this check's refusals as the caller's own errors (the gateway's 403s, the services' errors)."""
+    try:
+        yield
+    except Incomplete as exc:
+        raise incomplete(exc.message) from None
+    except Mismatch as exc:
+        raise mismatch(exc.message) from None
 
 
 @dataclass(frozen=True)
