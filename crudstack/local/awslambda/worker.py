@@ -481,7 +481,9 @@ def drop_privileges(task_root: str, uid: int, preloaded: list[str]) -> dict:
     """As root: give the task root to `uid` (or NOBODY) and become it. Returns what happened, for the ready frame."""
     if os.geteuid() != 0:
         return {"uid": os.geteuid(), "dropped": False, "why": "not started as root"}
-    needed = {os.path.dirname(os.__file__)}
+    # The standard library, site-packages (boto3 & co., which a function imports whether preloaded or not)
+    # and wherever the preloaded modules came from.
+    needed = {os.path.dirname(os.__file__), *(path for path in site.getsitepackages() if os.path.isdir(path))}
     for name in preloaded:
         module = sys.modules.get(name)
         location = getattr(module, "__file__", None)

@@ -124,3 +124,20 @@ def test_started_by_root_each_worker_runs_as_a_user_of_its_own_and_reads_no_othe
         first.kill()
         second.kill()
     assert not os.path.exists(first.task_root) and not os.path.exists(second.task_root)
+
+
+def _python_others_can_read() -> bool:
+    from crudstack.local.awslambda.worker import _readable_by_others
+
+    return _readable_by_others(os.path.dirname(os.__file__))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or _python_others_can_read(),
+                    reason="shows the fallback: started by root, with a Python other users cannot read (pyenv in /root)")
+def test_started_by_root_with_a_python_others_cannot_read_a_worker_stays_root_and_says_why():
+    worker = start()
+    try:
+        assert worker.user["dropped"] is False and "cannot be read by other users" in worker.user["why"]
+        assert run(worker, "fallback", [])["uid"] == 0
+    finally:
+        worker.kill()
