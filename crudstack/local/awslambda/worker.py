@@ -29,9 +29,9 @@ The worker starts in its task root (never in the repository), with the environme
 and nothing else of the server's (awslambda/environment.py). Started as root (CI, containers) with
 --run-as, it gives its task root to that user id and becomes it (no groups) after the preload and
 before anything of the function is unpacked or run, so that the function cannot read other functions'
-task roots (0700, each its own user), the local AWS's state dir (0700) or other files only root may read. It does so only when the Python it
-runs (the standard library, the preloaded packages) is readable by other users; otherwise it stays
-root and its ready frame says why (README, "What the local AWS protects, and what it cannot").
+task roots (0700, each its own user), the local AWS's state dir (0700) or other files only root may
+read. It does so only when the Python it runs (the standard library, site-packages, the preloaded
+packages) is readable by other users; otherwise it stays root and its ready frame says why (README, "What the local AWS protects, and what it cannot").
 
 This module imports only the standard library and awslambda/protocol.py: it is on the cold-start path.
 """

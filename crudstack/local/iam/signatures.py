@@ -15,8 +15,9 @@ out of the canonical query string as the page above says.
 Refusals:
     SignatureRefused
      +-- Incomplete   not a complete SigV4 signature: a part missing, a malformed date, a scope that is not
-     |                key/date/region/service/aws4_request, a region no AWS partition has
-     +-- Mismatch     the signature is not the one the secret gives, or it is more than 15 minutes old or early
+     |                key/date/region/service/aws4_request
+     +-- Mismatch     the signature is not the one the secret gives, it is more than 15 minutes old or early,
+                      or its scope names a region no AWS partition has (as AWS answers it)
 """
 
 from __future__ import annotations
