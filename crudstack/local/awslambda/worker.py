@@ -31,7 +31,8 @@ and nothing else of the server's (awslambda/environment.py). Started as root (CI
 before anything of the function is unpacked or run, so that the function cannot read other functions'
 task roots (0700, each its own user), the local AWS's state dir (0700) or other files only root may
 read. It does so only when the Python it runs (the standard library, site-packages, the preloaded
-packages) is readable by other users; otherwise it stays root and its ready frame says why (README, "What the local AWS protects, and what it cannot").
+packages) is readable by other users; otherwise it stays root and its ready frame says why (README,
+"What the local AWS protects, and what it cannot").
 
 This module imports only the standard library and awslambda/protocol.py: it is on the cold-start path.
 """
