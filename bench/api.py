@@ -41,7 +41,10 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 REGION = "us-east-1"
+
+from crudstack.local.iam.credentials import local_credentials  # noqa: E402
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -75,8 +78,9 @@ class Bench:
                                          "--outputs", str(folder / "outputs")).stdout)
         self.url = document["invoke_url"] + "/items"
         endpoint = f"http://127.0.0.1:{port}"
-        credentials = dict(region_name=REGION, endpoint_url=endpoint,
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        # The local AWS accepts only its own credentials (crudstack/local/iam/credentials.py).
+        self.own_credentials = local_credentials(folder / "state").for_boto3()
+        credentials = dict(region_name=REGION, endpoint_url=endpoint, **self.own_credentials)
         self.dynamodb = boto3.client("dynamodb", **credentials)
         self.lambda_ = boto3.client("lambda", **credentials)
         self.table = "bench-ItemsTable"
@@ -177,7 +181,7 @@ class Bench:
 
     def direct_get_one(self) -> Callable[[int], None]:
         client, ids = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.dynamodb.meta.endpoint_url,
-                                   aws_access_key_id="testing", aws_secret_access_key="testing"), self.ids
+                                   **self.own_credentials), self.ids
         return lambda i: client.get_item(TableName=self.table, Key={"id": {"S": ids[i % len(ids)]}})
 
     def cold_start(self, round_number: int) -> tuple[float, float]:

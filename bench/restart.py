@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from crudstack.local import daemon  # noqa: E402
+from crudstack.local.iam.credentials import local_credentials  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -134,7 +135,7 @@ def main() -> None:
         results["history_provision_s"] = round(time.perf_counter() - started, 1)
         results["items_per_s"] = round(create_items(url, args.items), 1)
         ddb = boto3.client("dynamodb", region_name=REGION, endpoint_url=f"http://127.0.0.1:{port}",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+                           **local_credentials(state_dir).for_boto3())
         expected = args.items
 
         times: dict[str, list[float]] = {"empty": [], "clean": [], "crash": []}

@@ -42,7 +42,6 @@ from crudstack.steps import STEPS
 from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
 
 log = logging.getLogger("crudstack")
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -117,7 +116,11 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
             log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
                         "  Everything else was recovered. Details: %s",
                         "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
-        session = boto3.session.Session(region_name=config.region, **FAKE_CREDENTIALS)
+        # The local AWS's own credentials (made with its state dir, 0600): the control plane accepts no
+        # made-up keys, so that a Lambda handler cannot act as the deployer (crudstack/local/iam/credentials.py).
+        from crudstack.local.iam.credentials import local_credentials
+
+        session = boto3.session.Session(region_name=config.region, **local_credentials(config.state_dir).for_boto3())
         aws = Aws(region=config.region, endpoint_url=endpoint, session=session,
                   deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
         if config.local.behaviour == "realistic":

@@ -4,6 +4,7 @@
     status [--json]                       running or not, where its state is, what its last start recovered
     wipe [--yes]                          stop it and delete its saved state and outbox, after confirmation
     denials [--json]                      the calls a Lambda role's policies did not allow, newest last
+    credentials                           the local AWS's own credentials, as shell lines for the AWS CLI
 
 Each takes --config FILE (default: config.yaml) or --state-dir DIR. Exit codes: 0 done, 2 bad
 arguments or config (or a wipe not confirmed when stdin is not a terminal).
@@ -154,6 +155,16 @@ def denials(args: argparse.Namespace, state_dir: Path) -> int:
     return 0
 
 
+def credentials(args: argparse.Namespace, state_dir: Path) -> int:
+    """`eval "$(python -m crudstack.local credentials)"` lets the AWS CLI and SDKs call the local AWS,
+    which accepts no made-up keys (crudstack/local/iam/credentials.py)."""
+    from crudstack.local.iam.credentials import local_credentials
+
+    for name, value in local_credentials(state_dir).for_environment().items():
+        print(f"export {name}={value}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crudstack.local", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -173,10 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     refused = commands.add_parser("denials", parents=[common],
                                   help="the calls Lambda functions made that their role's policies did not allow")
     refused.add_argument("--json", action="store_true", help="every denial as JSON")
+    commands.add_parser("credentials", parents=[common],
+                        help="print the local AWS's own credentials as export lines (eval them for the AWS CLI)")
     args = parser.parse_args(argv)
     try:
         state_dir = _state_dir(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return {"outbox": outbox, "status": status, "wipe": wipe, "denials": denials}[args.command](args, state_dir)
+    return {"outbox": outbox, "status": status, "wipe": wipe, "denials": denials,
+            "credentials": credentials}[args.command](args, state_dir)

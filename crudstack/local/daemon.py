@@ -30,6 +30,8 @@ from typing import Any, Iterator
 
 from crudstack.errors import LocalAwsError
 from crudstack.local.server.record import HEALTH_PATH, LOG_NAME, RECORD_NAME, RECOVERY_NAME
+from crudstack.local.state.exceptions import StateUnsafe
+from crudstack.local.state.private import private_folder
 
 HOST = "127.0.0.1"
 SERVER_MODULE = "crudstack.local.server"
@@ -43,8 +45,10 @@ def ensure_running(port: int, state_dir: Path, *, concurrency: int = 10, timeout
     Raises LocalAwsError when the port is held by another program, when this state dir's server
     runs on another port, or when a new server does not become healthy within `timeout` seconds.
     """
-    state_dir = Path(state_dir).resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir = private_folder(Path(state_dir).resolve())  # 0700: it holds secrets (state/private.py)
+    except StateUnsafe as exc:
+        raise LocalAwsError(str(exc)) from None
     with _start_lock(state_dir):  # two provision runs at once start one server
         return _ensure_running(port, state_dir, concurrency, timeout, server_module)
 

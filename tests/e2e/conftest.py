@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from crudstack.config import ROOT
+from crudstack.local.iam.credentials import local_credentials
 from tests.support.harness import Baseline, Cli, MotoServer, baseline
 from tests.support.local_server import free_port
 from tests.support.local_server import pid_alive as alive
@@ -90,7 +91,7 @@ class LocalStack:
 
     def client(self, service: str):
         return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                            **local_credentials(self.state_dir).for_boto3())
 
     def name(self, base: str) -> str:
         return f"{self.stack}-{base}"

@@ -178,8 +178,12 @@ def test_with_iam_a_request_signed_with_the_local_default_credentials_gets_the_i
 
     url = f"{signed_only.invoke_url}/items"
     request = AWSRequest(method="GET", url=url, headers={"Origin": ORIGIN})
-    # The local AWS's default credentials (crudstack/cli.py), which stand for the account's root user.
-    SigV4Auth(Credentials("testing", "testing"), "execute-api", signed_only.document["region"]).add_auth(request)
+    # The local AWS's own credentials (crudstack/local/iam/credentials.py), which stand for the account's root user.
+    from crudstack.local.iam.credentials import local_credentials
+
+    own = local_credentials(signed_only.state_dir)
+    SigV4Auth(Credentials(own.access_key_id, own.secret_access_key), "execute-api",
+              signed_only.document["region"]).add_auth(request)
 
     answer = requests.get(url, headers=dict(request.headers), timeout=TIMEOUT)
 

@@ -34,8 +34,15 @@ class RunningServer:
     def log(self) -> str:
         return (self.state_dir / "server.log").read_text(encoding="utf-8")
 
+    @property
+    def credentials(self):
+        """The server's own credentials: the control plane accepts no others but IAM users' and sessions'."""
+        from crudstack.local.iam.credentials import local_credentials
+
+        return local_credentials(self.state_dir)
+
     def client(self, service: str):
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **self.credentials.for_boto3())
 
     def stop(self, timeout: float = 15) -> int:
         if self.process.poll() is None:

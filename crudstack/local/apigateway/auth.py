@@ -10,10 +10,11 @@ the request must be signed with Signature Version 4 for the service execute-api,
 identity policies must allow execute-api:Invoke on the method's ARN
 arn:aws:execute-api:{region}:{account}:{api-id}/{stage}/{HTTP-VERB}/{path}
 (api-gateway-iam-policy-examples-for-api-execution.html). The signature is recomputed with botocore's
-own SigV4Auth from the secret the local IAM (an IAM user's access key) or STS (an assumed role's
-session) holds for the access key, as moto does for its own APIs (moto/iam/access_control.py). The
-local AWS's default credentials (access key `testing`, secret `testing`: crudstack/cli.py uses them) stand for the account's root user, which IAM never refuses
-within its account. Policies are evaluated by the local IAM's evaluator (crudstack/local/iam/policy.py),
+own SigV4Auth (crudstack/local/iam/signatures.py, the check the control plane uses too) from the secret
+the local IAM (an IAM user's access key) or STS (an assumed role's session) holds for the access key,
+as moto does for its own APIs (moto/iam/access_control.py). The local AWS's own credentials
+(crudstack/local/iam/credentials.py: provision, teardown and the console sign with them) stand for the
+account's root user, which IAM never refuses within its account. Policies are evaluated by the local IAM's evaluator (crudstack/local/iam/policy.py),
 the one that checks the Lambda workers' own calls; a statement with a Condition neither allows nor
 denies (a line is logged). Presigned URLs (the signature in the
 query string) are not accepted: such a request is answered as one without authentication.
@@ -21,11 +22,8 @@ query string) are not accepted: such a request is answered as one without authen
 
 from __future__ import annotations
 
-import datetime as dt
-import hmac
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from crudstack.local.apigateway.events import GatewayRequest
@@ -39,16 +37,16 @@ from crudstack.local.apigateway.exceptions import (
 )
 from crudstack.local.apigateway.models import PlanKey
 from crudstack.local.cache import UntilWrite
-from crudstack.local.iam.models import Session
-from crudstack.local.iam.policy import Statement, evaluate, statements
+from crudstack.local.iam import signatures
+from crudstack.local.iam.credentials import LocalCredentials
+from crudstack.local.iam.models import Caller, find_caller, identity_statements
+from crudstack.local.iam.policy import Statement, evaluate
 
 log = logging.getLogger(__name__)
 
+# The root user's credentials when none are given (tests of the gateway alone); the server passes the
+# tool's own (crudstack/local/iam/credentials.py).
 LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY = "testing", "testing"
-# SigV4 requests are refused more than 15 minutes from their X-Amz-Date ("RequestExpired",
-# docs.aws.amazon.com/apigateway/latest/api/CommonErrors.html).
-MAX_CLOCK_SKEW_S = 15 * 60
-ALGORITHM = "AWS4-HMAC-SHA256"
 
 
 # ---------------------------------------------------------------------------------------- API keys
@@ -74,39 +72,15 @@ def check_api_key(plan_keys: Mapping[str, PlanKey], headers: Iterable[tuple[str,
 
 # ---------------------------------------------------------------------------------------- AWS_IAM
 
-@dataclass(frozen=True)
-class Caller:
-    """The identity an access key stands for, with what it needs to check a signature and a policy."""
-
-    access_key: str
-    secret_key: str
-    session_token: str | None       # an assumed role's session must send it; an IAM user's key must not
-    arn: str
-    account_id: str
-    user_id: str
-    policies: tuple[Statement, ...]
-    root: bool = False
-
-
-@dataclass(frozen=True)
-class _SignedRequest:
-    access_key: str
-    date: str
-    region: str
-    service: str
-    signed_headers: tuple[str, ...]
-    signature: str
-    amz_date: str
-
-
 class IamAuthorizer:
     """SigV4 + identity policies for AWS_IAM methods. Credentials and policies are read from moto's IAM
     backend (an IAM user's keys) or the local IAM's view of an STS session (crudstack/local/iam/models.py),
     and kept until the next write (`cache`)."""
 
     def __init__(self, cache: UntilWrite | None = None, clock: Callable[[], float] = time.time,
-                 iam_backends: Any = None):
+                 iam_backends: Any = None, root: LocalCredentials | None = None):
         self.cache = cache if cache is not None else UntilWrite()
+        self._root = root or LocalCredentials(LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY)
         self._clock = clock
         self._iam_backends = iam_backends
 
@@ -120,7 +94,8 @@ class IamAuthorizer:
         authorization = headers.get("authorization")
         if not authorization:
             raise MissingAuthenticationToken()
-        signed = _parse_authorization(authorization, headers)
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
+            signed = signatures.parse_authorization(authorization, headers)
         if signed.service != "execute-api":
             raise IncompleteSignature("Credential should be scoped to correct service: 'execute-api'. ")
         self._check_date(signed.amz_date)
@@ -146,68 +121,20 @@ class IamAuthorizer:
         return caller
 
     def _check_date(self, amz_date: str) -> None:
-        try:
-            signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-        except ValueError:
-            raise IncompleteSignature(f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. See "
-                                      "http://en.wikipedia.org/wiki/ISO_8601") from None
-        now = self._clock()
-        if abs(now - signed_at) > MAX_CLOCK_SKEW_S:
-            def stamp(seconds: float) -> str:
-                return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            raise InvalidSignature(f"Signature expired: {amz_date} is now earlier than {stamp(now - MAX_CLOCK_SKEW_S)} "
-                                   f"({stamp(now)} - 15 min.)" if signed_at < now else
-                                   f"Signature not yet current: {amz_date} is still later than "
-                                   f"{stamp(now + MAX_CLOCK_SKEW_S)} ({stamp(now)} + 15 min.)")
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
+            signatures.check_date(amz_date, self._clock())
 
     @staticmethod
-    def _check_signature(request: GatewayRequest, headers: Mapping[str, str], signed: _SignedRequest,
+    def _check_signature(request: GatewayRequest, headers: Mapping[str, str], signed: signatures.SignedRequest,
                          caller: Caller) -> None:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.credentials import Credentials
-
-        raw_uri = request.raw_uri or request.url_path
-        url = f"http://{headers.get('host', '127.0.0.1')}{raw_uri}"
-        aws_request = AWSRequest(method=request.http_method, url=url, data=request.body,
-                                 headers={name: headers.get(name, "") for name in signed.signed_headers})
-        aws_request.context["timestamp"] = signed.amz_date
-        auth = SigV4Auth(Credentials(caller.access_key, caller.secret_key, caller.session_token),
-                         signed.service, signed.region)
-        canonical = auth.canonical_request(aws_request)
-        string_to_sign = auth.string_to_sign(aws_request, canonical)
-        if not hmac.compare_digest(auth.signature(string_to_sign, aws_request), signed.signature):
-            # AWS adds the canonical request and string to sign it computed, to compare with the client's.
-            raise InvalidSignature(f"{InvalidSignature.message}\n\nThe Canonical String for this request should have "
-                                   f"been\n'{canonical}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n")
+        with signatures.refused_as(IncompleteSignature, InvalidSignature):
+            signatures.verify(request.http_method, request.raw_uri or request.url_path, headers, request.body, signed,
+                              caller.secret_key)
 
     # -- who the access key is -------------------------------------------------------------------
 
     def _find_caller(self, access_key: str, api_account: str) -> Caller | None:
-        if access_key == LOCAL_ACCESS_KEY:
-            return Caller(access_key, LOCAL_SECRET_KEY, None, f"arn:aws:iam::{api_account}:root", api_account,
-                          api_account, (), root=True)
-        iam_backends = self._users()
-        for account_id, partitions in list(iam_backends.items()):
-            for _, iam in list(partitions.items()):
-                for user in list(iam.users.values()):
-                    key = next((k for k in user.access_keys if k.access_key_id == access_key), None)
-                    if key is None:
-                        continue
-                    if getattr(key, "status", "Active") != "Active":
-                        return None
-                    policies = [*user.policies.values(), *(_default_document(p) for p in user.managed_policies.values())]
-                    for group in list(iam.groups.values()):
-                        if user in group.users:
-                            policies += [*group.policies.values(),
-                                         *(_default_document(p) for p in group.managed_policies.values())]
-                    return Caller(access_key, key.secret_access_key, None, user.arn, account_id, user.id,
-                                  _statements(policies))
-        session = Session.find(access_key)
-        if session is not None:  # an assumed role's: the local IAM's own view of it (crudstack/local/iam/models.py)
-            return Caller(access_key, session.secret_key, session.token, session.arn, session.account,
-                          session.user_id, tuple(statements(session.policies(session.partition))))
-        return None
+        return find_caller(access_key, api_account, self._root, self._users())
 
     def _users(self) -> Any:
         if self._iam_backends is None:
@@ -216,45 +143,10 @@ class IamAuthorizer:
         return self._iam_backends
 
 
-def _parse_authorization(authorization: str, headers: Mapping[str, str]) -> _SignedRequest:
-    algorithm, _, rest = authorization.strip().partition(" ")
-    parts: dict[str, str] = {}
-    for item in rest.split(","):
-        name, eq, value = item.strip().partition("=")
-        if eq:
-            parts[name] = value
-    missing = [f"Authorization header requires '{name}' parameter." for name in ("Credential", "Signature", "SignedHeaders")
-               if name not in parts]
-    amz_date = headers.get("x-amz-date")
-    if not amz_date:
-        missing.append("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-    if algorithm != ALGORITHM or missing:
-        # IncompleteSignatureException's message, listing what is missing, then the header as sent.
-        raise IncompleteSignature(" ".join(missing or [f"Unsupported authorization type: {algorithm}."])
-                                  + f" Authorization={authorization}")
-    scope = parts["Credential"].split("/")
-    if len(scope) != 5 or scope[4] != "aws4_request":
-        raise IncompleteSignature(f"Credential should have exactly 5 slash-delimited elements, e.g. "
-                                  f"keyID/date/region/service/term, got '{parts['Credential']}'")
-    return _SignedRequest(scope[0], scope[1], scope[2], scope[3],
-                          tuple(h.strip().lower() for h in parts["SignedHeaders"].split(";") if h.strip()),
-                          parts["Signature"], amz_date)
-
-
-def _default_document(policy: Any) -> Any:
-    """A managed policy's document: that of its default version."""
-    version = next((v for v in getattr(policy, "versions", []) if v.is_default), None)
-    return version.document if version is not None else getattr(policy, "document", None)
-
-
-def _statements(documents: Iterable[Any]) -> tuple[Statement, ...]:
-    return tuple(statements((f"identity policy {n}", document) for n, document in enumerate(documents, 1)))
-
-
 def verdict(documents: Iterable[Any], action: str, resource: str) -> str | None:
     """"Deny" if a statement of these policy documents denies `action` on `resource`, else "Allow" if
     one allows it, else None; the local IAM's evaluator (crudstack/local/iam/policy.py) decides."""
-    return _verdict(_statements(documents), action, resource)
+    return _verdict(identity_statements(documents), action, resource)
 
 
 def _verdict(policy_statements: tuple[Statement, ...], action: str, resource: str) -> str | None:

@@ -34,7 +34,8 @@ def function_environment(spec: FunctionSpec, log_stream: str, endpoint_url: str,
 def forced_environment(endpoint_url: str) -> dict[str, str]:
     # The local endpoint and credentials the local AWS issued (these fake ones until the function's
     # role session replaces them) win over anything the function sets: a function run locally must
-    # never reach (or sign for) real AWS.
+    # never reach (or sign for) real AWS. The fake ones are no key the local AWS knows: a call signed
+    # with them is refused (crudstack/local/iam/models.py), so they grant nothing.
     return {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -1,9 +1,15 @@
-"""One worker process, seen from the runtime: `python -m crudstack.local.awslambda.worker` (an
-execution environment) and the pipes to it (awslambda/protocol.py)."""
+"""One worker process, seen from the runtime: crudstack.local.awslambda.worker (an execution
+environment) and the pipes to it (awslambda/protocol.py).
+
+It starts in its own task root, a fresh 0700 directory, not in the repository: the interpreter finds
+our worker module through a one-line bootstrap that puts the project's directory on sys.path (and the
+worker takes it off again before the function runs). Started by root, each worker gets a user id of its
+own (SandboxUsers) to run the function as (worker.py drop_privileges)."""
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +27,35 @@ from crudstack.local.awslambda.protocol import FrameReader, encode_frame, write_
 
 WORKER_MODULE = "crudstack.local.awslambda.worker"
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[3])
+# `python -c` puts the working directory (the task root) first on sys.path; this puts our project there instead.
+_BOOTSTRAP = f"import sys; sys.path[0] = {_PROJECT_ROOT!r}; from {WORKER_MODULE} import main; main()"
+
+
+class SandboxUsers:
+    """User ids for workers started by root, one per live worker, so no function can read another's
+    task root. From 65536 up: Debian's policy leaves that range to dynamically allocated ids and no
+    account gets one by default (https://www.debian.org/doc/debian-policy/ch-opersys.html#uid-and-gid-classes);
+    where a user namespace maps fewer ids, the worker falls back to nobody (worker.py)."""
+
+    FIRST, COUNT = 65536 + 1000, 4096
+
+    def __init__(self):
+        self._free = list(range(self.FIRST + self.COUNT - 1, self.FIRST - 1, -1))
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            return self._free.pop() if self._free else None
+
+    def give_back(self, uid: int | None) -> None:
+        if uid is not None:
+            with self._lock:
+                self._free.append(uid)
+
+
+SANDBOX_USERS = SandboxUsers()
+log = logging.getLogger("crudstack.local.runtime")
+_warned_root = threading.Event()
 _SIGNAL_NAMES = {  # as AWS's (Go) runtime interface prints them
     signal.SIGKILL: "killed", signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted",
     signal.SIGTERM: "terminated", signal.SIGBUS: "bus error", signal.SIGFPE: "floating point exception",
@@ -30,26 +65,32 @@ _SIGNAL_NAMES = {  # as AWS's (Go) runtime interface prints them
 
 
 class WorkerProcess:
-    def __init__(self, *, env: dict[str, str], preload: tuple[str, ...], all_packages: bool, on_output):
-        self.task_root = tempfile.mkdtemp(prefix="crudstack-lambda-")
-        command = [sys.executable, "-m", WORKER_MODULE, "--task-root", self.task_root]
+    def __init__(self, *, env: dict[str, str], preload: tuple[str, ...], all_packages: bool, on_output,
+                 python: str = sys.executable):
+        self.task_root = tempfile.mkdtemp(prefix="crudstack-lambda-")  # 0700
+        self.sandbox_uid = SANDBOX_USERS.take() if os.geteuid() == 0 else None
+        command = [python, "-c", _BOOTSTRAP, "--task-root", self.task_root]
         if preload:
             command += ["--preload", ",".join(preload)]
         if all_packages:
             command.append("--all-packages")
+        if self.sandbox_uid is not None:
+            command += ["--run-as", str(self.sandbox_uid)]
         try:
             # A session of its own: Ctrl-C in the server's terminal is the server's to
             # handle, and killpg can take the handler's own subprocesses down too.
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, bufsize=0, cwd=_PROJECT_ROOT, env=env,
-                                            start_new_session=True)
+                                            stderr=subprocess.PIPE, bufsize=0, cwd=self.task_root,
+                                            env={**env, "LAMBDA_TASK_ROOT": self.task_root}, start_new_session=True)
         except OSError:
             shutil.rmtree(self.task_root, ignore_errors=True)
+            SANDBOX_USERS.give_back(self.sandbox_uid)
             raise
         self.pid = self.process.pid
         self._in_fd = self.process.stdin.fileno()
         self._reader = FrameReader(self.process.stdout.fileno())
         self.preloaded: frozenset[str] | None = None
+        self.user: dict | None = None   # from its ready frame: the user it runs functions as, or why root
         self.spec: FunctionSpec | None = None
         self.log_stream: str | None = None
         self.init_ms: float | None = None
@@ -125,6 +166,11 @@ class WorkerProcess:
         if self.preloaded is None:
             meta, _ = self._reply(deadline, [])
             self.preloaded = frozenset(meta.get("preloaded", ()))
+            self.user = meta.get("user")
+            if self.user and not self.user.get("dropped") and not _warned_root.is_set():
+                _warned_root.set()
+                log.warning("Lambda workers run as root: %s (README, \"What the local AWS protects, and what "
+                            "it cannot\")", self.user.get("why"))
 
     def init(self, *, spec: FunctionSpec, log_stream: str, env: dict[str, str], code: bytes,
              deadline: float, logs: list) -> tuple[dict, bytes]:
@@ -177,6 +223,8 @@ class WorkerProcess:
         except OSError:
             pass
         shutil.rmtree(self.task_root, ignore_errors=True)
+        SANDBOX_USERS.give_back(self.sandbox_uid)
+        self.sandbox_uid = None
         return True
 
     def exit_reason(self) -> str:

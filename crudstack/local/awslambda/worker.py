@@ -1,6 +1,6 @@
 """One Lambda execution environment: the process the runtime (awslambda/runtime.py) runs a function in.
 
-    python -m crudstack.local.awslambda.worker --task-root DIR [--preload boto3,...] [--all-packages]
+    python -m crudstack.local.awslambda.worker --task-root DIR [--preload boto3,...] [--all-packages] [--run-as UID]
 
 AWS runs each function in its own sandbox, imports the handler once per sandbox (a
 "cold start") and then feeds it one event at a time for as long as the sandbox stays
@@ -22,6 +22,17 @@ The frames are described in crudstack/local/awslambda/protocol.py.
 A worker exits when its stdin reaches end-of-file, and a watchdog thread makes it exit
 as soon as the runtime's end of the pipe is gone even while a handler is busy, so a
 worker never outlives the runtime. It removes its task directory on the way out.
+
+Least privilege
+---------------
+The worker starts in its task root (never in the repository), with the environment Lambda defines
+and nothing else of the server's (awslambda/environment.py). Started as root (CI, containers) with
+--run-as, it gives its task root to that user id and becomes it (no groups) after the preload and
+before anything of the function is unpacked or run, so that the function cannot read other functions'
+task roots (0700, each its own user), the local AWS's state dir (0700) or other files only root may
+read. It does so only when the Python it runs (the standard library, site-packages, the preloaded
+packages) is readable by other users; otherwise it stays root and its ready frame says why (README,
+"What the local AWS protects, and what it cannot").
 
 This module imports only the standard library and awslambda/protocol.py: it is on the cold-start path.
 """
@@ -49,6 +60,8 @@ import traceback
 import zipfile
 
 from crudstack.local.awslambda.protocol import FrameReader, encode_frame, write_all
+
+_OWN_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
 
 # ---------------------------------------------------------------------------
 # What the handler sees.
@@ -434,14 +447,65 @@ def _max_rss_kb() -> int:
 
 
 def _forget_own_package() -> None:
-    """`python -m` imported crudstack and put the directory holding it (the worker's
-    working directory) first on sys.path. The function's zip must see neither: what runs
-    is the zip and nothing of ours. Only that first entry goes: when crudstack is installed,
-    the same directory is site-packages, which stays where site put it."""
-    if sys.path and sys.path[0] in ("", os.getcwd()):
+    """The runtime's bootstrap (awslambda/process.py) put the directory holding crudstack first on
+    sys.path, in place of the working directory (the task root). The function's zip must see neither
+    that entry nor our modules: what runs is the zip and nothing of ours. Only that first entry goes:
+    when crudstack is installed, the same directory is site-packages, which stays where site put it."""
+    if sys.path and sys.path[0] in ("", os.getcwd(), _OWN_ROOT):
         del sys.path[0]
     for name in [name for name in sys.modules if name == "crudstack" or name.startswith("crudstack.")]:
         del sys.modules[name]
+
+
+# Where an unprivileged worker falls back to when its own user id cannot be taken (a user namespace
+# that maps few ids): the conventional unprivileged user (https://www.debian.org/doc/debian-policy/ch-opersys.html#uid-and-gid-classes).
+NOBODY = 65534
+
+
+def _readable_by_others(path: str) -> bool:
+    """Can a user other than the owner (and in no group of it) list `path` and reach it?"""
+    path = os.path.realpath(path)
+    try:
+        info = os.stat(path)
+        if not (info.st_mode & 0o005 == 0o005 or (not os.path.isdir(path) and info.st_mode & 0o004)):
+            return False
+        while path != os.path.dirname(path):
+            path = os.path.dirname(path)
+            if not os.stat(path).st_mode & 0o001:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def drop_privileges(task_root: str, uid: int, preloaded: list[str]) -> dict:
+    """As root: give the task root to `uid` (or NOBODY) and become it. Returns what happened, for the ready frame."""
+    if os.geteuid() != 0:
+        return {"uid": os.geteuid(), "dropped": False, "why": "not started as root"}
+    # The standard library, site-packages (boto3 & co., which a function imports whether preloaded or not)
+    # and wherever the preloaded modules came from.
+    needed = {os.path.dirname(os.__file__), *(path for path in site.getsitepackages() if os.path.isdir(path))}
+    for name in preloaded:
+        module = sys.modules.get(name)
+        location = getattr(module, "__file__", None)
+        if location:
+            needed.add(os.path.dirname(os.path.dirname(location)) if location.endswith("__init__.py")
+                       else os.path.dirname(location))
+    unreadable = sorted(path for path in needed if not _readable_by_others(path))
+    if unreadable:
+        return {"uid": 0, "dropped": False,
+                "why": f"{unreadable[0]} cannot be read by other users, so a function could not import from it"}
+    failure = None
+    for candidate in dict.fromkeys((uid, NOBODY)):
+        try:
+            os.chown(task_root, candidate, candidate)
+            os.setgroups([])
+            os.setgid(candidate)
+            os.setuid(candidate)
+            return {"uid": candidate, "dropped": True}
+        except OSError as exc:
+            failure = exc
+    return {"uid": os.geteuid(), "dropped": False, "why": f"could not become another user: {failure}"}
 
 
 def _preload(modules: list[str]) -> list[str]:
@@ -464,6 +528,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preload", default="", help="comma-separated modules to import before the handler")
     parser.add_argument("--all-packages", action="store_true",
                         help="let the handler import every installed package, not only those AWS's runtime has")
+    parser.add_argument("--run-as", type=int, default=None, metavar="UID",
+                        help="when started as root: the user id to run the function as (one per worker)")
     args = parser.parse_args(argv)
 
     sys.dont_write_bytecode = True  # the task directory is thrown away with the worker
@@ -476,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
     _forget_own_package()
     threading.Thread(target=worker.watch_parent, name="parent-watchdog", daemon=True).start()
     preloaded = _preload([name for name in args.preload.split(",") if name])
-    worker.channel.send({"op": "ready", "pid": os.getpid(), "preloaded": preloaded})
+    user = drop_privileges(args.task_root, args.run_as, preloaded) if args.run_as is not None else None
+    worker.channel.send({"op": "ready", "pid": os.getpid(), "preloaded": preloaded, "user": user})
     try:
         worker.serve()
     except BaseException as exc:  # SystemExit from a handler included: the sandbox ends

@@ -25,7 +25,8 @@ from crudstack.local.console.exceptions import BadRequest, NotFound
 from crudstack.local.sns.models import Outbox
 
 STACK_TAG, MANAGED_TAG = "crudstack-stack", "managed-by"
-# The same fake credentials provision uses for the local AWS (crudstack/cli.py FAKE_CREDENTIALS).
+# Credentials when none are given (a console tested alone); the server passes the local AWS's own
+# (crudstack/local/iam/credentials.py), as provision uses.
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 LOG_LINES = 200
 ITEMS_PAGE_MAX = 100
@@ -68,9 +69,10 @@ def auth_mode(resources: list[dict]) -> str:
 class ConsoleData:
     """Reads for the console. endpoint: the local AWS's own URL (http://127.0.0.1:<port>)."""
 
-    def __init__(self, endpoint: str, outbox: Outbox):
+    def __init__(self, endpoint: str, outbox: Outbox, credentials: dict[str, str] | None = None):
         self.endpoint = endpoint.rstrip("/")
         self.outbox = outbox
+        self._credentials = credentials or CREDENTIALS
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._config = Config(retries={"total_max_attempts": 2}, connect_timeout=5, read_timeout=60)
@@ -81,7 +83,8 @@ class ConsoleData:
         with self._lock:
             if key not in self._clients:
                 self._clients[key] = boto3.session.Session().client(
-                    service, endpoint_url=self.endpoint, region_name=region, config=self._config, **CREDENTIALS)
+                    service, endpoint_url=self.endpoint, region_name=region, config=self._config,
+                    **self._credentials)
             return self._clients[key]
 
     # -- which stacks ----------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """The access check in front of the AWS APIs (moto's and the Lambda Invoke API), and its refusals
-in each service's wire format (crudstack/local/iam/exceptions.py says which)."""
+in each service's wire format (crudstack/local/iam/exceptions.py says which).
+
+Every signed request is authenticated (an access key the local AWS knows, a signature its secret
+gives: models.py AccessCheck.authenticate); requests signed with a role's session are then checked
+against the role's policies. The guard (crudstack/local/server/guard.py) has already refused unsigned
+requests. moto's own /moto-api/ (which dumps every model, role sessions' keys included, and resets the
+account) answers the local AWS's own credentials only."""
 
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ import uuid
 from typing import Callable, Iterable
 from xml.sax.saxutils import escape
 
-from crudstack.local.iam.exceptions import Refused
+from crudstack.local.iam.exceptions import IncompleteSignature, Refused
 from crudstack.local.iam.models import AccessCheck
 from crudstack.local.iam.requests import signer
+from crudstack.local.server.guard import MOTO_API_PREFIX
 from crudstack.local.wsgi import WsgiApp, read_body
 
 
@@ -21,16 +28,22 @@ class EnforceIdentityPolicies:
         self.check = check
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        # Only temporary credentials are checked: everyone else passes on a substring test.
-        if "=ASIA" not in environ.get("HTTP_AUTHORIZATION", "") and "ASIA" not in environ.get("QUERY_STRING", ""):
-            return self.app(environ, start_response)
         who = signer(environ)
-        if who is None or not self.check.enforced(who):
+        if who is None:
+            if environ.get("HTTP_AUTHORIZATION") or "X-Amz-Credential=" in environ.get("QUERY_STRING", ""):
+                return refusal(environ, "", IncompleteSignature(
+                    "Credential should be key/yyyymmdd/region/service/aws4_request, e.g. "
+                    "Credential=AKIA.../20260101/us-east-1/dynamodb/aws4_request"), start_response)
             return self.app(environ, start_response)
         body = read_body(environ)
         environ["wsgi.input"] = io.BytesIO(body)
         try:
-            self.check.check(environ, body, who)
+            caller = self.check.authenticate(environ, body, who)
+            if environ.get("PATH_INFO", "").startswith(MOTO_API_PREFIX) and not caller.root:
+                raise Refused(f"{caller.arn} may not use moto's admin API (/moto-api/): only the local AWS's own "
+                              f"credentials may (python -m crudstack.local credentials)")
+            if caller.session_token is not None:  # an assumed role's session: its policies decide
+                self.check.check(environ, body, who)
         except Refused as refused:
             return refusal(environ, who.service, refused, start_response)
         return self.app(environ, start_response)

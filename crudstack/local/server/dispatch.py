@@ -1,8 +1,8 @@
 """Which layer answers a request: the gateway, the Lambda Invoke API, the health check, the console, or moto.
 
 Everything but an invoke URL and the console is the control plane: the guard (guard.py) refuses what
-a web page could send, and AWS API requests signed with a role session pass the access check
-(crudstack/local/iam/) first. The console (crudstack/local/console/) applies the same loopback-Host
+a web page could send, every AWS API request must be signed by a key the local AWS knows, and
+those signed with a role session pass the access check (crudstack/local/iam/) first. The console (crudstack/local/console/) applies the same loopback-Host
 rule with its own, stricter Origin rules: its page is same-origin and unsigned by design.
 """
 

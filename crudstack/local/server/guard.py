@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 
 from crudstack.local.server.record import HEALTH_PATH
 
+# moto's admin API (a dump of every model, secrets included; reset): signed like an AWS API call, and
+# answered only for the local AWS's own credentials (crudstack/local/iam/responses.py).
 MOTO_API_PREFIX = "/moto-api/"
 
 _SIGV4_HEADER = re.compile(
@@ -115,8 +117,6 @@ def refusal(environ: Mapping) -> tuple[str, str] | None:
                 f"a request from a web page of another origin ({source}) may not drive the local AWS. Call it "
                 f"with an AWS SDK or CLI (AWS_ENDPOINT_URL=http://127.0.0.1:<port>); browsers reach only the "
                 f"invoke URL of the deployed API.")
-    if path.startswith(MOTO_API_PREFIX):
-        return None
     if environ.get("REQUEST_METHOD") == "OPTIONS":
         return ("no-cors",
                 "AWS API endpoints answer no CORS preflight, and neither does the local AWS: call the AWS APIs "
@@ -125,7 +125,7 @@ def refusal(environ: Mapping) -> tuple[str, str] | None:
         return ("sigv4",
                 "AWS API requests must be signed with Signature Version 4 (an 'Authorization: AWS4-HMAC-SHA256 "
                 "Credential=..., SignedHeaders=..., Signature=...' header or a presigned URL). Use an AWS SDK or "
-                "the AWS CLI with any credentials, e.g. AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x.")
+                "the AWS CLI with the local AWS's credentials: eval \"$(python -m crudstack.local credentials)\".")
     return None
 
 

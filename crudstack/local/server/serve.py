@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from crudstack.local import patches
 from crudstack.local.apigateway.app import Gateway
+from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
 from crudstack.local.apigateway.proxy import LambdaProxyInvoker
 from crudstack.local.apigateway.recorder import DeploymentRecorder
@@ -29,6 +30,7 @@ from crudstack.local.console.models import ConsoleData
 from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
 from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
@@ -40,6 +42,7 @@ from crudstack.local.sns.models import OUTBOX_DIR, Outbox
 from crudstack.local.state import determinism
 from crudstack.local.state.durable import DurableState, StatePart
 from crudstack.local.state.exceptions import StateUnreadable
+from crudstack.local.state.private import private_folder
 from crudstack.local.wsgi import WsgiApp
 
 log = logging.getLogger("crudstack.local.server")
@@ -141,7 +144,14 @@ def configure_logging(state_dir: Path, level: str) -> Path:
 
 def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> int:
     state_dir = options.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # Everything the server writes is its user's alone: the state holds secrets, and its snapshots
+    # are pickles (crudstack/local/state/private.py).
+    os.umask(0o077)
+    try:
+        private_folder(state_dir)
+    except StateUnreadable as exc:
+        print(f"local AWS: {exc}", file=sys.stderr)
+        return 1
     log_path = configure_logging(state_dir, options.log_level)
     patches.configure_moto()
 
@@ -194,7 +204,10 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             return 1
         delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
-        access = AccessCheck(DenialJournal(state_dir))
+        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
+        # sessions that the control plane accepts; workers never see them.
+        root = local_credentials(state_dir)
+        access = AccessCheck(DenialJournal(state_dir), root=root)
         # What the request path reads from moto is cached from now on, until a write other than
         # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.
         # The access check's decisions are among them: an IAM write empties them before it is answered.
@@ -205,12 +218,12 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         for cache in caches:
             cache.enable()
         httpd.app = LocalAws(
-            gateway=Gateway(snapshots, invoker, metrics),
+            gateway=Gateway(snapshots, invoker, metrics, iam=IamAuthorizer(snapshots.targets, root=root)),
             invoke_api=invoke_api,
             moto_app=state.wsgi(recorder),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
             access=access,
-            console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR))),
+            console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR), root.for_boto3())),
         )
         evaluator = AlarmEvaluator(state.apply).start()
         # The socket already listens (connections wait in its backlog): record it before the first

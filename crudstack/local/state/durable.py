@@ -42,6 +42,7 @@ from crudstack.local.state import determinism, snapshot
 from crudstack.local.state.exceptions import JournalError, StateUnreadable
 from crudstack.local.state.journal import (Damage, Journal, Record, damaged_header, encode, fsync_dir, list_segments,
                                           read_segment)
+from crudstack.local.state.private import open_private, private_folder
 from crudstack.local.wsgi import read_body
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ class DurableState:
     def recover(self) -> RecoveryReport:
         """Load the newest readable snapshot and replay the journal after it. Call before serving."""
         started = time.perf_counter()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)  # 0700, ours: state/private.py
         determinism.patch_loaded_modules()
         report = RecoveryReport()
         for leftover in self.folder.glob(".*.tmp"):  # a snapshot or repair the process died writing
@@ -338,7 +339,7 @@ class DurableState:
         again; describe what was lost."""
         data = path.read_bytes()
         aside = self.folder / "damaged"
-        aside.mkdir(exist_ok=True)
+        aside.mkdir(mode=0o700, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         messages = []
         for damage in damages:
@@ -346,7 +347,7 @@ class DurableState:
             messages.append(_describe_damage(damage, records, len(data), is_last, data[damage.start:damage.end]))
         # Rewrite the segment with its intact frames only.
         tmp = path.with_name(f".{path.name}.repair.tmp")
-        with open(tmp, "wb") as handle:
+        with open(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
             for record in records:
                 handle.write(encode(record.header, record.body))
             handle.flush()

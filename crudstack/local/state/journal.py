@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from crudstack.local.state.exceptions import JournalError
+from crudstack.local.state.private import check_trusted, open_private
 
 MAGIC = b"\xc5LW1"
 _FRAME_HEAD = struct.Struct(">4sII")
@@ -130,7 +131,9 @@ def damaged_header(chunk: bytes) -> dict[str, Any] | None:
 
 
 def read_segment(path: Path) -> tuple[list[Record], list[Damage], int]:
-    """Every intact record of a segment, the damaged ranges, and the offset after the last intact record."""
+    """Every intact record of a segment, the damaged ranges, and the offset after the last intact record.
+    StateUnsafe if another user owns the segment or can write it: its records would be replayed as ours."""
+    check_trusted(path)
     data = path.read_bytes()
     records: list[Record] = []
     damages: list[Damage] = []
@@ -202,7 +205,7 @@ class Journal:
 
     @staticmethod
     def _open(path: Path):
-        handle = open(path, "ab", buffering=0)
+        handle = open(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab", buffering=0)
         fsync_dir(path.parent)
         return handle
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from crudstack.local.state.exceptions import SnapshotError
 from crudstack.local.state.journal import fsync_dir, numbered_files
+from crudstack.local.state.private import check_trusted, open_private
 
 MAGIC = b"CSNAP1\n"
 PREFIX, SUFFIX = "snapshot-", ".pickle"
@@ -177,7 +178,7 @@ def write(folder: Path, lsn: int, data: bytes) -> Path:
     """Write snapshot bytes durably: a temporary file, fsync, rename, fsync of the folder."""
     path = folder / snapshot_name(lsn)
     tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
+    with open(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -197,7 +198,9 @@ class _Unpickler(pickle.Unpickler):
 
 
 def read(path: Path) -> Snapshot:
-    """Load a snapshot file (not yet installed); SnapshotError if it is damaged or unreadable."""
+    """Load a snapshot file (not yet installed); SnapshotError if it is damaged or unreadable,
+    StateUnsafe if another user owns it or can write it (unpickling it could run their code)."""
+    check_trusted(path)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -74,11 +74,12 @@ def raw(server, method: str, path: str, *, body: bytes = b"", headers: dict | No
 
 
 def signed(server, target: str, body: dict, extra: dict | None = None) -> tuple[int, dict, bytes]:
-    """A DynamoDB call signed as botocore signs it (fake credentials: the signature's shape is what counts)."""
+    """A DynamoDB call signed as botocore signs it, with the local AWS's own credentials."""
     data = json.dumps(body).encode()
     request = AWSRequest("POST", f"{server.endpoint}/", data=data, headers={
         "X-Amz-Target": f"DynamoDB_20120810.{target}", "Content-Type": "application/x-amz-json-1.0", **(extra or {})})
-    SigV4Auth(Credentials("testing", "testing"), "dynamodb", REGION).add_auth(request)
+    SigV4Auth(Credentials(server.credentials.access_key_id, server.credentials.secret_access_key), "dynamodb",
+              REGION).add_auth(request)
     return raw(server, "POST", "/", body=data, headers=dict(request.headers.items()))
 
 
@@ -143,7 +144,11 @@ def test_aws_api_answers_carry_no_cors_headers(server, table):
                                 {"Origin": f"http://127.0.0.1:{server.port}"})
     assert status == 200
     assert not [name for name in headers if name.startswith("access-control-")]
-    status, headers, _ = raw(server, "GET", "/moto-api/data.json")
+    # /moto-api/ must be signed with the local AWS's own credentials (issue 21: it dumps every session's keys)
+    request = AWSRequest("GET", f"{server.endpoint}/moto-api/data.json")
+    SigV4Auth(Credentials(server.credentials.access_key_id, server.credentials.secret_access_key), "moto",
+              REGION).add_auth(request)
+    status, headers, _ = raw(server, "GET", "/moto-api/data.json", headers=dict(request.headers.items()))
     assert status == 200 and not [name for name in headers if name.startswith("access-control-")]
 
 

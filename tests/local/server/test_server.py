@@ -327,7 +327,7 @@ def test_keep_alive_reuses_one_connection_for_gateway_moto_and_health(stack):
             response.read()
             assert response.getheader("Connection") is None
             assert conn.sock is sock, f"the connection was closed after {path}"
-        # moto's own API over the same connection (a signed call is not needed for the moto-api)
+        # moto's own API over the same connection (refused unsigned: the connection stays open all the same)
         conn.request("GET", "/moto-api/data.json")
         conn.getresponse().read()
         assert conn.sock is sock

@@ -385,3 +385,62 @@ def test_a_large_state_is_snapshotted_less_often_than_a_small_one(tmp_path):
     assert not state._should_checkpoint()
     state._tail_cost = 0.8
     assert state._should_checkpoint()
+
+
+# -- secrets at rest (issue 21, finding 9) ----------------------------------------------------------
+
+def test_the_state_folder_is_0700_and_its_snapshots_and_journal_0600_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        app = KeyValueApp()
+        state = make_state(tmp_path, app)
+        state.recover()
+        state.start()
+        call(state.wsgi(app), "PUT", "/items/a", b"secret")
+        assert state.checkpoint()
+        state.close()
+    finally:
+        os.umask(old)
+    folder = tmp_path / "data"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = [path for path in folder.iterdir() if path.is_file()]
+    assert any(path.suffix == ".pickle" for path in files) and any(path.suffix != ".pickle" for path in files)
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {path.name: 0o600 for path in files}
+
+
+def test_a_snapshot_others_can_write_is_refused_with_its_name_and_what_to_do(tmp_path):
+    import os
+
+    from crudstack.local.state.exceptions import StateUnsafe
+
+    app = KeyValueApp()
+    state = make_state(tmp_path, app)
+    state.recover()
+    call(state.wsgi(app), "PUT", "/items/a", b"x")
+    assert state.checkpoint()
+    state.close()
+    newest = snapshot.list_snapshots(tmp_path / "data")[0][1]
+    os.chmod(newest, 0o666)  # anyone could have put a pickle there that runs code when loaded
+    with pytest.raises(StateUnsafe) as refused:
+        make_state(tmp_path, KeyValueApp()).recover()
+    assert newest.name in str(refused.value) and "written by other users" in str(refused.value)
+    assert "chmod" in str(refused.value)
+
+
+def test_saved_state_belonging_to_another_user_is_refused(tmp_path, monkeypatch):
+    import os
+
+    from crudstack.local.state import private
+    from crudstack.local.state.exceptions import StateUnsafe
+
+    app = KeyValueApp()
+    state = make_state(tmp_path, app)
+    state.recover()
+    call(state.wsgi(app), "PUT", "/items/a", b"x")
+    crash(state)
+    monkeypatch.setattr(private.os, "geteuid", lambda: os.getuid() + 4242)  # as seen by another user
+    with pytest.raises(StateUnsafe, match="belongs to uid"):
+        make_state(tmp_path, KeyValueApp()).recover()
