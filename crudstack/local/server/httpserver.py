@@ -170,7 +170,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             body = self._read_body(*framing)
         except _Incomplete:
             return  # dropped: a message cut off is never executed, and nobody is left to answer
-        except (TimeoutError, ConnectionError):
+        except OSError:  # a timeout, a reset: the same, the request never arrived whole
             return
         except _Refused as refusal:
             self._refuse(refusal)

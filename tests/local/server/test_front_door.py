@@ -160,6 +160,17 @@ def test_an_invoke_url_takes_api_gateways_10_mb_and_no_more(front_door):
     assert [(method, len(received)) for method, _, received in app.calls] == [("PUT", INVOKE_URL_MAX_BODY)]
 
 
+def test_a_client_expecting_100_continue_gets_413_instead_and_never_sends_the_body(front_door):
+    httpd, app = front_door
+    with connect(httpd) as sock:
+        sock.sendall(f"PUT {INVOKE}/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {INVOKE_URL_MAX_BODY + 1}\r\n\r\n".encode())
+        answer = read_all(sock)
+    assert not answer.startswith(b"HTTP/1.1 100")
+    one_refusal(answer, 413)
+    assert app.calls == []
+
+
 def test_a_chunked_body_is_refused_413_once_it_passes_the_limit(front_door):
     httpd, app = front_door
     chunk = b"x" * (1024 * 1024)
