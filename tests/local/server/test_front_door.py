@@ -98,31 +98,28 @@ def one_refusal(raw: bytes, status: int) -> str:
 
 # 1. A request cut off is never run ----------------------------------------------------------------------
 
-def test_a_request_cut_off_before_the_end_of_its_header_fields_is_dropped_unrun(front_door):
+def dropped_unrun(front_door, *cut_off: bytes) -> None:
+    """Each request in `cut_off`, its connection closed after it, gets no answer and is not run."""
     httpd, app = front_door
-    # The If-Match line never arrives: run anyway, this would be an unconditional DELETE.
-    answer = send_then_close(httpd, f"DELETE {INVOKE}/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-Ma".encode())
-    assert answer == b""
-    answer = send_then_close(httpd, f"DELETE {INVOKE}/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
-    assert answer == b""
+    for request in cut_off:
+        assert send_then_close(httpd, request) == b""
     assert app.calls == []
+
+
+def test_a_request_cut_off_before_the_end_of_its_header_fields_is_dropped_unrun(front_door):
+    # The If-Match line never arrives: run anyway, this would be an unconditional DELETE.
+    dropped_unrun(front_door, f"DELETE {INVOKE}/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-Ma".encode(),
+                  f"DELETE {INVOKE}/1 HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
 
 
 def test_a_request_whose_body_is_shorter_than_its_content_length_is_dropped_unrun(front_door):
-    httpd, app = front_door
-    body = b'{"name": "Widget!!!"}'
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                    f"Content-Length: 400\r\n\r\n".encode() + body)
-    assert answer == b""
-    assert app.calls == []
+    dropped_unrun(front_door, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: 400\r\n\r\n".encode() + b'{"name": "Widget!!!"}')
 
 
 def test_a_chunked_body_cut_off_before_its_last_chunk_is_dropped_unrun(front_door):
-    httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                    "10\r\n{\"name\": \"W\"}\r\n".encode())
-    assert answer == b""
-    assert app.calls == []
+    dropped_unrun(front_door, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "10\r\n{\"name\": \"W\"}\r\n".encode())
 
 
 def test_a_whole_request_on_the_same_kind_of_connection_is_run(front_door):
@@ -191,47 +188,38 @@ def test_a_chunked_body_is_refused_413_once_it_passes_the_limit(front_door):
 SMUGGLED = b"GET /moto-api/data.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
-def test_content_length_with_transfer_encoding_is_refused_and_the_hidden_request_never_runs(front_door):
+def refused_unrun(front_door, fields: str, rest: bytes, status: int = 400) -> str:
+    """Sends a POST with these header fields and `rest` after them; asserts it is refused with `status`
+    and nothing (neither it nor a request hidden after it) ran. The refusal's message."""
     httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
-                                    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n".encode() + SMUGGLED)
-    assert "both Content-Length and Transfer-Encoding" in one_refusal(answer, 400)
+    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\n{fields}\r\n".encode() + rest)
+    message = one_refusal(answer, status)
     assert app.calls == []
+    return message
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_the_hidden_request_never_runs(front_door):
+    message = refused_unrun(front_door, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n" + SMUGGLED)
+    assert "both Content-Length and Transfer-Encoding" in message
 
 
 def test_two_different_content_lengths_are_refused(front_door):
-    httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n"
-                                    "Content-Length: 54\r\n\r\n{}".encode() + SMUGGLED)
-    assert "Content-Length" in one_refusal(answer, 400)
-    assert app.calls == []
+    assert "Content-Length" in refused_unrun(front_door, "Content-Length: 2\r\nContent-Length: 54\r\n", b"{}" + SMUGGLED)
 
 
 @pytest.mark.parametrize("value", ["+2", "0x2", "2 2", "-2", "2_0"])
 def test_a_content_length_that_is_not_a_plain_number_is_refused(front_door, value):
-    httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {value}\r\n\r\n"
-                                    "{}".encode())
-    one_refusal(answer, 400)
-    assert app.calls == []
+    refused_unrun(front_door, f"Content-Length: {value}\r\n", b"{}")
 
 
 @pytest.mark.parametrize("field", ["Transfer-Encoding : chunked", "Transfer-Encoding\t: chunked",
                                    "X-Folded: a\r\n chunked"])
 def test_whitespace_before_a_colon_or_a_folded_line_is_refused(front_door, field):
-    httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\n{field}\r\n\r\n"
-                                    "0\r\n\r\n".encode() + SMUGGLED)
-    assert "Malformed header field" in one_refusal(answer, 400)
-    assert app.calls == []
+    assert "Malformed header field" in refused_unrun(front_door, f"{field}\r\n", b"0\r\n\r\n" + SMUGGLED)
 
 
 def test_a_transfer_coding_other_than_chunked_is_501(front_door):
-    httpd, app = front_door
-    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n"
-                                    "\r\n0\r\n\r\n".encode())
-    one_refusal(answer, 501)
-    assert app.calls == []
+    refused_unrun(front_door, "Transfer-Encoding: gzip, chunked\r\n", b"0\r\n\r\n", status=501)
 
 
 # 4. A very long URL is a 414 --------------------------------------------------------------------------
