@@ -17,7 +17,7 @@ It reads a request whole before the app sees it, and never runs one it cannot tr
   over 64 KiB is a 414, header fields over 64 KiB a 431;
 - at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one.
 Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
-API Gateway's metrics or alarms. A version comparison with waitress and cheroot is in BENCHMARKS.md.
+API Gateway's metrics or alarms. Why this server and not waitress or cheroot: BENCHMARKS.md (issue 21).
 """
 
 from __future__ import annotations
@@ -461,17 +461,20 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
-            if len(self._open) >= self.max_connections:
-                if not self._idle:
-                    self._refuse_connection(request)
-                    return
+            full = len(self._open) >= self.max_connections
+            if full and self._idle:
                 oldest, _ = self._idle.popitem(last=False)
                 self._open.discard(oldest)
                 try:
                     oldest.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
                 except OSError:
                     pass
-            self._open.add(request)
+                full = False
+            if not full:
+                self._open.add(request)
+        if full:
+            self._refuse_connection(request)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:  # no thread could be started
