@@ -259,3 +259,19 @@ def test_300_idle_connections_take_at_most_the_cap_of_threads_and_a_new_client_i
         for sock in idle:
             sock.close()
     assert app.calls == [("GET", INVOKE, b"")]
+
+
+def test_when_every_connection_is_busy_a_new_one_is_answered_503_json(front_door):
+    httpd, app = front_door
+    httpd.max_connections = 2
+    busy = [connect(httpd) for _ in range(2)]
+    try:
+        for sock in busy:  # a request line, then header fields that never end: busy, not idle
+            sock.sendall(f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
+        time.sleep(0.5)
+        with connect(httpd) as sock:
+            assert "connections open" in one_refusal(read_all(sock), 503)
+    finally:
+        for sock in busy:
+            sock.close()
+    assert app.calls == []
