@@ -5,7 +5,8 @@ provision sets them up and as the local gateway enforces them, through the invok
               quota 429 "Limit Exceeded"; every refusal with the CORS header of the provisioned DEFAULT_4XX
               gateway response; a re-run with the same config makes no write
     iam       unsigned 403 "Missing Authentication Token", signed (SigV4, execute-api) with the local AWS's
-              default credentials 200
+              default credentials 200; badly signed, replayed after the 5-minute window, signed for another
+              service or another region: 403 with API Gateway's message, never a 5xx (issue 21)
               teardown deletes the plan (its stage let go first) and the key
     none      the stage's default method throttling (api.throttle) is enforced: 429 above it
 
@@ -16,6 +17,7 @@ second here) would give the bucket time to refill at 1 a second. The tests of a 
 from __future__ import annotations
 
 import concurrent.futures
+import datetime as dt
 import json
 
 import pytest
@@ -189,6 +191,56 @@ def test_with_iam_a_request_signed_with_the_local_default_credentials_gets_the_i
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["items"] == []
+
+
+def signed_get(stack: LocalStack, *, secret: str = "testing", service: str = "execute-api", region: str | None = None,
+               signed_at: dt.datetime | None = None) -> requests.Response:
+    """GET /items signed with SigV4 as a client would sign it: the local default key, or what the test changes."""
+    from unittest import mock
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{stack.invoke_url}/items"
+    request = AWSRequest(method="GET", url=url, headers={"Origin": ORIGIN})
+    auth = SigV4Auth(Credentials("testing", secret), service, region or stack.document["region"])
+    if signed_at is None:
+        auth.add_auth(request)
+    else:
+        with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at):
+            auth.add_auth(request)
+    return requests.get(url, headers=dict(request.headers), timeout=TIMEOUT)
+
+
+def test_with_iam_a_request_signed_with_a_wrong_secret_is_403_invalid_signature(signed_only):
+    answer = signed_get(signed_only, secret="not-the-secret")
+
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["message"].startswith("The request signature we calculated does not match the signature you "
+                                               "provided. Check your AWS Secret Access Key and signing method.")
+    assert answer.headers["x-amzn-ErrorType"] == "InvalidSignatureException"
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_with_iam_a_request_replayed_six_minutes_after_signing_is_403_signature_expired(signed_only):
+    six_minutes_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=6)
+    answer = signed_get(signed_only, signed_at=six_minutes_ago)
+
+    assert answer.status_code == 403, answer.text
+    message = answer.json()["message"]
+    assert message.startswith(f"Signature expired: {six_minutes_ago:%Y%m%dT%H%M%SZ} is now earlier than ")
+    assert message.endswith(" - 5 min.)")
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_with_iam_a_request_signed_for_another_service_or_region_is_403_naming_the_scope(signed_only):
+    other_region = "eu-west-1" if signed_only.document["region"] != "eu-west-1" else "us-east-1"
+
+    assert_refused(signed_get(signed_only, service="lambda"), 403,
+                   {"message": "Credential should be scoped to correct service: 'execute-api'. "})
+    assert_refused(signed_get(signed_only, region=other_region), 403,
+                   {"message": f"Credential should be scoped to a valid region, not '{other_region}'. "})
 
 
 # -- none: the stage's throttle ------------------------------------------------------------------------------

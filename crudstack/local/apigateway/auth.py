@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 # The root user's credentials when none are given (tests of the gateway alone); the server passes the
 # tool's own (crudstack/local/iam/credentials.py).
 LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY = "testing", "testing"
+# A signed request must reach AWS within five minutes of its X-Amz-Date, against replays ("Protect against
+# potential replay attacks" in docs.aws.amazon.com/IAM/latest/UserGuide/reference_aws-signing.html); an
+# invoke URL answers 403 "Signature expired: ... (... - 5 min.)". (The 15 minutes of RequestExpired in
+# docs.aws.amazon.com/apigateway/latest/api/CommonErrors.html are the API Gateway management API's.)
+MAX_CLOCK_SKEW_S = 5 * 60
 
 
 # ---------------------------------------------------------------------------------------- API keys
@@ -98,6 +103,11 @@ class IamAuthorizer:
             signed = signatures.parse_authorization(authorization, headers)
         if signed.service != "execute-api":
             raise IncompleteSignature("Credential should be scoped to correct service: 'execute-api'. ")
+        api_region = method_arn.split(":")[3]
+        if signed.region != api_region:
+            # A key derived for another region: API Gateway's message names the scope's region (as quoted in
+            # zenn.dev/hiroga/articles/api-gateway-cross-account-trouble-shooting), with its trailing space.
+            raise IncompleteSignature(f"Credential should be scoped to a valid region, not '{signed.region[:64]}'. ")
         self._check_date(signed.amz_date)
         caller = self.cache.get(("iam-caller", signed.access_key, api_account),
                                 lambda: self._find_caller(signed.access_key, api_account))
@@ -122,7 +132,7 @@ class IamAuthorizer:
 
     def _check_date(self, amz_date: str) -> None:
         with signatures.refused_as(IncompleteSignature, InvalidSignature):
-            signatures.check_date(amz_date, self._clock())
+            signatures.check_date(amz_date, self._clock(), MAX_CLOCK_SKEW_S)
 
     @staticmethod
     def _check_signature(request: GatewayRequest, headers: Mapping[str, str], signed: signatures.SignedRequest,

@@ -17,7 +17,9 @@ from typing import Any, Callable, Protocol
 from crudstack.local.apigateway.events import GatewayRequest
 from crudstack.local.apigateway.exceptions import MalformedProxyResult
 from crudstack.local.apigateway.models import DeployedIntegration, DeployedMethod, StageTarget
-from crudstack.local.apigateway.responses import FUNCTION_ERROR, INTERNAL_ERROR, TIMED_OUT, HttpResponse, gateway_error
+from crudstack.local.apigateway.responses import (EVENT_TOO_LARGE, FUNCTION_ERROR, INTERNAL_ERROR, TIMED_OUT,
+                                                  HttpResponse, gateway_error)
+from crudstack.local.awslambda.exceptions import RequestTooLarge
 from crudstack.local.awslambda.permissions import check_invoke_permission, source_arn_for
 from crudstack.local.cache import UntilWrite
 
@@ -175,6 +177,9 @@ class LambdaProxyInvoker:
                     return InvocationOutcome(gateway_error(*TIMED_OUT), (time.perf_counter() - started) * 1000)
             else:
                 result = self._call(function_arn, payload, fn_region, fn_account, deadline)
+        except RequestTooLarge as exc:
+            log.error("%s: Lambda invocation of %s refused: %s", where, function_arn, exc)
+            return InvocationOutcome(gateway_error(*EVENT_TOO_LARGE), (time.perf_counter() - started) * 1000)
         except Exception:
             log.exception("%s: Lambda invocation of %s failed", where, function_arn)
             return InvocationOutcome(gateway_error(*INTERNAL_ERROR), (time.perf_counter() - started) * 1000)

@@ -47,6 +47,13 @@ INTERNAL_ERROR = (500, b'{"message": "Internal server error"}', "API_CONFIGURATI
 # The function failed or answered malformed: no type of its own, DEFAULT_5XX applies.
 FUNCTION_ERROR = (502, b'{"message": "Internal server error"}', "DEFAULT_5XX")
 TIMED_OUT = (504, b'{"message": "Endpoint request timed out"}', "INTEGRATION_TIMEOUT")
+# The event is over the Lambda API's synchronous payload quota (6 MB; Lambda refuses it with 413
+# RequestEntityTooLargeException, docs.aws.amazon.com/lambda/latest/api/API_Invoke.html "Errors").
+# AWS does not document what API Gateway answers then; the local gateway passes Lambda's 413 on as its
+# own REQUEST_TOO_LARGE (the type of its 10 MB payload limit), so a body too large is a 4xx at every size
+# and the items API's 413 (README) holds between 6 and 10 MB too.
+EVENT_TOO_LARGE = (413, b'{"message": "Request body too large: the Lambda event it makes is over 6 MB (6291456 bytes). '
+                        b'Send a smaller body."}', "REQUEST_TOO_LARGE")
 
 
 _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 301: "Moved Permanently", 302: "Found",

@@ -27,8 +27,9 @@ run an alarm evaluator (crudstack/local/cloudwatch/) and SNS delivery to <state-
 
 The HTTP server is ours, not werkzeug's: werkzeug's development server closes the connection after
 every response, and a Python server that writes headers and body in separate sends waits for the
-client's delayed ACK (about 40 ms a response; /work/shared/PERF-NOTES.md). This one keeps HTTP/1.1
-connections alive, sets TCP_NODELAY and writes each response with a single send.
+client's delayed ACK (about 40 ms a response). This one keeps HTTP/1.1 connections alive, sets
+TCP_NODELAY and writes each response with a single send; it runs only whole, unambiguous requests and
+caps connections (httpserver.py's docstring; waitress and cheroot were measured against it, BENCHMARKS.md).
 
 Nothing is written to the terminal per request: the process logs to <state-dir>/server.log.
 SIGTERM or SIGINT stops it cleanly: the listener closes, the runtime's workers are shut down,
@@ -38,5 +39,5 @@ moto never tries Docker here (patches/moto_config.py); Lambda code runs in cruds
 
 Exceptions: none of its own reach a caller. A start that cannot listen, recover its state or start the
 Lambda runtime says why on stderr and exits with status 1 (daemon.py turns that into LocalAwsError);
-a request whose body is too large or badly framed is answered 413 or 400 by httpserver.py.
+a request whose body is too large or badly framed is answered 413 or 400 (JSON) by httpserver.py.
 """

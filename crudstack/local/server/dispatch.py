@@ -18,6 +18,16 @@ from crudstack.local.server.record import HEALTH_PATH
 from crudstack.local.wsgi import WsgiApp
 
 
+# The most a request body may be, read by the HTTP server (httpserver.py) from Content-Length before any
+# of the body: API Gateway's REST API payload quota, 10 MB, answered 413 (REQUEST_TOO_LARGE; "Payload size"
+# in docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-execution-service-limits-table.html,
+# and supported-gateway-response-types.html). The control plane's largest request is a Lambda deployment
+# package sent inline: 50 MB zipped ("Deployment package (.zip file archive) size", docs.aws.amazon.com/
+# lambda/latest/dg/gettingstarted-limits.html), base64 in a JSON body, about 67 MB.
+INVOKE_URL_MAX_BODY = 10 * 1024 * 1024
+CONTROL_PLANE_MAX_BODY = 70 * 1024 * 1024
+
+
 class LocalAws:
     """Routes each request to the gateway, the Lambda Invoke API, the health check, the console or moto."""
 
@@ -32,6 +42,10 @@ class LocalAws:
         self.moto_app = moto_app
         self.console = console
         self._health_body = json.dumps(health).encode()
+
+    @staticmethod
+    def max_body(path: str) -> int:
+        return INVOKE_URL_MAX_BODY if is_invoke_path(path) or is_console_path(path) else CONTROL_PLANE_MAX_BODY
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

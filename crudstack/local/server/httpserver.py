@@ -2,19 +2,39 @@
 
 werkzeug's development server closes the connection after every response, and a Python server
 that writes headers and body in separate sends waits for the client's delayed ACK (about 40 ms a
-response; /work/shared/PERF-NOTES.md). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY
-and writes each response with a single send.
+response). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY and writes each response with
+a single send.
+
+It reads a request whole before the app sees it, and never runs one it cannot trust (issue 21):
+- a request cut off (EOF before the blank line after its header fields, or before its whole body) is
+  dropped unanswered, never run;
+- framing a proxy could read differently is refused with 400 and the connection closed (RFC 9112
+  sections 5.1, 6.1 and 6.3): Content-Length with Transfer-Encoding, several different or non-numeric
+  Content-Length values, whitespace before a field's colon, folded lines; a transfer coding other than
+  chunked is a 501;
+- a body over the app's limit (LocalAws.max_body: API Gateway's 10 MB for an invoke URL) is a 413,
+  decided from Content-Length before any of it is read, or once a chunked body passes it; a request line
+  over 64 KiB is a 414, header fields over 64 KiB a 431;
+- at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one.
+Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
+API Gateway's metrics or alarms. Why this server and not waitress or cheroot: BENCHMARKS.md (issue 21).
 """
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import http.server
 import io
+import json
 import logging
+import re
+import socket
 import socketserver
 import sys
+import threading
 import time
+from http import HTTPStatus
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -24,13 +44,69 @@ log = logging.getLogger("crudstack.local.server")
 
 # A keep-alive connection that stays idle this long is closed (its thread with it).
 IDLE_TIMEOUT_S = 120
+# Open connections, hence threads (one each). When all are taken, a new connection closes the one idle
+# longest (a client between requests, or one that never sent any); if none is idle it is answered 503.
+MAX_CONNECTIONS = 200
 
-
+MAX_LINE = 64 * 1024  # the request line (a longer one is a 414) and each header field (431)
+MAX_HEADER_BYTES = 64 * 1024  # all header fields together (431)
 MAX_HEADERS = 100  # as http.client: more is a 431
+MAX_CHUNK_LINE = 1024
+# What the app does not say otherwise (LocalAws.max_body): a bound on the memory one request can take.
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+# RFC 9110 section 5.6.2: a token; a field line is name ":" OWS value OWS (RFC 9112 section 5), no space
+# before the colon, no obs-fold continuation line.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+# RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; sizes of more than 15 hex digits are nonsense here.
+_CHUNK_SIZE = re.compile(r"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _Incomplete(Exception):
+    """The client closed (or stalled) before the whole request arrived: it is dropped, never run."""
+
+
+class _Refused(Exception):
+    """A request the server answers itself with a 4xx/5xx JSON error, then closes the connection."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _too_large(limit: int, length: int | None = None) -> str:
+    sent = f"The request body is {length} bytes" if length is not None else "The request body is larger"
+    return f"{sent}; this endpoint accepts at most {limit} bytes. Send a smaller body."
+
+
+def _origin_form(target: str) -> str:
+    if "://" in target.split("?", 1)[0]:  # absolute-form request target
+        split = urlsplit(target)
+        return split.path + ("?" + split.query if split.query else "")
+    return target
+
+
+def _linger(sock: socket.socket, seconds: float = 1.0, most: int = 16 * 1024 * 1024) -> None:
+    """Half-closes after an error answer and reads (and drops) what the client is still sending for a
+    moment: closing with unread data would make the kernel send a reset, which can destroy the answer
+    before the client reads it (RFC 9112 section 9.6, "tear-down")."""
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + seconds
+    read = 0
+    while read < most:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        read += len(chunk)
 
 
 class Headers:
@@ -79,85 +155,193 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_S
     server_version = "crudstack-localaws"
     sys_version = ""
-    max_body = 512 * 1024 * 1024
 
     server: "LocalAwsHTTPServer"
 
-    def parse_request(self) -> bool:
-        """http.server's parse_request for the request line of HTTP/1.0 and 1.1 and its header fields,
-        read without the e-mail parser; anything else (HTTP/0.9, 2.0, a malformed line) goes to
-        http.server, which answers it as before."""
-        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = line.split()
-        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
-            return super().parse_request()
-        self.requestline = line
-        self.command, path, self.request_version = words
+    def handle_one_request(self) -> None:
+        self.command, self.request_version, self.requestline = None, "HTTP/1.1", ""  # type: ignore[assignment]
+        self.close_connection = True
+        try:
+            framing = self._read_head()
+            if framing is None:
+                return
+            if self._expects_continue():
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = self._read_body(*framing)
+        except _Incomplete:
+            return  # dropped: a message cut off is never executed, and nobody is left to answer
+        except OSError:  # a timeout, a reset: the same, the request never arrived whole
+            return
+        except _Refused as refusal:
+            self._refuse(refusal)
+            return
+        environ = self._environ(body)
+        self.close_connection = self._close_after
+        self._run(environ)
+
+    def _read_head(self) -> tuple[int | None, int] | None:
+        """Reads the request line and header fields, and decides the body's framing: (its Content-Length, or
+        None for chunked; the most it may be). None when the client closed an idle connection."""
+        self.server.connection_idle(self.connection)
+        line = self.rfile.readline(MAX_LINE + 1)
+        if not self.server.connection_busy(self.connection):
+            raise _Incomplete()  # evicted while idle to make room (LocalAwsHTTPServer.process_request)
+        if not line:
+            return None
+        if len(line) > MAX_LINE:
+            raise _Refused(414, f"The request line is longer than {MAX_LINE} bytes; send a shorter URL.")
+        if not line.endswith(b"\n"):
+            raise _Incomplete()
+        self.raw_requestline = line
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        self.requestline = text
+        words = text.split(" ")
+        if len(words) != 3 or not words[1]:
+            raise _Refused(400, "Malformed request line: expected 'METHOD target HTTP/1.1'.")
+        method, path, version = words
+        if not _TOKEN.fullmatch(method):
+            raise _Refused(400, f"Malformed request method {method[:40]!r}.")
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            raise _Refused(505, f"HTTP version {version[:20]!r} is not supported; use HTTP/1.1.")
+        self.command, self.request_version = method, version
         if path.startswith("//"):  # as http.server: not a network path
             path = "/" + path.lstrip("/")
         self.path = path
-        self.close_connection = self.request_version != "HTTP/1.1"
-        fields: list[tuple[str, str]] = []
-        while True:
-            raw = self.rfile.readline(65537)
-            if len(raw) > 65536:
-                self.send_error(431, "Line too long")
-                return False
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            text = raw.decode("iso-8859-1")
-            if text[0] in " \t" and fields:  # a folded line continues the field before it
-                name, value = fields[-1]
-                fields[-1] = (name, value + "\r\n" + text.rstrip("\r\n"))
-                continue
-            if len(fields) >= MAX_HEADERS:
-                self.send_error(431, "Too many headers")
-                return False
-            name, sep, value = text.partition(":")
-            if sep:
-                fields.append((name, value.lstrip(" \t").rstrip("\r\n")))
-        self.headers = headers = Headers(fields)  # type: ignore[assignment]
+        self.headers = headers = Headers(self._read_fields())  # type: ignore[assignment]
+
         connection = (headers.get("Connection") or "").lower()
+        keep = version == "HTTP/1.1"
         if connection == "close":
-            self.close_connection = True
+            keep = False
         elif connection == "keep-alive":
-            self.close_connection = False
-        if (headers.get("Expect") or "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()
-        return True
+            keep = True
+        self._close_after = not keep
+        return self._framing(headers)
 
-    def handle_one_request(self) -> None:
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-        except (TimeoutError, ConnectionError):
-            self.close_connection = True
-            return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if len(self.raw_requestline) > 65536:
-            self.send_error(414)
-            return
-        if not self.parse_request():  # also answers "Expect: 100-continue"
-            return
-        try:
-            environ = self._environ()
-        except _BodyTooLarge:
-            self.send_error(413)
-            self.close_connection = True
-            return
-        except ValueError:  # a Content-Length or chunk size that is not a number
-            self.send_error(400, "Bad request body framing")
-            self.close_connection = True
-            return
-        self._run(environ)
+    def _read_fields(self) -> list[tuple[str, str]]:
+        fields: list[tuple[str, str]] = []
+        size = 0
+        while True:
+            raw = self.rfile.readline(MAX_LINE + 1)
+            if len(raw) > MAX_LINE:
+                raise _Refused(431, f"A header field is longer than {MAX_LINE} bytes.")
+            if not raw.endswith(b"\n"):
+                # EOF before the blank line: the request is cut off (an If-Match that never arrived must
+                # not turn a conditional DELETE into an unconditional one).
+                raise _Incomplete()
+            if raw in (b"\r\n", b"\n"):
+                return fields
+            size += len(raw)
+            if size > MAX_HEADER_BYTES or len(fields) >= MAX_HEADERS:
+                raise _Refused(431, f"The header fields are larger than {MAX_HEADER_BYTES} bytes or more than "
+                                    f"{MAX_HEADERS}; send fewer or smaller ones.")
+            field = _FIELD.fullmatch(raw.decode("iso-8859-1"))
+            if field is None:
+                # RFC 9112 section 5.1: whitespace between a field name and its colon MUST be refused with 400;
+                # section 5.2: a folded line (obs-fold) may be refused with 400. Both are smuggling tools.
+                raise _Refused(400, f"Malformed header field {raw[:60]!r}: expected 'Name: value' with no "
+                                    "space before the colon and no folded lines.")
+            fields.append((field.group(1), field.group(2)))
 
-    def _environ(self) -> dict[str, Any]:
-        target = self.path
-        if "://" in target.split("?", 1)[0]:  # absolute-form request target
-            split = urlsplit(target)
-            target = split.path + ("?" + split.query if split.query else "")
-        raw_path, _, query = target.partition("?")
+    def _framing(self, headers: Headers) -> tuple[int | None, int]:
+        """RFC 9112 section 6: the body's length from Transfer-Encoding or Content-Length, refusing every
+        ambiguity a proxy and this server could read differently (request smuggling)."""
+        lengths = [value for name, value in headers.items() if name.lower() == "content-length"]
+        codings = [value for name, value in headers.items() if name.lower() == "transfer-encoding"]
+        limit = self.server.max_body(unquote_to_bytes(_origin_form(self.path).partition("?")[0]).decode("latin-1"))
+        if codings:
+            # Section 6.1: a message with both may be refused, and the connection MUST be closed either way;
+            # Transfer-Encoding in HTTP/1.0 means faulty framing. Only "chunked" is understood (else 501).
+            if lengths:
+                raise _Refused(400, "The request has both Content-Length and Transfer-Encoding; send one.")
+            if self.request_version != "HTTP/1.1":
+                raise _Refused(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request.")
+            if ",".join(codings).strip(" \t").lower() != "chunked":
+                raise _Refused(501, f"Transfer-Encoding {', '.join(codings)[:40]!r} is not supported; use chunked.")
+            return None, limit
+        if not lengths:
+            return 0, limit
+        # Section 6.3: a Content-Length that is not one valid number (or several that differ) is unrecoverable.
+        values = {value.strip(" \t") for joined in lengths for value in joined.split(",")}
+        if len(values) != 1 or not _DIGITS.fullmatch(next(iter(values))):
+            raise _Refused(400, "Content-Length must be one decimal number (several different values were sent, "
+                                "or one that is not a number).")
+        length = int(next(iter(values)))
+        if length > limit:
+            # Refused from the header, before a byte of the body is read (nor is it ever buffered).
+            raise _Refused(413, _too_large(limit, length))
+        return length, limit
+
+    def _expects_continue(self) -> bool:
+        return (self.request_version == "HTTP/1.1"
+                and (self.headers.get("Expect") or "").lower() == "100-continue")
+
+    def _read_body(self, length: int | None, limit: int) -> bytes:
+        if length is None:
+            return self._read_chunked(limit)
+        if length == 0:
+            return b""
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise _Incomplete()  # the client closed before the whole body arrived
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(MAX_CHUNK_LINE + 1)
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_CHUNK_LINE:
+                    raise _Refused(400, "Malformed chunk size line.")
+                raise _Incomplete()
+            size_match = _CHUNK_SIZE.fullmatch(line.decode("iso-8859-1"))
+            if size_match is None:
+                raise _Refused(400, "Malformed chunk size: expected hexadecimal digits.")
+            size = int(size_match.group(1), 16)
+            if size == 0:
+                self._read_trailers()
+                return b"".join(chunks)
+            total += size
+            if total > limit:
+                raise _Refused(413, _too_large(limit))  # streamed: never more than the limit in memory
+            data = self.rfile.read(size)
+            end = self.rfile.readline(3)
+            if len(data) != size or not end.endswith(b"\n"):
+                raise _Incomplete()
+            if end not in (b"\r\n", b"\n"):
+                raise _Refused(400, "Malformed chunk: its data is longer than its size.")
+            chunks.append(data)
+
+    def _read_trailers(self) -> None:
+        size = 0
+        while True:
+            line = self.rfile.readline(MAX_LINE + 1)
+            if not line.endswith(b"\n"):
+                if len(line) > MAX_LINE:
+                    raise _Refused(431, f"A trailer field is longer than {MAX_LINE} bytes.")
+                raise _Incomplete()
+            if line in (b"\r\n", b"\n"):
+                return
+            size += len(line)
+            if size > MAX_HEADER_BYTES:
+                raise _Refused(431, f"The trailer fields are larger than {MAX_HEADER_BYTES} bytes.")
+
+    def _refuse(self, refusal: "_Refused") -> None:
+        """Answers a request the server will not run with a JSON error, then closes the connection: its
+        framing can no longer be trusted (or its body is left unread)."""
+        self.close_connection = True
+        body = json.dumps({"message": refusal.message}).encode()
+        try:
+            self._send(f"{refusal.status} {HTTPStatus(refusal.status).phrase}",
+                       [("Content-Type", "application/json")], body)
+            self.wfile.flush()
+            _linger(self.connection)
+        except OSError:
+            pass
+        self.log_message('"%s" %s refused: %s', self.requestline[:200], refusal.status, refusal.message)
+
+    def _environ(self, body: bytes) -> dict[str, Any]:
+        raw_path, _, query = _origin_form(self.path).partition("?")
         headers = self.headers
         environ: dict[str, Any] = {
             "wsgi.version": (1, 0),
@@ -186,36 +370,15 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             key = name.upper().replace("-", "_")
             if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 environ[key] = value
+            elif key == "TRANSFER_ENCODING":
+                continue  # the body below is whole: the app sees a Content-Length
             elif "_" not in name:  # as werkzeug: drop names that would collide with dashes
                 key = "HTTP_" + key
                 environ[key] = f"{environ[key]},{value}" if key in environ else value
-
-        # Read the whole body now: the connection must be drained before the next request on it.
-        if "chunked" in headers.get("Transfer-Encoding", "").lower():
-            body = self._read_chunked()
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        if body or "CONTENT_LENGTH" in environ:
             environ["CONTENT_LENGTH"] = str(len(body))
-        else:
-            length = int(headers.get("Content-Length") or 0)
-            if length > self.max_body:
-                raise _BodyTooLarge()
-            body = self.rfile.read(length) if length > 0 else b""
         environ["wsgi.input"] = io.BytesIO(body)
         return environ
-
-    def _read_chunked(self) -> bytes:
-        chunks, total = [], 0
-        while True:
-            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            total += size
-            if total > self.max_body:
-                raise _BodyTooLarge()
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(3)
 
     def _run(self, environ: dict[str, Any]) -> None:
         state: dict[str, Any] = {}
@@ -277,15 +440,81 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     # The listen backlog: 100 clients connecting at once, plus the connections of the Lambda workers
     # they keep busy, must all wait for accept() rather than be refused (Linux caps it at somaxconn).
     request_queue_size = 1024
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, host: str, port: int, app: WsgiApp | None = None):
         super().__init__((host, port), KeepAliveWSGIRequestHandler)
         self.app = app
+        self._connections_lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        # Connections waiting for a request line, the longest-waiting first.
+        self._idle: collections.OrderedDict[socket.socket, None] = collections.OrderedDict()
+
+    def max_body(self, path: str) -> int:
+        decide = getattr(self.app, "max_body", None)
+        return decide(path) if decide is not None else DEFAULT_MAX_BODY
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind would resolve the host's FQDN: a DNS lookup we do not need.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            full = len(self._open) >= self.max_connections
+            if full and self._idle:
+                oldest, _ = self._idle.popitem(last=False)
+                self._open.discard(oldest)
+                try:
+                    oldest.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
+                except OSError:
+                    pass
+                full = False
+            if not full:
+                self._open.add(request)
+        if full:
+            self._refuse_connection(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread could be started
+            self._forget(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._forget(request)
+
+    def connection_idle(self, request: socket.socket) -> None:
+        with self._connections_lock:
+            if request in self._open:
+                self._idle[request] = None
+
+    def connection_busy(self, request: socket.socket) -> bool:
+        """Marks a connection that just got a request line busy; False if it was closed while idle."""
+        with self._connections_lock:
+            self._idle.pop(request, None)
+            return request in self._open
+
+    def _forget(self, request: socket.socket) -> None:
+        with self._connections_lock:
+            self._open.discard(request)
+            self._idle.pop(request, None)
+
+    def _refuse_connection(self, request: socket.socket) -> None:
+        log.warning("%d connections are open and none is idle: a new one is answered 503", len(self._open))
+        body = json.dumps({"message": f"The local AWS has {self.max_connections} connections open, all busy; "
+                                      "retry shortly."}).encode()
+        try:
+            request.settimeout(1.0)
+            request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            _linger(request, seconds=0.2, most=MAX_HEADER_BYTES)
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.exception("connection from %s failed", client_address)

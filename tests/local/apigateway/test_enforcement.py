@@ -379,9 +379,9 @@ def test_default_5xx_applies_to_the_gateways_5xx_and_not_to_4xx():
 # ---------------------------------------------------------------------------- AWS_IAM
 
 def signed(api: Api, access_key: str, secret: str, token: str | None = None, method: str = "GET", path: str = "/items",
-           service: str = "execute-api") -> list[tuple[str, str]]:
+           service: str = "execute-api", region: str = REGION) -> list[tuple[str, str]]:
     request = AWSRequest(method=method, url=f"http://{HOST}/restapis/{api.api_id}/prod/_user_request_{path}", data=b"")
-    SigV4Auth(Credentials(access_key, secret, token), service, REGION).add_auth(request)
+    SigV4Auth(Credentials(access_key, secret, token), service, region).add_auth(request)
     return [("Host", HOST), *request.headers.items()]
 
 
@@ -465,6 +465,36 @@ def test_aws_iam_refuses_an_incomplete_authorization_header_and_an_expired_signa
     api.gateway.iam._clock = lambda: time.time() + 3600
     expired = api.call(headers=headers)
     assert expired.status == 403 and body(expired)["message"].startswith("Signature expired:")
+
+
+@mock_aws
+def test_aws_iam_refuses_a_request_replayed_more_than_five_minutes_after_it_was_signed():
+    # Issue 21: the window was 15 minutes; SigV4's is five (docs.aws.amazon.com/IAM/latest/UserGuide/reference_aws-signing.html).
+    api = Api(authorization="AWS_IAM")
+    access_key, secret, _ = iam_user(invoke_policy("*"))
+    headers = signed(api, access_key, secret)
+    api.gateway.iam._clock = lambda: time.time() + 4 * 60
+    assert api.call(headers=headers).status == 200
+    api.gateway.iam._clock = lambda: time.time() + 6 * 60
+    replayed = api.call(headers=headers)
+    assert replayed.status == 403
+    assert body(replayed)["message"].startswith("Signature expired:")
+    assert body(replayed)["message"].endswith(" - 5 min.)")
+    assert header(replayed, "x-amzn-ErrorType") == "InvalidSignatureException"
+    assert len(api.invoker.events) == 1
+
+
+@mock_aws
+def test_aws_iam_refuses_a_request_signed_for_another_service_or_another_region():
+    api = Api(authorization="AWS_IAM")
+    access_key, secret, _ = iam_user(invoke_policy("*"))
+    service = api.call(headers=signed(api, access_key, secret, service="lambda"))
+    assert (service.status, body(service)) == (403, {"message": "Credential should be scoped to correct service: 'execute-api'. "})
+    region = api.call(headers=signed(api, access_key, secret, region="eu-west-1"))
+    assert (region.status, body(region)) == (403, {"message": "Credential should be scoped to a valid region, not 'eu-west-1'. "})
+    garbage = api.call(headers=signed(api, access_key, secret, region="zz"))
+    assert (garbage.status, body(garbage)) == (403, {"message": "Credential should be scoped to a valid region, not 'zz'. "})
+    assert api.invoker.events == []
 
 
 @mock_aws

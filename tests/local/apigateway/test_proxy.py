@@ -102,3 +102,22 @@ def test_an_answer_that_came_after_the_integration_timeout_is_endpoint_request_t
 
     assert outcome.response.status == 504
     assert json.loads(outcome.response.body) == {"message": "Endpoint request timed out"}
+
+
+class RefusingRuntime(Runtime):
+    """The real runtime's answer to an event over Lambda's 6 MB synchronous payload quota."""
+
+    def invoke(self, function_arn_or_name, payload, *, region, account_id="", source="api", deadline=None):
+        from crudstack.local.awslambda.exceptions import RequestTooLarge
+
+        raise RequestTooLarge("Request must be smaller than 6291456 bytes for the Invoke operation")
+
+
+def test_an_event_over_lambdas_payload_quota_is_a_413_not_a_500():
+    # Issue 21: a 7 MB body passed the 10 MB front door, then the Lambda API refused its event and the
+    # client got 500 (which counts as a 5XXError and can set the stack's alarm off).
+    outcome = invoke(RefusingRuntime(refused(waited_out=False)))
+
+    assert outcome.response.status == 413
+    assert outcome.response.response_type == "REQUEST_TOO_LARGE"
+    assert "6 MB" in json.loads(outcome.response.body)["message"]
