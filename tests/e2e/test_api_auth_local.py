@@ -193,18 +193,23 @@ def test_with_iam_a_request_signed_with_the_local_default_credentials_gets_the_i
     assert answer.json()["items"] == []
 
 
-def signed_get(stack: LocalStack, *, secret: str = "testing", service: str = "execute-api", region: str | None = None,
+def signed_get(stack: LocalStack, *, secret: str | None = None, service: str = "execute-api", region: str | None = None,
                signed_at: dt.datetime | None = None) -> requests.Response:
-    """GET /items signed with SigV4 as a client would sign it: the local default key, or what the test changes."""
+    """GET /items signed with SigV4 as a client would sign it: the local AWS's own key (its root user), or what
+    the test changes."""
     from unittest import mock
 
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
+    from crudstack.local.iam.credentials import local_credentials
+
+    own = local_credentials(stack.state_dir)
     url = f"{stack.invoke_url}/items"
     request = AWSRequest(method="GET", url=url, headers={"Origin": ORIGIN})
-    auth = SigV4Auth(Credentials("testing", secret), service, region or stack.document["region"])
+    auth = SigV4Auth(Credentials(own.access_key_id, own.secret_access_key if secret is None else secret), service,
+                     region or stack.document["region"])
     if signed_at is None:
         auth.add_auth(request)
     else:
