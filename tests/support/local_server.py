@@ -55,7 +55,8 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(state_dir: Path, module: str = "tests.support.fake_server", timeout: float = 30, concurrency: int = 4) -> RunningServer:
+def start_server(state_dir: Path, module: str = "tests.support.fake_server", timeout: float = 30, concurrency: int = 4,
+                 env: dict[str, str] | None = None) -> RunningServer:
     """Start `python -m module --port 0 ...` and wait until server.json names its port and /health answers."""
     state_dir.mkdir(parents=True, exist_ok=True)
     stdout, stderr = state_dir / "stdout.txt", state_dir / "stderr.txt"
@@ -63,6 +64,7 @@ def start_server(state_dir: Path, module: str = "tests.support.fake_server", tim
         process = subprocess.Popen(
             [sys.executable, "-m", module, "--port", "0", "--state-dir", str(state_dir), "--lambda-concurrency", str(concurrency)],
             cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     server = RunningServer(process, state_dir, "", 0, stdout, stderr)
     deadline = time.monotonic() + timeout

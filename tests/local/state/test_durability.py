@@ -27,8 +27,8 @@ def servers():
     started: list[RunningServer] = []
 
     class Servers:
-        def start(self, state_dir):
-            server = start_server(state_dir)
+        def start(self, state_dir, **kwargs):
+            server = start_server(state_dir, **kwargs)
             started.append(server)
             return server
 
@@ -180,7 +180,8 @@ def test_api_gateway_metrics_written_before_a_crash_are_still_there(servers, tmp
 def test_alarm_state_history_and_sent_mail_survive_a_crash_and_nothing_is_sent_twice(servers, tmp_path):
     from crudstack.local.sns.models import Outbox
 
-    first = servers.start(tmp_path / "state")
+    # Snapshots only at a clean stop: the crash must leave these writes in the journal, to be replayed.
+    first = servers.start(tmp_path / "state", env={"FAKE_SERVER_SNAPSHOT_ONLY_AT_STOP": "1"})
     sns, cloudwatch = first.client("sns"), first.client("cloudwatch")
     topic_arn = sns.create_topic(Name="alerts")["TopicArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint="ops@example.com")
