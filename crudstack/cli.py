@@ -36,7 +36,7 @@ from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
 from crudstack.runner import StepResult, run
 from crudstack.steps import STEPS
-from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
+from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line, run_line
 
 log = logging.getLogger("crudstack")
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -347,16 +347,14 @@ def provision_main(argv: list[str] | None = None) -> int:
                 log.warning("could not write the outputs to %s: %s", args.outputs, exc)
         if args.json:
             print(json.dumps(doc, indent=2))
-        changed = any(r.outcome != "unchanged" for r in results)
-        done = (f"{'Done' if changed else 'Nothing to change: every step is unchanged'} in {doc['seconds']:.1f} s "
-                f"({doc['aws_calls']['reads']} reads, {doc['aws_calls']['writes']} writes).")
+        done = run_line(results, doc["seconds"], doc["aws_calls"]["reads"], doc["aws_calls"]["writes"])
         if args.quiet:
             if not args.json:
                 screen.print(done)
                 screen.print(f"Invoke URL: {doc['invoke_url']}")
             return 0
         screen.print()
-        if changed:   # else the line below says it
+        if reporter.wants_summary_table():
             screen.show(reporter.summary_table())
         screen.print(done, style="bold")
         screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")
