@@ -91,8 +91,8 @@ def parse_script(data: Any) -> Script:
         raise WalkthroughDataError("walkthrough.yaml: 'calls' is no longer read: the walkthrough prints the planned changes' "
                                    "own records (crudstack/calls.py); remove it")
     steps = {}
-    for number, entry in data["steps"].items():
-        number = str(number)
+    for key, entry in data["steps"].items():
+        number = str(key)
         if not isinstance(entry, dict) or not isinstance(entry.get("console"), list) or not entry.get("title"):
             raise WalkthroughDataError(f"walkthrough.yaml: steps.{number}: expected 'title' and a 'console' list")
         steps[number] = StepText(number, str(entry["title"]),

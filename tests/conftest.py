@@ -89,3 +89,14 @@ class Sleeps(list):
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test in tests/e2e is an `e2e` test, so `-m "not slow and not e2e"` runs the unit and
+    functional tiers alone (docs/tests.md, "The fast lane")."""
+    for item in items:
+        if E2E in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)

@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
