@@ -76,7 +76,7 @@ class ConsoleData:
         self._config = Config(retries={"total_max_attempts": 2}, connect_timeout=5, read_timeout=60)
 
     def client(self, service: str, region: str) -> Any:
-        # boto3 clients cost tens of ms to build (PERF-NOTES): one per service and region, kept.
+        # boto3 clients cost tens of ms to build (docs/performance.md): one per service and region, kept.
         key = (service, region)
         with self._lock:
             if key not in self._clients:

@@ -2,7 +2,7 @@
 
 werkzeug's development server closes the connection after every response, and a Python server
 that writes headers and body in separate sends waits for the client's delayed ACK (about 40 ms a
-response; /work/shared/PERF-NOTES.md). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY
+response; docs/performance.md). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY
 and writes each response with a single send.
 """
 
