@@ -279,10 +279,10 @@ def provision_main(argv: list[str] | None = None) -> int:
                         help="folder for stack.json, postman_collection.json, endpoints.http and items.html (default: outputs/)")
     parser.add_argument("--deployer-policy", action="store_true",
                         help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
-                             "on AWS, and exit (no AWS call; see README, 'Permissions')")
+                             "on AWS, and exit (no AWS call; see docs/real-account.md)")
     parser.add_argument("--export", nargs=2, metavar=("{sam,terraform}", "DIR"),
                         help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
-                             "with the functions' zips, and exit (no AWS call; see README, 'Export')")
+                             "with the functions' zips, and exit (no AWS call; see docs/export.md)")
     parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
     parser.add_argument("--watch", action="store_true",
                         help="after provisioning, keep watching the Lambda code and config.yaml, and deploy each save "

@@ -91,12 +91,14 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-E2E = Path(__file__).resolve().parent / "e2e"
+TIERS = ("unit", "functional", "local", "e2e")   # each a folder of tests/ and a marker (pyproject.toml)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every test in tests/e2e is an `e2e` test, so `-m "not slow and not e2e"` runs the unit and
-    functional tiers alone (docs/tests.md, "The fast lane")."""
+    """Mark each test with its tier, the folder it is in, so that `-m "(unit or functional) and not slow"`
+    runs the fast lane (docs/tests.md)."""
+    here = Path(__file__).resolve().parent
     for item in items:
-        if E2E in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.e2e)
+        parts = Path(str(item.path)).resolve().relative_to(here).parts
+        if parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))

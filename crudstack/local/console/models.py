@@ -3,7 +3,7 @@
 logs, a function's test invoke, the alert e-mails. The charts are in charts.py.
 
 A stack's resources are found as provision finds them: by name (prefixed by the stack) and by the
-tags `managed-by=crudstack` and `crudstack-stack=<stack>` (README, "Idempotent, resumable").
+tags `managed-by=crudstack` and `crudstack-stack=<stack>` (docs/reliability.md, "Idempotent, resumable").
 """
 
 from __future__ import annotations
