@@ -58,7 +58,7 @@ def free_port() -> int:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"    # keep-alive towards the client, as AWS's endpoints keep connections
-    disable_nagle_algorithm = True   # TCP_NODELAY: no 40 ms delayed-ACK stall per answer (PERF-NOTES)
+    disable_nagle_algorithm = True   # TCP_NODELAY: no 40 ms delayed-ACK stall per answer (docs/performance.md)
     server: "_Server"
 
     def log_message(self, *args) -> None:

@@ -38,7 +38,7 @@ def main() -> None:
     from chalice.local import ChaliceRequestHandler, create_local_server
 
     # Without it every keep-alive response waits for the client's delayed ACK (about 40 ms;
-    # /work/shared/PERF-NOTES.md): the peer is measured at its best.
+    # docs/performance.md): the peer is measured at its best.
     ChaliceRequestHandler.disable_nagle_algorithm = True
 
     app = Chalice(app_name="items-peer")

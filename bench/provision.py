@@ -80,7 +80,7 @@ def main() -> None:
         print(json.dumps(rows, indent=2))
         return
     print(f"moto server on loopback, {args.repeat} repetitions, python {sys.version.split()[0]}")
-    print(f"| phase | median s | min s | max s | reads | writes |\n|---|---:|---:|---:|---:|---:|")
+    print("| phase | median s | min s | max s | reads | writes |\n|---|---:|---:|---:|---:|---:|")
     for phase, r in rows.items():
         print(f"| {phase} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {r['reads']} | {r['writes']} |")
 

@@ -39,7 +39,7 @@ from crudstack.plan import Action, Context, Options
 from crudstack.runlock import RunLock, acquire, lock_path
 from crudstack.runner import StepResult, run
 from crudstack.steps import STEPS
-from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line
+from crudstack.ui import Guide, RunReporter, Screen, plan_counts, plan_line, run_line
 
 log = logging.getLogger("crudstack")
 
@@ -296,10 +296,10 @@ def provision_main(argv: list[str] | None = None) -> int:
                         help="folder for stack.json, postman_collection.json, endpoints.http and items.html (default: outputs/)")
     parser.add_argument("--deployer-policy", action="store_true",
                         help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
-                             "on AWS, and exit (no AWS call; see README, 'Permissions')")
+                             "on AWS, and exit (no AWS call; see docs/real-account.md)")
     parser.add_argument("--export", nargs=2, metavar=("{sam,terraform}", "DIR"),
                         help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
-                             "with the functions' zips, and exit (no AWS call; see README, 'Export')")
+                             "with the functions' zips, and exit (no AWS call; see docs/export.md)")
     parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
     parser.add_argument("--adopt", action="store_true",
                         help="take over the stack you built by hand in the console (with names: tutorial in config.yaml): "
@@ -370,16 +370,14 @@ def provision_main(argv: list[str] | None = None) -> int:
                 log.warning("could not write the outputs to %s: %s", args.outputs, exc)
         if args.json:
             print(json.dumps(doc, indent=2))
-        changed = any(r.outcome != "unchanged" for r in results)
-        done = (f"{'Done' if changed else 'Nothing to change: every step is unchanged'} in {doc['seconds']:.1f} s "
-                f"({doc['aws_calls']['reads']} reads, {doc['aws_calls']['writes']} writes).")
+        done = run_line(results, doc["seconds"], doc["aws_calls"]["reads"], doc["aws_calls"]["writes"])
         if args.quiet:
             if not args.json:
                 screen.print(done)
                 screen.print(f"Invoke URL: {doc['invoke_url']}")
             return 0
         screen.print()
-        if changed:   # else the line below says it
+        if reporter.wants_summary_table():
             screen.show(reporter.summary_table())
         screen.print(done, style="bold")
         screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")

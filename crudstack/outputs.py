@@ -330,7 +330,7 @@ def curl_auth(ctx: Context, api_key: str | None) -> str:
     if auth == "api_key":
         return f"-H '{API_KEY_HEADER}: {api_key or '<your API key>'}' "
     if auth == "iam":
-        # Temporary credentials also need -H "x-amz-security-token: $AWS_SESSION_TOKEN" (README, "Who can call the API").
+        # Temporary credentials also need -H "x-amz-security-token: $AWS_SESSION_TOKEN" (docs/api-access.md).
         return f"--aws-sigv4 'aws:amz:{ctx.region}:execute-api' --user \"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY\" "
     return ""
 

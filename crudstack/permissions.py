@@ -162,7 +162,7 @@ OPERATIONS: dict[tuple[str, str], tuple[Need, ...]] = {
 class Statement:
     key: str
     sid: str          # IAM allows letters and digits only: the Sid reads as the statement's reason
-    why: str          # the README's "why each statement exists"
+    why: str          # docs/real-account.md's "why each statement exists"
 
 
 STATEMENTS = (

@@ -1,6 +1,6 @@
 """A model of a real AWS account, in front of moto: what AWS does that moto does not.
 
-moto answers at once and forgives much (shared/MOTO-NOTES.md): tables are ACTIVE and functions Active
+moto answers at once and forgives much: tables are ACTIVE and functions Active
 the moment they are made, tags show at once, nothing is ever throttled. A real account is not like
 that, and a tool tested only on moto fails there. This model puts AWS's documented behaviour back,
 as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls meet it:

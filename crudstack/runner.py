@@ -65,7 +65,7 @@ def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> 
     if is_access_denied(exc):
         # Name the IAM action, which is what a policy lists, not botocore's operation name.
         return (f"your AWS identity may not call {denied_action(service, operation)}: use a profile or role allowed to "
-                f"(python provision.py --deployer-policy prints the policy it needs; see README, 'Permissions')")
+                f"(python provision.py --deployer-policy prints the policy it needs; see docs/real-account.md)")
     if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "InvalidSignatureException"):
         return "your AWS credentials are expired or wrong: refresh them (aws sso login / aws configure) and run again"
     if isinstance(exc, botocore.exceptions.NoCredentialsError):

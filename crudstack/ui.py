@@ -3,8 +3,9 @@
     Screen           one output stream: rich (colour, a live line) on a terminal; plain, uncoloured
                      lines when it is not a terminal, NO_COLOR is set or TERM is dumb (CI logs)
     RunReporter      the runner's Reporter: per step a live line with spinner and elapsed time (the
-                     change being made, or what it waits for), then the step's outcome and changes;
-                     times each change for the summary table; --quiet and --verbose live here
+                     change being made, or what it waits for), then the step's outcome and changes
+                     (those of one kind on one line); times each change for the summary table, shown
+                     with --verbose or when a run did more than add; --quiet and --verbose live here
     Guide            the workshop mode (--walkthrough): before each step, the console instructions
                      and the boto3 calls it will make, then Enter to go on (at once without a terminal)
 
@@ -40,6 +41,7 @@ OUTCOME_STYLE = {"created": "green", "updated": "yellow", "deleted": "red", "unc
 PLAN_OUTCOME = {"created": "to create", "updated": "to update", "deleted": "to delete", "kept": "to keep"}
 DOING = {Action.CREATE: "creating", Action.UPDATE: "updating", Action.DELETE: "deleting"}
 PLAIN_WIDTH = 120  # tables in CI logs: wide enough for alarm names, never wrapped by a guessed width
+GROUP_WIDTH = 110  # a step's line of same-kind resources wraps here, under a terminal's usual 120 columns
 
 
 def wants_live(stream: TextIO, environ=os.environ) -> bool:
@@ -120,6 +122,58 @@ def plan_line(counts: dict[str, int]) -> str:
         if counts[extra]:
             text += f", {counts[extra]} {extra}"
     return text + "."
+
+
+def plural(kind: str) -> str:
+    """'function' -> 'functions', 'inline policy' -> 'inline policies', 'gateway response' -> 'gateway responses'."""
+    if kind.endswith("y") and kind[-2:-1] not in "aeiou":
+        return kind[:-1] + "ies"
+    return kind + ("es" if kind.endswith("s") else "s")
+
+
+def grouped_lines(changes: list[Change], width: int = GROUP_WIDTH) -> list[str]:
+    """The changes of a step as a run shows them: those of one kind and action that carry no diff and no
+    note on one line ('+ 5 functions: a, b, ...', wrapped under its first name), any other one a line."""
+    groups: dict[tuple[Action, str], list[Change]] = {}
+    for change in changes:
+        key = (change.action, change.kind) if not change.diffs and not change.note else (change.action, id(change))
+        groups.setdefault(key, []).append(change)
+    lines: list[str] = []
+    for group in groups.values():
+        if len(group) == 1:
+            lines.append(group[0].describe())
+            continue
+        head = f"{group[0].describe()[0]} {len(group)} {plural(group[0].kind)}: "
+        line, names_on_line = head, 0
+        for i, change in enumerate(group):
+            name = change.name + ("," if i < len(group) - 1 else "")
+            if names_on_line and len(line) + len(name) > width:
+                lines.append(line.rstrip())
+                line, names_on_line = " " * len(head), 0
+            line += name + " "
+            names_on_line += 1
+        lines.append(line.rstrip())
+    return lines
+
+
+def run_counts(results: list[StepResult]) -> dict[str, int]:
+    """What a run did, as its one summary line counts it."""
+    counts = {"added": 0, "changed": 0, "unchanged": 0, "deleted": 0}
+    key = {Action.CREATE: "added", Action.UPDATE: "changed", Action.UNCHANGED: "unchanged", Action.DELETE: "deleted"}
+    for change in (c for r in results for c in r.changes):
+        if change.action in key:
+            counts[key[change.action]] += 1
+    return counts
+
+
+def run_line(results: list[StepResult], seconds: float, reads: int, writes: int) -> str:
+    """'Done in 1.9 s: 51 added, 0 changed, 0 unchanged, 0 deleted (32 reads, 67 writes).'"""
+    counts = run_counts(results)
+    if not counts["added"] and not counts["changed"] and not counts["deleted"]:
+        head = f"Nothing to change: every step is unchanged in {seconds:.1f} s"
+    else:
+        head = f"Done in {seconds:.1f} s: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+    return f"{head} ({reads} reads, {writes} writes)."
 
 
 class RunReporter(Reporter):
@@ -204,11 +258,13 @@ class RunReporter(Reporter):
         if not self.plan:
             head += f" {result.seconds:6.2f} s"
         self.screen.print(head.rstrip(), style=f"bold {OUTCOME_STYLE.get(result.outcome, '')}")
-        for change in result.changes:
-            # A plan lists every resource; a run lists what it changed (or its one resource).
-            if self.plan or change.action is not Action.UNCHANGED or len(result.changes) == 1:
-                line = change.describe()
-                self.screen.print(f"        {line}", style=SYMBOL_STYLE.get(line[0]))
+        # A plan lists every resource, one a line; a run lists what it changed (or its one resource),
+        # the changes of one kind that have nothing more to say on one line, so each resource is named once.
+        shown = [change for change in result.changes
+                 if self.plan or change.action is not Action.UNCHANGED or len(result.changes) == 1]
+        lines = [change.describe() for change in shown] if self.plan else grouped_lines(shown)
+        for line in lines:
+            self.screen.print(f"        {line}", style=SYMBOL_STYLE.get(line.lstrip()[0]))
 
     def _start_spinner(self, description: str) -> None:
         self._stop_spinner()
@@ -239,6 +295,11 @@ class RunReporter(Reporter):
         self.screen.print(f"          aws {service}.{operation} -> {status} in {(time.perf_counter() - t0) * 1000:.0f} ms", style="dim")
 
     # -- the end -----------------------------------------------------------------------------------
+    def wants_summary_table(self) -> bool:
+        """The table repeats the steps' lines: worth it with --verbose, or when a run did more than add."""
+        changed = [c for r in self.results for c in r.changes if c.action is not Action.UNCHANGED]
+        return bool(changed) and (self.verbose or any(c.action is not Action.CREATE for c in changed))
+
     def summary_table(self) -> Table | Text:
         """What the run changed, each with the time its change took; one line when it changed nothing."""
         changed = [(result.step, change) for result in self.results for change in result.changes

@@ -89,3 +89,16 @@ class Sleeps(list):
 @pytest.fixture
 def sleeps() -> Sleeps:
     return Sleeps()
+
+
+TIERS = ("unit", "functional", "local", "e2e")   # each a folder of tests/ and a marker (pyproject.toml)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, the folder it is in, so that `-m "(unit or functional) and not slow"`
+    runs the fast lane (docs/tests.md)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(here).parts
+        if parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))

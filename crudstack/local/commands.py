@@ -146,7 +146,7 @@ def denials(args: argparse.Namespace, state_dir: Path) -> int:
               f"    action:   {entry.get('action')}\n    resource: {entry.get('resource')}\n"
               f"    why:      {entry.get('reason')}" + (f" ({entry['denied_by']})" if entry.get("denied_by") else ""))
         if entry.get("denied_by"):
-            print(f"    fix:      remove or narrow that Deny statement")
+            print("    fix:      remove or narrow that Deny statement")
         else:
             print(f"    would allow it: {json.dumps(entry.get('would_allow'), separators=(',', ':'))}")
         for statement in entry.get("conditions_not_evaluated") or []:

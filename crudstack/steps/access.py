@@ -42,7 +42,7 @@ def warn_if_open(cfg: Config) -> None:
     """The tutorial's API answers anyone who has its URL: say so, once per run (step 4's plan)."""
     if cfg.api.auth == "none":
         log.warning("api.auth is none: anyone who has the invoke URL can call the API and write to %s; set api.auth "
-                    "to api_key or iam in config.yaml to require a key or signed requests (README, 'Who can call the API')",
+                    "to api_key or iam in config.yaml to require a key or signed requests (docs/api-access.md)",
                     cfg.table_name)
 
 

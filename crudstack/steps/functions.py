@@ -29,7 +29,7 @@ def list_tags_denied(name: str, detail: str) -> DeploymentError:
         step=STEP, resource=f"function {name}",
         cause=f"its tags cannot be read, so it cannot be told ours or someone else's: {detail}",
         fix="allow lambda:ListTags to your AWS identity (GetFunction needs it to show a function's tags; "
-            "see README, 'Permissions', and deployer-policy.json), then run again",
+            "see docs/real-account.md and deployer-policy.json), then run again",
         code="AccessDeniedException")
 
 

@@ -1,4 +1,4 @@
-"""schemathesis against openapi.yaml on a running local stack: the README's command, as a user runs it.
+"""schemathesis against openapi.yaml on a running local stack: docs/api.md's command, as a user runs it.
 
 Its settings are in schemathesis.toml (read from the repository root): every check, less the two
 that do not apply to this API (see the file). The HAR report records every request it sent, so the
@@ -18,7 +18,7 @@ MIN_REQUESTS = 500
 
 
 def schemathesis_command() -> list[str]:
-    # `st` as the README has it, run by this interpreter so that no PATH is needed.
+    # `st` as docs/api.md has it, run by this interpreter so that no PATH is needed.
     return [sys.executable, "-m", "schemathesis.cli", "run", "openapi.yaml"]
 
 

@@ -255,7 +255,6 @@ def template_view(template: dict) -> dict:
         parent = props["ParentId"]
         return (path_of(parent) if parent in paths else "") + "/" + props["PathPart"]
 
-    stages = {f"<{logical}>": res["Properties"]["StageName"] for logical, res in resources.items() if res["Type"] == "AWS::ApiGateway::Stage"}
     keys = {f"<{logical}>": res["Properties"] for logical, res in resources.items() if res["Type"] == "AWS::ApiGateway::ApiKey"}
     plan_keys = [res["Properties"] for res in resources.values() if res["Type"] == "AWS::ApiGateway::UsagePlanKey"]
     responses = {res["Properties"]["ResponseType"]: {"parameters": res["Properties"]["ResponseParameters"],

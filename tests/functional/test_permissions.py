@@ -41,7 +41,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -80,7 +79,7 @@ def test_the_shipped_deployer_policy_is_the_one_generated_for_the_default_config
 
 def test_the_policy_fits_in_a_customer_managed_policy():
     # IAM quotas: a managed policy may hold 6,144 characters, white space not counted (an inline user
-    # policy only 2,048, which is why the README attaches it as a managed policy).
+    # policy only 2,048, which is why docs/real-account.md attaches it as a managed policy).
     compact = json.dumps(DEFAULT_POLICY, separators=(",", ":"))
     assert len(re.sub(r"\s", "", compact)) <= 6144
 

@@ -162,8 +162,8 @@ def test_provision_writes_the_outputs_and_stack_json_is_the_json_document(config
     assert f"@baseUrl = {doc['invoke_url']}\n" in (tmp_path / "out" / "endpoints.http").read_text()
 
 
-def test_provision_ends_with_a_summary_table_of_each_resource_then_the_invoke_url(config_path, tmp_path, capsys):
-    provision_main(["--config", config_path, "--target", "aws", "--outputs", str(tmp_path / "out")])
+def test_verbose_provision_ends_with_a_summary_table_of_each_resource_then_the_invoke_url(config_path, tmp_path, capsys):
+    provision_main(["--config", config_path, "--target", "aws", "--verbose", "--outputs", str(tmp_path / "out")])
 
     out = capsys.readouterr().out
     table = out[out.index("| Step | Resource"):out.index("Done in")]
@@ -171,6 +171,36 @@ def test_provision_ends_with_a_summary_table_of_each_resource_then_the_invoke_ur
     assert "| alarm demo-ItemsApi-LatencyP99 " in table
     assert out.index("Done in") < out.index("Invoke URL:") < out.index("curl -X POST")
     assert str(tmp_path / "out" / "postman_collection.json") in out
+
+
+def test_a_fresh_provision_says_each_thing_once_in_at_most_50_lines(config_path, tmp_path, capsys, caplog):
+    """The default config.yaml: each resource in its step's block, one line of counts, no table repeating them."""
+    code = provision_main(["--config", config_path, "--target", "aws", "--outputs", str(tmp_path / "out")])
+
+    out, err = capsys.readouterr()
+    lines = (err + out).splitlines()
+    made = [c for step in json.loads((tmp_path / "out" / "stack.json").read_text())["steps"] for c in step["changes"]]
+    done = [line for line in lines if line.startswith("Done in ")]
+    assert code == 0 and len(lines) <= 50
+    assert "| Step | Resource" not in out and "Resource" not in out
+    assert len(done) == 1 and f": {len(made)} added, 0 changed, 0 unchanged, 0 deleted (" in done[0]
+    assert out.index("Done in") < out.index("Invoke URL:") < out.index("curl -X POST")
+    assert "api.auth is none" in err + caplog.text   # the warnings and next steps stay
+    assert "For Postman, REST clients and scripts:" in out
+
+
+def test_a_provision_that_changes_more_than_adds_shows_the_table_of_what_it_changed(settings, config_path, tmp_path,
+                                                                                   capsys):
+    provision_main(["--config", config_path, "--target", "aws", "--outputs", str(tmp_path / "out")])
+    settings["lambda"]["memory_mb"] = 256
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
+    capsys.readouterr()
+
+    provision_main(["--config", config_path, "--target", "aws", "--outputs", str(tmp_path / "out")])
+
+    out = capsys.readouterr().out
+    assert "| function demo-GetItemFunction " in out and "| updated |" in out
+    assert "Done in " in out and ": 0 added, 5 changed, " in out
 
 
 def test_verbose_shows_each_aws_call_with_its_status_and_duration(config_path, tmp_path, capsys):

@@ -892,7 +892,7 @@ def test_an_update_that_loses_the_upgrade_of_a_legacy_item_to_another_update_tak
 
 
 def test_an_if_match_1_update_that_loses_the_upgrade_of_a_legacy_item_is_412(handlers, table, monkeypatch):
-    calls = another_client_upgrades_the_legacy_item_after_our_first_attempt(handlers, table, monkeypatch)
+    another_client_upgrades_the_legacy_item_after_our_first_attempt(handlers, table, monkeypatch)
 
     result = put(handlers, LEGACY, {"name": "Pencil"}, if_match='"1"')
 

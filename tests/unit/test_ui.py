@@ -9,7 +9,8 @@ from crudstack.plan import Action, Change
 from crudstack.runner import StepResult
 from crudstack.steps.role import RoleStep
 from crudstack.steps.table import TableStep
-from crudstack.ui import RunReporter, Screen, plan_counts, plan_line, wait_message, wants_live
+from crudstack.ui import (RunReporter, Screen, grouped_lines, plan_counts, plan_line, plural, run_line, wait_message,
+                          wants_live)
 
 
 class Terminal(io.StringIO):
@@ -130,3 +131,44 @@ def test_summary_of_a_run_that_changed_nothing_is_one_line_and_no_empty_frame():
     summary = stream.getvalue().splitlines()[-1]
     assert summary == "Nothing to change: every resource is as config.yaml asks."
     assert "+--" not in stream.getvalue() and "|" not in summary
+
+
+def test_a_run_names_each_resource_once_putting_those_of_one_kind_on_one_wrapped_line():
+    functions = [Change("function", f"demo-{name}Function", Action.CREATE) for name in ("CreateItem", "GetItems", "GetItem")]
+    policy = Change("inline policy", "demo-items-access", Action.CREATE)
+    updated = Change("function", "demo-DeleteItemFunction", Action.UPDATE, diffs={"memory": (128, 256)})
+
+    lines = grouped_lines([*functions, policy, updated], width=70)
+
+    assert lines == [
+        "+ 3 functions: demo-CreateItemFunction, demo-GetItemsFunction,",
+        "               demo-GetItemFunction",
+        "+ inline policy demo-items-access",
+        "~ function demo-DeleteItemFunction (memory: 128 -> 256)",
+    ]
+
+
+def test_plurals_of_the_kinds_a_step_makes():
+    assert [plural(k) for k in ("alarm", "inline policy", "gateway response", "REST API", "log group")] == \
+        ["alarms", "inline policies", "gateway responses", "REST APIs", "log groups"]
+
+
+def test_the_run_line_counts_added_changed_unchanged_and_deleted():
+    results = [StepResult(TableStep(), [Change("table", "t", Action.CREATE), Change("table", "u", Action.UNCHANGED)]),
+               StepResult(RoleStep(), [Change("role", "r", Action.UPDATE), Change("role", "s", Action.DELETE)])]
+
+    assert run_line(results, 2.04, 30, 7) == "Done in 2.0 s: 1 added, 1 changed, 1 unchanged, 1 deleted (30 reads, 7 writes)."
+    assert run_line(results[:1][:0], 0.5, 9, 0) == "Nothing to change: every step is unchanged in 0.5 s (9 reads, 0 writes)."
+
+
+def test_the_summary_table_is_wanted_only_with_verbose_or_when_a_run_did_more_than_add():
+    def reporter(*actions: Action, verbose: bool = False) -> RunReporter:
+        made = RunReporter(Screen(io.StringIO(), live=False), verbose=verbose)
+        made.results.append(StepResult(TableStep(), [Change("table", f"t{i}", a) for i, a in enumerate(actions)]))
+        return made
+
+    assert not reporter(Action.CREATE, Action.CREATE).wants_summary_table()
+    assert reporter(Action.CREATE, verbose=True).wants_summary_table()
+    assert reporter(Action.CREATE, Action.UPDATE).wants_summary_table()
+    assert reporter(Action.DELETE).wants_summary_table()
+    assert not reporter(Action.UNCHANGED, verbose=True).wants_summary_table()

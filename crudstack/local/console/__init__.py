@@ -1,5 +1,5 @@
 """The local console: a small web page served by the local AWS at http://127.0.0.1:<local.port>/_console,
-showing the stack as the AWS console would (README, "The local console").
+showing the stack as the AWS console would (docs/console.md).
 
     guard.py       who may call it: a loopback Host, its own Origin (403 JSON otherwise)
     responses.py   the WSGI app: the page's files and its JSON API under /_console/api
@@ -7,5 +7,5 @@ showing the stack as the AWS console would (README, "The local console").
     charts.py      CloudWatch: metric series of the last hour, alarm thresholds and history
     exceptions.py  its errors, each a status and a JSON message
     static/        index.html, console.js, console.css: no build step, no external asset
-    screenshots.py python -m crudstack.local.console.screenshots: the README's pictures
+    screenshots.py python -m crudstack.local.console.screenshots: the pictures in README and docs/console.md
 """

@@ -3,7 +3,7 @@
 logs, a function's test invoke, the alert e-mails. The charts are in charts.py.
 
 A stack's resources are found as provision finds them: by name (prefixed by the stack) and by the
-tags `managed-by=crudstack` and `crudstack-stack=<stack>` (README, "Idempotent, resumable").
+tags `managed-by=crudstack` and `crudstack-stack=<stack>` (docs/reliability.md, "Idempotent, resumable").
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class ConsoleData:
         self._config = Config(retries={"total_max_attempts": 2}, connect_timeout=5, read_timeout=60)
 
     def client(self, service: str, region: str) -> Any:
-        # boto3 clients cost tens of ms to build (PERF-NOTES): one per service and region, kept.
+        # boto3 clients cost tens of ms to build (docs/performance.md): one per service and region, kept.
         key = (service, region)
         with self._lock:
             if key not in self._clients:

@@ -27,7 +27,7 @@ run an alarm evaluator (crudstack/local/cloudwatch/) and SNS delivery to <state-
 
 The HTTP server is ours, not werkzeug's: werkzeug's development server closes the connection after
 every response, and a Python server that writes headers and body in separate sends waits for the
-client's delayed ACK (about 40 ms a response). This one keeps HTTP/1.1 connections alive, sets
+client's delayed ACK (about 40 ms a response; docs/performance.md). This one keeps HTTP/1.1 connections alive, sets
 TCP_NODELAY and writes each response with a single send; it runs only whole, unambiguous requests and
 caps connections (httpserver.py's docstring; waitress and cheroot were measured against it, BENCHMARKS.md).
 

@@ -2,7 +2,7 @@
 
 werkzeug's development server closes the connection after every response, and a Python server
 that writes headers and body in separate sends waits for the client's delayed ACK (about 40 ms a
-response). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY and writes each response with
+response; docs/performance.md). This one keeps HTTP/1.1 connections alive, sets TCP_NODELAY and writes each response with
 a single send.
 
 It reads a request whole before the app sees it, and never runs one it cannot trust (issue 21):

@@ -1,6 +1,6 @@
 """Keeps the local AWS's state on disk: a snapshot plus a write-ahead log of what came after it.
 
-Why this design (the README's design note says it for users): moto's state is Python objects in
+Why this design (docs/local-aws.md says it for users): moto's state is Python objects in
 one process, with no export of its own. Two things are cheap with such objects: pickling them
 all (a snapshot, about 1 s for 10,000 items) and re-sending a request to moto (about 2 ms). So:
 

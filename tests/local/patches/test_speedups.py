@@ -17,7 +17,6 @@ from moto import mock_aws
 
 from crudstack.local.patches import speedups as moto_speedups
 from crudstack.local.patches.core import MotoChanged, replace
-from crudstack.local.patches import configure_moto
 
 REGION = "us-east-1"
 ROOT = Path(__file__).resolve().parents[3]

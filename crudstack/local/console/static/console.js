@@ -109,7 +109,7 @@ function writesRefused() {
   if (auth.mode === "iam") {
     return "This stack's API uses api.auth: iam: every request must be signed (SigV4, service execute-api), which " +
            "the console does not do, so Create, Edit and Delete are off here. Sign your writes with awscurl or " +
-           "Postman (README, \"Who can call the API\"); the table below is still read with Scan.";
+           "Postman (docs/api-access.md); the table below is still read with Scan.";
   }
   if (auth.mode === "api_key" && !auth.api_key) {
     return "This stack's API needs an API key, but no enabled key is in a usage plan of its stage, so Create, " +
