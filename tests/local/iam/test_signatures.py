@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
