@@ -533,4 +533,7 @@ def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ConfigError([f"YAML syntax error{at}: {getattr(exc, 'problem', exc)}"], str(path)) from None
+    except RecursionError:   # PyYAML composes and constructs nodes recursively, one level per bracket or indent
+        raise ConfigError([f"{path}: nested too deeply (thousands of levels of lists or mappings); a config.yaml is "
+                           f"a few levels deep: check that --config names the right file"], str(path)) from None
     return parse_config(data, str(path))

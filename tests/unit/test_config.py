@@ -485,3 +485,13 @@ def test_dots_inside_a_path_part_are_still_accepted(tmp_path):
     fn(data)["route"] = "GET /items.v2/{id}"
 
     assert load_config(write(tmp_path, data)).lambda_.functions["GetItemFunction"].path == "/items.v2/{id}"
+
+
+def test_a_config_nested_thousands_deep_is_refused_with_exit_2_not_a_crash(tmp_path, capsys):
+    # 20 KB of '[' is far under the 1 MiB cap, but PyYAML's composer recurses once per level: RecursionError.
+    path = write(tmp_path, "stack: " + "[" * 10_000 + "]" * 10_000 + "\n")
+
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)
+    assert provision_main(["--config", str(path), "--target", "aws", "--plan"]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
