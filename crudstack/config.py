@@ -489,7 +489,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the last one
     silently, so a second `stack:` further down would point provision at another stack."""
 
-    def construct_mapping(self, node, deep=False):
+    def flatten_mapping(self, node):
+        # Checked here, as written, before the first flattening: SafeLoader flattens every mapping it builds, and
+        # a merge source (`<<: &s {...}`) in place, possibly before it is built itself: its merged keys then sit
+        # beside its own ones and would look written twice.
+        if not getattr(node, "keys_checked", False):
+            node.keys_checked = True
+            self._check_unique_keys(node)
+        super().flatten_mapping(node)
+
+    def _check_unique_keys(self, node) -> None:
         if isinstance(node, yaml.MappingNode):
             first_lines: dict = {}
             for key_node, _ in node.value:
@@ -502,7 +511,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     first_lines[key] = line
                 except TypeError:
                     continue  # an unhashable key: SafeLoader's own error names it
-        return super().construct_mapping(node, deep=deep)
 
 
 def _read_config_text(path: Path) -> str:

@@ -495,3 +495,18 @@ def test_a_config_nested_thousands_deep_is_refused_with_exit_2_not_a_crash(tmp_p
         load_config(path)
     assert provision_main(["--config", str(path), "--target", "aws", "--plan"]) == 2
     assert "nested too deeply" in capsys.readouterr().err
+
+
+def test_a_merge_source_that_overrides_its_own_merge_is_not_taken_for_a_key_given_twice():
+    # s is merged inline into the top level before it is read again through *s: by then PyYAML has flattened it
+    # in place (k from its own merge, then its own k), which is not a key written twice.
+    text = "<<: &s {<<: {k: 1}, k: 2}\nother: *s\n"
+    assert yaml.load(text, Loader=crudstack.config._UniqueKeyLoader) == {"k": 2, "other": {"k": 2}}
+    with pytest.raises(crudstack.config.DuplicateKey, match="key 'k' appears twice"):
+        yaml.load("<<: &s {<<: {k: 1}, k: 2, k: 3}\nother: *s\n", Loader=crudstack.config._UniqueKeyLoader)
+
+
+def test_a_key_given_twice_inside_a_merge_source_written_in_place_is_refused():
+    # an in-place merge source is never built as a mapping of its own, only flattened into the one it is merged in
+    with pytest.raises(crudstack.config.DuplicateKey, match="key 'memory_mb' appears twice"):
+        yaml.load("lambda:\n  <<: {memory_mb: 128, memory_mb: 512}\n", Loader=crudstack.config._UniqueKeyLoader)
