@@ -465,9 +465,9 @@ def _what_it_held(chunk: bytes) -> str:
     header = damaged_header(chunk)
     if header is None:
         return ""
-    environ = header.get("environ") or {}
-    request = (f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if header.get("kind") == "http"
-               else f"operation {header.get('op') or header.get('kind')}")
+    environ = header.get("environ") if isinstance(header.get("environ"), dict) else {}   # damaged: any shape
+    request = (f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if header.get("kind") == "http" and environ
+               else "an HTTP request" if header.get("kind") == "http" else f"operation {header.get('op') or header.get('kind')}")
     return f" (lsn {header.get('lsn')}, {request})"
 
 

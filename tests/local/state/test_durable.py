@@ -385,3 +385,22 @@ def test_a_large_state_is_snapshotted_less_often_than_a_small_one(tmp_path):
     assert not state._should_checkpoint()
     state._tail_cost = 0.8
     assert state._should_checkpoint()
+
+
+@pytest.mark.parametrize("header", [
+    {"lsn": 7, "kind": "http", "environ": ["REQUEST_METHOD", "PUT"]},     # damaged bytes that still parse as JSON
+    {"lsn": 7, "kind": "http", "environ": {"HTTP_DATE": {"$datetime": 5}}},
+])
+def test_a_damaged_last_record_whose_header_still_parses_into_odd_shapes_is_described_not_a_crash(header, tmp_path):
+    # The header of a damaged record is read only to name the request: its bytes failed their CRC, so no shape
+    # may be assumed. A crash here would stop the local AWS from starting at all.
+    from crudstack.local.state.durable import _describe_damage
+    from crudstack.local.state.journal import Damage
+
+    chunk = encode(header, b"body")[:-2]   # cut short, as a stop mid-write leaves it
+    damage = Damage(tmp_path / "00000001.log", 0, len(chunk), "truncated record")
+
+    said = _describe_damage(damage, [], len(chunk), True, chunk)
+
+    assert said.startswith("00000001.log: ") and "the last record" in said and "cut short or damaged; dropped" in said
+    assert "None" not in said
