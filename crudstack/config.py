@@ -522,7 +522,9 @@ def _read_config_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB ({path.stat().st_size} bytes); a config.yaml is "
+        size = path.stat().st_size   # 0 for a device or a pipe, which has no size
+        shown = f"{size} bytes" if size > MAX_CONFIG_BYTES else f"more than {MAX_CONFIG_BYTES} bytes read from it"
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB ({shown}); a config.yaml is "
                            f"a page of settings: check that --config names the right file"], str(path))
     try:
         return raw.decode("utf-8")

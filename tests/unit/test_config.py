@@ -510,3 +510,11 @@ def test_a_key_given_twice_inside_a_merge_source_written_in_place_is_refused():
     # an in-place merge source is never built as a mapping of its own, only flattened into the one it is merged in
     with pytest.raises(crudstack.config.DuplicateKey, match="key 'memory_mb' appears twice"):
         yaml.load("lambda:\n  <<: {memory_mb: 128, memory_mb: 512}\n", Loader=crudstack.config._UniqueKeyLoader)
+
+
+def test_an_endless_device_given_as_the_config_is_refused_without_a_wrong_size(capsys):
+    # /dev/zero (or a pipe) has no size: st_size is 0, and '(0 bytes)' beside 'larger than 1 MiB' was false.
+    assert provision_main(["--config", "/dev/zero", "--target", "aws", "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/zero: larger than 1 MiB (more than 1048576 bytes read from it)" in err
+    assert "(0 bytes)" not in err
