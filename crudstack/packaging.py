@@ -56,9 +56,10 @@ def escaping_links(code_dir: Path, module: str) -> list[str]:
 
 def _package_tree(code_dir: Path, module: str) -> list[Path]:
     """The handler, common/ and everything below common/, links not followed (folder links are listed, not entered)
-    but for common/ itself: package_files packs what is below it even when it is a link, so that is checked too."""
+    but for common/ itself when it links inside code_dir: package_files packs what is below it even then. A common/
+    linking out is refused by itself, and not walked (it may be / or a home folder)."""
     tree = [code_dir / f"{module}.py", code_dir / SHARED_PACKAGE]
-    if tree[1].is_dir():
+    if tree[1].is_dir() and (not tree[1].is_symlink() or tree[1].resolve().is_relative_to(code_dir.resolve())):
         for folder, folders, files in os.walk(tree[1]):
             folders[:] = [f for f in folders if f != "__pycache__"]
             tree += [Path(folder) / name for name in folders + files]

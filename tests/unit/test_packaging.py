@@ -208,3 +208,18 @@ def test_a_link_loop_in_common_is_refused_naming_it_not_a_crash(code):
 
     assert raised.value.exit_code == 2
     assert any(p.startswith("common/a.py is a link that loops") for p in raised.value.problems), raised.value.problems
+
+
+def test_a_common_linked_out_of_code_dir_is_refused_without_walking_what_it_points_to(code, tmp_path, monkeypatch):
+    # common -> / (or ~) must be named at once, not after walking the whole disk below it
+    import crudstack.packaging
+
+    outside = outside_file(tmp_path).parent
+    shutil.rmtree(code / "common")
+    (code / "common").symlink_to(outside, target_is_directory=True)
+    walked = []
+    monkeypatch.setattr(crudstack.packaging.os, "walk", lambda top, *a, **k: walked.append(top) or iter(()))
+
+    with pytest.raises(ConfigError, match="common is a link to the folder " + str(outside)):
+        build_package(code, "get_item")
+    assert walked == []
