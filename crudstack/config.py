@@ -528,8 +528,10 @@ def _read_config_text(path: Path) -> str:
                            f"a page of settings: check that --config names the right file"], str(path))
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
+    except UnicodeDecodeError as exc:   # YAML is UTF-8 here; an editor's Latin-1 or UTF-16 is the usual cause
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line} is not UTF-8 (byte "
+                           f"0x{raw[exc.start]:02x}): save the file as UTF-8"], str(path)) from None
 
 
 def load_config(path: str | Path = ROOT / "config.yaml") -> Config:

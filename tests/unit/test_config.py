@@ -518,3 +518,13 @@ def test_an_endless_device_given_as_the_config_is_refused_without_a_wrong_size(c
     err = capsys.readouterr().err
     assert "/dev/zero: larger than 1 MiB (more than 1048576 bytes read from it)" in err
     assert "(0 bytes)" not in err
+
+
+def test_a_config_saved_in_latin_1_is_refused_naming_the_line_and_what_to_do(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"stack: demo\nregion: us-east-1\ntags: {owner: Ren\xe9}\n")   # an editor's Latin-1 'e acute'
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert raised.value.problems == [f"{path}: line 3 is not UTF-8 (byte 0xe9): save the file as UTF-8"]
