@@ -485,6 +485,18 @@ class DuplicateKey(yaml.YAMLError):
                          f"YAML would silently keep only the last one, so remove or rename one of them")
 
 
+class BadValue(yaml.YAMLError):
+    """A scalar that matched a YAML type's pattern but could not be built: PyYAML then lets the ValueError of
+    datetime() or int() through (a month 13; more digits than Python's limit for int(str), 4300)."""
+
+    def __init__(self, node, exc: ValueError):
+        shown = node.value if len(node.value) <= 40 else f"{node.value[:20]}..."
+        kind = node.tag.rsplit(":", 1)[-1]
+        what = ("is a number too long to read" if kind == "int" else
+                f"looks like a date but is not one ({exc})" if kind == "timestamp" else f"cannot be read ({exc})")
+        super().__init__(f"line {node.start_mark.line + 1}: {shown} {what}; put it in quotes if it is meant as text")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the last one
     silently, so a second `stack:` further down would point provision at another stack."""
@@ -497,6 +509,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             node.keys_checked = True
             self._check_unique_keys(node)
         super().flatten_mapping(node)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:   # only a scalar's own constructor raises it; BadValue is no ValueError
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            raise BadValue(node, exc) from None
 
     def _check_unique_keys(self, node) -> None:
         if isinstance(node, yaml.MappingNode):
@@ -539,7 +559,7 @@ def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
     text = _read_config_text(path)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except DuplicateKey as exc:
+    except (DuplicateKey, BadValue) as exc:
         raise ConfigError([str(exc)], str(path)) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)

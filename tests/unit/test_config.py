@@ -528,3 +528,18 @@ def test_a_config_saved_in_latin_1_is_refused_naming_the_line_and_what_to_do(tmp
         load_config(path)
 
     assert raised.value.problems == [f"{path}: line 3 is not UTF-8 (byte 0xe9): save the file as UTF-8"]
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("2026-13-01", "line 1: 2026-13-01 looks like a date but is not one (month must be in 1..12)"),
+    ("9" * 5000, "line 1: " + "9" * 20 + "... is a number too long to read"),
+])
+def test_a_value_yaml_cannot_build_is_refused_with_exit_2_not_a_crash(value, fragment, tmp_path, capsys):
+    # PyYAML builds a date or an int from what matches their pattern; datetime and int then raise ValueError,
+    # which is not a YAMLError (a month 13, or more than Python's 4300 digits for int(str)).
+    path = write(tmp_path, f"stack: {value}\n")
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path)
+    assert provision_main(["--config", str(path), "--target", "aws", "--plan"]) == 2
+    assert "unexpected" not in capsys.readouterr().err
