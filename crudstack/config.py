@@ -404,6 +404,8 @@ def check_target(config: Config, target: str, source: str = "config.yaml") -> No
 def _describe(value) -> str:
     if isinstance(value, (dict, list)):
         return f"a {type(value).__name__}"
+    if isinstance(value, int) and value.bit_length() > 64:   # repr() refuses ints over 4300 digits (ValueError)
+        return f"a number of {value.bit_length()} bits (int)"
     return f"{value!r} ({type(value).__name__})"
 
 

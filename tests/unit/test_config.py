@@ -533,6 +533,8 @@ def test_a_config_saved_in_latin_1_is_refused_naming_the_line_and_what_to_do(tmp
 @pytest.mark.parametrize(("value", "fragment"), [
     ("2026-13-01", "line 1: 2026-13-01 looks like a date but is not one (month must be in 1..12)"),
     ("9" * 5000, "line 1: " + "9" * 20 + "... is a number too long to read"),
+    # in binary PyYAML builds it (int(s, 2) has no limit), and the message about it could not show it
+    ("0b" + "1" * 20000, "stack: found a number of 20000 bits (int), expected"),
 ])
 def test_a_value_yaml_cannot_build_is_refused_with_exit_2_not_a_crash(value, fragment, tmp_path, capsys):
     # PyYAML builds a date or an int from what matches their pattern; datetime and int then raise ValueError,
