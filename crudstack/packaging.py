@@ -47,8 +47,9 @@ def escaping_links(code_dir: Path, module: str) -> list[str]:
                          f"through links, never to a file): remove it or point it at a file inside {code_dir}")
             continue
         if not target.is_relative_to(root):
-            kind = "folder" if path.is_dir() else "file"
-            found.append(f"{path.relative_to(code_dir).as_posix()} is a link to the {kind} {target}, outside "
+            what = ("the folder " if path.is_dir() else "the file " if path.exists() else "") + str(target)
+            what += "" if path.exists() else ", which does not exist"   # a dangling link: nothing to pack, but still out
+            found.append(f"{path.relative_to(code_dir).as_posix()} is a link to {what}, outside "
                          f"{root}: a function's zip may hold only what is inside lambda.code_dir; copy what is needed "
                          f"into {code_dir} or remove the link")
     return found

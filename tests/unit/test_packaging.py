@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -223,3 +224,11 @@ def test_a_common_linked_out_of_code_dir_is_refused_without_walking_what_it_poin
     with pytest.raises(ConfigError, match="common is a link to the folder " + str(outside)):
         build_package(code, "get_item")
     assert walked == []
+
+
+def test_a_dangling_link_out_of_code_dir_is_not_called_a_link_to_a_file(code, tmp_path):
+    gone = tmp_path / "gone" / "helper.py"
+    (code / "common" / "helper.py").symlink_to(gone)
+
+    with pytest.raises(ConfigError, match=re.escape(f"common/helper.py is a link to {gone}, which does not exist, outside")):
+        build_package(code, "get_item")
