@@ -412,6 +412,8 @@ def check_target(config: Config, target: str, source: str = "config.yaml") -> No
 def _describe(value) -> str:
     if isinstance(value, (dict, list)):
         return f"a {type(value).__name__}"
+    if isinstance(value, int) and value.bit_length() > 64:   # repr() refuses ints over 4300 digits (ValueError)
+        return f"a number of {value.bit_length()} bits (int)"
     return f"{value!r} ({type(value).__name__})"
 
 
@@ -493,11 +495,40 @@ class DuplicateKey(yaml.YAMLError):
                          f"YAML would silently keep only the last one, so remove or rename one of them")
 
 
+class BadValue(yaml.YAMLError):
+    """A scalar that matched a YAML type's pattern but could not be built: PyYAML then lets the ValueError of
+    datetime() or int() through (a month 13; more digits than Python's limit for int(str), 4300)."""
+
+    def __init__(self, node, exc: ValueError):
+        shown = node.value if len(node.value) <= 40 else f"{node.value[:20]}..."
+        kind = node.tag.rsplit(":", 1)[-1]
+        what = ("is a number too long to read" if kind == "int" else
+                f"looks like a date but is not one ({exc})" if kind == "timestamp" else f"cannot be read ({exc})")
+        super().__init__(f"line {node.start_mark.line + 1}: {shown} {what}; put it in quotes if it is meant as text")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader, but a key given twice in one mapping is an error: PyYAML keeps the last one
     silently, so a second `stack:` further down would point provision at another stack."""
 
-    def construct_mapping(self, node, deep=False):
+    def flatten_mapping(self, node):
+        # Checked here, as written, before the first flattening: SafeLoader flattens every mapping it builds, and
+        # a merge source (`<<: &s {...}`) in place, possibly before it is built itself: its merged keys then sit
+        # beside its own ones and would look written twice.
+        if not getattr(node, "keys_checked", False):
+            node.keys_checked = True
+            self._check_unique_keys(node)
+        super().flatten_mapping(node)
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:   # only a scalar's own constructor raises it; BadValue is no ValueError
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            raise BadValue(node, exc) from None
+
+    def _check_unique_keys(self, node) -> None:
         if isinstance(node, yaml.MappingNode):
             first_lines: dict = {}
             for key_node, _ in node.value:
@@ -510,7 +541,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     first_lines[key] = line
                 except TypeError:
                     continue  # an unhashable key: SafeLoader's own error names it
-        return super().construct_mapping(node, deep=deep)
 
 
 def _read_config_text(path: Path) -> str:
@@ -522,12 +552,16 @@ def _read_config_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB ({path.stat().st_size} bytes); a config.yaml is "
+        size = path.stat().st_size   # 0 for a device or a pipe, which has no size
+        shown = f"{size} bytes" if size > MAX_CONFIG_BYTES else f"more than {MAX_CONFIG_BYTES} bytes read from it"
+        raise ConfigError([f"{path}: larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB ({shown}); a config.yaml is "
                            f"a page of settings: check that --config names the right file"], str(path))
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([f"{path}: cannot be read ({exc})"], str(path)) from None
+    except UnicodeDecodeError as exc:   # YAML is UTF-8 here; an editor's Latin-1 or UTF-16 is the usual cause
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError([f"{path}: line {line} is not UTF-8 (byte "
+                           f"0x{raw[exc.start]:02x}): save the file as UTF-8"], str(path)) from None
 
 
 def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
@@ -535,10 +569,13 @@ def load_config(path: str | Path = ROOT / "config.yaml") -> Config:
     text = _read_config_text(path)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except DuplicateKey as exc:
+    except (DuplicateKey, BadValue) as exc:
         raise ConfigError([str(exc)], str(path)) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ConfigError([f"YAML syntax error{at}: {getattr(exc, 'problem', exc)}"], str(path)) from None
+    except RecursionError:   # PyYAML composes and constructs nodes recursively, one level per bracket or indent
+        raise ConfigError([f"{path}: nested too deeply (thousands of levels of lists or mappings); a config.yaml is "
+                           f"a few levels deep: check that --config names the right file"], str(path)) from None
     return parse_config(data, str(path))

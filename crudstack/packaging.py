@@ -38,18 +38,29 @@ def escaping_links(code_dir: Path, module: str) -> list[str]:
     root = code_dir.resolve()
     found = []
     for path in _package_tree(code_dir, module):
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            kind = "folder" if path.is_dir() else "file"
-            found.append(f"{path.relative_to(code_dir).as_posix()} is a link to the {kind} {path.resolve()}, outside "
+        if not path.is_symlink():
+            continue
+        try:
+            target = path.resolve()
+        except (RuntimeError, OSError):   # Python 3.11 raises RuntimeError for a loop (a -> b -> a), 3.13 OSError
+            found.append(f"{path.relative_to(code_dir).as_posix()} is a link that loops (it leads back to itself "
+                         f"through links, never to a file): remove it or point it at a file inside {code_dir}")
+            continue
+        if not target.is_relative_to(root):
+            what = ("the folder " if path.is_dir() else "the file " if path.exists() else "") + str(target)
+            what += "" if path.exists() else ", which does not exist"   # a dangling link: nothing to pack, but still out
+            found.append(f"{path.relative_to(code_dir).as_posix()} is a link to {what}, outside "
                          f"{root}: a function's zip may hold only what is inside lambda.code_dir; copy what is needed "
                          f"into {code_dir} or remove the link")
     return found
 
 
 def _package_tree(code_dir: Path, module: str) -> list[Path]:
-    """The handler, common/ and everything below common/, links not followed (folder links are listed, not entered)."""
+    """The handler, common/ and everything below common/, links not followed (folder links are listed, not entered)
+    but for common/ itself when it links inside code_dir: package_files packs what is below it even then. A common/
+    linking out is refused by itself, and not walked (it may be / or a home folder)."""
     tree = [code_dir / f"{module}.py", code_dir / SHARED_PACKAGE]
-    if tree[1].is_dir() and not tree[1].is_symlink():
+    if tree[1].is_dir() and (not tree[1].is_symlink() or tree[1].resolve().is_relative_to(code_dir.resolve())):
         for folder, folders, files in os.walk(tree[1]):
             folders[:] = [f for f in folders if f != "__pycache__"]
             tree += [Path(folder) / name for name in folders + files]

@@ -75,8 +75,13 @@ def acquire(path: Path, *, what: str, stack: str, shared: bool = False, wait_s: 
     """Take the lock at path (shared: with other read-only runs), waiting up to wait_s; raises StackBusy after."""
     wait_s = wait_limit() if wait_s is None else wait_s
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as exc:   # the state dir is a file, read-only, on a full disk...: the user's to fix, not a bug
+        raise ConfigError([f"local.state_dir: cannot make the lock file {path} ({exc}); local.state_dir "
+                           f"must name a folder this user can write (or that can be made): fix it in config.yaml"],
+                          "the state dir") from None
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     deadline, told = clock() + wait_s, False
     while True:

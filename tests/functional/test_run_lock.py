@@ -145,3 +145,15 @@ def test_a_lock_whose_holder_died_does_not_block(tmp_path):
 def test_a_wait_that_is_not_a_number_of_seconds_is_refused(raw):
     with pytest.raises(ConfigError, match="CRUDSTACK_LOCK_WAIT_S: found"):
         wait_limit({"CRUDSTACK_LOCK_WAIT_S": raw})
+
+
+@pytest.mark.parametrize("script", ["provision.py", "teardown.py"])
+def test_a_state_dir_that_cannot_hold_the_lock_is_a_config_error_not_a_crash(script, tmp_path):
+    config = config_file(tmp_path)
+    (tmp_path / "state").write_text("a file where local.state_dir should be a folder\n")
+
+    result = run(script, config, "--target", "aws", "--plan", wait_s=1)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unexpected" not in result.stderr
+    assert f"local.state_dir: cannot make the lock file {tmp_path / 'state' / 'aws-us-east-1-locktest.lock'}" in result.stderr

@@ -505,3 +505,63 @@ def test_dots_inside_a_path_part_are_still_accepted(tmp_path):
     fn(data)["route"] = "GET /items.v2/{id}"
 
     assert load_config(write(tmp_path, data)).lambda_.functions["GetItemFunction"].path == "/items.v2/{id}"
+
+
+def test_a_config_nested_thousands_deep_is_refused_with_exit_2_not_a_crash(tmp_path, capsys):
+    # 20 KB of '[' is far under the 1 MiB cap, but PyYAML's composer recurses once per level: RecursionError.
+    path = write(tmp_path, "stack: " + "[" * 10_000 + "]" * 10_000 + "\n")
+
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)
+    assert provision_main(["--config", str(path), "--target", "aws", "--plan"]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+
+
+def test_a_merge_source_that_overrides_its_own_merge_is_not_taken_for_a_key_given_twice():
+    # s is merged inline into the top level before it is read again through *s: by then PyYAML has flattened it
+    # in place (k from its own merge, then its own k), which is not a key written twice.
+    text = "<<: &s {<<: {k: 1}, k: 2}\nother: *s\n"
+    assert yaml.load(text, Loader=crudstack.config._UniqueKeyLoader) == {"k": 2, "other": {"k": 2}}
+    with pytest.raises(crudstack.config.DuplicateKey, match="key 'k' appears twice"):
+        yaml.load("<<: &s {<<: {k: 1}, k: 2, k: 3}\nother: *s\n", Loader=crudstack.config._UniqueKeyLoader)
+
+
+def test_a_key_given_twice_inside_a_merge_source_written_in_place_is_refused():
+    # an in-place merge source is never built as a mapping of its own, only flattened into the one it is merged in
+    with pytest.raises(crudstack.config.DuplicateKey, match="key 'memory_mb' appears twice"):
+        yaml.load("lambda:\n  <<: {memory_mb: 128, memory_mb: 512}\n", Loader=crudstack.config._UniqueKeyLoader)
+
+
+def test_an_endless_device_given_as_the_config_is_refused_without_a_wrong_size(capsys):
+    # /dev/zero (or a pipe) has no size: st_size is 0, and '(0 bytes)' beside 'larger than 1 MiB' was false.
+    assert provision_main(["--config", "/dev/zero", "--target", "aws", "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert "/dev/zero: larger than 1 MiB (more than 1048576 bytes read from it)" in err
+    assert "(0 bytes)" not in err
+
+
+def test_a_config_saved_in_latin_1_is_refused_naming_the_line_and_what_to_do(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"stack: demo\nregion: us-east-1\ntags: {owner: Ren\xe9}\n")   # an editor's Latin-1 'e acute'
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert raised.value.problems == [f"{path}: line 3 is not UTF-8 (byte 0xe9): save the file as UTF-8"]
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("2026-13-01", "line 1: 2026-13-01 looks like a date but is not one (month must be in 1..12)"),
+    ("9" * 5000, "line 1: " + "9" * 20 + "... is a number too long to read"),
+    # in binary PyYAML builds it (int(s, 2) has no limit), and the message about it could not show it
+    ("0b" + "1" * 20000, "stack: found a number of 20000 bits (int), expected"),
+])
+def test_a_value_yaml_cannot_build_is_refused_with_exit_2_not_a_crash(value, fragment, tmp_path, capsys):
+    # PyYAML builds a date or an int from what matches their pattern; datetime and int then raise ValueError,
+    # which is not a YAMLError (a month 13, or more than Python's 4300 digits for int(str)).
+    path = write(tmp_path, f"stack: {value}\n")
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(path)
+    assert provision_main(["--config", str(path), "--target", "aws", "--plan"]) == 2
+    assert "unexpected" not in capsys.readouterr().err

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -185,3 +186,49 @@ def test_links_that_stay_inside_code_dir_are_packed_as_the_files_they_point_to(c
     assert "common/alias.py" in package.files
     with zipfile.ZipFile(io.BytesIO(package.zip_bytes)) as archive:
         assert archive.read("common/alias.py") == (code / "common" / "items.py").read_bytes()
+
+
+def test_a_link_out_of_code_dir_behind_a_common_that_is_itself_a_link_inside_is_refused(code, tmp_path):
+    # common/ -> shared/ (inside code_dir, allowed), and shared/leak.txt -> a file outside: the zip is made through
+    # common/, so the file outside would be packed as common/leak.txt unless the links below the linked common/ are checked.
+    secret = outside_file(tmp_path)
+    (code / "common").rename(code / "shared")
+    (code / "common").symlink_to("shared", target_is_directory=True)
+    (code / "shared" / "leak.txt").symlink_to(secret)
+
+    with pytest.raises(ConfigError, match="common/leak.txt is a link to the file " + str(secret)):
+        build_package(code, "get_item")
+
+
+def test_a_link_loop_in_common_is_refused_naming_it_not_a_crash(code):
+    (code / "common" / "a.py").symlink_to("b.py")
+    (code / "common" / "b.py").symlink_to("a.py")
+
+    with pytest.raises(ConfigError) as raised:
+        build_package(code, "get_item")
+
+    assert raised.value.exit_code == 2
+    assert any(p.startswith("common/a.py is a link that loops") for p in raised.value.problems), raised.value.problems
+
+
+def test_a_common_linked_out_of_code_dir_is_refused_without_walking_what_it_points_to(code, tmp_path, monkeypatch):
+    # common -> / (or ~) must be named at once, not after walking the whole disk below it
+    import crudstack.packaging
+
+    outside = outside_file(tmp_path).parent
+    shutil.rmtree(code / "common")
+    (code / "common").symlink_to(outside, target_is_directory=True)
+    walked = []
+    monkeypatch.setattr(crudstack.packaging.os, "walk", lambda top, *a, **k: walked.append(top) or iter(()))
+
+    with pytest.raises(ConfigError, match="common is a link to the folder " + str(outside)):
+        build_package(code, "get_item")
+    assert walked == []
+
+
+def test_a_dangling_link_out_of_code_dir_is_not_called_a_link_to_a_file(code, tmp_path):
+    gone = tmp_path / "gone" / "helper.py"
+    (code / "common" / "helper.py").symlink_to(gone)
+
+    with pytest.raises(ConfigError, match=re.escape(f"common/helper.py is a link to {gone}, which does not exist, outside")):
+        build_package(code, "get_item")

@@ -466,9 +466,11 @@ def _what_it_held(chunk: bytes) -> str:
     header = damaged_header(chunk)
     if header is None:
         return ""
-    environ = header.get("environ") or {}
-    request = (f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if header.get("kind") == "http"
-               else f"operation {header.get('op') or header.get('kind')}")
+    environ = header.get("environ") if isinstance(header.get("environ"), dict) else {}   # damaged: any shape
+    if header.get("kind") == "http":
+        request = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}" if environ else "an HTTP request"
+    else:
+        request = f"operation {header.get('op') or header.get('kind')}"
     return f" (lsn {header.get('lsn')}, {request})"
 
 

@@ -125,7 +125,7 @@ def damaged_header(chunk: bytes) -> dict[str, Any] | None:
     head, newline, _ = chunk[_FRAME_HEAD.size:].partition(b"\n")
     try:
         header = json.loads(head, object_hook=_object_hook) if newline else None
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):   # damaged bytes may parse into any shape ({"$datetime": 5})
         return None
     return header if isinstance(header, dict) and isinstance(header.get("lsn"), int) else None
 

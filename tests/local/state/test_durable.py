@@ -444,3 +444,22 @@ def test_saved_state_belonging_to_another_user_is_refused(tmp_path, monkeypatch)
     monkeypatch.setattr(private.os, "geteuid", lambda: os.getuid() + 4242)  # as seen by another user
     with pytest.raises(StateUnsafe, match="belongs to uid"):
         make_state(tmp_path, KeyValueApp()).recover()
+
+
+@pytest.mark.parametrize("header", [
+    {"lsn": 7, "kind": "http", "environ": ["REQUEST_METHOD", "PUT"]},     # damaged bytes that still parse as JSON
+    {"lsn": 7, "kind": "http", "environ": {"HTTP_DATE": {"$datetime": 5}}},
+])
+def test_a_damaged_last_record_whose_header_still_parses_into_odd_shapes_is_described_not_a_crash(header, tmp_path):
+    # The header of a damaged record is read only to name the request: its bytes failed their CRC, so no shape
+    # may be assumed. A crash here would stop the local AWS from starting at all.
+    from crudstack.local.state.durable import _describe_damage
+    from crudstack.local.state.journal import Damage
+
+    chunk = encode(header, b"body")[:-2]   # cut short, as a stop mid-write leaves it
+    damage = Damage(tmp_path / "00000001.log", 0, len(chunk), "truncated record")
+
+    said = _describe_damage(damage, [], len(chunk), True, chunk)
+
+    assert said.startswith("00000001.log: ") and "the last record" in said and "cut short or damaged; dropped" in said
+    assert "None" not in said
