@@ -18,10 +18,10 @@ from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import boto3
 import botocore.exceptions
 import botocore.loaders
 import botocore.regions
+import botocore.session
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -266,6 +266,24 @@ class Limiter:
             self.sleep(wait)
 
 
+class Session:
+    """What Aws needs of boto3.session.Session, its clients, on botocore alone: importing boto3 (s3transfer
+    with it) added about 70 ms to every run's start-up, and boto3's own additions to a session are for its
+    resources and S3 (boto3/session.py, _register_default_handlers), neither of which a run uses."""
+
+    def __init__(self, region_name: str | None = None, aws_access_key_id: str | None = None,
+                 aws_secret_access_key: str | None = None, aws_session_token: str | None = None):
+        self._session = botocore.session.get_session()
+        if aws_access_key_id or aws_secret_access_key or aws_session_token:
+            self._session.set_credentials(aws_access_key_id, aws_secret_access_key, aws_session_token)
+        if region_name:
+            self._session.set_config_variable("region", region_name)
+        self.region_name = region_name
+
+    def client(self, service: str, **kwargs):
+        return self._session.create_client(service, region_name=kwargs.pop("region_name", self.region_name), **kwargs)
+
+
 class Aws:
     """Clients for one account/region/endpoint, with our retry policy and call counting."""
 
@@ -274,7 +292,7 @@ class Aws:
         *,
         region: str,
         endpoint_url: str | None = None,
-        session: boto3.session.Session | None = None,
+        session: "boto3.session.Session | Session | None" = None,
         deadline_s: float = 180,
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -283,7 +301,7 @@ class Aws:
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
-        self.session = session or boto3.session.Session(region_name=region)
+        self.session = session or Session(region_name=region)
         self.region = region
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s

@@ -23,11 +23,10 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-import boto3
 import botocore.exceptions
 import botocore.session
 
-from crudstack.aws import Aws
+from crudstack.aws import Aws, Session
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
@@ -114,7 +113,7 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
             log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
                         "  Everything else was recovered. Details: %s",
                         "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
-        session = boto3.session.Session(region_name=config.region, **FAKE_CREDENTIALS)
+        session = Session(region_name=config.region, **FAKE_CREDENTIALS)
         aws = Aws(region=config.region, endpoint_url=endpoint, session=session,
                   deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
         if config.local.behaviour == "realistic":
@@ -185,6 +184,7 @@ def write_error_log(config: Config | None, exc: BaseException) -> Path:
     import platform
     import tempfile
 
+    import boto3
     import botocore
 
     lines = [f"crudstack {Path(sys.argv[0]).name} failed unexpectedly at {time.strftime('%Y-%m-%d %H:%M:%S %z')}",

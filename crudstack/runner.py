@@ -18,7 +18,6 @@ from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
 from crudstack.calls import Poll
 from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
-from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
 from crudstack.steps.base import Step
@@ -61,6 +60,8 @@ class Reporter:
 
 
 def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> str:
+    from crudstack.permissions import denied_action, is_access_denied   # the error path only
+
     code = error_code(exc) or ""
     if is_access_denied(exc):
         # Name the IAM action, which is what a policy lists, not botocore's operation name.
