@@ -316,6 +316,7 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
+        self._identity_lock = threading.Lock()   # by the first of the threads that need it; the others wait for it
         self._thread = threading.local()   # each thread's last call: runs make calls from many threads
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
@@ -392,8 +393,10 @@ class Aws:
     def caller_identity(self) -> dict:
         """Who the credentials are (Account, Arn, UserId): one sts:GetCallerIdentity call per run."""
         if self._identity is None:
-            sts = self.client("sts")
-            self._identity = self.call(sts.get_caller_identity)
+            with self._identity_lock:
+                if self._identity is None:
+                    sts = self.client("sts")
+                    self._identity = self.call(sts.get_caller_identity)
         return self._identity
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import botocore.exceptions
@@ -521,3 +522,17 @@ def test_botocore_does_not_retry_on_its_own_so_every_attempt_is_ours_and_counted
     assert Unavailable.hits == 3  # botocore's standard mode alone would have sent 3 per call, 9 in all
     assert aws.stats.calls[("dynamodb", "ListTables")] == 3
     assert aws.stats.retries == 2 and len(sleeps) == 2
+
+
+def test_the_caller_identity_is_asked_once_however_many_threads_need_it_at_once():
+    """Plans read in many threads; each ARN they write needs the account: one sts:GetCallerIdentity a run."""
+    with mock_aws():
+        aws = Aws(region="us-east-1")
+        asked = []
+        aws.register("before-call", lambda model, **_: asked.append(model.name) or time.sleep(0.2))
+        threads = [threading.Thread(target=lambda: aws.account_id) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert asked == ["GetCallerIdentity"]
