@@ -314,6 +314,9 @@ class Aws:
         self.clock = clock
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
+        self._client_locks: dict[str, threading.Lock] = {}
+        self._client_locks_lock = threading.Lock()
+        self._preparing: threading.Thread | None = None
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self._identity_lock = threading.Lock()   # by the first of the threads that need it; the others wait for it
@@ -325,7 +328,25 @@ class Aws:
         self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
 
     # -- clients -----------------------------------------------------------------------------
+    def prepare(self, services: tuple[str, ...]) -> threading.Thread:
+        """Make these services' clients in a thread of their own (botocore loads each one's model: tens of ms
+        of CPU apiece) while the caller waits on something else: the first call's round trip, the local AWS
+        starting. Join the thread to wait for them; client() waits for one being made meanwhile."""
+        thread = threading.Thread(target=lambda: [self.client(service) for service in services],
+                                  name="crudstack-clients", daemon=True)
+        self._preparing = thread
+        thread.start()
+        return thread
+
     def client(self, service: str):
+        if service not in self._clients:
+            with self._client_locks_lock:
+                lock = self._client_locks.setdefault(service, threading.Lock())
+            with lock:   # two threads asking for a new service's client at once make one
+                return self._client(service)
+        return self._clients[service]
+
+    def _client(self, service: str):
         if service not in self._clients:
             config = BotoConfig(
                 region_name=self.region,
@@ -357,8 +378,10 @@ class Aws:
 
     def register(self, event: str, handler: Callable) -> None:
         """Hook every client, present and future (tests use it to inject faults)."""
+        if self._preparing is not None:
+            self._preparing.join()   # every client it makes is then there to be hooked
         self._hooks.append((event, handler))
-        for client in self._clients.values():
+        for client in list(self._clients.values()):
             client.meta.events.register(event, handler)
 
     def _count(self, model, **_):

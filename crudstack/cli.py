@@ -102,20 +102,26 @@ def warn_of_ignored_regions(config: Config) -> None:
               f"to work in another region, change region: in config.yaml", file=sys.stderr, flush=True)
 
 
+# The services a run calls: their clients are made while the first call (or the local AWS's start) is awaited.
+RUN_SERVICES = ("sts", "dynamodb", "iam", "lambda", "apigateway", "logs", "cloudwatch", "sns")
+
+
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
-        from crudstack.local.daemon import ensure_running, unreported_recovery_problems
+        from crudstack.local.daemon import endpoint_of, ensure_running, unreported_recovery_problems
 
+        session = Session(region_name=config.region, **FAKE_CREDENTIALS)
+        aws = Aws(region=config.region, endpoint_url=endpoint_of(config.local.port), session=session,
+                  deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
+        clients = aws.prepare(RUN_SERVICES)   # on the other core, while the local AWS starts
         endpoint = ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
+        clients.join()
         problems = unreported_recovery_problems(config.state_dir)
         if problems:
             log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
                         "  Everything else was recovered. Details: %s",
                         "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
-        session = Session(region_name=config.region, **FAKE_CREDENTIALS)
-        aws = Aws(region=config.region, endpoint_url=endpoint, session=session,
-                  deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
         if config.local.behaviour == "realistic":
             from crudstack.realistic import local_model
 
@@ -123,8 +129,10 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
         return aws, endpoint
     warn_of_ignored_regions(config)
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
-    return Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
-               max_attempts=config.retry.max_attempts), endpoint
+    aws = Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
+              max_attempts=config.retry.max_attempts)
+    aws.prepare(RUN_SERVICES)   # while the caller identity's round trip is awaited
+    return aws, endpoint
 
 
 def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float,
