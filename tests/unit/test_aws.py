@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import botocore.exceptions
+import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
@@ -536,3 +537,24 @@ def test_the_caller_identity_is_asked_once_however_many_threads_need_it_at_once(
         for thread in threads:
             thread.join()
         assert asked == ["GetCallerIdentity"]
+
+
+def test_threads_asking_for_a_new_service_s_client_at_once_get_one_client():
+    """A plan's threads and Aws.prepare's thread ask for the same clients at once: one each, hooked once."""
+    made = []
+
+    class SlowSession:
+        def client(self, service, **kwargs):
+            made.append(service)
+            time.sleep(0.1)   # botocore loading the service's model
+            return botocore.session.get_session().create_client(
+                service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+    aws = Aws(region="us-east-1", session=SlowSession())
+    clients = []
+    threads = [threading.Thread(target=lambda: clients.append(aws.client("lambda"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["lambda"] and len({id(c) for c in clients}) == 1
