@@ -159,7 +159,7 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
             for number in waits:
                 events[number].wait()
             # On a simulated clock, a plan that waited for another starts when that one ended, as on the wall clock.
-            at = max([start] + [ends[number] for number in waits])
+            at = max([start] + [ends.get(number, start) for number in waits])
             with ctx.aws.working():
                 ends[step.number] = sim.run(at, lambda: plan(step))[1]   # plan() keeps its own errors
         finally:
