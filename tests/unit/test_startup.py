@@ -45,3 +45,15 @@ def test_a_teardown_on_aws_into_a_pipe_imports_nothing_it_does_not_need_before_i
     modules = imported_at_first_call("teardown_main", ["--target", "aws", "--yes", "--plan"])
     assert "botocore.client" in modules
     assert unneeded(modules) == []
+
+
+def test_the_commands_end_without_the_interpreter_s_teardown_yet_with_all_their_output_and_their_exit_code(tmp_path):
+    """provision.py and teardown.py end with os._exit (crudstack.cli.exit_now): what they printed into a pipe
+    still arrives whole, and the exit code is the command's."""
+    policy = subprocess.run([sys.executable, str(ROOT / "provision.py"), "--deployer-policy"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert policy.returncode == 0, policy.stderr
+    assert json.loads(policy.stdout)["Statement"]
+    missing = subprocess.run([sys.executable, str(ROOT / "teardown.py"), "--config", str(tmp_path / "none.yaml"), "--yes"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "none.yaml" in missing.stderr
