@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, TextIO
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import botocore
 
