@@ -316,7 +316,7 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._client_locks: dict[str, threading.Lock] = {}
         self._client_locks_lock = threading.Lock()
-        self._preparing: threading.Thread | None = None
+        self._hooks_lock = threading.Lock()
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self._identity_lock = threading.Lock()   # by the first of the threads that need it; the others wait for it
@@ -334,7 +334,6 @@ class Aws:
         starting. Join the thread to wait for them; client() waits for one being made meanwhile."""
         thread = threading.Thread(target=lambda: [self.client(service) for service in services],
                                   name="crudstack-clients", daemon=True)
-        self._preparing = thread
         thread.start()
         return thread
 
@@ -363,9 +362,10 @@ class Aws:
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
             client.meta.events.register("before-parameter-build", self._note_call)
-            for event, handler in self._hooks:
-                client.meta.events.register(event, handler)
-            self._clients[service] = client
+            with self._hooks_lock:   # a hook registered meanwhile is either in the list now or put on it below
+                for event, handler in self._hooks:
+                    client.meta.events.register(event, handler)
+                self._clients[service] = client
         return self._clients[service]
 
     @property
@@ -377,11 +377,12 @@ class Aws:
         return _Working(self)
 
     def register(self, event: str, handler: Callable) -> None:
-        """Hook every client, present and future (tests use it to inject faults)."""
-        if self._preparing is not None:
-            self._preparing.join()   # every client it makes is then there to be hooked
-        self._hooks.append((event, handler))
-        for client in list(self._clients.values()):
+        """Hook every client, present and future (tests use it to inject faults), clients being made in
+        another thread (prepare) included."""
+        with self._hooks_lock:
+            self._hooks.append((event, handler))
+            clients = list(self._clients.values())
+        for client in clients:
             client.meta.events.register(event, handler)
 
     def _count(self, model, **_):

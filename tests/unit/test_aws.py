@@ -558,3 +558,24 @@ def test_threads_asking_for_a_new_service_s_client_at_once_get_one_client():
     for thread in threads:
         thread.join()
     assert made == ["lambda"] and len({id(c) for c in clients}) == 1
+
+
+def test_a_hook_registered_while_prepare_makes_the_clients_is_on_every_client_once():
+    """The CLI hooks the run's Aws (Ctrl-C, chaos, --verbose) while Aws.prepare still makes clients in its thread."""
+    class SlowSession:
+        def client(self, service, **kwargs):
+            time.sleep(0.05)
+            return botocore.session.get_session().create_client(
+                service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+    with mock_aws():
+        aws = Aws(region="us-east-1", session=SlowSession())
+        heard = []
+        making = aws.prepare(("sts", "lambda", "iam", "sns"))
+        aws.register("before-call", lambda model, **_: heard.append(model.name))
+        making.join()
+        aws.call(aws.client("sts").get_caller_identity)
+        aws.call(aws.client("lambda").list_functions)
+        aws.call(aws.client("iam").list_roles)
+        aws.call(aws.client("sns").list_topics)
+    assert heard == ["GetCallerIdentity", "ListFunctions", "ListRoles", "ListTopics"]
