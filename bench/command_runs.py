@@ -6,7 +6,8 @@ no-op re-run, one handler edit, teardown. The proxy's log of calls splits each r
 start to the first AWS call), planning (to the first call that changes something), execution (to the last
 answer) and exit. The floor of a fresh provision is computed here too: start-up plus the longest chain of
 dependent calls (the caller identity, one round of reads, then the longest path through the execution
-graph, counted in calls), and the time AWS's documented rates need for the run's calls.
+graph, counted in calls), and the time AWS's documented rates need for the run's calls (after start-up and
+the calls the rate-bound ones wait for, the last answered a round trip after it is sent).
 
 --local: the embedded local AWS, not running at first: fresh provision to a serving invoke URL (until
 GET /items answers 200), no-op re-run, teardown (which stops the local AWS).
@@ -167,20 +168,31 @@ def chain_and_rates(endpoint: str, folder: Path) -> dict:
     calls = [("sts", "GetCallerIdentity", "the caller identity (ARNs name the account)"),
              ("*", "reads", "one round of reads, all at once (a fresh stack has nothing to find)")]
     calls += [(service, op, f"{change.kind} {change.name}") for change, (service, op) in chain]
-    budgets: dict[str, list] = {}
-    for service, op in made:
+    def budget(service: str, op: str) -> tuple[str, float, float] | None:
         quota = quota_for(service, op)
         if quota is not None:
-            key, rate, burst = quota_key(service, op), quota.requests / quota.per_s, float(quota.burst or quota.requests)
-        elif (service, op) in EXTRA_RATES:
-            key, (rate, burst) = f"cloudwatch:{op}", EXTRA_RATES[(service, op)]
-        else:
-            continue
-        budgets.setdefault(key, [0, rate, burst])[0] += 1
+            return quota_key(service, op), quota.requests / quota.per_s, float(quota.burst or quota.requests)
+        if (service, op) in EXTRA_RATES:
+            return (f"cloudwatch:{op}", *EXTRA_RATES[(service, op)])
+        return None
+
+    budgets: dict[str, list] = {}
+    for service, op in made:
+        known = budget(service, op)
+        if known is not None:
+            budgets.setdefault(known[0], [0, known[1], known[2]])[0] += 1
     rates = {key: max(0.0, (n - burst) / rate) for key, (n, rate, burst) in budgets.items()}
     slowest = max(rates, key=rates.get, default=None)
+
+    def before_first(node) -> int | None:   # calls in sequence before the node's first call of the slowest budget
+        own = [i for i, (service, op) in enumerate(per_change.get(id(node.change), [])) if (budget(service, op) or ("",))[0] == slowest]
+        if not own:
+            return None
+        return max((len(path(nodes[i])) for i in node.waits_for), default=0) + own[0]
+
+    starts = [n for n in (before_first(node) for node in nodes) if n is not None]
     return {"chain": calls, "rate_s": rates.get(slowest, 0.0), "rate_budget": slowest,
-            "rate_calls": budgets.get(slowest, [0])[0]}
+            "rate_calls": budgets.get(slowest, [0])[0], "rate_calls_before": 2 + min(starts, default=0)}
 
 
 # -- the runs -----------------------------------------------------------------------------------------------
@@ -264,7 +276,11 @@ def report(trees: list[Tree], results: dict[str, list[dict[str, Run]]], latency_
             rows["start-up (to the first AWS call)"] = {"median_s": startup}
             if floor is not None:
                 chain_s = startup + len(floor["chain"]) * latency_ms / 1000
-                rows["fresh provision"]["floor_s"] = max(chain_s, floor["rate_s"])
+                # The rate-bound calls start after the calls they wait for; the last of them is answered a round trip
+                # after it is sent.
+                rate_s = startup + (floor["rate_calls_before"] + 1) * latency_ms / 1000 + floor["rate_s"]
+                rows["fresh provision"]["rate_floor_s"] = rate_s
+                rows["fresh provision"]["floor_s"] = max(chain_s, rate_s)
                 rows["fresh provision"]["chain_floor_s"] = chain_s
         doc["trees"][tree.label] = rows
     print(f"\n{'command as a user types it, ' + format(latency_ms, 'g') + ' ms a call' if latency_ms is not None else 'local target'}; "
@@ -300,5 +316,6 @@ def report(trees: list[Tree], results: dict[str, list[dict[str, Run]]], latency_
         for service, op, what in floor["chain"]:
             print(f"    {service} {op}  ({what})")
         print(f"  and AWS's documented rates: {floor['rate_calls']} calls of budget {floor['rate_budget']} need "
-              f"{floor['rate_s']:.2f} s")
+              f"{floor['rate_s']:.2f} s at its rate, after start-up and the {floor['rate_calls_before']} calls they wait "
+              f"for, the last answered a round trip later: {rows['rate_floor_s']:.2f} s")
     return doc
