@@ -287,7 +287,7 @@ def report(trees: list[Tree], results: dict[str, list[dict[str, Run]]], latency_
           f"medians of {len(results[here])} runs per tree, interleaved; load {os.getloadavg()[0]:.2f}")
     labels = [t.label for t in trees]
     head = " | ".join(f"{label} s" for label in labels)
-    print(f"| phase | {head} | {here}/{labels[0]} | target | pass |\n|---|" + "---:|" * (len(labels) + 2) + "---|")
+    print(f"| phase | {head} | {here + '/' + labels[0] if len(labels) > 1 else 'ratio'} | target | pass |\n|---|" + "---:|" * (len(labels) + 2) + "---|")
     mine = doc["trees"][here]
     for name in mine:
         values = [doc["trees"][label].get(name, {}).get("median_s") for label in labels]
