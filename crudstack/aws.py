@@ -317,6 +317,7 @@ class Aws:
         self._client_locks: dict[str, threading.Lock] = {}
         self._client_locks_lock = threading.Lock()
         self._hooks_lock = threading.Lock()
+        self.prepare_at_first_call: tuple[str, ...] = ()   # services whose clients prepare() makes then
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
         self._identity_lock = threading.Lock()   # by the first of the threads that need it; the others wait for it
@@ -420,6 +421,8 @@ class Aws:
             with self._identity_lock:
                 if self._identity is None:
                     sts = self.client("sts")
+                    if self.prepare_at_first_call:   # made while this first call's answer is awaited
+                        self.prepare(self.prepare_at_first_call)
                     self._identity = self.call(sts.get_caller_identity)
         return self._identity
 

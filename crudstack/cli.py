@@ -131,7 +131,7 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
     aws = Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
               max_attempts=config.retry.max_attempts)
-    aws.prepare(RUN_SERVICES)   # while the caller identity's round trip is awaited
+    aws.prepare_at_first_call = RUN_SERVICES   # while the caller identity's round trip is awaited
     return aws, endpoint
 
 
