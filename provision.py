@@ -8,10 +8,10 @@ Idempotent and resumable: run it again at any time; it changes only what differs
 import sys
 
 try:
-    from crudstack.cli import provision_main
+    from crudstack.cli import exit_now, provision_main
 except KeyboardInterrupt:  # Ctrl-C while Python loads boto3: nothing has been done yet
     print("Interrupted before anything was done.", file=sys.stderr)
     sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(provision_main())
+    exit_now(provision_main())

@@ -8,10 +8,10 @@ A table that still holds items is kept unless --delete-data or --backup is given
 import sys
 
 try:
-    from crudstack.cli import teardown_main
+    from crudstack.cli import exit_now, teardown_main
 except KeyboardInterrupt:  # Ctrl-C while Python loads boto3: nothing has been done yet
     print("Interrupted before anything was done.", file=sys.stderr)
     sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(teardown_main())
+    exit_now(teardown_main())

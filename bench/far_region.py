@@ -17,6 +17,15 @@ bench/provision.py runs them), with its own stack name and a private copy of lam
         from the save until GET /items/{id} through the invoke URL returns the new answer
 
     python bench/far_region.py [--latency-ms 100] [--repeat 3] [--json]
+
+The commands as a user types them (bench/command_runs.py): each phase a fresh `python provision.py
+--target aws` (or teardown.py) process against the proxy, timed from process start to exit, split into
+start-up, planning and execution, beside the fresh provision's floor; --local: the same on the embedded
+local AWS, from nothing running to a serving invoke URL; --compare main: today's main in a git worktree,
+interleaved with this tree, so both see the same load. Each row has its target and PASS/FAIL.
+
+    python bench/far_region.py --command [--local] [--compare main] [--repeat 5] [--json]
+    python bench/far_region.py --local [--compare main] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -67,6 +76,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
+        arrived = time.perf_counter()
         time.sleep(self.server.latency_s)   # the round trip to a far region; other threads wait alongside
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         upstream = http.client.HTTPConnection(*self.server.upstream, timeout=120)
@@ -84,7 +94,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # One write: header and body in the same segment.
         self.wfile.write(head + (payload if self.command != "HEAD" else b""))
         self.wfile.flush()
-        self.server.count()
+        self.server.count(arrived, *call_of(self.command, self.path, self.headers, body))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
 
@@ -97,11 +107,39 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream, self.latency_s = upstream, latency_s
         self.requests = 0
+        self.calls: list[tuple[float, float, str, str]] = []   # (arrived, answered, service, operation)
         self._lock = threading.Lock()
 
-    def count(self) -> None:
+    def count(self, arrived: float, service: str, operation: str) -> None:
         with self._lock:
             self.requests += 1
+            self.calls.append((arrived, time.perf_counter(), service, operation))
+
+
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+
+def call_of(method: str, path: str, headers, body: bytes | None) -> tuple[str, str]:
+    """(service, operation) of a signed request: the service from the signature's scope; the operation from
+    the query protocol's Action, the JSON protocol's X-Amz-Target, else (REST: Lambda, API Gateway) the method and path."""
+    scope = _SCOPE.search(headers.get("Authorization") or "")
+    service = scope.group(1) if scope else "?"
+    target = headers.get("X-Amz-Target")
+    if target:
+        return service, target.rsplit(".", 1)[-1]
+    action = re.search(rb"(?:^|&)Action=(\w+)", body or b"")
+    if action:
+        return service, action.group(1).decode()
+    return service, f"{method} {path.split('?')[0]}"
+
+
+def is_write(operation: str) -> bool:
+    """A call that changes something: REST calls by their method, the others by their operation's name."""
+    from crudstack.aws import is_mutating
+
+    if " " in operation:
+        return not operation.startswith(("GET ", "HEAD "))
+    return is_mutating(operation)
 
 
 class FarRegion:
@@ -123,6 +161,12 @@ class FarRegion:
     @property
     def requests(self) -> int:
         return self._server.requests if self._server else 0
+
+    def take_calls(self) -> list[tuple[float, float, str, str]]:
+        """The calls answered since the last take: (arrived, answered, service, operation), perf_counter times."""
+        with self._server._lock:
+            calls, self._server.calls = self._server.calls, []
+        return calls
 
     def start(self, timeout: float = 30) -> "FarRegion":
         if self.upstream is None:
@@ -332,8 +376,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100, help="delay before each AWS call is answered (default 100)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--command", action="store_true", help="time `python provision.py --target aws` processes (subprocess mode)")
+    parser.add_argument("--local", action="store_true", help="time the commands on the embedded local AWS (subprocess mode)")
+    parser.add_argument("--compare", metavar="REF", help="also run REF (e.g. main) from a git worktree, interleaved")
     args = parser.parse_args()
     os.environ.update(FAKE_CREDENTIALS)
+    if args.command or args.local:
+        return commands(args)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
         os.environ.pop(name, None)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -366,6 +415,44 @@ def main() -> None:
         counts = ("", "") if r["reads"] is None else (r["reads"], r["writes"])
         print(f"| {name} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {counts[0]} | {counts[1]} | {calls} | "
               f"{'' if r['target_s'] is None else ('< ' if name.startswith('watch') else '<= ') + format(r['target_s'], 'g')} |")
+
+
+def commands(args) -> None:
+    """The subprocess mode: each phase a fresh process, as a user runs it, this tree beside --compare's."""
+    import command_runs as cr
+
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    with tempfile.TemporaryDirectory(prefix="far-region-") as tmp:
+        folder = Path(tmp)
+        trees = ([cr.worktree(args.compare, folder / "compare")] if args.compare else []) + [cr.Tree("this", cr.HERE)]
+        if args.compare:
+            trees[-1].label = "branch"
+        docs = {}
+        try:
+            if args.command:
+                with FarRegion(args.latency_ms, log=folder / "moto.log") as region:
+                    floor = cr.chain_and_rates(region.upstream, folder / "floor")
+                    for tree in trees:   # moto loads each service lazily on first use; Python compiles each tree once
+                        cr.far_cycle(tree, region, folder / f"warmup-{tree.label}", f"warm{len(tree.label)}")
+                    results = {t.label: [] for t in trees}
+                    for i in range(args.repeat):
+                        for tree in trees:
+                            results[tree.label].append(cr.far_cycle(tree, region, folder / f"{tree.label}{i}", f"far{i}{tree.label[:4]}"))
+                docs["command"] = cr.report(trees, results, args.latency_ms, floor)
+            if args.local:
+                results = {t.label: [] for t in trees}
+                for i in range(args.repeat + 1):   # the first round compiles and warms the disk cache: not counted
+                    for tree in trees:
+                        runs = cr.local_cycle(tree, folder / f"local-{tree.label}{i}", f"loc{i}", free_port())
+                        if i:
+                            results[tree.label].append(runs)
+                docs["local"] = cr.report(trees, results, None, None)
+        finally:
+            if args.compare:
+                cr.remove_worktree(trees[0])
+    if args.json:
+        print(json.dumps(docs, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import boto3
 import botocore.exceptions
 import botocore.loaders
 import botocore.regions
+import botocore.session
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
@@ -277,6 +277,24 @@ class Limiter:
             self.sleep(wait)
 
 
+class Session:
+    """What Aws needs of boto3.session.Session, its clients, on botocore alone: importing boto3 (s3transfer
+    with it) added about 70 ms to every run's start-up, and boto3's own additions to a session are for its
+    resources and S3 (boto3/session.py, _register_default_handlers), neither of which a run uses."""
+
+    def __init__(self, region_name: str | None = None, aws_access_key_id: str | None = None,
+                 aws_secret_access_key: str | None = None, aws_session_token: str | None = None):
+        self._session = botocore.session.get_session()
+        if aws_access_key_id or aws_secret_access_key or aws_session_token:
+            self._session.set_credentials(aws_access_key_id, aws_secret_access_key, aws_session_token)
+        if region_name:
+            self._session.set_config_variable("region", region_name)
+        self.region_name = region_name
+
+    def client(self, service: str, **kwargs):
+        return self._session.create_client(service, region_name=kwargs.pop("region_name", self.region_name), **kwargs)
+
+
 class Aws:
     """Clients for one account/region/endpoint, with our retry policy and call counting."""
 
@@ -285,7 +303,7 @@ class Aws:
         *,
         region: str,
         endpoint_url: str | None = None,
-        session: boto3.session.Session | None = None,
+        session: "Session | None" = None,
         deadline_s: float = 180,
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -294,7 +312,7 @@ class Aws:
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
-        self.session = session or boto3.session.Session(region_name=region)
+        self.session = session or Session(region_name=region)
         self.region = region
         self.endpoint_url = endpoint_url
         self.deadline_s = deadline_s
@@ -307,8 +325,13 @@ class Aws:
         self.clock = clock
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
+        self._client_locks: dict[str, threading.Lock] = {}
+        self._client_locks_lock = threading.Lock()
+        self._hooks_lock = threading.Lock()
+        self.prepare_at_first_call: tuple[str, ...] = ()   # services whose clients prepare() makes then
         self._hooks: list[tuple[str, Callable]] = []
         self._identity: dict | None = None   # sts:GetCallerIdentity's answer, asked for once
+        self._identity_lock = threading.Lock()   # by the first of the threads that need it; the others wait for it
         self._thread = threading.local()   # each thread's last call: runs make calls from many threads
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
@@ -317,7 +340,24 @@ class Aws:
         self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
 
     # -- clients -----------------------------------------------------------------------------
+    def prepare(self, services: tuple[str, ...]) -> threading.Thread:
+        """Make these services' clients in a thread of their own (botocore loads each one's model: tens of ms
+        of CPU apiece) while the caller waits on something else: the first call's round trip, the local AWS
+        starting. Join the thread to wait for them; client() waits for one being made meanwhile."""
+        thread = threading.Thread(target=lambda: [self.client(service) for service in services],
+                                  name="crudstack-clients", daemon=True)
+        thread.start()
+        return thread
+
     def client(self, service: str):
+        if service not in self._clients:
+            with self._client_locks_lock:
+                lock = self._client_locks.setdefault(service, threading.Lock())
+            with lock:   # two threads asking for a new service's client at once make one
+                return self._client(service)
+        return self._clients[service]
+
+    def _client(self, service: str):
         if service not in self._clients:
             config = BotoConfig(
                 region_name=self.region,
@@ -334,9 +374,10 @@ class Aws:
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
             client.meta.events.register("before-parameter-build", self._note_call)
-            for event, handler in self._hooks:
-                client.meta.events.register(event, handler)
-            self._clients[service] = client
+            with self._hooks_lock:   # a hook registered meanwhile is either in the list now or put on it below
+                for event, handler in self._hooks:
+                    client.meta.events.register(event, handler)
+                self._clients[service] = client
         return self._clients[service]
 
     @property
@@ -348,9 +389,12 @@ class Aws:
         return _Working(self)
 
     def register(self, event: str, handler: Callable) -> None:
-        """Hook every client, present and future (tests use it to inject faults)."""
-        self._hooks.append((event, handler))
-        for client in self._clients.values():
+        """Hook every client, present and future (tests use it to inject faults), clients being made in
+        another thread (prepare) included."""
+        with self._hooks_lock:
+            self._hooks.append((event, handler))
+            clients = list(self._clients.values())
+        for client in clients:
             client.meta.events.register(event, handler)
 
     def _count(self, model, **_):
@@ -385,8 +429,12 @@ class Aws:
     def caller_identity(self) -> dict:
         """Who the credentials are (Account, Arn, UserId): one sts:GetCallerIdentity call per run."""
         if self._identity is None:
-            sts = self.client("sts")
-            self._identity = self.call(sts.get_caller_identity)
+            with self._identity_lock:
+                if self._identity is None:
+                    sts = self.client("sts")
+                    if self.prepare_at_first_call:   # made while this first call's answer is awaited
+                        self.prepare(self.prepare_at_first_call)
+                    self._identity = self.call(sts.get_caller_identity)
         return self._identity
 
     @property

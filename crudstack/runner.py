@@ -18,7 +18,6 @@ from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
 from crudstack.calls import Poll
 from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
-from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
 from crudstack.steps.base import Step
@@ -61,6 +60,8 @@ class Reporter:
 
 
 def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> str:
+    from crudstack.permissions import denied_action, is_access_denied   # the error path only
+
     code = error_code(exc) or ""
     if is_access_denied(exc):
         # Name the IAM action, which is what a policy lists, not botocore's operation name.
@@ -140,9 +141,6 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
 
     def plan(step: Step) -> None:
         try:
-            for number in after.get(step.number, ()):
-                if number in numbers:
-                    events[number].wait()
             changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
             with lock:
                 planned[step] = changes
@@ -151,15 +149,21 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
             note_call(exc, ctx.aws)
             with lock:
                 errors.append((step, exc))
-        finally:
-            events[step.number].set()
 
     sim = SimulatedTime(ctx.aws.clock)
-    start, ends = ctx.aws.clock(), []
+    start, ends = ctx.aws.clock(), {}
 
     def timed(step: Step) -> None:
-        with ctx.aws.working():
-            ends.append(sim.run(start, lambda: plan(step))[1])   # plan() keeps its own errors
+        try:
+            waits = [number for number in after.get(step.number, ()) if number in numbers]
+            for number in waits:
+                events[number].wait()
+            # On a simulated clock, a plan that waited for another starts when that one ended, as on the wall clock.
+            at = max([start] + [ends.get(number, start) for number in waits])
+            with ctx.aws.working():
+                ends[step.number] = sim.run(at, lambda: plan(step))[1]   # plan() keeps its own errors
+        finally:
+            events[step.number].set()
 
     threads = [threading.Thread(target=timed, args=(step,), name=f"crudstack-plan-{step.number}", daemon=True) for step in ordered]
     for thread in threads:
@@ -172,7 +176,7 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
         for thread in threads:   # the reads in flight answer; then nothing more is done
             thread.join()
         raise _stop(KeyboardInterrupt(), ordered[0], "reading what exists", ctx.aws) from None
-    sim.advance_to(max(ends, default=start))
+    sim.advance_to(max(ends.values(), default=start))
     if errors:
         step, exc = min(errors, key=lambda e: ordered.index(e[0]))
         raise _stop(exc, step, step.title, ctx.aws) from exc

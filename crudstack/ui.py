@@ -16,23 +16,22 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 import botocore
-from rich.console import Console, Group
-from rich.padding import Padding
-from rich.panel import Panel
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn
-from rich.rule import Rule
-from rich.table import Table
-from rich.text import Text
-from rich import box
 
 from crudstack.aws import Aws, error_code, error_message
 from crudstack.plan import Action, Change, Context
 from crudstack.runner import Reporter, StepResult
 from crudstack.steps.base import Step
-from crudstack.walkthrough import Script, console_lines, load_script
+
+# rich (about 100 ms to import) only when something is drawn with it: a terminal's colours and live line, a
+# table, the walkthrough's panels; plain lines (CI logs, pipes) never import it. The walkthrough's script too.
+if TYPE_CHECKING:
+    from rich.table import Table
+    from rich.text import Text
+
+    from crudstack.walkthrough import Script
 
 SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim", "!": "magenta"}
 OUTCOME_STYLE = {"created": "green", "updated": "yellow", "deleted": "red", "unchanged": "dim", "nothing to do": "dim",
@@ -56,31 +55,61 @@ class Screen:
     def __init__(self, stream: TextIO, *, live: bool | None = None):
         self.stream = stream
         self.live = wants_live(stream) if live is None else live
-        self.console = Console(file=stream, force_terminal=self.live, no_color=not self.live, highlight=False,
-                               markup=False, emoji=False, width=None if self.live else PLAIN_WIDTH)
+        self._console = None
+
+    @property
+    def console(self):
+        """rich's Console on this stream, made (and rich imported) the first time something needs it."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, force_terminal=self.live, no_color=not self.live, highlight=False,
+                                    markup=False, emoji=False, width=None if self.live else PLAIN_WIDTH)
+        return self._console
 
     def print(self, text: str = "", style: str | None = None) -> None:
         if self.live:
+            from rich.text import Text
+
             # soft_wrap: long lines (curl commands, URLs) are left whole for the terminal to wrap.
             self.console.print(Text(text, style=style or ""), soft_wrap=True)
         else:
             print(text, file=self.stream, flush=True)
 
     def show(self, renderable) -> None:
+        """A rich renderable; or plain text already drawn (a table in ASCII), printed as it is when not live."""
+        if isinstance(renderable, str) and not self.live:
+            print(renderable, file=self.stream, flush=True)
+            return
         self.console.print(renderable)
         self.stream.flush()
 
 
-class _Seconds(ProgressColumn):
-    def render(self, task) -> Text:
-        return Text(f"{task.elapsed or 0:5.1f} s", style="cyan")
+def ascii_table(head: list[str], rows: list[list[str]], *, right: tuple[int, ...] = ()) -> str:
+    """A table as rich draws it with box.ASCII and show_edge (a frame, a rule under the head), columns as wide as
+    their widest cell; the columns numbered in `right` are aligned right."""
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c.rjust(w) if i in right else c.ljust(w)} " for i, (c, w) in enumerate(zip(cells, widths))) + "|"
+
+    frame = "+" + "-" * (sum(widths) + 3 * len(widths) - 1) + "+"
+    rule = "|" + "+".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([frame, line(head), rule, *map(line, rows), frame])
 
 
 class _Spinner:
     """The live line of one step: spinner, what it does now, seconds since the step began."""
 
     def __init__(self, screen: Screen, description: str):
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), _Seconds(), console=screen.console,
+        from rich.progress import Progress, ProgressColumn, SpinnerColumn, TextColumn
+        from rich.text import Text
+
+        class Seconds(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.elapsed or 0:5.1f} s", style="cyan")
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), Seconds(), console=screen.console,
                                  transient=True, redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(description, total=None)
         self.progress.start()
@@ -300,12 +329,27 @@ class RunReporter(Reporter):
         changed = [c for r in self.results for c in r.changes if c.action is not Action.UNCHANGED]
         return bool(changed) and (self.verbose or any(c.action is not Action.CREATE for c in changed))
 
-    def summary_table(self) -> Table | Text:
-        """What the run changed, each with the time its change took; one line when it changed nothing."""
+    def summary_table(self) -> Table | Text | str:
+        """What the run changed, each with the time its change took; one line when it changed nothing.
+        Not live (CI logs, pipes): plain text, drawn as rich draws box.ASCII, without importing rich."""
         changed = [(result.step, change) for result in self.results for change in result.changes
                    if change.action is not Action.UNCHANGED]
+        nothing = "Nothing to change: every resource is as config.yaml asks."
+        if not self.screen.live:
+            if not changed:
+                return nothing
+            cells = []
+            for step, change in changed:
+                seconds = self.timings.get(id(change))
+                cells.append([step.number, f"{change.kind} {change.name}", change.action.past,
+                              f"{seconds:.2f} s" if seconds is not None else ""])
+            return ascii_table(["Step", "Resource", "Outcome", "Time"], cells, right=(0, 3))
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
         if not changed:
-            return Text("Nothing to change: every resource is as config.yaml asks.", style="dim")
+            return Text(nothing, style="dim")
         table = Table(box=box.SIMPLE_HEAD if self.screen.live else box.ASCII, show_edge=not self.screen.live,
                       title=None, header_style="bold")
         table.add_column("Step", justify="right")
@@ -325,6 +369,8 @@ class Guide:
 
     def __init__(self, screen: Screen, ctx: Context, *, stdin: TextIO, step_numbers: list[str],
                  invoke_url: Callable[[], str | None], script: Script | None = None):
+        from crudstack.walkthrough import load_script
+
         self.screen = screen
         self.ctx = ctx
         self.stdin = stdin
@@ -336,6 +382,9 @@ class Guide:
     def _header(self, number: str) -> None:
         title = f"Step {number} of {self.script.last_number}: {self.script.step(number).title}"
         if self.screen.live:
+            from rich.rule import Rule
+            from rich.text import Text
+
             self.screen.show(Rule(Text(title, style="bold"), style="cyan"))
         else:
             self.screen.print(f"\n=== {title} ===")
@@ -343,6 +392,11 @@ class Guide:
     def _block(self, heading: str, lines: list[tuple[int, str]], style: str) -> None:
         """A titled block of (indent level, text) lines; a wrapped line keeps its indent."""
         if self.screen.live:
+            from rich.console import Group
+            from rich.padding import Padding
+            from rich.panel import Panel
+            from rich.text import Text
+
             body = Group(*[Padding(Text(text), (0, 0, 0, 4 * level)) for level, text in lines])
             self.screen.show(Panel(body, title=heading, title_align="left", border_style=style))
         else:
@@ -351,6 +405,8 @@ class Guide:
                 self.screen.print("  " + "    " * level + text)
 
     def show_console(self, number: str) -> None:
+        from crudstack.walkthrough import console_lines
+
         self._header(number)
         url = self.invoke_url() if self.ctx.api_id else None
         self._block("In the console", [(0, line) for line in console_lines(self.script, number, self.ctx, url)], "cyan")
@@ -374,6 +430,8 @@ class Guide:
     def wait(self, step: Step) -> None:
         if not self.interactive:
             return  # not a terminal (CI, a pipe): go on at once
+        from rich.text import Text
+
         self.screen.console.print(Text(f"Press Enter to run step {step.number} (Ctrl-C stops; running again resumes) ",
                                        style="bold"), end="")
         self.screen.stream.flush()

@@ -193,6 +193,11 @@ def _start_lock(state_dir: Path) -> Iterator[None]:
 _children: dict[int, subprocess.Popen] = {}
 
 
+def endpoint_of(port: int) -> str:
+    """The endpoint URL the local AWS on this port answers at."""
+    return _endpoint(port)
+
+
 def _endpoint(port: int) -> str:
     return f"http://{HOST}:{port}"
 

@@ -179,7 +179,14 @@ class ApiStep:
         cfg = ctx.config
         warn_if_open(cfg)
         apigw = ctx.aws.client("apigateway")
-        api, extras = find_our_api(ctx, step)
+        routes = {(fn.method, fn.path): base for base, fn in cfg.lambda_.functions.items()}
+        # Reads at once where none needs another's answer: the API and the functions' policies (which do not
+        # depend on it), then the API's resources and gateway responses.
+        (api, extras), statements = ctx.fan(lambda read: read(), [
+            lambda: find_our_api(ctx, step), lambda: self._all_statements(ctx, routes)])
+        resources, responses = ctx.fan(lambda read: read(), [
+            lambda: ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"], embed=["methods"]),
+            lambda: current_gateway_responses(ctx, api["id"])]) if api is not None else ([], {})
         changes: list[Change] = []
         existing: dict[str, dict] = {}
         if api is None:
@@ -194,7 +201,7 @@ class ApiStep:
             for extra in extras:  # a copy left by a create whose answer was lost: ours, so remove it
                 changes.append(Change("REST API", f"{cfg.api_name} ({extra['id']})", Action.DELETE, note="duplicate copy",
                                       calls=[delete_api(extra["id"])]))
-            for resource in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api["id"], embed=["methods"]):
+            for resource in resources:
                 if resource["path"] in existing:  # duplicate resource (moto accepts them): drop the newer one
                     changes.append(self._route_change("resource", resource["path"], Action.DELETE, [
                         delete_once("delete_resource", "get_resource", restApiId=api["id"], resourceId=resource["id"])], note="duplicate"))
@@ -208,13 +215,12 @@ class ApiStep:
                 changes.append(self._route_change("resource", path, Action.CREATE, [self._create_resource(path)],
                                                   after=(f"resource:{parent}",), provides=(f"resource:{path}",)))
 
-        routes = {(fn.method, fn.path): base for base, fn in cfg.lambda_.functions.items()}
         for (method, path), base in sorted(routes.items(), key=lambda r: (r[0][1], r[0][0])):
             changes.extend(self._plan_method(ctx, method, path, base, existing.get(path, {}).get("resourceMethods", {}).get(method)))
         preflights = wanted_preflights(ctx)
         for path, headers in preflights.items():
             changes.extend(self._plan_preflight(ctx, path, headers, existing.get(path, {}).get("resourceMethods", {}).get("OPTIONS")))
-        changes.extend(self._plan_gateway_responses(ctx, api))
+        changes.extend(self._plan_gateway_responses(ctx, responses))
         # Methods on our paths that config no longer asks for (a route removed from config.yaml).
         for path, resource in sorted(existing.items()):
             for method in sorted(resource.get("resourceMethods") or {}):
@@ -222,7 +228,7 @@ class ApiStep:
                     changes.append(self._route_change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE, [
                         Call("apigateway", "delete_method", {"restApiId": ctx.api_id, "resourceId": resource["id"], "httpMethod": method},
                              ok=NOT_FOUND)]))
-        changes.extend(self._plan_permissions(ctx, routes))
+        changes.extend(self._plan_permissions(ctx, routes, statements))
         if api is not None and not any(c.action.mutates for c in changes):
             return changes + [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
         return changes
@@ -255,10 +261,10 @@ class ApiStep:
             return [self._route_change("method", label, Action.UPDATE, calls, diffs=diffs)]
         return []
 
-    def _plan_gateway_responses(self, ctx: Context, api: dict | None) -> list[Change]:
+    def _plan_gateway_responses(self, ctx: Context, current: dict[str, dict]) -> list[Change]:
         """API Gateway's own 4xx and 5xx answers (a missing key, a throttle, a failed function) with the CORS
-        headers of the preflight, so a browser page can read them; part of the deployed snapshot (step 5)."""
-        current = current_gateway_responses(ctx, api["id"]) if api is not None else {}
+        headers of the preflight, so a browser page can read them; part of the deployed snapshot (step 5).
+        `current`: the API's customised responses (current_gateway_responses), none for a new API."""
         return [self._route_change(GATEWAY_RESPONSE, kind, action, [put], diffs=diffs)
                 for kind, action, diffs, put in plan_gateway_responses(ctx, gateway_response_headers(ctx), current)]
 
@@ -299,11 +305,14 @@ class ApiStep:
                 "responseParameters": {f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()}}, ok=conflict),
         ]
 
-    def _plan_permissions(self, ctx: Context, routes: dict) -> list[Change]:
+    def _all_statements(self, ctx: Context, routes: dict) -> list[list[dict]]:
+        """Each route's function's statements of ours, in sorted(routes.items())'s order. The statements already
+        there: a function kept from an earlier API (a teardown cut off after step 4) still holds our statement
+        id, scoped to that API, and must lose it first."""
+        return ctx.fan(lambda item: self._statements(ctx, ctx.config.function_name(item[1])), sorted(routes.items()))
+
+    def _plan_permissions(self, ctx: Context, routes: dict, mine: list[list[dict]]) -> list[Change]:
         items = sorted(routes.items())
-        # The statements already there: a function kept from an earlier API (a teardown cut off after step 4)
-        # still holds our statement id, scoped to that API, and must lose it first.
-        mine = ctx.fan(lambda item: self._statements(ctx, ctx.config.function_name(item[1])), items)
         changes = []
         for ((method, path), base), statements in zip(items, mine):
             name = ctx.config.function_name(base)

@@ -54,9 +54,11 @@ class DeployStep:
         if ctx.api_id is None:  # the API is about to be made
             return [self._deploy(ctx, {}), self._create_stage(ctx), *self._access(ctx, None)]
         apigw = ctx.aws.client("apigateway")
-        fingerprint, current = ctx.fan(lambda read: read(), [
+        # The usage plan and key (api.auth) need nothing read here: read at once with the rest.
+        fingerprint, current, usage = ctx.fan(lambda read: read(), [
             lambda: api_fingerprint(ctx, ctx.api_id),
-            lambda: ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage)])
+            lambda: ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage),
+            lambda: plan_usage_plan(ctx, f"Step {self.number} {self.title}")])
         live = None
         if current:
             deployment = ctx.aws.find(apigw.get_deployment, not_found=NOT_FOUND, restApiId=ctx.api_id, deploymentId=current["deploymentId"])
@@ -82,15 +84,16 @@ class DeployStep:
         if current is not None:
             changes += tag_changes(ctx, "stage", stage, current.get("tags") or {},
                                    lambda missing: tag_calls(ctx, f"/restapis/{{}}/stages/{stage}", missing), after=("stage",))
-        changes += self._access(ctx, current)
+        changes += self._access(ctx, current, usage)
         if changes and not any(c.action.mutates for c in changes):
             changes.append(Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}"))
         return changes or [Change("stage", stage, Action.UNCHANGED, note=f"deployment {ctx.deployment_id}")]
 
-    def _access(self, ctx: Context, stage: dict | None) -> list[Change]:
-        """The stage's throttling, and the usage plan and key of api.auth api_key (or their removal)."""
+    def _access(self, ctx: Context, stage: dict | None, usage: list[Change] | None = None) -> list[Change]:
+        """The stage's throttling, and the usage plan and key of api.auth api_key (or their removal); `usage`:
+        those already planned (plan_usage_plan)."""
         throttle = plan_stage_throttle(ctx, stage)
-        return ([throttle] if throttle else []) + plan_usage_plan(ctx, f"Step {self.number} {self.title}")
+        return ([throttle] if throttle else []) + (plan_usage_plan(ctx, f"Step {self.number} {self.title}") if usage is None else usage)
 
     def _deploy(self, ctx: Context, diffs: dict) -> Change:
         """A deployment of what step 4 left: its fingerprint, read once every route change is done, is its

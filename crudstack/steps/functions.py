@@ -89,8 +89,11 @@ class FunctionsStep:
 
     def plan(self, ctx: Context) -> list[Change]:
         # ctx.function_arns holds every ARN before any plan reads (runner.prime): step 4 builds its URIs from them.
-        planned = ctx.fan(lambda item: self._plan_one(ctx, *item), list(ctx.config.lambda_.functions.items()))
-        return [change for changes in planned for change in changes] + self._plan_removed(ctx)
+        # The functions config.yaml lists and the listing of those it no longer lists: read at once.
+        planned, removed = ctx.fan(lambda read: read(), [
+            lambda: ctx.fan(lambda item: self._plan_one(ctx, *item), list(ctx.config.lambda_.functions.items())),
+            lambda: self._plan_removed(ctx)])
+        return [change for changes in planned for change in changes] + removed
 
     def _plan_removed(self, ctx: Context) -> list[Change]:
         """Our functions that config.yaml no longer lists (a route removed): delete them, or no

@@ -205,22 +205,29 @@ class MonitoringStep:
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        alarms, arn, groups = ctx.fan(lambda read: read(), [
-            lambda: [name for name, _, tags in self._alarms_with_tags(ctx) if is_ours(tags, ctx.config)],
-            lambda: self._find_topic(ctx), lambda: sorted(self._log_groups(ctx))])
+        def topic() -> tuple[str | None, dict[str, str]]:
+            arn = self._find_topic(ctx)
+            return arn, (self._topic_tags(ctx, arn) if arn is not None else {})
+
+        def groups() -> list[tuple[str, dict[str, str]]]:
+            names = sorted(self._log_groups(ctx))
+            return list(zip(names, ctx.fan(lambda name: self._log_group_tags(ctx, name), names)))
+
+        # Each kind's listing, then its tags, the three kinds at once: two round trips, not four.
+        alarms, (arn, topic_tags), tagged_groups = ctx.fan(lambda read: read(), [
+            lambda: [name for name, _, tags in self._alarms_with_tags(ctx) if is_ours(tags, ctx.config)], topic, groups])
         changes = []
         if alarms:
             # delete_alarms takes up to 100 names and treats missing ones as done.
             changes.append(Change("alarms", f"{len(alarms)} alarms", Action.DELETE, calls=[
                 Call("cloudwatch", "delete_alarms", {"AlarmNames": alarms[i:i + 100]}) for i in range(0, len(alarms), 100)]))
         if arn is not None:
-            if is_ours(self._topic_tags(ctx, arn), ctx.config):
+            if is_ours(topic_tags, ctx.config):
                 changes.append(Change("SNS topic", ctx.config.topic_name, Action.DELETE, calls=[
                     Call("sns", "delete_topic", {"TopicArn": arn}, ok=SNS_NOT_FOUND)]))
             else:
                 changes.append(not_ours("SNS topic", ctx.config.topic_name))
-        tags = ctx.fan(lambda name: self._log_group_tags(ctx, name), groups)
-        for name, tag in zip(groups, tags):
+        for name, tag in tagged_groups:
             if is_ours(tag, ctx.config):
                 # After the functions: a function still running could make its log group again.
                 changes.append(Change("log group", name, Action.DELETE, after=("functions",), calls=[

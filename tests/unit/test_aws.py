@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import botocore.exceptions
+import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
@@ -521,3 +523,59 @@ def test_botocore_does_not_retry_on_its_own_so_every_attempt_is_ours_and_counted
     assert Unavailable.hits == 3  # botocore's standard mode alone would have sent 3 per call, 9 in all
     assert aws.stats.calls[("dynamodb", "ListTables")] == 3
     assert aws.stats.retries == 2 and len(sleeps) == 2
+
+
+def test_the_caller_identity_is_asked_once_however_many_threads_need_it_at_once():
+    """Plans read in many threads; each ARN they write needs the account: one sts:GetCallerIdentity a run."""
+    with mock_aws():
+        aws = Aws(region="us-east-1")
+        asked = []
+        aws.register("before-call", lambda model, **_: asked.append(model.name) or time.sleep(0.2))
+        threads = [threading.Thread(target=lambda: aws.account_id) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert asked == ["GetCallerIdentity"]
+
+
+def test_threads_asking_for_a_new_service_s_client_at_once_get_one_client():
+    """A plan's threads and Aws.prepare's thread ask for the same clients at once: one each, hooked once."""
+    made = []
+
+    class SlowSession:
+        def client(self, service, **kwargs):
+            made.append(service)
+            time.sleep(0.1)   # botocore loading the service's model
+            return botocore.session.get_session().create_client(
+                service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+    aws = Aws(region="us-east-1", session=SlowSession())
+    clients = []
+    threads = [threading.Thread(target=lambda: clients.append(aws.client("lambda"))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["lambda"] and len({id(c) for c in clients}) == 1
+
+
+def test_a_hook_registered_while_prepare_makes_the_clients_is_on_every_client_once():
+    """The CLI hooks the run's Aws (Ctrl-C, chaos, --verbose) while Aws.prepare still makes clients in its thread."""
+    class SlowSession:
+        def client(self, service, **kwargs):
+            time.sleep(0.05)
+            return botocore.session.get_session().create_client(
+                service, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing", **kwargs)
+
+    with mock_aws():
+        aws = Aws(region="us-east-1", session=SlowSession())
+        heard = []
+        making = aws.prepare(("sts", "lambda", "iam", "sns"))
+        aws.register("before-call", lambda model, **_: heard.append(model.name))
+        making.join()
+        aws.call(aws.client("sts").get_caller_identity)
+        aws.call(aws.client("lambda").list_functions)
+        aws.call(aws.client("iam").list_roles)
+        aws.call(aws.client("sns").list_topics)
+    assert heard == ["GetCallerIdentity", "ListFunctions", "ListRoles", "ListTopics"]
