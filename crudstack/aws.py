@@ -25,7 +25,7 @@ import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from crudstack.quotas import quota_for, quota_key
+from crudstack.quotas import budgets, quota_for
 
 log = logging.getLogger("crudstack.aws")
 
@@ -236,30 +236,37 @@ class CallStats:
 
 
 class Limiter:
-    """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): a token bucket per
-    budget, refilled at the quota's rate, holding its burst (or one second's worth). A call that finds no
-    token reserves the next one and sleeps until it is due, so calls from many threads queue up in order
-    instead of being throttled by AWS and retried."""
+    """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): one budget per quota, a
+    token bucket of the quota's rate holding its burst (or one second's worth). A call that finds no token
+    reserves the next one and sleeps until it is due, so calls from many threads queue up in order instead
+    of being throttled by AWS and retried.
+
+    Each budget keeps the time its next token is due (a token bucket written as the generic cell rate
+    algorithm of ITU-T I.371), not a token count, so a call's turn is an
+    absolute time: threads whose clocks are apart (crudstack.realistic.SimClock runs each thread at its own
+    simulated time) still get turns that, taken together, never exceed the rate."""
 
     def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._buckets: dict[str, list[float]] = {}   # key -> [tokens, at]
+        self._due: dict[str, float] = {}   # budget -> when the bucket is empty again (theoretical arrival time)
         self.waits: list[float] = []   # every wait it made (tests tell them from retries' backoff)
 
     def acquire(self, service: str, operation: str) -> None:
-        key = quota_key(service, operation)
-        if key is None:
+        spent = budgets(service, operation)
+        if not spent:
             return
-        quota = quota_for(service, operation)
-        rate, capacity = quota.requests / quota.per_s, float(quota.burst or quota.requests)
         with self._lock:
             now = self.clock()
-            tokens, at = self._buckets.get(key, [capacity, now])
-            # Threads on a simulated clock may ask out of order (crudstack.realistic.SimClock): never backwards.
-            tokens = min(capacity, tokens + max(0.0, now - at) * rate) - 1
-            self._buckets[key] = [tokens, max(at, now)]
-            wait = -tokens / rate if tokens < 0 else 0.0
+            # A call spends a token of every budget it counts against (its own and its service's shared one),
+            # and goes when the last of them is due.
+            go = now
+            for key, quota in spent:
+                interval, capacity = quota.per_s / quota.requests, quota.burst or quota.requests
+                go = max(go, self._due.get(key, now) - (capacity - 1) * interval)
+            for key, quota in spent:
+                self._due[key] = max(self._due.get(key, go), go) + quota.per_s / quota.requests
+            wait = go - now
             if wait > 0:
                 self.waits.append(wait)
         if wait > 0:

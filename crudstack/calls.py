@@ -29,6 +29,14 @@ import botocore.exceptions
 from crudstack.aws import error_code, is_transient
 
 
+def already_done(exc: BaseException, ok: tuple[str, ...]) -> bool:
+    """Whether an error answer means "already so": its code is one the record accepts, and it is not a
+    transient error that ran out of retries. API Gateway answers ConflictException both for "this
+    method exists" (done) and for "another change to this REST API is under way, try again later"
+    (not done); the second, still there at the deadline, is a failure, never a success."""
+    return error_code(exc) in ok and not is_transient(exc)
+
+
 @dataclass(frozen=True)
 class Ref:
     """A value an earlier record saved (e.g. "api_id", "resource:/items"), or a text made with it."""
@@ -104,7 +112,7 @@ class Call:
             code = error_code(exc)
             if self.fallback is not None and code in self.fallback_on:
                 return self.fallback.run(run)
-            if code in self.ok:
+            if already_done(exc, self.ok):
                 return None
             raise
         return keep(run, self.save, answer)
@@ -203,7 +211,7 @@ class Once:
             try:
                 return getattr(client, self.call.operation)(**params)
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) in self.call.ok and not is_transient(exc):
+                if already_done(exc, self.call.ok):
                     return None
                 raise
 
