@@ -17,6 +17,7 @@ from collections import Counter
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import boto3
 import botocore.exceptions
@@ -199,6 +200,25 @@ def dns_suffix(partition: str, region: str) -> str:
     """The domain a partition's endpoints live under: amazonaws.com, amazonaws.com.cn for aws-cn, ...
     A partition newer than this botocore falls back to the suffix of the region's partition."""
     return _endpoints().get_partition_dns_suffix(partition) or _endpoints().get_partition_dns_suffix(partition_of_region(region))
+
+
+@functools.cache
+def aws_domains() -> frozenset[str]:
+    """The domains AWS's own endpoints live under, every partition's, from botocore's partition data
+    (botocore/data/partitions.json): amazonaws.com, api.aws, amazonaws.com.cn, ..."""
+    partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
+    return frozenset(suffix for p in partitions for suffix in (p["outputs"].get("dnsSuffix"), p["outputs"].get("dualStackDnsSuffix"))
+                     if suffix)
+
+
+def emulator_endpoint(url: str | None) -> str | None:
+    """The endpoint itself when it is not one of AWS's own (LocalStack, moto's server, a proxy the user
+    named), else None. An endpoint under an AWS domain (a FIPS, dual-stack or VPC endpoint too) serves
+    the real API Gateway, whose stages answer at https://{api}.execute-api.{region}.{domain}/{stage}."""
+    if not url:
+        return None
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return None if any(host == d or host.endswith("." + d) for d in aws_domains()) else url
 
 
 @dataclass

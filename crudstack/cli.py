@@ -27,7 +27,7 @@ import boto3
 import botocore.exceptions
 import botocore.session
 
-from crudstack.aws import Aws
+from crudstack.aws import Aws, emulator_endpoint
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
@@ -123,9 +123,12 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
             local_model(config.state_dir, config.local.behaviour_scale).attach(aws)
         return aws, endpoint
     warn_of_ignored_regions(config)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
-    return Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
-               max_attempts=config.retry.max_attempts), endpoint
+    # botocore resolves each client's endpoint as the AWS SDKs document (AWS_ENDPOINT_URL_<SERVICE>, then
+    # AWS_ENDPOINT_URL, the profile's endpoint_url, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS over them all:
+    # https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html); we name none ourselves.
+    aws = Aws(region=config.region, deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
+    # The API's URL follows API Gateway's endpoint: an emulator's own path form only where that is not AWS.
+    return aws, emulator_endpoint(aws.client("apigateway").meta.endpoint_url)
 
 
 def summary(ctx: Context, results: list[StepResult], endpoint: str | None, seconds: float,
