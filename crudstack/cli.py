@@ -29,7 +29,7 @@ import botocore.session
 
 from crudstack.aws import Aws, emulator_endpoint
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
-from crudstack.config import ROOT, Config, check_target, load_config
+from crudstack.config import ROOT, Config, check_target, deploy_problems, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
@@ -313,6 +313,10 @@ def provision_main(argv: list[str] | None = None) -> int:
             return 0
         if args.export:
             from crudstack.export import deploy_commands, export
+
+            problems = deploy_problems(config)   # what the exported stack could not do either
+            if problems:
+                raise ConfigError(problems, args.config)
 
             written = export(config, args.export[0], Path(args.export[1]), force=args.force)
             print(f"Wrote {len(written)} files (nothing was deployed):", *(f"  {_shown(p)}" for p in written),
