@@ -193,3 +193,77 @@ def test_simulated_threads_apart_in_time_keep_to_a_rate_together():
     for i, at in enumerate(turns):   # 5 a second with a burst of 5: no stretch a..b holds more than 5 + 5 (b - a)
         for j in range(i, len(turns)):
             assert j - i + 1 <= 5 + 5 * (turns[j] - at) + 1e-9, turns
+
+
+# -- the whole cycle, with a client writing through the API all along ----------------------------------------
+
+
+class ApiClient:
+    """A user's client that writes an item through the API every `every` simulated seconds while the API can
+    take it: the stack's REST API has its stage and the create function exists. It writes as the create
+    function does (put_item on the table), straight into moto, so none of its calls is the tool's. Every write
+    that succeeded was acknowledged to the client."""
+
+    def __init__(self, clock: SimClock, clients, config, every: float = 0.5):
+        import threading
+
+        self.clock, self.clients, self.config, self.every = clock, clients, config, every
+        self.next_at = 0.0
+        self.acknowledged: list[str] = []
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def api_serves(self) -> bool:
+        apis = [a for a in self.clients.apigateway.get_rest_apis(limit=500)["items"] if a["name"] == self.config.api_name]
+        if not apis:
+            return False
+        stages = self.clients.apigateway.get_stages(restApiId=apis[0]["id"])["item"]
+        if not any(s["stageName"] == self.config.api.stage for s in stages):
+            return False
+        creator = next(b for b, f in self.config.lambda_.functions.items() if f.method == "POST")
+        names = [f["FunctionName"] for f in self.clients.awslambda.list_functions()["Functions"]]
+        return self.config.function_name(creator) in names
+
+    def hook(self, **_):
+        with self._lock:
+            if self.clock() < self.next_at:
+                return None
+            self.next_at = self.clock() + self.every
+            if not self.api_serves():
+                return None
+            item_id = f"item-{len(self.acknowledged) + self.refused:04d}"
+            try:
+                self.clients.dynamodb.put_item(TableName=self.config.table_name, Item={"id": {"S": item_id}, "version": {"N": "1"}})
+            except botocore.exceptions.ClientError:
+                self.refused += 1   # the API answered an error: not acknowledged
+                return None
+            self.acknowledged.append(item_id)
+        return None
+
+    @property
+    def event(self) -> tuple:
+        return ("before-call", self.hook)
+
+
+def test_a_whole_cycle_at_typical_delays_with_a_client_writing_all_along(provision, teardown, config, clock, aws_clients):
+    """Issue 20's acceptance on the model: one of everything, a re-run of no writes, no throttled answer from
+    AWS, and a teardown without --delete-data that keeps the table and every item the API acknowledged."""
+    delays = Delays.typical()
+    model = AccountModel(clock=clock, delays=delays)
+    client = ApiClient(clock, aws_clients, config)
+
+    provision(config, clock=clock, attach=model.attach, hooks=(client.event,))
+    assert_one_complete_stack(aws_clients, config)
+    clock.now += delays.longest + 1
+    again = provision(config, clock=clock, attach=model.attach, hooks=(client.event,))
+    assert again.mutating_calls == []
+    clock.now += 5   # the user runs teardown a few seconds later
+    gone = teardown(config, clock=clock, attach=model.attach, hooks=(client.event,))
+
+    assert throttled(model) == [], model.refused
+    assert client.acknowledged, "the client never found the API serving"
+    assert gone.outcomes["DynamoDB table"] == "kept"
+    kept = {i["id"]["S"] for i in aws_clients.dynamodb.scan(TableName=config.table_name, ConsistentRead=True)["Items"]}
+    assert set(client.acknowledged) <= kept
+    assert aws_clients.awslambda.list_functions()["Functions"] == []
+    assert [a for a in aws_clients.apigateway.get_rest_apis()["items"] if a["name"] == config.api_name] == []
