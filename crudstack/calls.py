@@ -5,7 +5,8 @@ executor (crudstack/executor.py) runs in order and the walkthrough prints as bot
 other copy of the calls: what is printed is what runs.
 
     Call          one API call; `ok` error codes mean "already so" (a create whose resource exists, a delete
-                  whose resource is gone); `fallback` runs instead when one of its codes answers; `save`
+                  whose resource is gone), unless the error is a transient one that outlasted the retries
+                  (`already_done`, the one rule for Call and Once); `fallback` runs instead when one of its codes answers; `save`
                   keeps values of the answer for later records (`Ref`)
     Poll          one read call, repeated until `until` holds (a table ACTIVE, a function settled)
     FindOrCreate  a create AWS does not de-duplicate by name (REST APIs, resources, deployments): look

@@ -33,11 +33,17 @@ as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls 
     TagsError            with `deny_list_tags`, GetFunction answers TagsError in      Lambda Developer Guide, "Using tags on Lambda
                          place of Tags and ListTags answers AccessDeniedException     functions": lambda:ListTags "is also necessary
                                                                                       for GetFunction" on tagged functions
-    quotas               API Gateway control-plane calls over their documented rate   API Gateway Developer Guide, "Amazon API Gateway
-                         answer TooManyRequestsException 429 with Retry-After         quotas" (numbers in crudstack/quotas.py)
+    quotas               a call over a documented rate it counts against (API          the pages cited at AWS_RATES below, the model's
+                         Gateway, Lambda, CloudWatch, Logs, DynamoDB's control plane) own table (it imports nothing from crudstack)
+                         answers that service's throttle (429 + Retry-After, or
+                         Throttling/ThrottlingException)
+    concurrent change    a change to a REST API while another change to it is applied terraform-provider-aws retries this ConflictException
+                         (for `api_write` s) answers ConflictException                 on every API Gateway operation (CHANGELOG 3.24.0)
     lists lag            GetResources leaves out a resource (the root one too) for    observed on AWS; terraform-provider-aws reads new
                          `resource` s, ListFunctions a new function for `lists` s;    resources with RetryWhenNewResourceNotFound for
                          a second CreateResource of one path answers ConflictException its PropagationTimeout (2 minutes)
+                         GetRestApis, GetUsagePlans, GetApiKeys and ListBackups leave  (no AWS page documents these lists' lag: the
+                         out a new one for `lists` s                                  cautious case, see _lagging_lists)
     reserved env names   CreateFunction/UpdateFunctionConfiguration with a reserved   Lambda Developer Guide, "Defined runtime
                          variable name answer InvalidParameterValueException          environment variables" (reserved keys)
     e-mail pending       an e-mail subscription is "pending confirmation" until       SNS Developer Guide, "Email notifications":

@@ -64,3 +64,12 @@ def test_the_model_imports_nothing_from_the_code_it_checks():
 @pytest.mark.parametrize("service", sorted(model.AWS_RATES))
 def test_every_service_the_model_throttles_answers_as_that_service_does(service):
     assert service in model.THROTTLED
+
+
+def test_local_behaviour_realistic_runs_the_same_model_with_every_behaviour_on(tmp_path):
+    local = model.local_model(tmp_path, 0.5)
+
+    assert local.quotas
+    assert local.delays == model.Delays.typical().scaled(0.5)
+    assert local.delays.api_write > 0 and local.delays.lists > 0
+    assert {"api_busy", "list_lag"} <= set(local.STATE)   # kept between runs in the state dir
