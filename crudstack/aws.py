@@ -261,10 +261,10 @@ class Limiter:
     reserves the next one and sleeps until it is due, so calls from many threads queue up in order instead
     of being throttled by AWS and retried.
 
-    Each budget keeps the time its next token is due (a token bucket written as the generic cell rate
-    algorithm of ITU-T I.371), not a token count, so a call's turn is an
-    absolute time: threads whose clocks are apart (crudstack.realistic.SimClock runs each thread at its own
-    simulated time) still get turns that, taken together, never exceed the rate."""
+    Each budget keeps the time its bucket is empty again (the token bucket written as the generic cell rate
+    algorithm of ITU-T I.371), not a token count, so a call's turn is an absolute time: threads whose clocks
+    are apart (crudstack.realistic.SimClock runs each thread at its own simulated time) still get turns that,
+    taken together, never exceed the rate."""
 
     def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.clock, self.sleep = clock, sleep

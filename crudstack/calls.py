@@ -6,8 +6,8 @@ other copy of the calls: what is printed is what runs.
 
     Call          one API call; `ok` error codes mean "already so" (a create whose resource exists, a delete
                   whose resource is gone), unless the error is a transient one that outlasted the retries
-                  (`already_done`, the one rule for Call and Once); `fallback` runs instead when one of its codes answers; `save`
-                  keeps values of the answer for later records (`Ref`)
+                  (`already_done`, the one rule for Call and Once); `fallback` runs instead when one of its
+                  codes answers; `save` keeps values of the answer for later records (`Ref`)
     Poll          one read call, repeated until `until` holds (a table ACTIVE, a function settled)
     FindOrCreate  a create AWS does not de-duplicate by name (REST APIs, resources, deployments): look
                   first, create only if nothing matches; a retry after a lost answer looks again
