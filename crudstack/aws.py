@@ -270,9 +270,11 @@ class Limiter:
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
         self._due: dict[str, float] = {}   # budget -> when the bucket is empty again (theoretical arrival time)
-        self.waits: list[float] = []   # every wait it made (tests tell them from retries' backoff)
+        self.waits: list[float] = []   # every sleep it made (tests tell them from retries' backoff)
 
-    def acquire(self, service: str, operation: str) -> None:
+    def acquire(self, service: str, operation: str, *, until: Callable[[], float | None] | None = None) -> None:
+        """Wait for this call's turn; `until()`: a time no wait outlasts, looked at again while waiting (a run
+        whose network is gone ends within its deadline, not after every queued call has had its turn)."""
         spent = budgets(service, operation)
         if not spent:
             return
@@ -286,11 +288,19 @@ class Limiter:
                 go = max(go, self._due.get(key, now) - (capacity - 1) * interval)
             for key, quota in spent:
                 self._due[key] = max(self._due.get(key, go), go) + quota.per_s / quota.requests
-            wait = go - now
-            if wait > 0:
-                self.waits.append(wait)
-        if wait > 0:
-            self.sleep(wait)
+        # In slices, counted by what was slept (an injected sleep may not move the clock), looking at `until`
+        # between them.
+        total, waited = go - now, 0.0
+        while waited < total:
+            cap = until() if until is not None else None
+            if cap is not None and self.clock() >= cap:
+                return
+            step = min(total - waited, self.SLICE_S)
+            self.waits.append(step)
+            self.sleep(step)
+            waited += step
+
+    SLICE_S = 0.25   # how often a long wait looks at `until` again
 
 
 class Aws:
@@ -329,6 +339,10 @@ class Aws:
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
         self._busy_lock = threading.Lock()
+        # When a call last found the endpoint unreachable and no answer has come since (None: the network is
+        # fine). Every call shares that fate, so a lost network is given retry.deadline_s to come back counted
+        # from then, by every call, those that start later or wait for their turn too.
+        self._lost_at: float | None = None
         # Every call waits for its turn under AWS's documented rate (calls run many at once).
         self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
 
@@ -349,6 +363,7 @@ class Aws:
                 kwargs["endpoint_url"] = self.endpoint_url
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
+            client.meta.events.register("after-call", self._answered)
             client.meta.events.register("before-parameter-build", self._note_call)
             for event, handler in self._hooks:
                 client.meta.events.register(event, handler)
@@ -371,8 +386,17 @@ class Aws:
 
     def _count(self, model, **_):
         service = model.service_model.service_name
-        self.limiter.acquire(service, model.name)
+        # A call waits for its turn however long that is (waiting is not retrying), but not for a network that
+        # is gone: then its turn comes no later than the end of the wait given to the lost network.
+        self.limiter.acquire(service, model.name, until=self._lost_network_ends)
         self.stats.record(service, model.name)
+
+    def _lost_network_ends(self) -> float | None:
+        lost_at = self._lost_at
+        return None if lost_at is None else lost_at + self.deadline_s
+
+    def _answered(self, **_):
+        self._lost_at = None   # an answer came: the endpoint is reachable
 
     def _note_call(self, params, model, **_):
         self._thread.call = (model.name, params)
@@ -436,10 +460,14 @@ class Aws:
         started = self.clock()
 
         def remaining(exc: BaseException | None) -> float:
-            deadline = self.deadline_s
+            deadline, since = self.deadline_s, started
             if exc is not None and is_role_propagation(exc):
                 deadline = max(deadline, IAM_PROPAGATION_S)
-            return deadline - (self.clock() - started)
+            if isinstance(exc, CONNECTION_ERRORS):
+                if self._lost_at is None:
+                    self._lost_at = self.clock()
+                since = min(since, self._lost_at)
+            return deadline - (self.clock() - since)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.count_retry()
@@ -471,7 +499,9 @@ class Aws:
             exc = state.outcome.exception()
             # What the user is told: how long we kept trying before this error became final.
             exc.crudstack_attempts = state.attempt_number
-            exc.crudstack_seconds = self.clock() - started
+            # (for a lost network, since it was first found lost: the wait every call shared)
+            lost_at = self._lost_at if isinstance(exc, CONNECTION_ERRORS) else None
+            exc.crudstack_seconds = self.clock() - (started if lost_at is None else min(started, lost_at))
             raise exc
 
         backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)

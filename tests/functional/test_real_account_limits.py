@@ -77,7 +77,7 @@ def test_the_model_throttles_cloudwatch_alarm_writes_at_three_a_second(new_aws, 
     model = AccountModel(clock=clock)
     aws = new_aws(clock=clock)
     model.attach(aws)
-    aws.limiter.acquire = lambda service, operation: None   # no pacing: every call goes at once
+    aws.limiter.acquire = lambda service, operation, **_: None   # no pacing: every call goes at once
     cw = aws.client("cloudwatch")
     refused = []
     for n in range(5):   # straight at the client: no retry
@@ -267,3 +267,27 @@ def test_a_whole_cycle_at_typical_delays_with_a_client_writing_all_along(provisi
     assert set(client.acknowledged) <= kept
     assert aws_clients.awslambda.list_functions()["Functions"] == []
     assert [a for a in aws_clients.apigateway.get_rest_apis()["items"] if a["name"] == config.api_name] == []
+
+
+def test_a_lost_network_is_given_the_deadline_once_not_once_more_per_call(new_aws, clock):
+    """A call that starts, or waits for its turn, after the network was found gone gets no new deadline: every
+    call shares that fate, so a run whose network is lost ends within retry.deadline_s of the loss."""
+    aws = new_aws(clock=clock)
+    aws.deadline_s = 3
+
+    def unreachable(**_):
+        raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    aws.register("before-call", unreachable)
+    cw = aws.client("cloudwatch")
+    with pytest.raises(botocore.exceptions.EndpointConnectionError):
+        aws.call(cw.describe_alarms)
+    assert clock.now >= 3   # the first call kept trying for the deadline
+    clock.now += 1
+    started = clock.now
+
+    with pytest.raises(botocore.exceptions.EndpointConnectionError) as raised:
+        aws.call(cw.describe_alarms)
+
+    assert clock.now - started < 0.5   # not three seconds more
+    assert raised.value.crudstack_seconds >= 3   # reported as the time the network has been gone
