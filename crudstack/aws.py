@@ -17,6 +17,7 @@ from collections import Counter
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import botocore.exceptions
 import botocore.loaders
@@ -25,7 +26,7 @@ import botocore.session
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
-from crudstack.quotas import quota_for, quota_key
+from crudstack.quotas import budgets, quota_for
 
 log = logging.getLogger("crudstack.aws")
 
@@ -212,6 +213,25 @@ def dns_suffix(partition: str, region: str) -> str:
     return _endpoints().get_partition_dns_suffix(partition) or _endpoints().get_partition_dns_suffix(partition_of_region(region))
 
 
+@functools.cache
+def aws_domains() -> frozenset[str]:
+    """The domains AWS's own endpoints live under, every partition's, from botocore's partition data
+    (botocore/data/partitions.json): amazonaws.com, api.aws, amazonaws.com.cn, ..."""
+    partitions = botocore.loaders.create_loader().load_data("partitions")["partitions"]
+    return frozenset(suffix for p in partitions for suffix in (p["outputs"].get("dnsSuffix"), p["outputs"].get("dualStackDnsSuffix"))
+                     if suffix)
+
+
+def emulator_endpoint(url: str | None) -> str | None:
+    """The endpoint itself when it is not one of AWS's own (LocalStack, moto's server, a proxy the user
+    named), else None. An endpoint under an AWS domain (a FIPS, dual-stack or VPC endpoint too) serves
+    the real API Gateway, whose stages answer at https://{api}.execute-api.{region}.{domain}/{stage}."""
+    if not url:
+        return None
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return None if any(host == d or host.endswith("." + d) for d in aws_domains()) else url
+
+
 @dataclass
 class CallStats:
     """Every request botocore sent, by service and operation (retries count again)."""
@@ -247,34 +267,51 @@ class CallStats:
 
 
 class Limiter:
-    """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): a token bucket per
-    budget, refilled at the quota's rate, holding its burst (or one second's worth). A call that finds no
-    token reserves the next one and sleeps until it is due, so calls from many threads queue up in order
-    instead of being throttled by AWS and retried."""
+    """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): one budget per quota, a
+    token bucket of the quota's rate holding its burst (or one second's worth). A call that finds no token
+    reserves the next one and sleeps until it is due, so calls from many threads queue up in order instead
+    of being throttled by AWS and retried.
+
+    Each budget keeps the time its bucket is empty again (the token bucket written as the generic cell rate
+    algorithm of ITU-T I.371), not a token count, so a call's turn is an absolute time: threads whose clocks
+    are apart (crudstack.realistic.SimClock runs each thread at its own simulated time) still get turns that,
+    taken together, never exceed the rate."""
 
     def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._buckets: dict[str, list[float]] = {}   # key -> [tokens, at]
-        self.waits: list[float] = []   # every wait it made (tests tell them from retries' backoff)
+        self._due: dict[str, float] = {}   # budget -> when the bucket is empty again (theoretical arrival time)
+        self.waits: list[float] = []   # every sleep it made (tests tell them from retries' backoff)
 
-    def acquire(self, service: str, operation: str) -> None:
-        key = quota_key(service, operation)
-        if key is None:
+    def acquire(self, service: str, operation: str, *, until: Callable[[], float | None] | None = None) -> None:
+        """Wait for this call's turn; `until()`: a time no wait outlasts, looked at again while waiting (a run
+        whose network is gone ends within its deadline, not after every queued call has had its turn)."""
+        spent = budgets(service, operation)
+        if not spent:
             return
-        quota = quota_for(service, operation)
-        rate, capacity = quota.requests / quota.per_s, float(quota.burst or quota.requests)
         with self._lock:
             now = self.clock()
-            tokens, at = self._buckets.get(key, [capacity, now])
-            # Threads on a simulated clock may ask out of order (crudstack.realistic.SimClock): never backwards.
-            tokens = min(capacity, tokens + max(0.0, now - at) * rate) - 1
-            self._buckets[key] = [tokens, max(at, now)]
-            wait = -tokens / rate if tokens < 0 else 0.0
-            if wait > 0:
-                self.waits.append(wait)
-        if wait > 0:
-            self.sleep(wait)
+            # A call spends a token of every budget it counts against (its own and its service's shared one),
+            # and goes when the last of them is due.
+            go = now
+            for key, quota in spent:
+                interval, capacity = quota.per_s / quota.requests, quota.burst or quota.requests
+                go = max(go, self._due.get(key, now) - (capacity - 1) * interval)
+            for key, quota in spent:
+                self._due[key] = max(self._due.get(key, go), go) + quota.per_s / quota.requests
+        # In slices, counted by what was slept (an injected sleep may not move the clock), looking at `until`
+        # between them.
+        total, waited = go - now, 0.0
+        while waited < total:
+            cap = until() if until is not None else None
+            if cap is not None and self.clock() >= cap:
+                return
+            step = min(total - waited, self.SLICE_S)
+            self.waits.append(step)
+            self.sleep(step)
+            waited += step
+
+    SLICE_S = 0.25   # how often a long wait looks at `until` again
 
 
 class Session:
@@ -336,6 +373,10 @@ class Aws:
         self.on_retry: Callable[[str, BaseException, int], None] | None = None
         self._busy = 0                 # threads doing a run's work right now (crudstack.interrupt asks)
         self._busy_lock = threading.Lock()
+        # When a call last found the endpoint unreachable and no answer has come since (None: the network is
+        # fine). Every call shares that fate, so a lost network is given retry.deadline_s to come back counted
+        # from then, by every call, those that start later or wait for their turn too.
+        self._lost_at: float | None = None
         # Every call waits for its turn under AWS's documented rate (calls run many at once).
         self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
 
@@ -373,6 +414,7 @@ class Aws:
                 kwargs["endpoint_url"] = self.endpoint_url
             client = self.session.client(service, **kwargs)
             client.meta.events.register("before-call", self._count)
+            client.meta.events.register("after-call", self._answered)
             client.meta.events.register("before-parameter-build", self._note_call)
             with self._hooks_lock:   # a hook registered meanwhile is either in the list now or put on it below
                 for event, handler in self._hooks:
@@ -399,8 +441,17 @@ class Aws:
 
     def _count(self, model, **_):
         service = model.service_model.service_name
-        self.limiter.acquire(service, model.name)
+        # A call waits for its turn however long that is (waiting is not retrying), but not for a network that
+        # is gone: then its turn comes no later than the end of the wait given to the lost network.
+        self.limiter.acquire(service, model.name, until=self._lost_network_ends)
         self.stats.record(service, model.name)
+
+    def _lost_network_ends(self) -> float | None:
+        lost_at = self._lost_at
+        return None if lost_at is None else lost_at + self.deadline_s
+
+    def _answered(self, **_):
+        self._lost_at = None   # an answer came: the endpoint is reachable
 
     def _note_call(self, params, model, **_):
         self._thread.call = (model.name, params)
@@ -468,10 +519,14 @@ class Aws:
         started = self.clock()
 
         def remaining(exc: BaseException | None) -> float:
-            deadline = self.deadline_s
+            deadline, since = self.deadline_s, started
             if exc is not None and is_role_propagation(exc):
                 deadline = max(deadline, IAM_PROPAGATION_S)
-            return deadline - (self.clock() - started)
+            if isinstance(exc, CONNECTION_ERRORS):
+                if self._lost_at is None:
+                    self._lost_at = self.clock()
+                since = min(since, self._lost_at)
+            return deadline - (self.clock() - since)
 
         def before_sleep(state: RetryCallState) -> None:
             self.stats.count_retry()
@@ -503,7 +558,9 @@ class Aws:
             exc = state.outcome.exception()
             # What the user is told: how long we kept trying before this error became final.
             exc.crudstack_attempts = state.attempt_number
-            exc.crudstack_seconds = self.clock() - started
+            # (for a lost network, since it was first found lost: the wait every call shared)
+            lost_at = self._lost_at if isinstance(exc, CONNECTION_ERRORS) else None
+            exc.crudstack_seconds = self.clock() - (started if lost_at is None else min(started, lost_at))
             raise exc
 
         backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)

@@ -5,8 +5,9 @@ executor (crudstack/executor.py) runs in order and the walkthrough prints as bot
 other copy of the calls: what is printed is what runs.
 
     Call          one API call; `ok` error codes mean "already so" (a create whose resource exists, a delete
-                  whose resource is gone); `fallback` runs instead when one of its codes answers; `save`
-                  keeps values of the answer for later records (`Ref`)
+                  whose resource is gone), unless the error is a transient one that outlasted the retries
+                  (`already_done`, the one rule for Call and Once); `fallback` runs instead when one of its
+                  codes answers; `save` keeps values of the answer for later records (`Ref`)
     Poll          one read call, repeated until `until` holds (a table ACTIVE, a function settled)
     FindOrCreate  a create AWS does not de-duplicate by name (REST APIs, resources, deployments): look
                   first, create only if nothing matches; a retry after a lost answer looks again
@@ -28,6 +29,14 @@ from typing import Any, Callable
 import botocore.exceptions
 
 from crudstack.aws import error_code, is_transient
+
+
+def already_done(exc: BaseException, ok: tuple[str, ...]) -> bool:
+    """Whether an error answer means "already so": its code is one the record accepts, and it is not a
+    transient error that ran out of retries. API Gateway answers ConflictException both for "this
+    method exists" (done) and for "another change to this REST API is under way, try again later"
+    (not done); the second, still there at the deadline, is a failure, never a success."""
+    return error_code(exc) in ok and not is_transient(exc)
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class Call:
             code = error_code(exc)
             if self.fallback is not None and code in self.fallback_on:
                 return self.fallback.run(run)
-            if code in self.ok:
+            if already_done(exc, self.ok):
                 return None
             raise
         return keep(run, self.save, answer)
@@ -214,7 +223,7 @@ class Once:
             try:
                 return getattr(client, self.call.operation)(**params)
             except botocore.exceptions.ClientError as exc:
-                if error_code(exc) in self.call.ok and not is_transient(exc):
+                if already_done(exc, self.call.ok):
                     return None
                 raise
 

@@ -28,9 +28,9 @@ from typing import Callable
 import botocore.exceptions
 import botocore.session
 
-from crudstack.aws import Aws, Session
+from crudstack.aws import Aws, Session, emulator_endpoint
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
-from crudstack.config import ROOT, Config, check_target, load_config
+from crudstack.config import ROOT, Config, check_target, deploy_problems, load_config
 from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
@@ -134,11 +134,13 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
             local_model(config.state_dir, config.local.behaviour_scale).attach(aws)
         return aws, endpoint
     warn_of_ignored_regions(config)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or None  # boto3 honours it too; we need it for the invoke URL
-    aws = Aws(region=config.region, endpoint_url=endpoint, deadline_s=config.retry.deadline_s,
-              max_attempts=config.retry.max_attempts)
+    # botocore resolves each client's endpoint as the AWS SDKs document (AWS_ENDPOINT_URL_<SERVICE>, then
+    # AWS_ENDPOINT_URL, the profile's endpoint_url, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS over them all:
+    # https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html); we name none ourselves.
+    aws = Aws(region=config.region, deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
     aws.prepare_at_first_call = RUN_SERVICES   # while the caller identity's round trip is awaited
-    return aws, endpoint
+    # The API's URL follows API Gateway's endpoint: an emulator's own path form only where that is not AWS.
+    return aws, emulator_endpoint(aws.client("apigateway").meta.endpoint_url)
 
 
 def run_lock(config: Config, target: str, *, shared: bool = False) -> RunLock:
@@ -353,6 +355,10 @@ def provision_main(argv: list[str] | None = None) -> int:
             return 0
         if args.export:
             from crudstack.export import deploy_commands, export
+
+            problems = deploy_problems(config)   # what the exported stack could not do either
+            if problems:
+                raise ConfigError(problems, args.config)
 
             written = export(config, args.export[0], Path(args.export[1]), force=args.force)
             print(f"Wrote {len(written)} files (nothing was deployed):", *(f"  {_shown(p)}" for p in written),

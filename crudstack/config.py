@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,8 +25,39 @@ from crudstack.packaging import escaping_links
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Python runtimes Lambda currently accepts for new functions (our handlers are Python).
-PYTHON_RUNTIMES = ("python3.10", "python3.11", "python3.12", "python3.13")
+
+
+@dataclass(frozen=True)
+class RuntimeDates:
+    """One row of Lambda's runtime tables: when it is deprecated, when Lambda stops creating functions with it,
+    and when it stops updating them."""
+
+    deprecated: date
+    block_create: date
+    block_update: date
+
+
+# Lambda's Python runtimes (our handlers are Python), from "Lambda runtimes", tables "Supported runtimes" and
+# "Deprecated runtimes" (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html). Deprecation dates
+# as that page gives them (tflint-ruleset-aws mirrors them in rules/aws_lambda_function_deprecated_runtime.go);
+# python3.14 as AgentCore's table of the same runtimes has it. A deprecated runtime still works (a warning);
+# a blocked one cannot create functions (refused before any AWS call).
+PYTHON_RUNTIMES: dict[str, RuntimeDates] = {
+    "python3.14": RuntimeDates(date(2030, 6, 30), date(2030, 7, 31), date(2030, 8, 31)),
+    "python3.13": RuntimeDates(date(2029, 6, 30), date(2029, 7, 31), date(2029, 8, 31)),
+    "python3.12": RuntimeDates(date(2028, 10, 31), date(2028, 11, 30), date(2029, 1, 10)),
+    "python3.11": RuntimeDates(date(2026, 6, 30), date(2026, 7, 31), date(2026, 8, 31)),
+    "python3.10": RuntimeDates(date(2026, 6, 30), date(2026, 7, 31), date(2026, 8, 31)),
+    "python3.9": RuntimeDates(date(2025, 12, 15), date(2026, 8, 31), date(2026, 9, 30)),
+    "python3.8": RuntimeDates(date(2024, 10, 14), date(2025, 2, 28), date(2025, 3, 31)),
+}
+# The key the handlers in lambdas/ read and write (Key={"id": ...}, the API's /items/{id}).
+HANDLERS_PARTITION_KEY = "id"
+
+
+def today() -> date:
+    """Today in UTC, the calendar Lambda's runtime dates are given in (tests replace it)."""
+    return datetime.now(timezone.utc).date()
 # The only values CloudWatch Logs accepts for a retention policy.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -164,7 +198,8 @@ class LambdaConfig(_Strict):
     @classmethod
     def _known_runtime(cls, value: str) -> str:
         if value not in PYTHON_RUNTIMES:
-            raise ValueError(f"one of {', '.join(PYTHON_RUNTIMES)}")
+            usable = [name for name, dates in PYTHON_RUNTIMES.items() if today() < dates.block_create]
+            raise ValueError(f"one of Lambda's Python runtimes that still create functions: {', '.join(usable)}")
         return value
 
     @field_validator("functions")
@@ -400,13 +435,54 @@ def environment_problems(config: Config) -> list[str]:
 
 
 def check_target(config: Config, target: str, source: str = "config.yaml") -> None:
-    """What is valid only for one target; called once --target is known, before any AWS call."""
+    """What is valid only for one target, or only for a provision (a teardown of an old stack needs neither);
+    called once --target is known, before any AWS call. Every problem at once; warnings go to stderr."""
+    problems = deploy_problems(config)
     period = config.monitoring.alarms.period_s
     if target == "aws" and period in SHORT_ALARM_PERIODS:
-        raise ConfigError([
+        problems.append(
             f"monitoring.alarms.period_s: found {period} (int), expected a multiple of 60 seconds with target aws: "
             f"AWS/Lambda and AWS/ApiGateway publish one datapoint a minute, so a {period} s alarm would never see "
-            f"full data; {' and '.join(map(str, SHORT_ALARM_PERIODS))} s periods are for demos with target: local"], source)
+            f"full data; {' and '.join(map(str, SHORT_ALARM_PERIODS))} s periods are for demos with target: local")
+    if problems:
+        raise ConfigError(problems, source)
+    for warning in runtime_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+
+def _newest_runtime() -> str:
+    return max(PYTHON_RUNTIMES, key=lambda name: PYTHON_RUNTIMES[name].block_create)
+
+
+def deploy_problems(config: Config, on: date | None = None) -> list[str]:
+    """What a provision (or an export) of this config cannot do: a runtime Lambda has blocked, a partition key
+    the handlers do not read."""
+    on = on or today()
+    problems = []
+    runtime, dates = config.lambda_.runtime, PYTHON_RUNTIMES[config.lambda_.runtime]
+    if on >= dates.block_create:
+        problems.append(f"lambda.runtime: found {runtime!r}, which Lambda has blocked: it creates no function with it since "
+                        f"{dates.block_create:%Y-%m-%d} and updates none since {dates.block_update:%Y-%m-%d} (Lambda runtimes, "
+                        f"https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html); set lambda.runtime to "
+                        f"{_newest_runtime()}")
+    key = config.table.partition_key
+    if key != HANDLERS_PARTITION_KEY:
+        problems.append(f"table.partition_key: found {key!r}, expected {HANDLERS_PARTITION_KEY!r}: the handlers in lambdas/ "
+                        f"read and write each item by its {HANDLERS_PARTITION_KEY!r} attribute (the API's /items/{{id}}), so a "
+                        f"table keyed by {key!r} would refuse every write; remove table.partition_key or set it to "
+                        f"{HANDLERS_PARTITION_KEY!r}")
+    return problems
+
+
+def runtime_warnings(config: Config, on: date | None = None) -> list[str]:
+    """A runtime Lambda has deprecated but still runs: said once per provision, the run goes on."""
+    on = on or today()
+    runtime, dates = config.lambda_.runtime, PYTHON_RUNTIMES[config.lambda_.runtime]
+    if dates.deprecated <= on < dates.block_create:
+        return [f"lambda.runtime: {runtime} is deprecated since {dates.deprecated:%Y-%m-%d} (no more security patches); "
+                f"Lambda stops creating functions with it on {dates.block_create:%Y-%m-%d} and updating them on "
+                f"{dates.block_update:%Y-%m-%d}; set lambda.runtime to {_newest_runtime()}"]
+    return []
 
 
 def _describe(value) -> str:

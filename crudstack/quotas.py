@@ -66,21 +66,78 @@ LAMBDA_OTHER = Quota(15, 1)
 LAMBDA_INVOCATIONS = frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream"})
 
 
+# "Amazon CloudWatch endpoints and quotas", table "Service quotas", rows "Rate of <operation> requests"
+# (https://docs.aws.amazon.com/general/latest/gr/cw_region.html; the same figures as the CloudWatch User Guide's
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch_limits.html). Each operation has a
+# budget of its own; no shared account-wide rate is documented. Only the operations crudstack calls.
+CLOUDWATCH: dict[str, Quota] = {
+    "DeleteAlarms": Quota(3, 1),
+    "DescribeAlarms": Quota(9, 1),
+    "ListTagsForResource": Quota(10, 1),
+    "PutMetricAlarm": Quota(3, 1),
+    "TagResource": Quota(20, 1),
+    "UntagResource": Quota(20, 1),
+}
+
+# "CloudWatch Logs quotas" (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html):
+# DescribeLogGroups 5 transactions per second per account and Region; CreateLogStream 50. The page gives no
+# rate for CreateLogGroup, DeleteLogGroup, PutRetentionPolicy or TagLogGroup: those are left out.
+LOGS: dict[str, Quota] = {
+    "CreateLogStream": Quota(50, 1),
+    "DescribeLogGroups": Quota(5, 1),
+}
+
+# DynamoDB's control plane: "DynamoDB is introducing a control plane throttle limit of 2,500 requests per second"
+# ("Best practices for managing the control plane in DynamoDB",
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-control-plane.html), shared by every
+# control-plane operation; ListBackups has its own on top: "You can call ListBackups a maximum of five times per
+# second" (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_ListBackups.html).
+DYNAMODB: dict[str, Quota] = {
+    "ListBackups": Quota(5, 1),
+}
+DYNAMODB_CONTROL_PLANE = Quota(2500, 1)
+# The data plane (items) is limited by capacity, not by these rates.
+DYNAMODB_DATA_PLANE = frozenset({
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
+    "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+})
+
+# IAM and SNS: the IAM quotas page (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)
+# gives no request rate at all, and no SNS figure could be cited here; their calls have no budget, and a
+# throttle from them is retried with backoff like any other (crudstack/aws.py).
+OWN: dict[str, dict[str, Quota]] = {
+    "apigateway": APIGATEWAY, "lambda": LAMBDA, "cloudwatch": CLOUDWATCH, "logs": LOGS, "dynamodb": DYNAMODB,
+}
+
+
+def budgets(service: str, operation: str) -> list[tuple[str, Quota]]:
+    """Every budget one call spends, as (key, quota): its operation's own, and its service's shared one.
+
+    API Gateway's "Total operations" rate counts every request, those with a quota of their own too (the
+    table's own rows are limits within the total); Lambda's shared rate "excludes ... GetFunction, and
+    GetPolicy requests", the two with their own; DynamoDB's control-plane rate counts every control-plane
+    request, ListBackups too."""
+    if service == "lambda" and operation in LAMBDA_INVOCATIONS:
+        return []
+    if service == "dynamodb" and operation in DYNAMODB_DATA_PLANE:
+        return []
+    own = OWN.get(service, {}).get(operation)
+    spent = [(f"{service}:{operation}", own)] if own is not None else []
+    shared = {"apigateway": APIGATEWAY_OTHER, "dynamodb": DYNAMODB_CONTROL_PLANE, "lambda": LAMBDA_OTHER}.get(service)
+    if shared is not None and (own is None or service != "lambda"):
+        spent.append((f"{service}:*", shared))
+    return spent
+
+
 def quota_key(service: str, operation: str) -> str | None:
-    """Which budget a call spends: its own operation's, or its service's shared one ("*") for the
-    operations AWS lists no quota of their own for; None when AWS documents no rate for it."""
-    if quota_for(service, operation) is None:
-        return None
-    own = APIGATEWAY if service == "apigateway" else LAMBDA
-    return f"{service}:{operation}" if operation in own else f"{service}:*"
+    """The budget that sets how soon a throttled call may be tried again: its own operation's if it has
+    one, else its service's shared one ("*"); None when AWS documents no rate for it."""
+    spent = budgets(service, operation)
+    return spent[0][0] if spent else None
 
 
 def quota_for(service: str, operation: str) -> Quota | None:
-    """The documented rate quota of one control-plane operation (botocore names), or None if AWS gives none."""
-    if service == "apigateway":
-        return APIGATEWAY.get(operation, APIGATEWAY_OTHER)
-    if service == "lambda":
-        if operation in LAMBDA_INVOCATIONS:
-            return None
-        return LAMBDA.get(operation, LAMBDA_OTHER)
-    return None
+    """The documented rate quota of one control-plane operation (botocore names): its own, else its
+    service's shared one; None if AWS gives none."""
+    spent = budgets(service, operation)
+    return spent[0][1] if spent else None

@@ -33,11 +33,17 @@ as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls 
     TagsError            with `deny_list_tags`, GetFunction answers TagsError in      Lambda Developer Guide, "Using tags on Lambda
                          place of Tags and ListTags answers AccessDeniedException     functions": lambda:ListTags "is also necessary
                                                                                       for GetFunction" on tagged functions
-    quotas               API Gateway control-plane calls over their documented rate   API Gateway Developer Guide, "Amazon API Gateway
-                         answer TooManyRequestsException 429 with Retry-After         quotas" (numbers in crudstack/quotas.py)
+    quotas               a call over a documented rate it counts against (API          the pages cited at AWS_RATES below, the model's
+                         Gateway, Lambda, CloudWatch, Logs, DynamoDB's control plane) own table (it imports nothing from crudstack)
+                         answers that service's throttle (429 + Retry-After, or
+                         Throttling/ThrottlingException)
+    concurrent change    a change to a REST API while another change to it is applied terraform-provider-aws retries this ConflictException
+                         (for `api_write` s) answers ConflictException                 on every API Gateway operation (CHANGELOG 3.24.0)
     lists lag            GetResources leaves out a resource (the root one too) for    observed on AWS; terraform-provider-aws reads new
                          `resource` s, ListFunctions a new function for `lists` s;    resources with RetryWhenNewResourceNotFound for
                          a second CreateResource of one path answers ConflictException its PropagationTimeout (2 minutes)
+                         GetRestApis, GetUsagePlans, GetApiKeys and ListBackups leave  (no AWS page documents these lists' lag: the
+                         out a new one for `lists` s                                  cautious case, see _lagging_lists)
     reserved env names   CreateFunction/UpdateFunctionConfiguration with a reserved   Lambda Developer Guide, "Defined runtime
                          variable name answer InvalidParameterValueException          environment variables" (reserved keys)
     e-mail pending       an e-mail subscription is "pending confirmation" until       SNS Developer Guide, "Email notifications":
@@ -54,6 +60,7 @@ Every refusal is recorded in `refused` ("CreateFunction:role") and every stale a
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import itertools
 import json
@@ -66,11 +73,96 @@ from typing import Callable, Iterator
 
 from botocore.awsrequest import AWSResponse
 
-from crudstack.config import LAMBDA_RESERVED_VARIABLES
-from crudstack.quotas import quota_for, quota_key
-
 ROLE_NOT_ASSUMABLE = "The role defined for the function cannot be assumed by Lambda."
 STATE_FILE = "realistic.json"
+
+
+# == The model's own numbers ==============================================================================
+# The model imports nothing from the code it checks: a wrong number there must fail a test, not be copied
+# into the model. tests/unit/test_model_data.py compares these tables with the product's.
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A documented request rate: `requests` per `per_s` seconds, per account and Region, with a burst."""
+
+    requests: int
+    per_s: float
+    burst: int | None = None
+
+
+# service -> operation (botocore's name) -> Rate; "*" is the service's shared rate.
+AWS_RATES: dict[str, dict[str, Rate]] = {
+    # https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, table "API Gateway quotas for
+    # creating, deploying and managing an API": fixed per-account rates; "Total operations: 10 requests per
+    # second with a burst quota of 40 requests per second" ("*"). CreateRestApi and ImportRestApi: Regional.
+    "apigateway": {
+        "CreateApiKey": Rate(5, 1), "CreateDeployment": Rate(1, 5), "CreateDocumentationVersion": Rate(1, 20),
+        "CreateDomainName": Rate(1, 30), "CreateResource": Rate(5, 1), "CreateRestApi": Rate(1, 3),
+        "DeleteApiKey": Rate(5, 1), "DeleteDomainName": Rate(1, 30), "DeleteResource": Rate(5, 1),
+        "DeleteRestApi": Rate(1, 30), "GetResources": Rate(5, 2), "ImportDocumentationParts": Rate(1, 30),
+        "ImportRestApi": Rate(1, 3), "PutRestApi": Rate(1, 1), "UpdateAccount": Rate(1, 20),
+        "UpdateDomainName": Rate(1, 30), "UpdateUsagePlan": Rate(1, 20), "*": Rate(10, 1, burst=40),
+    },
+    # https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html#api-requests: GetFunction 100 and
+    # GetPolicy 15 requests per second; "Remainder of the control plane API requests (excludes invocation,
+    # GetFunction, and GetPolicy requests): 15 requests per second across all APIs" ("*").
+    "lambda": {"GetFunction": Rate(100, 1), "GetPolicy": Rate(15, 1), "*": Rate(15, 1)},
+    # https://docs.aws.amazon.com/general/latest/gr/cw_region.html, "Rate of <operation> requests" rows.
+    "cloudwatch": {"DeleteAlarms": Rate(3, 1), "DescribeAlarms": Rate(9, 1), "ListTagsForResource": Rate(10, 1),
+                   "PutMetricAlarm": Rate(3, 1), "TagResource": Rate(20, 1), "UntagResource": Rate(20, 1)},
+    # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html: DescribeLogGroups 5 and
+    # CreateLogStream 50 transactions per second; no other control-plane rate is given there.
+    "logs": {"CreateLogStream": Rate(50, 1), "DescribeLogGroups": Rate(5, 1)},
+    # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-control-plane.html: "a control plane
+    # throttle limit of 2,500 requests per second" ("*"); API_ListBackups.html: "You can call ListBackups a
+    # maximum of five times per second".
+    "dynamodb": {"ListBackups": Rate(5, 1), "*": Rate(2500, 1)},
+    # IAM (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html) documents no request
+    # rate, and no SNS rate could be cited: the model throttles neither, as it cannot know when AWS would.
+}
+# Whether a call with a rate of its own is counted against its service's "*" rate too: API Gateway's total
+# counts every operation; Lambda's remainder "excludes ... GetFunction, and GetPolicy"; DynamoDB's control
+# plane counts every control-plane call.
+SHARED_COUNTS_OWN = {"apigateway": True, "lambda": False, "dynamodb": True}
+# Calls no request rate applies to: Lambda invocations (concurrency is their limit) and DynamoDB's data plane
+# (capacity is its limit).
+UNRATED = {
+    "lambda": frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream"}),
+    "dynamodb": frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                           "BatchWriteItem", "TransactGetItems", "TransactWriteItems", "ExecuteStatement",
+                           "BatchExecuteStatement", "ExecuteTransaction"}),
+}
+# How each service says "too fast" (botocore's service models): code, HTTP status, message.
+THROTTLED = {
+    "apigateway": ("TooManyRequestsException", 429, "Too Many Requests"),
+    "lambda": ("TooManyRequestsException", 429, "Rate exceeded"),
+    "cloudwatch": ("Throttling", 400, "Rate exceeded"),
+    "logs": ("ThrottlingException", 400, "Rate exceeded"),
+    "dynamodb": ("ThrottlingException", 400, "Rate of control plane requests exceeds the allowed throughput."),
+}
+
+
+def rates_of(service: str, operation: str) -> list[tuple[str, Rate]]:
+    """The rates one call counts against in the model, as (bucket key, Rate)."""
+    table = AWS_RATES.get(service)
+    if table is None or operation in UNRATED.get(service, ()):
+        return []
+    own = table.get(operation)
+    counted = [(f"{service}:{operation}", own)] if own is not None else []
+    if "*" in table and (own is None or SHARED_COUNTS_OWN.get(service, False)):
+        counted.append((f"{service}:*", table["*"]))
+    return counted
+
+
+# "Defined runtime environment variables": the keys Lambda reserves and refuses in a function's configuration
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
+RESERVED_ENVIRONMENT = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
+})
 
 
 class SimClock:
@@ -129,7 +221,8 @@ class Delays:
     tags: float = 0.0            # DynamoDB tags not yet listed after CreateTable / TagResource
     function: float = 0.0        # Lambda Pending after create, InProgress after an update
     resource: float = 0.0        # API Gateway get_resources does not list a new resource yet
-    lists: float = 0.0           # Lambda list_functions does not list a new function yet
+    lists: float = 0.0           # Lambda list_functions (and the lists below) do not list a new resource yet
+    api_write: float = 0.0       # API Gateway: a change to one REST API is in progress; another one conflicts
     inactive_after: float | None = None   # Lambda: idle this long -> Inactive (None: never)
 
     @classmethod
@@ -137,7 +230,8 @@ class Delays:
         """Roughly what a real account shows: IAM about 10 s (it can take minutes), a new on-demand table
         about 8 s and its deletion about as long, DynamoDB tags "a few seconds", a function about 5 s.
         AWS documents no idle time for Inactive beyond "idle long enough" (weeks, in practice): 14 days."""
-        return cls(role=10, table=8, table_delete=8, tags=5, function=5, resource=2, lists=2, inactive_after=14 * 86400)
+        return cls(role=10, table=8, table_delete=8, tags=5, function=5, resource=2, lists=2, api_write=0.2,
+                   inactive_after=14 * 86400)
 
     def scaled(self, factor: float) -> "Delays":
         scaled = {k: (v * factor if v is not None else None) for k, v in asdict(self).items()}
@@ -163,22 +257,31 @@ def answer(parsed: dict) -> tuple:
 
 @dataclass
 class Bucket:
-    """A token bucket in model seconds: AWS's documented rate and burst for one operation."""
+    """AWS's documented rate and burst for one budget, as a token bucket checked over the calls it let through:
+    no stretch of time from a to b may hold more than `capacity + rate * (b - a)` of them. Checked on the
+    calls' own times, in whatever order they arrive: threads on a SimClock run apart in simulated time."""
 
     rate: float          # tokens a second
     capacity: float
-    tokens: float
-    at: float
+    times: list[float] = field(default_factory=list)   # the calls let through, in time order
+    horizon: float = 120.0   # stretches longer than this are not checked (a run's bursts are shorter)
 
-    def take(self, now: float) -> float:
-        """0 if a token was taken, else the seconds until one will be there."""
-        # Calls from threads at different simulated times may come out of order: time never runs backwards.
-        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.at) * self.rate)
-        self.at = max(self.at, now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+    def wait(self, now: float) -> float:
+        """0 if a call at `now` keeps the bucket's promise, else about how long it should have waited."""
+        times = [t for t in self.times if t > now - self.horizon]
+        times.insert(bisect.bisect_right(times, now), now)
+        at = times.index(now)
+        worst = 0.0
+        for first in range(at + 1):
+            for last in range(at, len(times)):
+                over = (last - first + 1) - self.capacity - self.rate * (times[last] - times[first])
+                if over > 1e-9:
+                    worst = max(worst, over / self.rate)
+        return worst
+
+    def take(self, now: float) -> None:
+        self.times = [t for t in self.times if t > now - self.horizon]
+        bisect.insort(self.times, now)
 
 
 def _name(function: str) -> str:
@@ -209,6 +312,8 @@ class AccountModel:
     pending_emails: dict[str, str] = field(default_factory=dict)    # subscription ARN -> endpoint, until confirmed
     shas: dict[str, str] = field(default_factory=dict)              # function name -> CodeSha256 last shown
     shown_tags: dict[str, list] = field(default_factory=dict)       # table ARN -> tags last listed
+    api_busy: dict[str, list] = field(default_factory=dict)         # REST API id -> [change started, change done]
+    list_lag: dict[str, float] = field(default_factory=dict)        # "GetRestApis <id>" etc. -> listed from
     refused: list[str] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     persist_to: Path | None = None    # a folder: the state is saved there after every call (kill-safe)
@@ -247,7 +352,7 @@ class AccountModel:
 
     # -- kept between runs (local.behaviour: realistic) ----------------------------------------------------
     STATE = ("roles", "tables", "deleting", "table_tags", "functions", "active_at", "listed_from", "resources", "paths",
-             "pending_emails", "shas", "shown_tags")
+             "pending_emails", "shas", "shown_tags", "api_busy", "list_lag")
 
     def save(self, folder: Path) -> None:
         with self._save_lock:   # calls answer in many threads at once
@@ -279,12 +384,16 @@ class AccountModel:
     def _before(self, model, context, **_):
         op, params, now = model.name, context.get("model_params") or {}, self.clock()
         service = model.service_model.service_name
-        if self.quotas and service == "apigateway":
+        if self.quotas:
             refused = self._throttle(service, op, now)
             if refused:
                 return refused
+        if service == "apigateway":
+            refused = self._overlapping_change(op, params, now)
+            if refused:
+                return refused
         if op in ("CreateFunction", "UpdateFunctionConfiguration"):
-            reserved = sorted(set((params.get("Environment") or {}).get("Variables") or {}) & LAMBDA_RESERVED_VARIABLES)
+            reserved = sorted(set((params.get("Environment") or {}).get("Variables") or {}) & RESERVED_ENVIRONMENT)
             if reserved:
                 self.refused.append(f"{op}:reserved")
                 return refusal("InvalidParameterValueException", 400,
@@ -325,26 +434,35 @@ class AccountModel:
         return None
 
     def _throttle(self, service: str, op: str, now: float):
-        quota = quota_for(service, op)
-        if quota is None:
+        counted = rates_of(service, op)
+        if not counted:
             return None
-        key = quota_key(service, op)   # the account-wide rate of the other operations is one shared bucket
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            capacity = float(quota.burst or quota.requests)
-            bucket = self._buckets[key] = Bucket(quota.requests / quota.per_s, capacity, capacity, now)
-        wait = bucket.take(now)
+        buckets = []
+        for key, rate in counted:   # a shared rate is one bucket for every operation it counts
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                capacity = float(rate.burst or rate.requests)
+                bucket = self._buckets[key] = Bucket(rate.requests / rate.per_s, capacity)
+            buckets.append(bucket)
+        wait = max(bucket.wait(now) for bucket in buckets)
         if not wait:
+            for bucket in buckets:
+                bucket.take(now)
             return None
         self.refused.append(f"{op}:quota")
         retry_after = str(max(1, math.ceil(wait)))
-        # API Gateway's TooManyRequestsException carries Retry-After, which botocore parses into retryAfterSeconds.
-        return refusal("TooManyRequestsException", 429, "Too Many Requests", {"Retry-After": retry_after}, retryAfterSeconds=retry_after)
+        code, status, message = THROTTLED[service]
+        # API Gateway's and Lambda's TooManyRequestsException carry Retry-After, which botocore parses into
+        # retryAfterSeconds; the other services' throttles carry no such header.
+        if status == 429:
+            return refusal(code, status, message, {"Retry-After": retry_after}, retryAfterSeconds=retry_after)
+        return refusal(code, status, message)
 
     def _after(self, model, http_response, parsed, context, **_):
         if getattr(http_response, "status_code", 500) >= 300:
             return
         op, params, now, d = model.name, context.get("model_params") or {}, self.clock(), self.delays
+        self._lagging_lists(op, parsed, now)
         if op == "CreateRole":
             self.roles[parsed["Role"]["Arn"]] = now + d.role
         elif op == "CreateTable":
@@ -421,6 +539,52 @@ class AccountModel:
                 if sub.get("SubscriptionArn") in self.pending_emails:
                     sub["SubscriptionArn"] = "PendingConfirmation"
                     self.hidden.append(f"{op}:pending")
+
+    # == Issue 20: writes that overlap on one REST API, lists that lag ========================================
+    # API Gateway serializes the changes to one REST API: a change that arrives while another is being applied
+    # is refused with ConflictException "Unable to complete operation due to concurrent modification. Please try
+    # again later." AWS documents no duration; terraform-provider-aws retries this error on every API Gateway
+    # operation (CHANGELOG 3.24.0: "service/apigateway: All operations will now automatically retry on
+    # ConflictException: Unable to complete operation due to concurrent modification").
+    CONCURRENT_CHANGE = "Unable to complete operation due to concurrent modification. Please try again later."
+
+    def _overlapping_change(self, op: str, params: dict, now: float):
+        api = params.get("restApiId")
+        if not api or not self.delays.api_write or op.startswith(("Get", "List")):
+            return None
+        started, done = self.api_busy.get(api, (0.0, 0.0))
+        if started <= now < done:
+            self.refused.append(f"{op}:concurrent")
+            return refusal("ConflictException", 409, self.CONCURRENT_CHANGE)
+        self.api_busy[api] = [now, now + self.delays.api_write]
+        return None
+
+    # A new REST API, usage plan, API key or backup is left out of its list for `lists` s. AWS documents no such
+    # lag for these lists, and none for their absence either: this is the cautious case, as for ListFunctions
+    # and GetResources above (terraform-provider-aws reads what it has just made with RetryWhenNewResourceNotFound
+    # for its PropagationTimeout, internal/tfresource/retry.go). A retried create that looks first must not
+    # count on seeing what its lost first answer made.
+    LISTED_BY = {"CreateRestApi": ("GetRestApis", "id"), "CreateUsagePlan": ("GetUsagePlans", "id"),
+                 "CreateApiKey": ("GetApiKeys", "id")}
+    LIST_KEYS = {"GetRestApis": ("items", "id"), "GetUsagePlans": ("items", "id"), "GetApiKeys": ("items", "id"),
+                 "ListBackups": ("BackupSummaries", "BackupArn")}
+
+    def _lagging_lists(self, op: str, parsed: dict, now: float) -> None:
+        if op in self.LISTED_BY:
+            listing, key = self.LISTED_BY[op]
+            if parsed.get(key):
+                self.list_lag[f"{listing} {parsed[key]}"] = now + self.delays.lists
+        elif op == "CreateBackup":
+            arn = (parsed.get("BackupDetails") or {}).get("BackupArn")
+            if arn:
+                self.list_lag[f"ListBackups {arn}"] = now + self.delays.lists
+        elif op in self.LIST_KEYS:
+            field_name, key = self.LIST_KEYS[op]
+            items = parsed.get(field_name) or []
+            listed = [i for i in items if self.list_lag.get(f"{op} {i.get(key)}", 0) <= now]
+            if len(listed) != len(items):
+                self.hidden.append(f"{op}:unlisted")
+                parsed[field_name] = listed
 
     # -- Lambda ----------------------------------------------------------------------------------------------
     def _show_function(self, op: str, name: str, configuration: dict, now: float) -> None:

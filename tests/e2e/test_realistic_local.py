@@ -16,6 +16,9 @@ def test_a_provision_right_after_a_teardown_waits_for_the_table_the_model_still_
         made = json.loads(model_state.read_text())
         assert stack.name("ItemsTable") in made["tables"]          # the model saw the table made ...
         assert any(stack.name("") in role for role in made["roles"])  # ... and the role
+        # issue 20's behaviours run here too: the new REST API lagged in GetRestApis, its changes were serialized
+        assert any(key.startswith("GetRestApis ") for key in made["list_lag"])
+        assert made["api_busy"]
 
         down = stack.run("teardown.py", "--yes", "--delete-data", "--keep-running")
         assert down.returncode == 0, down.stderr

@@ -42,7 +42,9 @@ def test_an_inactive_function_is_settled_so_a_rerun_changes_nothing_and_does_not
 
     assert "GetFunction:Inactive" in model.hidden
     assert again.mutating_calls == []
-    assert clock.now - started < 1   # no wait for an Active that never comes
+    # no wait for an Active that never comes (that would be the deadline); reading the 20 alarms' tags at
+    # CloudWatch's documented 10 ListTagsForResource a second takes about one
+    assert clock.now - started < 5
 
 
 def test_an_inactive_function_takes_a_code_change(provision, config, clock, code_dir, aws_clients):
@@ -266,7 +268,8 @@ def test_teardown_of_two_rest_api_copies_waits_out_delete_rest_apis_30_second_qu
     started = clock.now
     teardown(config, clock=clock, attach=model.attach)
 
-    assert "DeleteRestApi:quota" in model.refused
+    # the limiter waits for the second DeleteRestApi's turn, so AWS never has to refuse it
+    assert [r for r in model.refused if r.endswith(":quota")] == []
     assert rest_apis(aws_clients, config.api_name) == []
     assert clock.now - started >= 30
 

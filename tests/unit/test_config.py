@@ -69,7 +69,7 @@ MALFORMED = [
     ("function-memory-too-big", lambda d: fn(d).update(memory_mb=20000), ["lambda.functions.GetItemFunction.memory_mb: found 20000 (int)"]),
     ("timeout-over-15-minutes", lambda d: d["lambda"].update(timeout_s=901), ["lambda.timeout_s: found 901 (int)", "900"]),
     ("unknown-runtime", lambda d: d["lambda"].update(runtime="python3.99"),
-     ["lambda.runtime: found 'python3.99' (str), expected one of python3.10", "python3.12"]),
+     ["lambda.runtime: found 'python3.99' (str), expected one of Lambda's Python runtimes", "python3.14", "python3.12"]),
     ("node-runtime", lambda d: d["lambda"].update(runtime="nodejs20.x"), ["lambda.runtime: found 'nodejs20.x'"]),
     ("retention-15", lambda d: d["monitoring"].update(log_retention_days=15),
      ["monitoring.log_retention_days: found 15 (int), expected one of CloudWatch Logs' retention values", "14, 30"]),
