@@ -253,3 +253,28 @@ def test_a_whole_cycle_with_every_lag_and_a_client_writing_throughout_keeps_ever
     assert not [r for r in model.refused if r.endswith(":quota")]   # the calls kept under AWS's rates
     met = set(model.refused + model.hidden)
     assert {"DeleteRole:conflict", "GetFunctionConfiguration:Deleting"} <= met, met
+
+
+# -- break-20a: what the first fixes missed ----------------------------------------------------------------
+
+
+def test_with_the_tutorials_names_the_roles_teardown_reads_no_function_the_deployer_policy_does_not_name(
+        provision, teardown, settings, make_config, clock, aws_clients):
+    # names: tutorial: the deployer policy names exactly this stack's functions (crudstack/permissions.py, _names),
+    # not "<stack>-*"; a function called "tutorial-reports" that runs as our role is someone else's, and reading it
+    # is denied on AWS as much as any other.
+    from crudstack.permissions import deployer_policy
+    from tests.support import console_stack
+
+    config = make_config(console_stack.tutorial_settings(settings))
+    model, policy = account(clock), IdentityPolicy(deployer_policy(config))
+    first = provision(config, clock=clock, attach=both(model, policy))
+    package = build_package(config.code_dir, "get_item")
+    aws_clients.awslambda.create_function(FunctionName="tutorial-reports", Runtime="python3.12", Role=first.ctx.role_arn,
+                                          Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
+
+    gone = teardown(config, clock=clock, attach=both(model, policy))
+
+    assert policy.refused == []
+    kept = gone.changes("role", Action.KEEP)
+    assert kept and "tutorial-reports" in kept[0].note
