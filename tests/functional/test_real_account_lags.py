@@ -12,6 +12,7 @@ import pytest
 
 from crudstack.cli import teardown_main
 from crudstack.config import ROOT
+from crudstack.errors import DeploymentError
 from crudstack.packaging import build_package
 from crudstack.plan import Action, Context, Options
 from crudstack.realistic import AccountModel, Delays, IdentityPolicy, Lags, LiveClient, SimClock
@@ -278,3 +279,21 @@ def test_with_the_tutorials_names_the_roles_teardown_reads_no_function_the_deplo
     assert policy.refused == []
     kept = gone.changes("role", Action.KEEP)
     assert kept and "tutorial-reports" in kept[0].note
+
+
+def test_a_delete_conflict_that_never_clears_ends_at_the_deadline_naming_the_role_and_what_holds_it(
+        provision, teardown, config, clock, aws_clients):
+    model = account(clock, role_policies=5)
+    provision(config, clock=clock, attach=model.attach)
+    aws_clients.iam.create_instance_profile(InstanceProfileName="someone-elses-profile")
+    aws_clients.iam.add_role_to_instance_profile(InstanceProfileName="someone-elses-profile", RoleName=config.role_name)
+
+    # IAM's DeleteConflict for a role in an instance profile never clears by waiting: no retry until the deadline,
+    # and no "wait a minute and run again", which would fail the same way for ever.
+    with pytest.raises(DeploymentError) as stopped:
+        teardown(config, clock=clock, attach=model.attach)
+
+    message = str(stopped.value)
+    assert config.role_name in message and "instance profile" in message
+    assert "attempts" not in message and "wait a minute" not in message
+    assert "DeleteRole:conflict" in model.refused   # the conflict that does clear was still retried
