@@ -297,3 +297,25 @@ def test_a_delete_conflict_that_never_clears_ends_at_the_deadline_naming_the_rol
     assert config.role_name in message and "instance profile" in message
     assert "attempts" not in message and "wait a minute" not in message
     assert "DeleteRole:conflict" in model.refused   # the conflict that does clear was still retried
+
+
+def test_an_item_written_by_another_path_after_the_writers_went_keeps_the_table_and_the_delete_follows_the_look(
+        provision, teardown, config, clock, aws_clients):
+    # Another stack's function or the DynamoDB console write to the table without our API: the re-check right
+    # before DeleteTable is what catches them, and nothing of the table's but that one look comes between.
+    provision(config, clock=clock, attach=account(clock).attach)
+    table_calls: list[str] = []
+
+    def other_writer(model, params, **_):
+        table_calls.append(model.name)
+        if model.name == "Scan" and table_calls.count("Scan") == 2:   # the re-check, after the plan's look
+            aws_clients.dynamodb.put_item(TableName=config.table_name, Item={"id": {"S": "from-the-console"}})
+
+    kept = teardown(config, clock=clock, hooks=(("before-call.dynamodb", other_writer),))
+
+    assert kept.changes("table", Action.KEEP) and kept.calls("DeleteTable") == 0
+    assert items_left(aws_clients, config) == {"from-the-console"}
+    aws_clients.dynamodb.delete_item(TableName=config.table_name, Key={"id": {"S": "from-the-console"}})
+    table_calls.clear()
+    gone = teardown(config, clock=clock, hooks=(("before-call.dynamodb", lambda model, **_: table_calls.append(model.name)),))
+    assert gone.calls("DeleteTable") == 1 and table_calls[-2:] == ["Scan", "DeleteTable"]
