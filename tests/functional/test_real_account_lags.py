@@ -319,3 +319,16 @@ def test_an_item_written_by_another_path_after_the_writers_went_keeps_the_table_
     table_calls.clear()
     gone = teardown(config, clock=clock, hooks=(("before-call.dynamodb", lambda model, **_: table_calls.append(model.name)),))
     assert gone.calls("DeleteTable") == 1 and table_calls[-2:] == ["Scan", "DeleteTable"]
+
+
+def test_a_rest_api_that_cannot_be_deleted_stops_the_teardown_clearly_and_the_table_is_not_touched(
+        provision, teardown, config, clock, inject, aws_clients, recorder):
+    provision(config, clock=clock, attach=account(clock).attach)
+    throttled = inject("DeleteRestApi", aws_error("TooManyRequestsException", "Too Many Requests", 429), times=10**6)
+
+    with pytest.raises(DeploymentError) as stopped:
+        teardown(config, clock=clock, attach=account(clock).attach, hooks=(throttled.event, recorder.event))
+
+    assert "REST API" in str(stopped.value) and "TooManyRequests" in str(stopped.value)
+    assert "DeleteTable" not in [op for op, _ in recorder]
+    assert config.table_name in aws_clients.dynamodb.list_tables()["TableNames"]
