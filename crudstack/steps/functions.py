@@ -119,9 +119,12 @@ class FunctionsStep:
         # DeleteFunction answers before the function is gone: it is Deleting for a while, its name still taken.
         # terraform-provider-aws waits for it to be not found (internal/service/lambda/function.go,
         # resourceFunctionDelete and waitFunctionDeleted, whose pending states include Deleting).
-        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND),
-                Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), lambda answer: answer is None,
-                     f"function {name} to be deleted", missing_ok=True)]
+        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND), FunctionsStep._gone(name)]
+
+    @staticmethod
+    def _gone(name: str) -> Poll:
+        return Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), lambda answer: answer is None,
+                    f"function {name} to be deleted", missing_ok=True)
 
     def _change(self, name: str, action: Action, diffs: dict, calls: list, note: str = "") -> Change:
         return Change("function", name, action, diffs, calls=calls, note=note, after=("role",),
@@ -148,6 +151,13 @@ class FunctionsStep:
                                  [*self._delete_calls(name),
                                   *self._create_calls(ctx, name, fn, package, conflict_ok=False),
                                   *self._concurrency_calls(ctx, name, fn, None)], note=configuration.get("StateReason") or "")]
+        if state == "Deleting":
+            # An earlier run's deletion (a Failed function's, or a teardown's) outlived its deadline: the name is
+            # taken until Lambda finishes, and nothing else about the function is worth reading. Wait, then create.
+            return [self._change(name, Action.CREATE, {}, [self._gone(name),
+                                                           *self._create_calls(ctx, name, fn, package, conflict_ok=False),
+                                                           *self._concurrency_calls(ctx, name, fn, None)],
+                                 note="an earlier deletion of it is still going on: waits for it to finish first")]
         diffs = {}
         current, wanted = current_settings(configuration), desired_settings(ctx, fn)
         for key in wanted:

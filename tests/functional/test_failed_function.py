@@ -90,3 +90,25 @@ def test_teardown_deletes_a_failed_function_with_the_rest_of_the_stack(provision
     assert aws_clients.awslambda.list_functions()["Functions"] == []
     assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
     assert config.table_name not in aws_clients.dynamodb.list_tables()["TableNames"]
+
+
+def test_a_rerun_after_a_failed_functions_deletion_outlived_the_deadline_waits_for_it_and_creates_the_function(
+        provision, config, clock, aws_clients):
+    # A Failed function's deletion that takes longer than retry.deadline_s stops the run ("run again"); the re-run
+    # finds the function Deleting (State Deleting, Lambda API Reference, FunctionConfiguration): it waits for the
+    # deletion to finish and creates the function, rather than waiting for a Deleting function to become Active.
+    from crudstack.realistic import AccountModel, Delays, Lags
+
+    model = AccountModel(clock=clock, delays=Delays(function=5), lags=Lags(function_delete=config.retry.deadline_s + 60))
+    name = config.function_name("GetItemFunction")
+    model.fail_creates.add(name)
+    with pytest.raises(Exception, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+    with pytest.raises(Exception, match="to be deleted"):
+        provision(config, clock=clock, attach=model.attach)
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert "GetFunction:Deleting" in model.hidden           # the re-run's plan met the deletion still going on
+    assert again.calls("CreateFunction") == 1 and "CreateFunction:deleting" not in model.refused
+    assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
