@@ -332,3 +332,27 @@ def test_a_rest_api_that_cannot_be_deleted_stops_the_teardown_clearly_and_the_ta
     assert "REST API" in str(stopped.value) and "TooManyRequests" in str(stopped.value)
     assert "DeleteTable" not in [op for op, _ in recorder]
     assert config.table_name in aws_clients.dynamodb.list_tables()["TableNames"]
+
+
+TEARDOWN_CUTS = [("DeleteRestApi", True), ("DeleteFunction", True), ("Scan", False), ("Scan", True), ("DeleteTable", False)]
+
+
+@pytest.mark.parametrize(("operation", "after"), TEARDOWN_CUTS, ids=[f"{op}-{'after' if a else 'before'}" for op, a in TEARDOWN_CUTS])
+def test_a_teardown_cut_off_anywhere_on_the_tables_path_never_deletes_an_item_written_meanwhile_and_a_rerun_finishes(
+        operation, after, provision, teardown, config, clock, inject, aws_clients):
+    from crudstack.errors import InterruptedRun
+
+    provision(config, clock=clock, attach=account(clock).attach)
+    # The last Scan of the teardown is the re-check (the plan's is the first); a cut before DeleteTable.
+    cut = inject(operation, KeyboardInterrupt(), skip=1 if operation == "Scan" else 0, after=after)
+    with pytest.raises(InterruptedRun):
+        teardown(config, clock=clock, attach=account(clock).attach, hooks=(cut.event,))
+    assert cut.failed == 1
+    aws_clients.dynamodb.put_item(TableName=config.table_name, Item={"id": {"S": "written-while-it-was-stopped"}})
+
+    kept = teardown(config, clock=clock, attach=account(clock).attach)
+
+    assert kept.calls("DeleteTable") == 0 and items_left(aws_clients, config) == {"written-while-it-was-stopped"}
+    aws_clients.dynamodb.delete_item(TableName=config.table_name, Key={"id": {"S": "written-while-it-was-stopped"}})
+    assert teardown(config, clock=clock, attach=account(clock).attach).calls("DeleteTable") == 1
+    assert config.table_name not in aws_clients.dynamodb.list_tables()["TableNames"]
