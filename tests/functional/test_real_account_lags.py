@@ -149,19 +149,26 @@ def test_the_identity_policy_model_denies_a_lambda_call_on_a_function_outside_th
     assert policy.allows("lambda:GetFunctionConfiguration", "arn:aws:lambda:us-east-1:123456789012:function:demo-GetItemFunction")
 
 
-def test_teardown_keeps_the_role_of_a_function_outside_the_stack_without_reading_that_function(
-        provision, teardown, config, clock, aws_clients):
-    model, policy = account(clock), deployer_policy()
+def teardown_beside(function: str, policy: IdentityPolicy, provision, teardown, config, clock, aws_clients):
+    """Provision, make `function` (outside the stack) run as our role, tear down under `policy`: the role is kept
+    for it, and no call was outside the policy."""
+    model = account(clock)
     first = provision(config, clock=clock, attach=both(model, policy))
     package = build_package(config.code_dir, "get_item")
-    aws_clients.awslambda.create_function(FunctionName="someone-elses", Runtime="python3.12", Role=first.ctx.role_arn,
+    aws_clients.awslambda.create_function(FunctionName=function, Runtime="python3.12", Role=first.ctx.role_arn,
                                           Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
 
     gone = teardown(config, clock=clock, attach=both(model, policy))
 
     assert policy.refused == []
     kept = gone.changes("role", Action.KEEP)
-    assert kept and "someone-elses" in kept[0].note
+    assert kept and function in kept[0].note
+    return gone
+
+
+def test_teardown_keeps_the_role_of_a_function_outside_the_stack_without_reading_that_function(
+        provision, teardown, config, clock, aws_clients):
+    teardown_beside("someone-elses", deployer_policy(), provision, teardown, config, clock, aws_clients)
     assert aws_clients.awslambda.get_function(FunctionName="someone-elses")
 
 
@@ -264,24 +271,14 @@ def test_with_the_tutorials_names_the_roles_teardown_reads_no_function_the_deplo
     # names: tutorial: the deployer policy names exactly this stack's functions (crudstack/permissions.py, _names),
     # not "<stack>-*"; a function called "tutorial-reports" that runs as our role is someone else's, and reading it
     # is denied on AWS as much as any other.
-    from crudstack.permissions import deployer_policy
+    from crudstack.permissions import deployer_policy as policy_for
     from tests.support import console_stack
 
     config = make_config(console_stack.tutorial_settings(settings))
-    model, policy = account(clock), IdentityPolicy(deployer_policy(config))
-    first = provision(config, clock=clock, attach=both(model, policy))
-    package = build_package(config.code_dir, "get_item")
-    aws_clients.awslambda.create_function(FunctionName="tutorial-reports", Runtime="python3.12", Role=first.ctx.role_arn,
-                                          Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
-
-    gone = teardown(config, clock=clock, attach=both(model, policy))
-
-    assert policy.refused == []
-    kept = gone.changes("role", Action.KEEP)
-    assert kept and "tutorial-reports" in kept[0].note
+    teardown_beside("tutorial-reports", IdentityPolicy(policy_for(config)), provision, teardown, config, clock, aws_clients)
 
 
-def test_a_delete_conflict_that_never_clears_ends_at_the_deadline_naming_the_role_and_what_holds_it(
+def test_a_delete_conflict_that_never_clears_fails_at_once_naming_the_role_and_what_holds_it(
         provision, teardown, config, clock, aws_clients):
     model = account(clock, role_policies=5)
     provision(config, clock=clock, attach=model.attach)
