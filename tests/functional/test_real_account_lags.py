@@ -353,3 +353,40 @@ def test_a_teardown_cut_off_anywhere_on_the_tables_path_never_deletes_an_item_wr
     aws_clients.dynamodb.delete_item(TableName=config.table_name, Key={"id": {"S": "written-while-it-was-stopped"}})
     assert teardown(config, clock=clock, attach=account(clock).attach).calls("DeleteTable") == 1
     assert config.table_name not in aws_clients.dynamodb.list_tables()["TableNames"]
+
+
+def test_a_function_outside_the_stack_on_a_later_listfunctions_page_still_keeps_the_role(
+        provision, teardown, config, clock, aws_clients):
+    # ListFunctions answers at most 50 functions a page, with NextMarker for the rest (Lambda API Reference,
+    # ListFunctions, MaxItems); moto answers all at once, so this hook pages its answer as Lambda does.
+    markers: list[str] = []
+
+    def remember(params, context, **_):
+        markers.append(params.get("Marker"))
+        context["page_from"] = int(params.get("Marker") or 0)
+
+    def paged(model, parsed, context, **_):
+        if model.name == "ListFunctions" and "Functions" in parsed:
+            start = context.get("page_from", 0)
+            rest = parsed["Functions"][start:]
+            parsed["Functions"] = rest[:50]
+            if len(rest) > 50:
+                parsed["NextMarker"] = str(start + 50)
+
+    model, policy = account(clock), deployer_policy()
+    first = provision(config, clock=clock, attach=both(model, policy))
+    package = build_package(config.code_dir, "get_item")
+    trust = first.ctx.aws.client("iam").get_role(RoleName=config.role_name)["Role"]["AssumeRolePolicyDocument"]
+    other = aws_clients.iam.create_role(RoleName="other", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    for number in range(60):
+        aws_clients.awslambda.create_function(FunctionName=f"unrelated-{number:02}", Runtime="python3.12", Role=other,
+                                              Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
+    aws_clients.awslambda.create_function(FunctionName="zz-someone-elses", Runtime="python3.12", Role=first.ctx.role_arn,
+                                          Handler="get_item.lambda_handler", Code={"ZipFile": package.zip_bytes})
+    hooks = (("before-parameter-build.lambda.ListFunctions", remember), ("after-call.lambda.ListFunctions", paged))
+
+    gone = teardown(config, clock=clock, attach=both(model, policy), hooks=hooks)
+
+    assert policy.refused == [] and "50" in markers   # it read past the first page
+    kept = gone.changes("role", Action.KEEP)
+    assert kept and "zz-someone-elses" in kept[0].note
