@@ -390,3 +390,34 @@ def test_a_function_outside_the_stack_on_a_later_listfunctions_page_still_keeps_
     assert policy.refused == [] and "50" in markers   # it read past the first page
     kept = gone.changes("role", Action.KEEP)
     assert kept and "zz-someone-elses" in kept[0].note
+
+
+def test_a_permission_removed_by_someone_else_between_the_plan_and_its_replacement_is_added_once(
+        provision, config, clock, aws_clients):
+    model = account(clock, resource_policy=3)
+    provision(config, clock=clock, attach=model.attach)
+    aws_clients.apigateway.delete_rest_api(restApiId=rest_apis(aws_clients, config.api_name)[0]["id"])
+    clock.now += 60
+    sid = f"{config.stack}-apigateway-invoke"
+
+    def someone_else_removes_it(params, **_):
+        aws_clients.awslambda.remove_permission(FunctionName=params["FunctionName"], StatementId=sid)
+
+    again = provision(config, clock=clock, attach=model.attach,
+                      hooks=(("before-parameter-build.lambda.RemovePermission", someone_else_removes_it),))
+
+    assert again.changes("permission", Action.UPDATE)
+    assert_one_complete_stack(aws_clients, config)   # one statement per function, scoped to the new API
+
+
+def test_a_delete_conflict_that_outlasts_the_deadline_says_run_again_and_the_rerun_deletes_the_role(
+        provision, teardown, config, clock, aws_clients):
+    model = account(clock, role_policies=config.retry.deadline_s + 60)
+    provision(config, clock=clock, attach=model.attach)
+
+    with pytest.raises(DeploymentError) as stopped:
+        teardown(config, clock=clock, attach=model.attach)
+    assert "DeleteRole" in str(stopped.value) and "run again" in str(stopped.value)
+
+    teardown(config, clock=clock, attach=model.attach)
+    assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
