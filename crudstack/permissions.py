@@ -214,10 +214,11 @@ def _names(config: Config) -> dict[str, list[str]]:
             "alarm": [f"{name}-*" for name in functions] + [f"{config.api_name}-*"]}
 
 
-def may_read_function(config: Config, name: str) -> bool:
-    """Whether the deployer policy lets the tool read (GetFunction, GetFunctionConfiguration) a function of this
-    name: "<stack>-*", or with names: tutorial exactly this stack's functions. Any other is denied on AWS."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _names(config)["function"])
+def policy_names(config: Config, kind: str, name: str) -> bool:
+    """Whether the deployer policy's statements for `kind` ("function", "alarm", "log group": a log group by the
+    function it is named after) reach a resource of this name: "<stack>-*", or with names: tutorial exactly this
+    stack's. Reading one they do not reach (its tags, its configuration) is denied on AWS."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _names(config)[kind])
 
 
 def _resources(config: Config, key: str) -> list[str]:

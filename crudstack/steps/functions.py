@@ -97,12 +97,12 @@ class FunctionsStep:
         later run, teardown included, would ever find them again."""
         lam = ctx.aws.client("lambda")
         wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
-        from crudstack.permissions import may_read_function   # here: crudstack.permissions imports the steps
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
 
         # Only names the deployer policy lets us read: with names: tutorial (no prefix) that is this stack's exact
         # names, so no other function can be told ours, and reading one would be denied on AWS.
         names = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions")
-                 if may_read_function(ctx.config, f["FunctionName"]) and f["FunctionName"] not in wanted]
+                 if policy_names(ctx.config, "function", f["FunctionName"]) and f["FunctionName"] not in wanted]
         changes = []
         for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
             if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's

@@ -157,11 +157,11 @@ class RoleStep:
         function:<stack>-* alone, or with names: tutorial on this stack's exact names (crudstack/permissions.py), so
         reading someone else's would be denied on AWS. For those, ListFunctions' Role is taken as it is: a role
         kept a run too long is the safe mistake."""
-        from crudstack.permissions import may_read_function   # here: crudstack.permissions imports this module
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports this module
 
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
-        ours = [name for name in listed if may_read_function(ctx.config, name)]
+        ours = [name for name in listed if policy_names(ctx.config, "function", name)]
         found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), ours)
         gone = {name for name, there in zip(ours, found) if not there}
         return [name for name in listed if name not in gone]

@@ -421,3 +421,30 @@ def test_a_delete_conflict_that_outlasts_the_deadline_says_run_again_and_the_rer
 
     teardown(config, clock=clock, attach=model.attach)
     assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
+
+
+def test_with_the_tutorials_names_monitoring_reads_the_tags_of_no_alarm_or_log_group_the_policy_does_not_name(
+        provision, teardown, settings, make_config, clock, aws_clients, recorder):
+    # Without a prefix every alarm and every /aws/lambda/ log group of the account is listed; reading the tags of
+    # one the deployer policy does not name (ListTagsForResource, ListTagsLogGroup are scoped to this stack's
+    # alarms and log groups, crudstack/permissions.py) is denied on AWS. The model's IdentityPolicy checks Lambda
+    # calls only, so each tag read is checked against the policy here.
+    from crudstack.permissions import deployer_policy as policy_for
+    from tests.support import console_stack
+
+    config = make_config(console_stack.tutorial_settings(settings))
+    policy = IdentityPolicy(policy_for(config))
+    provision(config, clock=clock, attach=account(clock).attach)
+    aws_clients.cloudwatch.put_metric_alarm(AlarmName="billing-high", MetricName="EstimatedCharges", Namespace="AWS/Billing",
+                                            Statistic="Maximum", Period=21600, EvaluationPeriods=1, Threshold=10,
+                                            ComparisonOperator="GreaterThanThreshold")
+    aws_clients.logs.create_log_group(logGroupName="/aws/lambda/someone-elses")
+
+    provision(config, clock=clock, attach=account(clock).attach, hooks=(recorder.event,))
+    teardown(config, clock=clock, attach=account(clock).attach, hooks=(recorder.event,))
+
+    arns = [("cloudwatch:ListTagsForResource", p["ResourceARN"]) for p in recorder.params("ListTagsForResource") if "ResourceARN" in p]
+    arns += [("logs:ListTagsLogGroup", f"arn:aws:logs:us-east-1:123456789012:log-group:{p['logGroupName']}")
+             for p in recorder.params("ListTagsLogGroup")]
+    assert arns and [(action, arn) for action, arn in arns if not policy.allows(action, arn)] == []
+    assert aws_clients.cloudwatch.describe_alarms(AlarmNames=["billing-high"])["MetricAlarms"]
