@@ -112,3 +112,28 @@ def test_a_rerun_after_a_failed_functions_deletion_outlived_the_deadline_waits_f
     assert "GetFunction:Deleting" in model.hidden           # the re-run's plan met the deletion still going on
     assert again.calls("CreateFunction") == 1 and "CreateFunction:deleting" not in model.refused
     assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+
+
+class Always(set):
+    """fail_creates that never forgets a name: every create of it ends Failed."""
+
+    def discard(self, name) -> None:
+        pass
+
+
+def test_a_function_that_fails_every_create_stops_each_run_naming_it_and_never_waits_out_the_deadline(provision, config, clock):
+    from crudstack.realistic import AccountModel, Delays, Lags
+
+    model = AccountModel(clock=clock, delays=Delays(function=5), lags=Lags(function_delete=8))
+    name = config.function_name("GetItemFunction")
+    model.fail_creates = Always({name})
+    with pytest.raises(DeploymentError, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+    started = clock.now
+
+    with pytest.raises(DeploymentError) as again:
+        provision(config, clock=clock, attach=model.attach)
+
+    assert name in str(again.value) and "Lambda reports the function failed" in str(again.value)
+    assert "check the runtime and handler" in str(again.value)
+    assert clock.now - started < config.retry.deadline_s   # stopped once Lambda said Failed, not at the deadline
