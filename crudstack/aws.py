@@ -77,10 +77,13 @@ EVENTUAL_CONSISTENCY = ROLE_NOT_YET_ASSUMABLE + (
     # lost, answers the same: the retry's first look (calls.Once) finds it.
     ("ResourceConflictException", "provided already exists"),
 )
-# (operation, code) that AWS answers for a while after an earlier call of ours, and then no more. IAM refuses
-# DeleteRole with DeleteConflict for a while after the role's policies were removed; terraform-provider-aws
-# retries exactly that for its IAM propagation timeout (internal/service/iam/role.go, DeleteRole).
-EVENTUAL_CONFLICTS = frozenset({("DeleteRole", "DeleteConflict")})
+# (operation, code, message fragment) that AWS answers for a while after an earlier call of ours, and then no
+# more. IAM refuses DeleteRole with DeleteConflict ("must detach all policies first", "must delete policies
+# first") for a while after the role's policies were removed; terraform-provider-aws retries that for its IAM
+# propagation timeout (internal/service/iam/role.go, DeleteRole). Its other DeleteConflict, "must remove roles
+# from instance profile first", never clears by waiting (terraform removes the role from its instance profiles
+# before DeleteRole, same file): someone else's profile, so it fails at once and says so.
+EVENTUAL_CONFLICTS = (("DeleteRole", "DeleteConflict", "policies"),)
 CONNECTION_ERRORS = (
     botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, proxy and SSL errors
     # ConnectionClosedError, ReadTimeoutError and ResponseStreamingError derive from HTTPClientError,
@@ -164,9 +167,10 @@ CONSISTENCY_WAIT_MAX_S = 0.75
 def is_eventual_consistency(exc: BaseException) -> bool:
     if not isinstance(exc, botocore.exceptions.ClientError):
         return False
-    if (getattr(exc, "operation_name", None), error_code(exc)) in EVENTUAL_CONFLICTS:
-        return True
     code, message = error_code(exc) or "", error_message(exc).lower()
+    if any(getattr(exc, "operation_name", None) == op and code == c and fragment in message
+           for op, c, fragment in EVENTUAL_CONFLICTS):
+        return True
     return any(code == c and fragment.lower() in message for c, fragment in EVENTUAL_CONSISTENCY)
 
 

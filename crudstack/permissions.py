@@ -13,6 +13,7 @@ the few actions AWS authorizes only against "*" (listings, who-am-I) have a stat
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
 import botocore.exceptions
@@ -211,6 +212,13 @@ def _names(config: Config) -> dict[str, list[str]]:
             "log group": [form for name in functions for form in (name, f"{name}:*")], "topic": [config.topic_name],
             # the alarms are named after the functions and the API (steps/monitoring.py, desired_alarms)
             "alarm": [f"{name}-*" for name in functions] + [f"{config.api_name}-*"]}
+
+
+def policy_names(config: Config, kind: str, name: str) -> bool:
+    """Whether the deployer policy's statements for `kind` ("function", "alarm", "log group": a log group by the
+    function it is named after) reach a resource of this name: "<stack>-*", or with names: tutorial exactly this
+    stack's. Reading one they do not reach (its tags, its configuration) is denied on AWS."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _names(config)[kind])
 
 
 def _resources(config: Config, key: str) -> list[str]:

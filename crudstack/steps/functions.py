@@ -100,8 +100,12 @@ class FunctionsStep:
         later run, teardown included, would ever find them again."""
         lam = ctx.aws.client("lambda")
         wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
+
+        # Only names the deployer policy lets us read: with names: tutorial (no prefix) that is this stack's exact
+        # names, so no other function can be told ours, and reading one would be denied on AWS.
         names = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions")
-                 if f["FunctionName"].startswith(ctx.config.name_prefix) and f["FunctionName"] not in wanted]
+                 if policy_names(ctx.config, "function", f["FunctionName"]) and f["FunctionName"] not in wanted]
         changes = []
         for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
             if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's
@@ -118,9 +122,12 @@ class FunctionsStep:
         # DeleteFunction answers before the function is gone: it is Deleting for a while, its name still taken.
         # terraform-provider-aws waits for it to be not found (internal/service/lambda/function.go,
         # resourceFunctionDelete and waitFunctionDeleted, whose pending states include Deleting).
-        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND),
-                Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), lambda answer: answer is None,
-                     f"function {name} to be deleted", missing_ok=True)]
+        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND), FunctionsStep._gone(name)]
+
+    @staticmethod
+    def _gone(name: str) -> Poll:
+        return Poll(Call("lambda", "get_function_configuration", {"FunctionName": name}), lambda answer: answer is None,
+                    f"function {name} to be deleted", missing_ok=True)
 
     def _change(self, name: str, action: Action, diffs: dict, calls: list, note: str = "") -> Change:
         return Change("function", name, action, diffs, calls=calls, note=note, after=("role",),
@@ -147,6 +154,13 @@ class FunctionsStep:
                                  [*self._delete_calls(name),
                                   *self._create_calls(ctx, name, fn, package, conflict_ok=False),
                                   *self._concurrency_calls(ctx, name, fn, None)], note=configuration.get("StateReason") or "")]
+        if state == "Deleting":
+            # An earlier run's deletion (a Failed function's, or a teardown's) outlived its deadline: the name is
+            # taken until Lambda finishes, and nothing else about the function is worth reading. Wait, then create.
+            return [self._change(name, Action.CREATE, {}, [self._gone(name),
+                                                           *self._create_calls(ctx, name, fn, package, conflict_ok=False),
+                                                           *self._concurrency_calls(ctx, name, fn, None)],
+                                 note="an earlier deletion of it is still going on: waits for it to finish first")]
         diffs = {}
         current, wanted = current_settings(configuration), desired_settings(ctx, fn)
         for key in wanted:

@@ -65,8 +65,13 @@ class MonitoringStep:
     # -- log groups --------------------------------------------------------------------------
     def _log_groups(self, ctx: Context) -> dict[str, dict]:
         logs = ctx.aws.client("logs")
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
+
         groups = ctx.aws.paginate(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=f"/aws/lambda/{ctx.config.name_prefix}")
-        return {g["logGroupName"]: g for g in groups}
+        # With names: tutorial (no prefix) every function's log group is listed: only those the deployer policy
+        # names are ours to read (the others' tags would be denied on AWS).
+        return {g["logGroupName"]: g for g in groups
+                if policy_names(ctx.config, "log group", g["logGroupName"].removeprefix("/aws/lambda/"))}
 
     def _log_group_tags(self, ctx: Context, name: str) -> dict[str, str]:
         logs = ctx.aws.client("logs")
@@ -151,10 +156,13 @@ class MonitoringStep:
     def _existing_alarms(self, ctx: Context) -> dict[str, dict]:
         cw = ctx.aws.client("cloudwatch")
         # AlarmNamePrefix takes 1 to 255 characters (CloudWatch API Reference, DescribeAlarms): with names: tutorial
-        # (no prefix) every alarm is listed, and only ours by tag are ever changed or deleted.
+        # (no prefix) every alarm is listed, and only those the deployer policy names are read further (another's
+        # tags would be denied on AWS); only ours by tag are ever changed or deleted.
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
+
         prefix = {"AlarmNamePrefix": ctx.config.name_prefix} if ctx.config.name_prefix else {}
         alarms = ctx.aws.paginate(cw, "describe_alarms", "MetricAlarms", AlarmTypes=["MetricAlarm"], **prefix)
-        return {a["AlarmName"]: a for a in alarms}
+        return {a["AlarmName"]: a for a in alarms if policy_names(ctx.config, "alarm", a["AlarmName"])}
 
     def _alarm_tags(self, ctx: Context, alarm: dict) -> dict[str, str]:
         cw = ctx.aws.client("cloudwatch")

@@ -154,11 +154,14 @@ class RoleStep:
         """Functions that run as the role and still exist (ListFunctions may still list one just deleted).
 
         Only this stack's functions are read again: the deployer policy allows GetFunctionConfiguration on
-        function:<stack>-* alone (crudstack/permissions.py), so reading someone else's would be denied on AWS.
-        For those, ListFunctions' Role is taken as it is: a role kept a run too long is the safe mistake."""
+        function:<stack>-* alone, or with names: tutorial on this stack's exact names (crudstack/permissions.py), so
+        reading someone else's would be denied on AWS. For those, ListFunctions' Role is taken as it is: a role
+        kept a run too long is the safe mistake."""
+        from crudstack.permissions import policy_names   # here: crudstack.permissions imports this module
+
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
-        ours = [name for name in listed if name.startswith(f"{ctx.config.stack}-")]
+        ours = [name for name in listed if policy_names(ctx.config, "function", name)]
         found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), ours)
         gone = {name for name, there in zip(ours, found) if not there}
         return [name for name in listed if name not in gone]

@@ -90,3 +90,50 @@ def test_teardown_deletes_a_failed_function_with_the_rest_of_the_stack(provision
     assert aws_clients.awslambda.list_functions()["Functions"] == []
     assert [r for r in aws_clients.iam.list_roles()["Roles"] if r["RoleName"] == config.role_name] == []
     assert config.table_name not in aws_clients.dynamodb.list_tables()["TableNames"]
+
+
+def test_a_rerun_after_a_failed_functions_deletion_outlived_the_deadline_waits_for_it_and_creates_the_function(
+        provision, config, clock, aws_clients):
+    # A Failed function's deletion that takes longer than retry.deadline_s stops the run ("run again"); the re-run
+    # finds the function Deleting (State Deleting, Lambda API Reference, FunctionConfiguration): it waits for the
+    # deletion to finish and creates the function, rather than waiting for a Deleting function to become Active.
+    from crudstack.realistic import AccountModel, Delays, Lags
+
+    model = AccountModel(clock=clock, delays=Delays(function=5), lags=Lags(function_delete=config.retry.deadline_s + 60))
+    name = config.function_name("GetItemFunction")
+    model.fail_creates.add(name)
+    with pytest.raises(Exception, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+    with pytest.raises(Exception, match="to be deleted"):
+        provision(config, clock=clock, attach=model.attach)
+
+    again = provision(config, clock=clock, attach=model.attach)
+
+    assert "GetFunction:Deleting" in model.hidden           # the re-run's plan met the deletion still going on
+    assert again.calls("CreateFunction") == 1 and "CreateFunction:deleting" not in model.refused
+    assert aws_clients.awslambda.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
+
+
+class Always(set):
+    """fail_creates that never forgets a name: every create of it ends Failed."""
+
+    def discard(self, name) -> None:
+        pass
+
+
+def test_a_function_that_fails_every_create_stops_each_run_naming_it_and_never_waits_out_the_deadline(provision, config, clock):
+    from crudstack.realistic import AccountModel, Delays, Lags
+
+    model = AccountModel(clock=clock, delays=Delays(function=5), lags=Lags(function_delete=8))
+    name = config.function_name("GetItemFunction")
+    model.fail_creates = Always({name})
+    with pytest.raises(DeploymentError, match="failed"):
+        provision(config, clock=clock, attach=model.attach)
+    started = clock.now
+
+    with pytest.raises(DeploymentError) as again:
+        provision(config, clock=clock, attach=model.attach)
+
+    assert name in str(again.value) and "Lambda reports the function failed" in str(again.value)
+    assert "check the runtime and handler" in str(again.value)
+    assert clock.now - started < config.retry.deadline_s   # stopped once Lambda said Failed, not at the deadline
