@@ -179,3 +179,78 @@ def test_the_local_credentials_are_made_once_per_state_dir_0600_and_printed_for_
     assert commands.main(["credentials", "--state-dir", str(tmp_path / "state")]) == 0
     assert capsys.readouterr().out.splitlines() == [f"export AWS_ACCESS_KEY_ID={first.access_key_id}",
                                                     f"export AWS_SECRET_ACCESS_KEY={first.secret_access_key}"]
+
+
+# -- break-21b: one request, two readings; a verifier that throws; a presigned URL's own expiry ---------------
+
+def _weak_session(server, name: str) -> Credentials:
+    """A role session whose role has no policy: it may do nothing on the control plane."""
+    server.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+    made = server.client("sts").assume_role(RoleArn=f"arn:aws:iam::123456789012:role/{name}",
+                                            RoleSessionName="handler")["Credentials"]
+    return Credentials(made["AccessKeyId"], made["SecretAccessKey"], made["SessionToken"])
+
+
+def test_a_presigned_url_naming_a_second_credential_does_not_escape_the_sessions_policies(server):
+    # The access check read the first X-Amz-Credential (an unknown key: "not a session, not checked") while
+    # the signature was verified with the last (the session's own, so it matched): a handler whose role
+    # allows nothing listed and could create tables.
+    from urllib.parse import quote
+
+    session = _weak_session(server, "weak-presigned")
+    assert json_error(dynamodb(server, session, "ListTables", {})) == (400, "com.amazon.coral.service#AccessDeniedException")
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    params = [("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+              ("X-Amz-Credential", f"{MADE_UP.access_key}/{amz_date[:8]}/{REGION}/dynamodb/aws4_request"),
+              ("X-Amz-Credential", f"{session.access_key}/{amz_date[:8]}/{REGION}/dynamodb/aws4_request"),
+              ("X-Amz-Date", amz_date), ("X-Amz-Expires", "300"), ("X-Amz-SignedHeaders", "host"),
+              ("X-Amz-Security-Token", session.token)]
+    url = f"{server.endpoint}/?" + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+    unsigned = AWSRequest("POST", url, data=b"{}", headers={"host": f"127.0.0.1:{server.port}"})
+    unsigned.context["timestamp"] = amz_date
+    auth = SigV4Auth(Credentials(session.access_key, session.secret_key), "dynamodb", REGION)
+    signature = auth.signature(auth.string_to_sign(unsigned, auth.canonical_request(unsigned)), unsigned)
+    forged = AWSRequest("POST", f"{url}&X-Amz-Signature={signature}", data=b"{}", headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0"})
+    answer = send(server, forged)
+    assert json_error(answer) == (400, "com.amazon.coral.service#IncompleteSignatureException")
+    assert b"X-Amz-Credential is given more than once" in answer[2]
+
+
+def test_a_non_ascii_access_key_or_signature_is_a_4xx_not_a_500(server):
+    # hmac.compare_digest raises TypeError on non-ASCII strings: the server answered 500.
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    scope = f"{amz_date[:8]}/{REGION}/dynamodb/aws4_request"
+    key = server.credentials.access_key_id
+    for target, headers in [
+        (f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%C3%A9/{scope}&X-Amz-Date={amz_date}"
+         f"&X-Amz-SignedHeaders=host&X-Amz-Signature=ab", {}),
+        (f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key}/{scope}&X-Amz-Date={amz_date}"
+         f"&X-Amz-SignedHeaders=host&X-Amz-Signature=%C3%A9", {}),
+        ("/", {"X-Amz-Date": amz_date, "Authorization": f"AWS4-HMAC-SHA256 Credential=\u00e9/{scope}, "
+                                                         f"SignedHeaders=host, Signature={'a' * 64}"}),
+    ]:
+        request = AWSRequest("POST", f"{server.endpoint}{target}", data=b"{}", headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0", **headers})
+        assert json_error(send(server, request)) == (400, "com.amazon.coral.service#IncompleteSignatureException"), target
+
+
+def test_a_presigned_url_is_refused_once_its_own_x_amz_expires_has_passed(server, monkeypatch):
+    # It was accepted for 15 minutes whatever X-Amz-Expires said.
+    import datetime as dt
+
+    import botocore.auth
+
+    then = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=2)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: then)
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=60).add_auth(request)
+    answer = send(server, request)
+    assert xml_error(answer) == (403, "SignatureDoesNotMatch") and b"Request has expired" in answer[2]
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=300).add_auth(request)
+    assert send(server, request)[0] == 200
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=604801).add_auth(request)
+    assert xml_error(send(server, request)) == (400, "IncompleteSignature")
