@@ -32,7 +32,7 @@ import botocore.session
 from crudstack.aws import Aws
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, load_config
-from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
+from crudstack.errors import ConfigError, CrudStackError, InterruptedRun, LocalAwsError
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
@@ -119,8 +119,13 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
         # The local AWS's own credentials (made with its state dir, 0600): the control plane accepts no
         # made-up keys, so that a Lambda handler cannot act as the deployer (crudstack/local/iam/credentials.py).
         from crudstack.local.iam.credentials import local_credentials
+        from crudstack.local.state.exceptions import StateUnreadable
 
-        session = boto3.session.Session(region_name=config.region, **local_credentials(config.state_dir).for_boto3())
+        try:
+            credentials = local_credentials(config.state_dir)
+        except StateUnreadable as exc:  # credentials.json damaged or unsafe: say what to do
+            raise LocalAwsError(str(exc)) from None
+        session = boto3.session.Session(region_name=config.region, **credentials.for_boto3())
         aws = Aws(region=config.region, endpoint_url=endpoint, session=session,
                   deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
         if config.local.behaviour == "realistic":

@@ -149,6 +149,10 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
     os.umask(0o077)
     try:
         private_folder(state_dir)
+        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
+        # sessions that the control plane accepts; workers never see them. Read first: a damaged file
+        # is said plainly, before anything starts.
+        root = local_credentials(state_dir)
     except StateUnreadable as exc:
         print(f"local AWS: {exc}", file=sys.stderr)
         return 1
@@ -204,9 +208,6 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             return 1
         delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
-        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
-        # sessions that the control plane accepts; workers never see them.
-        root = local_credentials(state_dir)
         access = AccessCheck(DenialJournal(state_dir), root=root)
         # What the request path reads from moto is cached from now on, until a write other than
         # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.

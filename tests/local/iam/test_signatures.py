@@ -254,3 +254,23 @@ def test_a_presigned_url_is_refused_once_its_own_x_amz_expires_has_passed(server
     request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
     SigV4QueryAuth(own(server), "sts", REGION, expires=604801).add_auth(request)
     assert xml_error(send(server, request)) == (400, "IncompleteSignature")
+
+
+@pytest.mark.parametrize("content", ['{"aws_access', "[]", '{"aws_access_key_id": 1, "aws_secret_access_key": 2}', "\udcff"])
+def test_damaged_local_credentials_are_said_plainly_not_a_traceback(tmp_path, capsys, content):
+    # A torn or edited credentials.json gave a JSONDecodeError/KeyError traceback from the server, provision
+    # and `python -m crudstack.local credentials`.
+    import os
+
+    from crudstack.local import commands
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+    from crudstack.local.state.exceptions import StateUnreadable
+
+    state = tmp_path / "state"
+    local_credentials(state)
+    (state / CREDENTIALS_NAME).write_bytes(content.encode("utf-8", "surrogateescape"))
+    os.chmod(state / CREDENTIALS_NAME, 0o600)
+    with pytest.raises(StateUnreadable, match=f"{CREDENTIALS_NAME} is damaged .*delete"):
+        local_credentials(state)
+    assert commands.main(["credentials", "--state-dir", str(state)]) == 1
+    assert "is damaged" in capsys.readouterr().err
