@@ -172,3 +172,25 @@ def test_a_killed_server_whose_threads_are_still_exiting_is_not_taken_for_gone(s
         if half_gone.poll() is None:
             half_gone.kill()
             half_gone.wait()
+
+
+def test_the_log_the_daemon_opens_for_the_server_is_0600_whatever_the_umask(state_dir):
+    # The daemon opened server.log in the calling process (provision: umask 022) before the server set
+    # umask 077, so it was 0644 though every other file of the state dir is 0600 (state/private.py).
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        start(free_port(), state_dir)
+    finally:
+        os.umask(old)
+    for name in ("server.log", ".start.lock"):
+        assert stat.S_IMODE(os.stat(state_dir / name).st_mode) == 0o600, name
+    # provision marks the last recovery reported by rewriting recovery.json, in its own umask too
+    (state_dir / "recovery.json").write_text(json.dumps({"reported": False, "dropped": ["x"]}))
+    old = os.umask(0o022)
+    try:
+        assert daemon.unreported_recovery_problems(state_dir) == ["x"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(state_dir / "recovery.json").st_mode) == 0o600
