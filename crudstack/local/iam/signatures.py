@@ -204,6 +204,15 @@ def verify(method: str, raw_uri: str, headers: Mapping[str, str], body: bytes, s
         path, _, query = raw_uri.partition("?")
         kept = [pair for pair in query.split("&") if pair and not pair.startswith("X-Amz-Signature=")]
         raw_uri = path + ("?" + "&".join(kept) if kept else "")
+    declared = headers.get("x-amz-content-sha256") if "x-amz-content-sha256" in signed.signed_headers else None
+    if declared is not None and declared != hashlib.sha256(body).hexdigest() and not (
+            signed.service == "s3" and declared.startswith(("UNSIGNED-PAYLOAD", "STREAMING-"))):
+        # botocore's canonical request takes the payload hash from this header when there is one, so a
+        # signature would cover whatever body the header claims. The hash is of the payload sent
+        # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html,
+        # HashedPayload); only S3 accepts UNSIGNED-PAYLOAD and streaming, and refuses a hash that is not the
+        # body's (XAmzContentSHA256Mismatch, https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+        raise Mismatch("The provided 'x-amz-content-sha256' header does not match what was computed.")
     url = f"http://{headers.get('host', '127.0.0.1')}{raw_uri}"
     request = AWSRequest(method=method, url=url, data=body,
                          headers={name: headers.get(name, "") for name in signed.signed_headers})

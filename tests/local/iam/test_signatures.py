@@ -274,3 +274,23 @@ def test_damaged_local_credentials_are_said_plainly_not_a_traceback(tmp_path, ca
         local_credentials(state)
     assert commands.main(["credentials", "--state-dir", str(state)]) == 1
     assert "is damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("declared", ["UNSIGNED-PAYLOAD", "hash of the signed body"])
+def test_a_signed_payload_hash_header_does_not_let_a_signature_cover_another_body(server, declared):
+    # botocore's canonical request takes the payload hash from X-Amz-Content-SHA256 when it is there: a
+    # signature over UNSIGNED-PAYLOAD, or over one body's hash, was accepted with any other body.
+    import hashlib
+
+    signed_body = b'{"Limit": 1}'
+    if declared != "UNSIGNED-PAYLOAD":
+        declared = hashlib.sha256(signed_body).hexdigest()
+    request = AWSRequest("POST", f"{server.endpoint}/", data=signed_body, headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Content-SHA256": declared})
+    SigV4Auth(own(server), "dynamodb", REGION).add_auth(request)
+    request.data = b'{"Limit": 7}'
+    request.headers["Content-Length"] = str(len(request.data))
+    answer = send(server, request)
+    assert json_error(answer) == (400, "com.amazon.coral.service#InvalidSignatureException")
+    assert b"x-amz-content-sha256" in answer[2]
