@@ -47,7 +47,9 @@ class LocalCredentials:
 
 def local_credentials(state_dir: Path) -> LocalCredentials:
     """The credentials of the local AWS kept in state_dir, made now if it has none yet."""
-    path = private_folder(Path(state_dir)) / CREDENTIALS_NAME
+    # Resolved as daemon.ensure_running resolves it: a state dir that is a symlink to a folder of ours is
+    # where the server runs (the symlink check is for the files inside, state/private.py).
+    path = private_folder(Path(state_dir).resolve()) / CREDENTIALS_NAME
     try:
         return _read(path)
     except FileNotFoundError:

@@ -294,3 +294,15 @@ def test_a_signed_payload_hash_header_does_not_let_a_signature_cover_another_bod
     answer = send(server, request)
     assert json_error(answer) == (400, "com.amazon.coral.service#InvalidSignatureException")
     assert b"x-amz-content-sha256" in answer[2]
+
+
+def test_the_local_credentials_of_a_state_dir_that_is_a_symlink_are_those_the_server_uses(tmp_path):
+    # daemon.ensure_running resolves the state dir and starts the server in the real folder, but
+    # local_credentials refused the symlink itself (StateUnsafe "is a symbolic link"): provision started
+    # the server, then failed with advice (chown, chmod) that could not help.
+    from crudstack.local.iam.credentials import local_credentials
+
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    assert local_credentials(tmp_path / "link") == local_credentials(real)
