@@ -105,12 +105,28 @@ def warn_of_ignored_regions(config: Config) -> None:
               f"to work in another region, change region: in config.yaml", file=sys.stderr, flush=True)
 
 
+def _restart_without_credentials(config: Config, endpoint: str) -> str:
+    """A local AWS makes its credentials.json as it starts and knows no others; when the file is gone
+    while it runs (deleted by hand), the credentials made now would be refused (InvalidClientTokenId).
+    Restart it then (its state is durable): the new server makes the file again and uses it."""
+    from crudstack.local.daemon import ensure_running, stop
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME
+
+    if (config.state_dir.resolve() / CREDENTIALS_NAME).exists():
+        return endpoint
+    log.warning("%s was deleted while the local AWS ran: restarting it so that it makes new credentials and "
+                "uses them", config.state_dir / CREDENTIALS_NAME)
+    stop(config.state_dir)
+    return ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
+
+
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
         from crudstack.local.daemon import ensure_running, unreported_recovery_problems
 
         endpoint = ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
+        endpoint = _restart_without_credentials(config, endpoint)
         problems = unreported_recovery_problems(config.state_dir)
         if problems:
             log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"

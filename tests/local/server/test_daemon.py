@@ -194,3 +194,27 @@ def test_the_log_the_daemon_opens_for_the_server_is_0600_whatever_the_umask(stat
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(state_dir / "recovery.json").st_mode) == 0o600
+
+
+def test_credentials_deleted_while_the_server_runs_get_a_restarted_server_not_invalid_client_token(state_dir,
+                                                                                                    monkeypatch):
+    # The server knows the credentials it read at its start only: after credentials.json was deleted,
+    # provision and teardown made new ones and failed with "unexpected ClientError: InvalidClientTokenId".
+    import functools
+    from types import SimpleNamespace
+
+    import boto3
+
+    import crudstack.cli
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+
+    port = free_port()
+    endpoint = start(port, state_dir)
+    first = json.loads((state_dir / "server.json").read_text())["pid"]
+    (state_dir / CREDENTIALS_NAME).unlink()
+    monkeypatch.setattr(daemon, "ensure_running", functools.partial(daemon.ensure_running, server_module=FAKE))
+    config = SimpleNamespace(state_dir=state_dir, local=SimpleNamespace(port=port, lambda_concurrency=2))
+    assert crudstack.cli._restart_without_credentials(config, endpoint) == endpoint
+    assert json.loads((state_dir / "server.json").read_text())["pid"] != first
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **local_credentials(state_dir).for_boto3())
+    assert sts.get_caller_identity()["Account"] == "123456789012"
