@@ -63,7 +63,6 @@ _SIGNAL_NAMES = {  # as AWS's (Go) runtime interface prints them
 }
 
 
-
 def _end_processes_of(uid: int) -> None:
     """SIGKILL every process still running as a sandbox user id before the id goes to another worker: a
     handler's child in a session of its own (setsid) escapes the worker's killpg, and would otherwise run as
