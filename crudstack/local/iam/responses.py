@@ -39,6 +39,12 @@ class EnforceIdentityPolicies:
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             caller = self.check.authenticate(environ, body, who)
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_") and who.service != "dynamodb":
+                # DynamoDB calls are routed by their X-Amz-Target (dynamodb/responses.py), the access check
+                # reads the action's service from the signature's scope: signed for 'monitoring', a role
+                # allowed cloudwatch:* ran any DynamoDB operation. AWS's endpoints refuse a scope naming
+                # another service, as the gateway does for execute-api (apigateway/auth.py).
+                raise IncompleteSignature("Credential should be scoped to correct service: 'dynamodb'. ")
             if environ.get("PATH_INFO", "").startswith(MOTO_API_PREFIX) and not caller.root:
                 raise Refused(f"{caller.arn} may not use moto's admin API (/moto-api/): only the local AWS's own "
                               f"credentials may (python -m crudstack.local credentials)")

@@ -306,3 +306,20 @@ def test_the_local_credentials_of_a_state_dir_that_is_a_symlink_are_those_the_se
     real.mkdir(mode=0o700)
     (tmp_path / "link").symlink_to(real)
     assert local_credentials(tmp_path / "link") == local_credentials(real)
+
+
+def test_a_dynamodb_call_signed_for_another_service_does_not_borrow_that_services_permissions(server):
+    # DynamoDB calls are routed by X-Amz-Target, the access check took the action's service from the
+    # credential scope: a role allowed only cloudwatch:* created a table by signing for 'monitoring'.
+    session = _weak_session(server, "metrics-only")
+    server.client("iam").put_role_policy(RoleName="metrics-only", PolicyName="metrics", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "cloudwatch:*", "Resource": "*"}]}))
+    table = {"TableName": "borrowed", "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+             "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"}
+    request = AWSRequest("POST", f"{server.endpoint}/", data=json.dumps(table).encode(), headers={
+        "X-Amz-Target": "DynamoDB_20120810.CreateTable", "Content-Type": "application/x-amz-json-1.0"})
+    SigV4Auth(session, "monitoring", REGION).add_auth(request)
+    answer = send(server, request)
+    assert json_error(answer) == (400, "com.amazon.coral.service#IncompleteSignatureException")
+    assert b"scoped to correct service: 'dynamodb'" in answer[2]
+    assert "borrowed" not in server.client("dynamodb").list_tables()["TableNames"]
