@@ -323,3 +323,15 @@ def test_a_dynamodb_call_signed_for_another_service_does_not_borrow_that_service
     assert json_error(answer) == (400, "com.amazon.coral.service#IncompleteSignatureException")
     assert b"scoped to correct service: 'dynamodb'" in answer[2]
     assert "borrowed" not in server.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_an_invoke_signed_for_another_service_does_not_borrow_that_services_permissions(server):
+    # The Invoke API is reached by its path; a role allowed only cloudwatch:* got past the access check by
+    # signing for 'monitoring' (action 'cloudwatch:Unknown' on '*'): 404 Function not found instead of 403.
+    session = _weak_session(server, "metrics-invoker")
+    server.client("iam").put_role_policy(RoleName="metrics-invoker", PolicyName="metrics", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "cloudwatch:*", "Resource": "*"}]}))
+    request = AWSRequest("POST", f"{server.endpoint}/2015-03-31/functions/any-function/invocations", data=b"{}")
+    SigV4Auth(session, "monitoring", REGION).add_auth(request)
+    status, _, body = send(server, request)
+    assert status in (400, 403) and b"scoped to correct service: 'lambda'" in body, (status, body)
