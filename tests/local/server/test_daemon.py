@@ -218,3 +218,19 @@ def test_credentials_deleted_while_the_server_runs_get_a_restarted_server_not_in
     assert json.loads((state_dir / "server.json").read_text())["pid"] != first
     sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **local_credentials(state_dir).for_boto3())
     assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+def test_a_second_server_on_the_same_state_dir_refuses_to_start(tmp_path):
+    # Started by hand (python -m crudstack.local.server) on another port, a second server loaded and then
+    # appended to the same journal as the first: two writers of one state.
+    from tests.support.local_server import start_server
+
+    first = start_server(tmp_path / "state", module=FAKE)
+    try:
+        second = subprocess.run([sys.executable, "-m", FAKE, "--port", "0", "--state-dir", str(tmp_path / "state")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert second.returncode == 1, second.stderr
+        assert f"pid {first.process.pid}" in second.stderr and "already serves" in second.stderr, second.stderr
+        assert health(first.port)["pid"] == first.process.pid
+    finally:
+        first.stop()
