@@ -106,7 +106,7 @@ def _console_status_as(uid: int, url: str, body: str, origin: str) -> int:
     import subprocess
 
     done = subprocess.run([SYSTEM_PYTHON, "-c", _CALL, url, body, origin], user=uid, group=uid, extra_groups=[],
-                          capture_output=True, text=True, timeout=30, cwd="/")
+                          capture_output=True, text=True, timeout=30, cwd="/", check=False)
     return int(done.stdout.strip() or f"0{done.stderr}")
 
 

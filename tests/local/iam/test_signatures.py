@@ -224,10 +224,10 @@ def test_a_non_ascii_access_key_or_signature_is_a_4xx_not_a_500(server):
     scope = f"{amz_date[:8]}/{REGION}/dynamodb/aws4_request"
     key = server.credentials.access_key_id
     for target, headers in [
-        (f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%C3%A9/{scope}&X-Amz-Date={amz_date}"
-         f"&X-Amz-SignedHeaders=host&X-Amz-Signature=ab", {}),
-        (f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key}/{scope}&X-Amz-Date={amz_date}"
-         f"&X-Amz-SignedHeaders=host&X-Amz-Signature=%C3%A9", {}),
+        ((f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%C3%A9/{scope}&X-Amz-Date={amz_date}"
+          f"&X-Amz-SignedHeaders=host&X-Amz-Signature=ab"), {}),
+        ((f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key}/{scope}&X-Amz-Date={amz_date}"
+          f"&X-Amz-SignedHeaders=host&X-Amz-Signature=%C3%A9"), {}),
         ("/", {"X-Amz-Date": amz_date, "Authorization": f"AWS4-HMAC-SHA256 Credential=\u00e9/{scope}, "
                                                          f"SignedHeaders=host, Signature={'a' * 64}"}),
     ]:
