@@ -82,6 +82,8 @@ class WorkerProcess:
                  python: str = sys.executable):
         self.task_root = tempfile.mkdtemp(prefix="crudstack-lambda-")  # 0700
         self.sandbox_uid = SANDBOX_USERS.take() if os.geteuid() == 0 else None
+        if self.sandbox_uid is not None:  # left by a server that was killed before it could reap its workers
+            _end_processes_of(self.sandbox_uid)
         command = [python, "-c", _BOOTSTRAP, "--task-root", self.task_root]
         if preload:
             command += ["--preload", ",".join(preload)]

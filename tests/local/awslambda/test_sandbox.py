@@ -196,3 +196,25 @@ def test_a_process_a_function_left_behind_is_ended_before_its_user_id_runs_anoth
             os.kill(left["pid"], 9)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="privileges are dropped only by a server running as root, with a Python others can read")
+def test_a_process_left_running_as_a_sandbox_user_by_an_earlier_server_is_ended_before_that_id_is_used():
+    # A server killed with -9 reaps nothing: a handler's leftover kept its sandbox uid, which the next
+    # server's first worker takes again.
+    import subprocess
+
+    from crudstack.local.awslambda.process import SANDBOX_USERS
+
+    uid = SANDBOX_USERS._free[-1]  # the next one taken
+    leftover = subprocess.Popen(["sleep", "120"], user=uid, group=uid, extra_groups=[], start_new_session=True)
+    worker = start(SYSTEM_PYTHON)
+    try:
+        assert worker.sandbox_uid == uid
+        assert leftover.wait(timeout=10) == -9
+    finally:
+        worker.kill()
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()
