@@ -31,7 +31,7 @@ import botocore.session
 from crudstack.aws import Aws, Session, emulator_endpoint
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, deploy_problems, load_config
-from crudstack.errors import ConfigError, CrudStackError, InterruptedRun
+from crudstack.errors import ConfigError, CrudStackError, InterruptedRun, LocalAwsError
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
@@ -111,16 +111,28 @@ RUN_SERVICES = ("sts", "dynamodb", "iam", "lambda", "apigateway", "logs", "cloud
 def connect(config: Config, target: str) -> tuple[Aws, str | None]:
     """An Aws door for the target; for local, start (or reuse) the embedded local AWS first."""
     if target == "local":
-        from crudstack.local.daemon import endpoint_of, ensure_running, unreported_recovery_problems
-
+        from crudstack.local.daemon import endpoint_of, ensure_running, status, stop, unreported_recovery_problems
         # The local AWS's own credentials (made with its state dir, 0600): the control plane accepts no
         # made-up keys, so that a Lambda handler cannot act as the deployer (crudstack/local/iam/credentials.py).
-        from crudstack.local.iam.credentials import local_credentials
+        from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+        from crudstack.local.state.exceptions import StateUnreadable
 
-        session = Session(region_name=config.region, **local_credentials(config.state_dir).for_boto3())
+        # A running local AWS knows only the credentials it started with: if credentials.json was deleted by
+        # hand meanwhile, the ones made now would be refused (InvalidClientTokenId), so it is restarted (its
+        # state is durable) and the new server takes the new file.
+        stale = not (config.state_dir.resolve() / CREDENTIALS_NAME).exists() and status(config.state_dir) is not None
+        try:
+            credentials = local_credentials(config.state_dir)
+        except StateUnreadable as exc:  # credentials.json damaged or unsafe: say what to do
+            raise LocalAwsError(str(exc)) from None
+        session = Session(region_name=config.region, **credentials.for_boto3())
         aws = Aws(region=config.region, endpoint_url=endpoint_of(config.local.port), session=session,
                   deadline_s=config.retry.deadline_s, max_attempts=config.retry.max_attempts)
         clients = aws.prepare(RUN_SERVICES)   # on the other core, while the local AWS starts
+        if stale:
+            log.warning("%s was deleted while the local AWS ran: restarting it so that it uses new credentials",
+                        config.state_dir / CREDENTIALS_NAME)
+            stop(config.state_dir)
         endpoint = ensure_running(config.local.port, config.state_dir, concurrency=config.local.lambda_concurrency)
         clients.join()
         problems = unreported_recovery_problems(config.state_dir)

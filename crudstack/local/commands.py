@@ -159,8 +159,14 @@ def credentials(args: argparse.Namespace, state_dir: Path) -> int:
     """`eval "$(python -m crudstack.local credentials)"` lets the AWS CLI and SDKs call the local AWS,
     which accepts no made-up keys (crudstack/local/iam/credentials.py)."""
     from crudstack.local.iam.credentials import local_credentials
+    from crudstack.local.state.exceptions import StateUnreadable
 
-    for name, value in local_credentials(state_dir).for_environment().items():
+    try:
+        found = local_credentials(state_dir)
+    except StateUnreadable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, value in found.for_environment().items():
         print(f"export {name}={value}")
     return 0
 

@@ -31,7 +31,7 @@ from typing import Any, Iterator
 from crudstack.errors import LocalAwsError
 from crudstack.local.server.record import HEALTH_PATH, LOG_NAME, RECORD_NAME, RECOVERY_NAME
 from crudstack.local.state.exceptions import StateUnsafe
-from crudstack.local.state.private import private_folder
+from crudstack.local.state.private import open_private, private_folder
 
 HOST = "127.0.0.1"
 SERVER_MODULE = "crudstack.local.server"
@@ -140,7 +140,8 @@ def unreported_recovery_problems(state_dir: Path) -> list[str]:
         return []
     report["reported"] = True
     tmp = path.with_name(f".{RECOVERY_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with open(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, path)
     return [str(p) for key in ("unreadable_snapshots", "dropped", "diverged") for p in report.get(key) or []]
 
@@ -153,7 +154,8 @@ def _start(port: int, state_dir: Path, concurrency: int, timeout: float, server_
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", server_module, "--port", str(port), "--state-dir", str(state_dir),
                "--host", HOST, "--lambda-concurrency", str(concurrency)]
-    with open(log_path, "ab") as log_file:
+    # 0600 as every file of the state dir (state/private.py): it is made here, before the server's umask.
+    with open(open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab") as log_file:
         # A session of its own: it outlives the caller and its terminal, and Ctrl-C there does not reach it.
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
@@ -182,7 +184,7 @@ def _wait_healthy(port: int, pid: int, timeout: float) -> bool:
 
 @contextlib.contextmanager
 def _start_lock(state_dir: Path) -> Iterator[None]:
-    with open(state_dir / ".start.lock", "a") as handle:
+    with open(open_private(state_dir / ".start.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -63,12 +63,27 @@ _SIGNAL_NAMES = {  # as AWS's (Go) runtime interface prints them
 }
 
 
+def _end_processes_of(uid: int) -> None:
+    """SIGKILL every process still running as a sandbox user id before the id goes to another worker: a
+    handler's child in a session of its own (setsid) escapes the worker's killpg, and would otherwise run as
+    the next function's user, able to read and rewrite its task root. kill(2) with pid -1 signals every
+    process the caller may signal but itself and init, i.e. (as that user, with no capabilities) that
+    user's own (https://man7.org/linux/man-pages/man2/kill.2.html)."""
+    try:
+        subprocess.run(["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+                       env={"PATH": "/usr/bin:/bin"})
+    except (OSError, subprocess.SubprocessError):
+        log.warning("could not end the processes left running as sandbox user %d", uid, exc_info=True)
+
 
 class WorkerProcess:
     def __init__(self, *, env: dict[str, str], preload: tuple[str, ...], all_packages: bool, on_output,
                  python: str = sys.executable):
         self.task_root = tempfile.mkdtemp(prefix="crudstack-lambda-")  # 0700
         self.sandbox_uid = SANDBOX_USERS.take() if os.geteuid() == 0 else None
+        if self.sandbox_uid is not None:  # left by a server that was killed before it could reap its workers
+            _end_processes_of(self.sandbox_uid)
         command = [python, "-c", _BOOTSTRAP, "--task-root", self.task_root]
         if preload:
             command += ["--preload", ",".join(preload)]
@@ -223,6 +238,8 @@ class WorkerProcess:
         except OSError:
             pass
         shutil.rmtree(self.task_root, ignore_errors=True)
+        if self.sandbox_uid is not None and (self.user or {}).get("uid") == self.sandbox_uid:
+            _end_processes_of(self.sandbox_uid)
         SANDBOX_USERS.give_back(self.sandbox_uid)
         self.sandbox_uid = None
         return True

@@ -23,6 +23,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from crudstack.local.state.exceptions import StateUnreadable
 from crudstack.local.state.private import check_trusted, open_private, private_folder
 
 CREDENTIALS_NAME = "credentials.json"
@@ -46,7 +47,9 @@ class LocalCredentials:
 
 def local_credentials(state_dir: Path) -> LocalCredentials:
     """The credentials of the local AWS kept in state_dir, made now if it has none yet."""
-    path = private_folder(Path(state_dir)) / CREDENTIALS_NAME
+    # Resolved as daemon.ensure_running resolves it: a state dir that is a symlink to a folder of ours is
+    # where the server runs (the symlink check is for the files inside, state/private.py).
+    path = private_folder(Path(state_dir).resolve()) / CREDENTIALS_NAME
     try:
         return _read(path)
     except FileNotFoundError:
@@ -68,6 +71,16 @@ def local_credentials(state_dir: Path) -> LocalCredentials:
 
 
 def _read(path: Path) -> LocalCredentials:
+    """StateUnreadable, saying what to do, when the file is not the JSON object this module writes."""
     check_trusted(path)
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return LocalCredentials(document["aws_access_key_id"], document["aws_secret_access_key"])
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        found = LocalCredentials(document["aws_access_key_id"], document["aws_secret_access_key"])
+        if not (isinstance(found.access_key_id, str) and isinstance(found.secret_access_key, str)):
+            raise TypeError("the keys are not strings")
+        return found
+    except (ValueError, KeyError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise StateUnreadable(
+            f"{path} is damaged ({type(exc).__name__}: {exc}): it should hold the local AWS's own credentials as "
+            f"JSON. Stop the local AWS if it runs (its pid is in {path.with_name('server.json')}), delete {path}, "
+            f"and start it again: new credentials are made.") from None

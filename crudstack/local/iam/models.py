@@ -176,7 +176,7 @@ class AccessCheck:
             else:
                 headers = {"host": environ.get("HTTP_HOST", "")}
                 signed = signatures.parse_presigned(environ.get("QUERY_STRING", ""))
-            signatures.check_date(signed.amz_date, self._clock())
+            signatures.check_date(signed.amz_date, self._clock(), expires=signed.expires)
         try:
             caller = self.decisions.get(("caller", signed.access_key), lambda: self._known(signed.access_key))
         except _Unknown:

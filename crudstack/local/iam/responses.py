@@ -23,9 +23,12 @@ from crudstack.local.wsgi import WsgiApp, read_body
 
 
 class EnforceIdentityPolicies:
-    def __init__(self, app: WsgiApp, check: AccessCheck):
+    def __init__(self, app: WsgiApp, check: AccessCheck, service: str | None = None):
+        """service: the signing name every request to `app` must be scoped to, for an app reached by its
+        path rather than by the scope (the Lambda Invoke API: 'lambda'); None: moto, routed by the scope."""
         self.app = app
         self.check = check
+        self.service = service
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         who = signer(environ)
@@ -39,6 +42,14 @@ class EnforceIdentityPolicies:
         environ["wsgi.input"] = io.BytesIO(body)
         try:
             caller = self.check.authenticate(environ, body, who)
+            routed = "dynamodb" if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_") else self.service
+            if routed is not None and who.service != routed:
+                # DynamoDB calls are routed by their X-Amz-Target (dynamodb/responses.py) and invokes by their
+                # path, while the access check reads the action's service from the signature's scope: signed
+                # for 'monitoring', a role allowed cloudwatch:* ran any DynamoDB operation or invoked any
+                # function. AWS's endpoints refuse a scope naming another service, as the gateway does for
+                # execute-api (apigateway/auth.py).
+                raise IncompleteSignature(f"Credential should be scoped to correct service: '{routed}'. ")
             if environ.get("PATH_INFO", "").startswith(MOTO_API_PREFIX) and not caller.root:
                 raise Refused(f"{caller.arn} may not use moto's admin API (/moto-api/): only the local AWS's own "
                               f"credentials may (python -m crudstack.local credentials)")

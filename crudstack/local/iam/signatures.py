@@ -36,6 +36,9 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 # (RequestExpired in docs.aws.amazon.com/apigateway/latest/api/CommonErrors.html and every service's
 # CommonErrors page).
 MAX_CLOCK_SKEW_S = 15 * 60
+# A presigned URL is valid for X-Amz-Expires seconds from its X-Amz-Date, at most 7 days
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-query-string-auth.html, X-Amz-Expires).
+MAX_PRESIGNED_EXPIRES_S = 7 * 24 * 3600
 MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your AWS "
             "Secret Access Key and signing method. Consult the service documentation for details.")
 
@@ -75,6 +78,7 @@ class SignedRequest:
     signature: str
     amz_date: str
     presigned: bool = False
+    expires: int | None = None      # a presigned URL's X-Amz-Expires, in seconds
 
 
 def parse_authorization(authorization: str, headers: Mapping[str, str]) -> SignedRequest:
@@ -85,6 +89,8 @@ def parse_authorization(authorization: str, headers: Mapping[str, str]) -> Signe
     for item in rest.split(","):
         name, eq, value = item.strip().partition("=")
         if eq:
+            if name in parts:  # one reading only: the access check must see the key that was verified
+                raise Incomplete(f"Authorization header has '{name}' more than once. Authorization={authorization}")
             parts[name] = value
     missing = [f"Authorization header requires '{name}' parameter." for name in ("Credential", "Signature", "SignedHeaders")
                if name not in parts]
@@ -100,17 +106,35 @@ def parse_authorization(authorization: str, headers: Mapping[str, str]) -> Signe
 
 def parse_presigned(query_string: str) -> SignedRequest:
     """The parts of a presigned URL's X-Amz-* query parameters."""
-    query = dict(parse_qsl(query_string, keep_blank_values=True))
+    pairs = parse_qsl(query_string, keep_blank_values=True)
+    query = dict(pairs)
+    repeated = sorted({name for name, _ in pairs if name.startswith("X-Amz-")
+                       and sum(1 for other, _ in pairs if other == name) > 1})
+    if repeated:
+        # The access check reads the caller from the query too (iam/requests.py): two values would let
+        # it check one key while the signature is verified with another.
+        raise Incomplete(f"A presigned request may give each X-Amz-* parameter once; {', '.join(repeated)} "
+                         f"is given more than once.")
     missing = [name for name in ("X-Amz-Credential", "X-Amz-Signature", "X-Amz-SignedHeaders", "X-Amz-Date")
                if not query.get(name)]
     if query.get("X-Amz-Algorithm") != ALGORITHM or missing:
         raise Incomplete(f"A presigned request needs X-Amz-Algorithm={ALGORITHM} and "
                          f"{', '.join(missing) or 'its other X-Amz-* parameters'}.")
+    expires = query.get("X-Amz-Expires")
+    if expires is not None and not (expires.isascii() and expires.isdigit()
+                                    and 1 <= int(expires) <= MAX_PRESIGNED_EXPIRES_S):
+        raise Incomplete(f"X-Amz-Expires must be a number of seconds from 1 to {MAX_PRESIGNED_EXPIRES_S} "
+                         f"(7 days), not '{expires}'.")
     return _signed(query["X-Amz-Credential"], query["X-Amz-SignedHeaders"], query["X-Amz-Signature"],
-                   query["X-Amz-Date"], presigned=True)
+                   query["X-Amz-Date"], presigned=True, expires=None if expires is None else int(expires))
 
 
-def _signed(credential: str, signed_headers: str, signature: str, amz_date: str, *, presigned: bool) -> SignedRequest:
+def _signed(credential: str, signed_headers: str, signature: str, amz_date: str, *, presigned: bool,
+            expires: int | None = None) -> SignedRequest:
+    if not all(part.isascii() for part in (credential, signed_headers, signature, amz_date)):
+        # A key, a scope and a hex signature are ASCII (and hmac.compare_digest refuses other strings).
+        raise Incomplete("Credential, SignedHeaders, Signature and the date must be ASCII: an access key, a scope and "
+                         "a hex signature are.")
     scope = credential.split("/")
     if len(scope) != 5 or scope[4] != "aws4_request":
         raise Incomplete(f"Credential should have exactly 5 slash-delimited elements, e.g. "
@@ -121,7 +145,7 @@ def _signed(credential: str, signed_headers: str, signature: str, amz_date: str,
         raise Mismatch(f"Credential should be scoped to a valid region, not '{scope[2]}'. ")
     return SignedRequest(scope[0], scope[1], scope[2], scope[3],
                          tuple(h.strip().lower() for h in signed_headers.split(";") if h.strip()),
-                         signature, amz_date, presigned)
+                         signature, amz_date, presigned, expires)
 
 
 @functools.lru_cache(maxsize=1)
@@ -138,9 +162,10 @@ def known_region(region: str) -> bool:
     return region in _regions()
 
 
-def check_date(amz_date: str, now: float, max_skew_s: int = MAX_CLOCK_SKEW_S) -> None:
+def check_date(amz_date: str, now: float, max_skew_s: int = MAX_CLOCK_SKEW_S, *, expires: int | None = None) -> None:
     """Incomplete for a date not in ISO 8601 basic format; Mismatch more than `max_skew_s` from now (15
-    minutes for the services' APIs, 5 for an invoke URL: crudstack/local/apigateway/auth.py)."""
+    minutes for the services' APIs, 5 for an invoke URL: crudstack/local/apigateway/auth.py), or (a
+    presigned URL's X-Amz-Expires) more than `expires` seconds after the date."""
     try:
         signed_at = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
     except ValueError:
@@ -154,6 +179,9 @@ def check_date(amz_date: str, now: float, max_skew_s: int = MAX_CLOCK_SKEW_S) ->
                        f"({stamp(now)} - {minutes} min.)" if signed_at < now else
                        f"Signature not yet current: {amz_date} is still later than "
                        f"{stamp(now + max_skew_s)} ({stamp(now)} + {minutes} min.)")
+    if expires is not None and now > signed_at + expires:
+        raise Mismatch(f"Request has expired: signed at {amz_date} for {expires} seconds (X-Amz-Expires), "
+                       f"now {dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.")
 
 
 @functools.lru_cache(maxsize=256)
@@ -178,6 +206,15 @@ def verify(method: str, raw_uri: str, headers: Mapping[str, str], body: bytes, s
         path, _, query = raw_uri.partition("?")
         kept = [pair for pair in query.split("&") if pair and not pair.startswith("X-Amz-Signature=")]
         raw_uri = path + ("?" + "&".join(kept) if kept else "")
+    declared = headers.get("x-amz-content-sha256") if "x-amz-content-sha256" in signed.signed_headers else None
+    if declared is not None and declared != hashlib.sha256(body).hexdigest() and not (
+            signed.service == "s3" and declared.startswith(("UNSIGNED-PAYLOAD", "STREAMING-"))):
+        # botocore's canonical request takes the payload hash from this header when there is one, so a
+        # signature would cover whatever body the header claims. The hash is of the payload sent
+        # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html,
+        # HashedPayload); only S3 accepts UNSIGNED-PAYLOAD and streaming, and refuses a hash that is not the
+        # body's (XAmzContentSHA256Mismatch, https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
+        raise Mismatch("The provided 'x-amz-content-sha256' header does not match what was computed.")
     url = f"http://{headers.get('host', '127.0.0.1')}{raw_uri}"
     request = AWSRequest(method=method, url=url, data=body,
                          headers={name: headers.get(name, "") for name in signed.signed_headers})

@@ -37,7 +37,8 @@ class LocalAws:
         if access is not None:
             from crudstack.local.iam.responses import EnforceIdentityPolicies
 
-            invoke_api, moto_app = EnforceIdentityPolicies(invoke_api, access), EnforceIdentityPolicies(moto_app, access)
+            invoke_api = EnforceIdentityPolicies(invoke_api, access, service="lambda")
+            moto_app = EnforceIdentityPolicies(moto_app, access)
         self.invoke_api = invoke_api
         self.moto_app = moto_app
         self.console = console

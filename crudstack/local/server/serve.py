@@ -36,7 +36,7 @@ from crudstack.local.iam.models import AccessCheck
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
-from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
+from crudstack.local.server.record import LOG_NAME, RECORD_NAME, remove_record, write_record, write_recovery
 from crudstack.local.sns.delivery import SnsDelivery
 from crudstack.local.sns.models import OUTBOX_DIR, Outbox
 from crudstack.local.state import determinism
@@ -142,6 +142,33 @@ def configure_logging(state_dir: Path, level: str) -> Path:
     return log_path
 
 
+def _claim(state_dir: Path) -> int | None:
+    """An exclusive lock on the state dir for this server's life (flock on <state-dir>/.server.lock), or
+    None when another server holds it. The daemon already refuses a second server for one state dir;
+    this also covers servers started by hand."""
+    import fcntl
+
+    from crudstack.local.state.private import open_private
+
+    fd = open_private(state_dir / ".server.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _running_pid(state_dir: Path) -> str:
+    """' (pid N)' from the running server's record, when it can be read."""
+    import json
+
+    try:
+        return f" (pid {int(json.loads((state_dir / RECORD_NAME).read_text(encoding='utf-8'))['pid'])})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> int:
     state_dir = options.state_dir
     # Everything the server writes is its user's alone: the state holds secrets, and its snapshots
@@ -149,8 +176,17 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
     os.umask(0o077)
     try:
         private_folder(state_dir)
+        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
+        # sessions that the control plane accepts; workers never see them. Read first: a damaged file
+        # is said plainly, before anything starts.
+        root = local_credentials(state_dir)
     except StateUnreadable as exc:
         print(f"local AWS: {exc}", file=sys.stderr)
+        return 1
+    claim = _claim(state_dir)  # held (open) until serve returns: the kernel lets it go when the process ends
+    if claim is None:
+        print(f"local AWS: another local AWS{_running_pid(state_dir)} already serves {state_dir}: two servers "
+              f"would both write its journal. Use that one, or stop it first.", file=sys.stderr)
         return 1
     log_path = configure_logging(state_dir, options.log_level)
     patches.configure_moto()
@@ -204,9 +240,6 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
             return 1
         delivery.runtime = runtime
         invoker = LambdaProxyInvoker(runtime)
-        # The tool's own credentials (the root user): the only ones besides IAM users' keys and role
-        # sessions that the control plane accepts; workers never see them.
-        root = local_credentials(state_dir)
         access = AccessCheck(DenialJournal(state_dir), root=root)
         # What the request path reads from moto is cached from now on, until a write other than
         # DynamoDB's (crudstack/local/cache.py). The invoker shares the runtime's cache when it has one.

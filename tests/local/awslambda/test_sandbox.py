@@ -141,3 +141,80 @@ def test_started_by_root_with_a_python_others_cannot_read_a_worker_stays_root_an
         assert run(worker, "fallback", [])["uid"] == 0
     finally:
         worker.kill()
+
+
+LINGERER = '''
+import os
+import subprocess
+
+
+def handler(event, context):
+    # A session of its own: out of the worker's process group, so killpg does not end it.
+    child = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    return {"uid": os.getuid(), "pid": child.pid}
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="privileges are dropped only by a server running as root, with a Python others can read")
+def test_a_process_a_function_left_behind_is_ended_before_its_user_id_runs_another_function():
+    # Sandbox user ids are reused (the last given back is the next taken): a daemon a handler left behind
+    # with setsid outlived its worker, and the next function's worker ran as the same user, so the
+    # daemon could read and rewrite that function's task root (its code) and signal it.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", LINGERER)
+    first = start(SYSTEM_PYTHON)
+    try:
+        assert first.user["dropped"], first.user
+        deadline = time.monotonic() + 30
+        meta, body = first.init(spec=spec("lingers"), log_stream="s", env=function_environment(spec("lingers"), "s", ENDPOINT),
+                                code=buffer.getvalue(), deadline=deadline, logs=[])
+        assert meta["op"] == "init_done", body
+        meta, body = first.invoke(request_id="r1", payload=b"{}", invoked_arn="a", deadline=deadline,
+                                  deadline_ms=int(deadline * 1000), client_context=None, logs=[])
+        assert meta["ok"], body
+        left = json.loads(body)
+        assert os.stat(f"/proc/{left['pid']}").st_uid == left["uid"] != 0
+    finally:
+        first.kill()
+    second = start(SYSTEM_PYTHON)
+    try:
+        for _ in range(100):  # SIGKILL is delivered at once; the zombie is reaped by init a moment later
+            if not os.path.exists(f"/proc/{left['pid']}"):
+                break
+            with open(f"/proc/{left['pid']}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.02)
+        else:
+            raise AssertionError(f"pid {left['pid']} (uid {left['uid']}) outlived its worker; the next worker runs "
+                                 f"as uid {second.user['uid']}")
+    finally:
+        second.kill()
+        try:
+            os.kill(left["pid"], 9)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="privileges are dropped only by a server running as root, with a Python others can read")
+def test_a_process_left_running_as_a_sandbox_user_by_an_earlier_server_is_ended_before_that_id_is_used():
+    # A server killed with -9 reaps nothing: a handler's leftover kept its sandbox uid, which the next
+    # server's first worker takes again.
+    import subprocess
+
+    from crudstack.local.awslambda.process import SANDBOX_USERS
+
+    uid = SANDBOX_USERS._free[-1]  # the next one taken
+    leftover = subprocess.Popen(["sleep", "120"], user=uid, group=uid, extra_groups=[], start_new_session=True)
+    worker = start(SYSTEM_PYTHON)
+    try:
+        assert worker.sandbox_uid == uid
+        assert leftover.wait(timeout=10) == -9
+    finally:
+        worker.kill()
+        if leftover.poll() is None:
+            leftover.kill()
+            leftover.wait()

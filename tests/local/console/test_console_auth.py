@@ -4,6 +4,8 @@ usage plan on the stack's stage, read with the local AWS's own API Gateway API."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.local.console.test_console import api
@@ -88,3 +90,37 @@ def test_with_iam_or_none_the_stack_answer_names_the_mode_and_holds_no_key(serve
 
     assert body["auth"] == {"mode": mode, "api_key": None, "api_key_name": None}
     assert not [r for r in body["steps"][4]["resources"] if r["kind"] in ("usage plan", "API key")]
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+_CALL = ("import sys, urllib.request, urllib.error\n"
+         "request = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode() or None,\n"
+         "                                 headers={'Origin': sys.argv[3]})\n"
+         "try:\n"
+         "    print(urllib.request.urlopen(request, timeout=10).status)\n"
+         "except urllib.error.HTTPError as exc:\n"
+         "    print(exc.code)\n")
+
+
+def _console_status_as(uid: int, url: str, body: str, origin: str) -> int:
+    import subprocess
+
+    done = subprocess.run([SYSTEM_PYTHON, "-c", _CALL, url, body, origin], user=uid, group=uid, extra_groups=[],
+                          capture_output=True, text=True, timeout=30, cwd="/", check=False)
+    return int(done.stdout.strip() or f"0{done.stderr}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="workers run as sandbox users only when the local AWS runs as root")
+def test_a_lambda_worker_cannot_use_the_console_as_the_root_users_proxy(server):
+    # The console signs with the local AWS's own credentials (the root user) and served any loopback client
+    # sending a matching Origin: a handler running as its sandbox user read every table and log and
+    # invoked any function with any event, whatever its role allowed.
+    from crudstack.local.awslambda.process import SandboxUsers
+
+    origin = server.endpoint
+    sandbox = SandboxUsers.FIRST + 7
+    for path, body in (("/_console/api/outbox", ""), ("/_console/api/stacks", ""),
+                       ("/_console/api/invoke?region=us-east-1&function=any", "{}")):
+        assert _console_status_as(sandbox, server.endpoint + path, body, origin) == 403, path
+    assert _console_status_as(0, server.endpoint + "/_console/api/outbox", "", origin) == 200

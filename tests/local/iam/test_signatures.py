@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -178,3 +179,159 @@ def test_the_local_credentials_are_made_once_per_state_dir_0600_and_printed_for_
     assert commands.main(["credentials", "--state-dir", str(tmp_path / "state")]) == 0
     assert capsys.readouterr().out.splitlines() == [f"export AWS_ACCESS_KEY_ID={first.access_key_id}",
                                                     f"export AWS_SECRET_ACCESS_KEY={first.secret_access_key}"]
+
+
+# -- break-21b: one request, two readings; a verifier that throws; a presigned URL's own expiry ---------------
+
+def _weak_session(server, name: str) -> Credentials:
+    """A role session whose role has no policy: it may do nothing on the control plane."""
+    server.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}))
+    made = server.client("sts").assume_role(RoleArn=f"arn:aws:iam::123456789012:role/{name}",
+                                            RoleSessionName="handler")["Credentials"]
+    return Credentials(made["AccessKeyId"], made["SecretAccessKey"], made["SessionToken"])
+
+
+def test_a_presigned_url_naming_a_second_credential_does_not_escape_the_sessions_policies(server):
+    # The access check read the first X-Amz-Credential (an unknown key: "not a session, not checked") while
+    # the signature was verified with the last (the session's own, so it matched): a handler whose role
+    # allows nothing listed and could create tables.
+    from urllib.parse import quote
+
+    session = _weak_session(server, "weak-presigned")
+    assert json_error(dynamodb(server, session, "ListTables", {})) == (400, "com.amazon.coral.service#AccessDeniedException")
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    params = [("X-Amz-Algorithm", "AWS4-HMAC-SHA256"),
+              ("X-Amz-Credential", f"{MADE_UP.access_key}/{amz_date[:8]}/{REGION}/dynamodb/aws4_request"),
+              ("X-Amz-Credential", f"{session.access_key}/{amz_date[:8]}/{REGION}/dynamodb/aws4_request"),
+              ("X-Amz-Date", amz_date), ("X-Amz-Expires", "300"), ("X-Amz-SignedHeaders", "host"),
+              ("X-Amz-Security-Token", session.token)]
+    url = f"{server.endpoint}/?" + "&".join(f"{name}={quote(value, safe='')}" for name, value in params)
+    unsigned = AWSRequest("POST", url, data=b"{}", headers={"host": f"127.0.0.1:{server.port}"})
+    unsigned.context["timestamp"] = amz_date
+    auth = SigV4Auth(Credentials(session.access_key, session.secret_key), "dynamodb", REGION)
+    signature = auth.signature(auth.string_to_sign(unsigned, auth.canonical_request(unsigned)), unsigned)
+    forged = AWSRequest("POST", f"{url}&X-Amz-Signature={signature}", data=b"{}", headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0"})
+    answer = send(server, forged)
+    assert json_error(answer) == (400, "com.amazon.coral.service#IncompleteSignatureException")
+    assert b"X-Amz-Credential is given more than once" in answer[2]
+
+
+def test_a_non_ascii_access_key_or_signature_is_a_4xx_not_a_500(server):
+    # hmac.compare_digest raises TypeError on non-ASCII strings: the server answered 500.
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    scope = f"{amz_date[:8]}/{REGION}/dynamodb/aws4_request"
+    key = server.credentials.access_key_id
+    for target, headers in [
+        ((f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%C3%A9/{scope}&X-Amz-Date={amz_date}"
+          f"&X-Amz-SignedHeaders=host&X-Amz-Signature=ab"), {}),
+        ((f"/?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={key}/{scope}&X-Amz-Date={amz_date}"
+          f"&X-Amz-SignedHeaders=host&X-Amz-Signature=%C3%A9"), {}),
+        ("/", {"X-Amz-Date": amz_date, "Authorization": f"AWS4-HMAC-SHA256 Credential=\u00e9/{scope}, "
+                                                         f"SignedHeaders=host, Signature={'a' * 64}"}),
+    ]:
+        request = AWSRequest("POST", f"{server.endpoint}{target}", data=b"{}", headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0", **headers})
+        assert json_error(send(server, request)) == (400, "com.amazon.coral.service#IncompleteSignatureException"), target
+
+
+def test_a_presigned_url_is_refused_once_its_own_x_amz_expires_has_passed(server, monkeypatch):
+    # It was accepted for 15 minutes whatever X-Amz-Expires said.
+    import datetime as dt
+
+    import botocore.auth
+
+    then = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=2)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: then)
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=60).add_auth(request)
+    answer = send(server, request)
+    assert xml_error(answer) == (403, "SignatureDoesNotMatch") and b"Request has expired" in answer[2]
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=300).add_auth(request)
+    assert send(server, request)[0] == 200
+    request = AWSRequest("GET", f"{server.endpoint}/?Action=GetCallerIdentity&Version=2011-06-15")
+    SigV4QueryAuth(own(server), "sts", REGION, expires=604801).add_auth(request)
+    assert xml_error(send(server, request)) == (400, "IncompleteSignature")
+
+
+@pytest.mark.parametrize("content", ['{"aws_access', "[]", '{"aws_access_key_id": 1, "aws_secret_access_key": 2}', "\udcff"])
+def test_damaged_local_credentials_are_said_plainly_not_a_traceback(tmp_path, capsys, content):
+    # A torn or edited credentials.json gave a JSONDecodeError/KeyError traceback from the server, provision
+    # and `python -m crudstack.local credentials`.
+    import os
+
+    from crudstack.local import commands
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+    from crudstack.local.state.exceptions import StateUnreadable
+
+    state = tmp_path / "state"
+    local_credentials(state)
+    (state / CREDENTIALS_NAME).write_bytes(content.encode("utf-8", "surrogateescape"))
+    os.chmod(state / CREDENTIALS_NAME, 0o600)
+    with pytest.raises(StateUnreadable, match=f"{CREDENTIALS_NAME} is damaged .*delete"):
+        local_credentials(state)
+    assert commands.main(["credentials", "--state-dir", str(state)]) == 1
+    assert "is damaged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("declared", ["UNSIGNED-PAYLOAD", "hash of the signed body"])
+def test_a_signed_payload_hash_header_does_not_let_a_signature_cover_another_body(server, declared):
+    # botocore's canonical request takes the payload hash from X-Amz-Content-SHA256 when it is there: a
+    # signature over UNSIGNED-PAYLOAD, or over one body's hash, was accepted with any other body.
+    import hashlib
+
+    signed_body = b'{"Limit": 1}'
+    if declared != "UNSIGNED-PAYLOAD":
+        declared = hashlib.sha256(signed_body).hexdigest()
+    request = AWSRequest("POST", f"{server.endpoint}/", data=signed_body, headers={
+        "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Content-SHA256": declared})
+    SigV4Auth(own(server), "dynamodb", REGION).add_auth(request)
+    request.data = b'{"Limit": 7}'
+    request.headers["Content-Length"] = str(len(request.data))
+    answer = send(server, request)
+    assert json_error(answer) == (400, "com.amazon.coral.service#InvalidSignatureException")
+    assert b"x-amz-content-sha256" in answer[2]
+
+
+def test_the_local_credentials_of_a_state_dir_that_is_a_symlink_are_those_the_server_uses(tmp_path):
+    # daemon.ensure_running resolves the state dir and starts the server in the real folder, but
+    # local_credentials refused the symlink itself (StateUnsafe "is a symbolic link"): provision started
+    # the server, then failed with advice (chown, chmod) that could not help.
+    from crudstack.local.iam.credentials import local_credentials
+
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    assert local_credentials(tmp_path / "link") == local_credentials(real)
+
+
+def test_a_dynamodb_call_signed_for_another_service_does_not_borrow_that_services_permissions(server):
+    # DynamoDB calls are routed by X-Amz-Target, the access check took the action's service from the
+    # credential scope: a role allowed only cloudwatch:* created a table by signing for 'monitoring'.
+    session = _weak_session(server, "metrics-only")
+    server.client("iam").put_role_policy(RoleName="metrics-only", PolicyName="metrics", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "cloudwatch:*", "Resource": "*"}]}))
+    table = {"TableName": "borrowed", "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+             "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"}
+    request = AWSRequest("POST", f"{server.endpoint}/", data=json.dumps(table).encode(), headers={
+        "X-Amz-Target": "DynamoDB_20120810.CreateTable", "Content-Type": "application/x-amz-json-1.0"})
+    SigV4Auth(session, "monitoring", REGION).add_auth(request)
+    answer = send(server, request)
+    assert json_error(answer) == (400, "com.amazon.coral.service#IncompleteSignatureException")
+    assert b"scoped to correct service: 'dynamodb'" in answer[2]
+    assert "borrowed" not in server.client("dynamodb").list_tables()["TableNames"]
+
+
+def test_an_invoke_signed_for_another_service_does_not_borrow_that_services_permissions(server):
+    # The Invoke API is reached by its path; a role allowed only cloudwatch:* got past the access check by
+    # signing for 'monitoring' (action 'cloudwatch:Unknown' on '*'): 404 Function not found instead of 403.
+    session = _weak_session(server, "metrics-invoker")
+    server.client("iam").put_role_policy(RoleName="metrics-invoker", PolicyName="metrics", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "cloudwatch:*", "Resource": "*"}]}))
+    request = AWSRequest("POST", f"{server.endpoint}/2015-03-31/functions/any-function/invocations", data=b"{}")
+    SigV4Auth(session, "monitoring", REGION).add_auth(request)
+    status, _, body = send(server, request)
+    assert status in (400, 403) and b"scoped to correct service: 'lambda'" in body, (status, body)

@@ -172,3 +172,66 @@ def test_a_killed_server_whose_threads_are_still_exiting_is_not_taken_for_gone(s
         if half_gone.poll() is None:
             half_gone.kill()
             half_gone.wait()
+
+
+def test_the_log_the_daemon_opens_for_the_server_is_0600_whatever_the_umask(state_dir):
+    # The daemon opened server.log in the calling process (provision: umask 022) before the server set
+    # umask 077, so it was 0644 though every other file of the state dir is 0600 (state/private.py).
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        start(free_port(), state_dir)
+    finally:
+        os.umask(old)
+    for name in ("server.log", ".start.lock"):
+        assert stat.S_IMODE(os.stat(state_dir / name).st_mode) == 0o600, name
+    # provision marks the last recovery reported by rewriting recovery.json, in its own umask too
+    (state_dir / "recovery.json").write_text(json.dumps({"reported": False, "dropped": ["x"]}))
+    old = os.umask(0o022)
+    try:
+        assert daemon.unreported_recovery_problems(state_dir) == ["x"]
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(state_dir / "recovery.json").st_mode) == 0o600
+
+
+def test_credentials_deleted_while_the_server_runs_get_a_restarted_server_not_invalid_client_token(state_dir,
+                                                                                                    monkeypatch):
+    # The server knows the credentials it read at its start only: after credentials.json was deleted,
+    # provision and teardown made new ones and failed with "unexpected ClientError: InvalidClientTokenId".
+    import functools
+    from types import SimpleNamespace
+
+    import boto3
+
+    import crudstack.cli
+    from crudstack.local.iam.credentials import CREDENTIALS_NAME, local_credentials
+
+    port = free_port()
+    endpoint = start(port, state_dir)
+    first = json.loads((state_dir / "server.json").read_text())["pid"]
+    (state_dir / CREDENTIALS_NAME).unlink()
+    monkeypatch.setattr(daemon, "ensure_running", functools.partial(daemon.ensure_running, server_module=FAKE))
+    config = SimpleNamespace(state_dir=state_dir, local=SimpleNamespace(port=port, lambda_concurrency=2))
+    assert crudstack.cli._restart_without_credentials(config, endpoint) == endpoint
+    assert json.loads((state_dir / "server.json").read_text())["pid"] != first
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **local_credentials(state_dir).for_boto3())
+    assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+def test_a_second_server_on_the_same_state_dir_refuses_to_start(tmp_path):
+    # Started by hand (python -m crudstack.local.server) on another port, a second server loaded and then
+    # appended to the same journal as the first: two writers of one state.
+    from tests.support.local_server import start_server
+
+    first = start_server(tmp_path / "state", module=FAKE)
+    try:
+        second = subprocess.run([sys.executable, "-m", FAKE, "--port", "0", "--state-dir", str(tmp_path / "state")],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+                                check=False)
+        assert second.returncode == 1, second.stderr
+        assert f"pid {first.process.pid}" in second.stderr and "already serves" in second.stderr, second.stderr
+        assert health(first.port)["pid"] == first.process.pid
+    finally:
+        first.stop()
