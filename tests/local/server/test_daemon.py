@@ -213,8 +213,9 @@ def test_credentials_deleted_while_the_server_runs_get_a_restarted_server_not_in
     first = json.loads((state_dir / "server.json").read_text())["pid"]
     (state_dir / CREDENTIALS_NAME).unlink()
     monkeypatch.setattr(daemon, "ensure_running", functools.partial(daemon.ensure_running, server_module=FAKE))
-    config = SimpleNamespace(state_dir=state_dir, local=SimpleNamespace(port=port, lambda_concurrency=2))
-    assert crudstack.cli._restart_without_credentials(config, endpoint) == endpoint
+    config = SimpleNamespace(state_dir=state_dir, region="us-east-1", retry=SimpleNamespace(deadline_s=30, max_attempts=3),
+                             local=SimpleNamespace(port=port, lambda_concurrency=2, behaviour="aws"))
+    assert crudstack.cli.connect(config, "local")[1] == endpoint
     assert json.loads((state_dir / "server.json").read_text())["pid"] != first
     sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **local_credentials(state_dir).for_boto3())
     assert sts.get_caller_identity()["Account"] == "123456789012"
