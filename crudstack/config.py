@@ -459,7 +459,9 @@ def check_target(config: Config, target: str, source: str = "config.yaml") -> No
 
 
 def _newest_runtime() -> str:
-    return max(PYTHON_RUNTIMES, key=lambda name: PYTHON_RUNTIMES[name].block_create)
+    # python3.14 and python3.13 share their dates on Lambda's page: the newer version wins the tie.
+    return max(PYTHON_RUNTIMES, key=lambda name: (PYTHON_RUNTIMES[name].block_create,
+                                                  tuple(int(part) for part in name.removeprefix("python").split("."))))
 
 
 def deploy_problems(config: Config, on: date | None = None) -> list[str]:

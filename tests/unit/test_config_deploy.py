@@ -39,6 +39,14 @@ def test_runtime_dates_are_the_rows_of_lambdas_runtime_table(runtime):
     assert (str(dates.deprecated), str(dates.block_create), str(dates.block_update)) == LAMBDA_PAGE_ROWS[runtime]
 
 
+def test_the_newest_runtime_named_is_python3_14_though_python3_13_has_the_same_dates(monkeypatch):
+    monkeypatch.setattr(crudstack.config, "PYTHON_RUNTIMES", dict(reversed(crudstack.config.PYTHON_RUNTIMES.items())))
+
+    problems = deploy_problems(config_with(runtime="python3.8"), on=date(2026, 12, 6))
+
+    assert "set lambda.runtime to python3.14" in problems[0]
+
+
 def test_python3_11_is_still_accepted_in_december_2026_as_lambda_still_creates_it():
     assert deploy_problems(config_with(runtime="python3.11"), on=date(2026, 12, 6)) == []
 
