@@ -31,7 +31,7 @@ import botocore.session
 from crudstack.aws import Aws, Session, emulator_endpoint
 from crudstack.chaos import FAULTS, Chaos, ChaosSpec, parse_spec
 from crudstack.config import ROOT, Config, check_target, deploy_problems, load_config
-from crudstack.errors import ConfigError, CrudStackError, InterruptedRun, LocalAwsError
+from crudstack.errors import ConfigError, CrudStackError, InterruptedRun, LocalAwsError, NoCredentials
 from crudstack.interrupt import GracefulStop
 from crudstack.outputs import curl_examples, invoke_url, write_outputs
 from crudstack.plan import Action, Context, Options
@@ -260,6 +260,11 @@ def _main(body: Callable[[dict], int]) -> int:
     except KeyboardInterrupt:
         print("Interrupted. Nothing is lost: run the same command again to resume.", file=sys.stderr)
         return 130
+    except botocore.exceptions.NoCredentialsError:
+        # Outside a step (the run's first call, the caller identity, names every ARN): no step to name, nor a bug.
+        missing = NoCredentials()
+        print(f"error: {missing}", file=sys.stderr)
+        return missing.exit_code
     except Exception as exc:  # unexpected: one line for the user, the traceback in a file
         where = "".join(f" {note}" for note in getattr(exc, "__notes__", []))
         try:

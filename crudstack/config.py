@@ -38,17 +38,25 @@ class RuntimeDates:
 
 
 # Lambda's Python runtimes (our handlers are Python), from "Lambda runtimes", tables "Supported runtimes" and
-# "Deprecated runtimes" (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html). Deprecation dates
-# as that page gives them (tflint-ruleset-aws mirrors them in rules/aws_lambda_function_deprecated_runtime.go);
-# python3.14 as AgentCore's table of the same runtimes has it. A deprecated runtime still works (a warning);
-# a blocked one cannot create functions (refused before any AWS call).
+# "Deprecated runtimes" (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html), whose Python rows
+# the Python chapter repeats ("Building Lambda functions with Python",
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html): deprecation date, block function create,
+# block function update. python3.14, 3.13, 3.12, 3.11 and 3.10 are read from that table as it stands (3.11:
+# Jun 30 2027 / Jul 31 2027 / Aug 31 2027; 3.10: Oct 31 2026 / Nov 30 2026 / Jan 15 2027). A deprecated
+# runtime still works (a warning); a blocked one cannot create functions (refused before any AWS call).
 PYTHON_RUNTIMES: dict[str, RuntimeDates] = {
-    "python3.14": RuntimeDates(date(2030, 6, 30), date(2030, 7, 31), date(2030, 8, 31)),
+    "python3.14": RuntimeDates(date(2029, 6, 30), date(2029, 7, 31), date(2029, 8, 31)),
     "python3.13": RuntimeDates(date(2029, 6, 30), date(2029, 7, 31), date(2029, 8, 31)),
     "python3.12": RuntimeDates(date(2028, 10, 31), date(2028, 11, 30), date(2029, 1, 10)),
-    "python3.11": RuntimeDates(date(2026, 6, 30), date(2026, 7, 31), date(2026, 8, 31)),
-    "python3.10": RuntimeDates(date(2026, 6, 30), date(2026, 7, 31), date(2026, 8, 31)),
+    "python3.11": RuntimeDates(date(2027, 6, 30), date(2027, 7, 31), date(2027, 8, 31)),
+    "python3.10": RuntimeDates(date(2026, 10, 31), date(2026, 11, 30), date(2027, 1, 15)),
+    # NOT read from AWS's page: python3.9 has left the supported table, and its "Deprecated runtimes" row could
+    # not be reached here. Its deprecation on 2025-12-15 is the date tflint-ruleset-aws took from that page
+    # (rules/aws_lambda_function_deprecated_runtime.go, PR #969); the two block dates are unverified and may
+    # have moved since (check the page before relying on them).
     "python3.9": RuntimeDates(date(2025, 12, 15), date(2026, 8, 31), date(2026, 9, 30)),
+    # AWS's announcement of python3.8's end of support: deprecated Oct 14 2024, no create from Feb 28 2025,
+    # no update from Mar 31 2025.
     "python3.8": RuntimeDates(date(2024, 10, 14), date(2025, 2, 28), date(2025, 3, 31)),
 }
 # The key the handlers in lambdas/ read and write (Key={"id": ...}, the API's /items/{id}).
@@ -451,7 +459,9 @@ def check_target(config: Config, target: str, source: str = "config.yaml") -> No
 
 
 def _newest_runtime() -> str:
-    return max(PYTHON_RUNTIMES, key=lambda name: PYTHON_RUNTIMES[name].block_create)
+    # python3.14 and python3.13 share their dates on Lambda's page: the newer version wins the tie.
+    return max(PYTHON_RUNTIMES, key=lambda name: (PYTHON_RUNTIMES[name].block_create,
+                                                  tuple(int(part) for part in name.removeprefix("python").split("."))))
 
 
 def deploy_problems(config: Config, on: date | None = None) -> list[str]:

@@ -6,6 +6,7 @@
     ├── ExportError             --export cannot write its files (a folder not empty, not writable) (exit 2)
     ├── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
     │   └── OwnershipError      a resource has our name but not our tag: never touched
+    ├── NoCredentials           --target aws found no AWS credentials anywhere botocore looks (exit 1, as AWS errors)
     ├── StackBusy               another provision or teardown kept the stack's lock past the wait (exit 5)
     ├── AdoptionError           --adopt found a console-made resource that does not fit, or several REST APIs
     │                           that could be the tutorial's: nothing was written
@@ -50,6 +51,21 @@ class DeploymentError(CrudStackError):
 
 class OwnershipError(DeploymentError):
     pass
+
+
+class NoCredentials(CrudStackError):
+    """botocore's credential chain found nothing: no keys in the environment, no profile (AWS_PROFILE or the default
+    one in ~/.aws/credentials or ~/.aws/config), no instance or container role
+    (https://docs.aws.amazon.com/sdkref/latest/guide/standardized-credentials.html). Not a bug: said in plain words."""
+
+    FIX = ("run aws configure (or aws configure sso, then aws sso login), or set AWS_PROFILE to a profile of ~/.aws/config, "
+           "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys); "
+           "or use --target local, which needs no AWS account")
+
+    def __init__(self):
+        super().__init__("--target aws found no AWS credentials: none in the environment (AWS_ACCESS_KEY_ID), no profile "
+                         "(AWS_PROFILE, ~/.aws/credentials, ~/.aws/config) and no instance or container role.\n"
+                         f"  What to do: {self.FIX}")
 
 
 class StackBusy(CrudStackError):

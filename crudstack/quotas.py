@@ -80,8 +80,10 @@ CLOUDWATCH: dict[str, Quota] = {
 }
 
 # "CloudWatch Logs quotas" (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html):
-# DescribeLogGroups 5 transactions per second per account and Region; CreateLogStream 50. The page gives no
-# rate for CreateLogGroup, DeleteLogGroup, PutRetentionPolicy or TagLogGroup: those are left out.
+# DescribeLogGroups 5 transactions per second per account and Region; CreateLogStream 50 (its API reference says so
+# too: "There is a limit of 50 TPS on CreateLogStream operations"). The Logs API Reference gives no rate for the
+# other calls crudstack makes (CreateLogGroup, DeleteLogGroup, PutRetentionPolicy, TagLogGroup, ListTagsLogGroup),
+# and their rows of the quotas page could not be read for this table: they are left out rather than guessed.
 LOGS: dict[str, Quota] = {
     "CreateLogStream": Quota(50, 1),
     "DescribeLogGroups": Quota(5, 1),
@@ -102,11 +104,29 @@ DYNAMODB_DATA_PLANE = frozenset({
     "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
 })
 
-# IAM and SNS: the IAM quotas page (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html)
-# gives no request rate at all, and no SNS figure could be cited here; their calls have no budget, and a
-# throttle from them is retried with backoff like any other (crudstack/aws.py).
+# SNS: each rate as the Amazon SNS API Reference states it on the operation's page
+# (https://docs.aws.amazon.com/sns/latest/api/API_<Operation>.html; the same text is in botocore's
+# botocore/data/sns/2010-03-31/service-2.json): ListTopics and ListSubscriptionsByTopic "throttled at 30
+# transactions per second (TPS)", Subscribe and Unsubscribe at 100, TagResource: "Tagging actions are limited to
+# 10 TPS per Amazon Web Services account, per Amazon Web Services Region". No shared SNS rate is documented there.
+# CreateTopic, DeleteTopic, ListTagsForResource, GetTopicAttributes and SetTopicAttributes have no rate on their
+# pages, and the "API throttling" rows of https://docs.aws.amazon.com/general/latest/gr/sns.html could not be read
+# for this table: they are left out rather than guessed.
+SNS: dict[str, Quota] = {
+    "ListSubscriptionsByTopic": Quota(30, 1),
+    "ListTopics": Quota(30, 1),
+    "Subscribe": Quota(100, 1),
+    "TagResource": Quota(10, 1),
+    "Unsubscribe": Quota(100, 1),
+}
+
+# IAM: the IAM quotas page (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html) limits the
+# size and number of objects and gives no request rate at all (AWS's knowledge-center article on IAM throttling,
+# https://repost.aws/knowledge-center/iam-sts-throttling-error, names an account rate limit but no figure): IAM
+# calls have no budget, and a throttle from IAM is retried with backoff like any other (crudstack/aws.py).
 OWN: dict[str, dict[str, Quota]] = {
     "apigateway": APIGATEWAY, "lambda": LAMBDA, "cloudwatch": CLOUDWATCH, "logs": LOGS, "dynamodb": DYNAMODB,
+    "sns": SNS,
 }
 
 

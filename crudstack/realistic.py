@@ -34,9 +34,9 @@ as botocore hooks on one `Aws` (`AccountModel.attach`), so the tool's own calls 
                          place of Tags and ListTags answers AccessDeniedException     functions": lambda:ListTags "is also necessary
                                                                                       for GetFunction" on tagged functions
     quotas               a call over a documented rate it counts against (API          the pages cited at AWS_RATES below, the model's
-                         Gateway, Lambda, CloudWatch, Logs, DynamoDB's control plane) own table (it imports nothing from crudstack)
-                         answers that service's throttle (429 + Retry-After, or
-                         Throttling/ThrottlingException)
+                         Gateway, Lambda, CloudWatch, Logs, SNS, DynamoDB's control  own table (it imports nothing from crudstack)
+                         plane) answers that service's throttle (429 + Retry-After,
+                         Throttling/ThrottlingException, or SNS's Throttled)
     concurrent change    a change to a REST API while another change to it is applied terraform-provider-aws retries this ConflictException
                          (for `api_write` s) answers ConflictException                 on every API Gateway operation (CHANGELOG 3.24.0)
     lists lag            GetResources leaves out a resource (the root one too) for    observed on AWS; terraform-provider-aws reads new
@@ -112,14 +112,23 @@ AWS_RATES: dict[str, dict[str, Rate]] = {
     "cloudwatch": {"DeleteAlarms": Rate(3, 1), "DescribeAlarms": Rate(9, 1), "ListTagsForResource": Rate(10, 1),
                    "PutMetricAlarm": Rate(3, 1), "TagResource": Rate(20, 1), "UntagResource": Rate(20, 1)},
     # https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/cloudwatch_limits_cwl.html: DescribeLogGroups 5 and
-    # CreateLogStream 50 transactions per second; no other control-plane rate is given there.
+    # CreateLogStream 50 transactions per second. The Logs API Reference gives none for CreateLogGroup, DeleteLogGroup,
+    # PutRetentionPolicy, TagLogGroup or ListTagsLogGroup, and the quotas page's rows for them could not be read:
+    # the model does not throttle them, as it cannot say when AWS would.
     "logs": {"CreateLogStream": Rate(50, 1), "DescribeLogGroups": Rate(5, 1)},
     # https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-control-plane.html: "a control plane
     # throttle limit of 2,500 requests per second" ("*"); API_ListBackups.html: "You can call ListBackups a
     # maximum of five times per second".
     "dynamodb": {"ListBackups": Rate(5, 1), "*": Rate(2500, 1)},
-    # IAM (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html) documents no request
-    # rate, and no SNS rate could be cited: the model throttles neither, as it cannot know when AWS would.
+    # Amazon SNS API Reference, each operation's page (https://docs.aws.amazon.com/sns/latest/api/API_Subscribe.html
+    # and its neighbours): "This action is throttled at 30 transactions per second (TPS)" for ListTopics and
+    # ListSubscriptionsByTopic, 100 for Subscribe and Unsubscribe; TagResource: "Tagging actions are limited to 10 TPS
+    # per ... account, per ... Region". No figure is given there for CreateTopic, DeleteTopic, ListTagsForResource,
+    # GetTopicAttributes or SetTopicAttributes: not throttled here.
+    "sns": {"ListSubscriptionsByTopic": Rate(30, 1), "ListTopics": Rate(30, 1), "Subscribe": Rate(100, 1),
+            "Unsubscribe": Rate(100, 1), "TagResource": Rate(10, 1)},
+    # IAM (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html) limits sizes and counts and
+    # documents no request rate: the model does not throttle IAM, as it cannot know when AWS would.
 }
 # Whether a call with a rate of its own is counted against its service's "*" rate too: API Gateway's total
 # counts every operation; Lambda's remainder "excludes ... GetFunction, and GetPolicy"; DynamoDB's control
@@ -140,6 +149,7 @@ THROTTLED = {
     "cloudwatch": ("Throttling", 400, "Rate exceeded"),
     "logs": ("ThrottlingException", 400, "Rate exceeded"),
     "dynamodb": ("ThrottlingException", 400, "Rate of control plane requests exceeds the allowed throughput."),
+    "sns": ("Throttled", 429, "Rate exceeded"),   # botocore's sns model: ThrottledException, code Throttled, HTTP 429
 }
 
 
@@ -454,7 +464,7 @@ class AccountModel:
         code, status, message = THROTTLED[service]
         # API Gateway's and Lambda's TooManyRequestsException carry Retry-After, which botocore parses into
         # retryAfterSeconds; the other services' throttles carry no such header.
-        if status == 429:
+        if code == "TooManyRequestsException":
             return refusal(code, status, message, {"Retry-After": retry_after}, retryAfterSeconds=retry_after)
         return refusal(code, status, message)
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 import botocore.exceptions
 
 from crudstack.aws import Aws, error_code, error_message, is_transient
-from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
+from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun, NoCredentials
 from crudstack.calls import Poll
 from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
 from crudstack.plan import Action, Change, Context
@@ -70,7 +70,7 @@ def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> 
     if code in ("ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException", "InvalidSignatureException"):
         return "your AWS credentials are expired or wrong: refresh them (aws sso login / aws configure) and run again"
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return "no AWS credentials were found: set AWS_PROFILE or run aws configure, or use --target local"
+        return f"no AWS credentials were found: {NoCredentials.FIX}"
     if isinstance(exc, botocore.exceptions.ConnectionError):
         return "the endpoint could not be reached: check the network (for --target local, run provision again: it restarts the local AWS)"
     if is_transient(exc):

@@ -90,6 +90,39 @@ def test_the_model_throttles_cloudwatch_alarm_writes_at_three_a_second(new_aws, 
     assert refused == ["Throttling", "Throttling"]
 
 
+def test_the_model_throttles_sns_tag_writes_at_ten_a_second(new_aws, clock):
+    model = AccountModel(clock=clock)
+    aws = new_aws(clock=clock)
+    model.attach(aws)
+    sns = aws.client("sns")
+    arns = [sns.create_topic(Name=f"t{n}")["TopicArn"] for n in range(12)]
+    aws.limiter.acquire = lambda service, operation, **_: None   # no pacing: every call goes at once
+    refused = []
+    for arn in arns:   # straight at the client: no retry; SNS API Reference, TagResource: 10 TPS
+        try:
+            sns.tag_resource(ResourceArn=arn, Tags=[{"Key": "stack", "Value": "demo"}])
+        except botocore.exceptions.ClientError as exc:
+            refused.append((exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"]))
+
+    assert refused == [("Throttled", 429), ("Throttled", 429)]
+
+
+def test_many_topics_subscription_reads_at_once_wait_for_snss_rate_and_are_never_throttled(new_aws, clock):
+    model = AccountModel(clock=clock)
+    aws = new_aws(clock=clock)
+    model.attach(aws)
+    sns = aws.client("sns")
+    arns = [aws.call(sns.create_topic, Name=f"t{n}")["TopicArn"] for n in range(45)]
+    clock.now += 60
+    started = clock()
+
+    for arn in arns:   # ListSubscriptionsByTopic: 30 a second (SNS API Reference)
+        aws.call(sns.list_subscriptions_by_topic, TopicArn=arn)
+
+    assert throttled(model) == []
+    assert clock() - started >= (45 - 30) / 30 - 1e-6   # the tool waited its turn instead of being refused
+
+
 # -- finding 5: an accepted error code never swallows a transient error ------------------------------------
 
 

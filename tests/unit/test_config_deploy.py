@@ -20,6 +20,37 @@ def config_with(**lambda_settings):
     return parse_config(data)
 
 
+# The rows of Lambda's runtime table (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html, repeated in
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html) as read on the page: deprecation, block create,
+# block update. python3.9's row could not be read there (crudstack/config.py says so) and is not pinned here.
+LAMBDA_PAGE_ROWS = {
+    "python3.14": ("2029-06-30", "2029-07-31", "2029-08-31"),
+    "python3.13": ("2029-06-30", "2029-07-31", "2029-08-31"),
+    "python3.12": ("2028-10-31", "2028-11-30", "2029-01-10"),
+    "python3.11": ("2027-06-30", "2027-07-31", "2027-08-31"),
+    "python3.10": ("2026-10-31", "2026-11-30", "2027-01-15"),
+}
+
+
+@pytest.mark.parametrize("runtime", sorted(LAMBDA_PAGE_ROWS))
+def test_runtime_dates_are_the_rows_of_lambdas_runtime_table(runtime):
+    dates = crudstack.config.PYTHON_RUNTIMES[runtime]
+
+    assert (str(dates.deprecated), str(dates.block_create), str(dates.block_update)) == LAMBDA_PAGE_ROWS[runtime]
+
+
+def test_the_newest_runtime_named_is_python3_14_though_python3_13_has_the_same_dates(monkeypatch):
+    monkeypatch.setattr(crudstack.config, "PYTHON_RUNTIMES", dict(reversed(crudstack.config.PYTHON_RUNTIMES.items())))
+
+    problems = deploy_problems(config_with(runtime="python3.8"), on=date(2026, 12, 6))
+
+    assert "set lambda.runtime to python3.14" in problems[0]
+
+
+def test_python3_11_is_still_accepted_in_december_2026_as_lambda_still_creates_it():
+    assert deploy_problems(config_with(runtime="python3.11"), on=date(2026, 12, 6)) == []
+
+
 def test_python3_14_is_accepted_and_needs_no_warning():
     config = config_with(runtime="python3.14")
 
@@ -28,9 +59,9 @@ def test_python3_14_is_accepted_and_needs_no_warning():
 
 
 @pytest.mark.parametrize(("on", "blocked", "warned"), [
-    (date(2026, 1, 1), False, False),    # supported
-    (date(2026, 7, 1), False, True),     # deprecated 2026-06-30: a warning, the run goes on
-    (date(2026, 8, 1), True, False),     # function create blocked from 2026-07-31: refused
+    (date(2026, 12, 6), False, False),   # supported
+    (date(2027, 7, 1), False, True),     # deprecated 2027-06-30: a warning, the run goes on
+    (date(2027, 8, 1), True, False),     # function create blocked from 2027-07-31: refused
 ])
 def test_python3_11_is_supported_then_deprecated_then_blocked_on_lambdas_dates(on, blocked, warned):
     config = config_with(runtime="python3.11")
@@ -43,7 +74,7 @@ def test_python3_11_is_supported_then_deprecated_then_blocked_on_lambdas_dates(o
         assert "lambda.runtime: found 'python3.11', which Lambda has blocked" in problems[0]
         assert "set lambda.runtime to python3.14" in problems[0]
     if warned:
-        assert "python3.11 is deprecated since 2026-06-30" in warnings[0]
+        assert "python3.11 is deprecated since 2027-06-30" in warnings[0]
 
 
 def test_provision_exits_2_on_a_blocked_runtime_before_any_aws_call(tmp_path, capsys, monkeypatch):
@@ -53,18 +84,18 @@ def test_provision_exits_2_on_a_blocked_runtime_before_any_aws_call(tmp_path, ca
 
     assert provision_main(["--config", str(write(tmp_path, data)), "--target", "aws"]) == 2
     err = capsys.readouterr().err
-    assert "lambda.runtime: found 'python3.10', which Lambda has blocked: it creates no function with it since 2026-07-31" in err
+    assert "lambda.runtime: found 'python3.10', which Lambda has blocked: it creates no function with it since 2026-11-30" in err
 
 
 def test_a_deprecated_runtime_is_a_warning_on_stderr(capsys):
     original = crudstack.config.today
-    crudstack.config.today = lambda: date(2026, 7, 1)
+    crudstack.config.today = lambda: date(2026, 11, 1)
     try:
         check_target(config_with(runtime="python3.10"), "aws")
     finally:
         crudstack.config.today = original
 
-    assert "warning: lambda.runtime: python3.10 is deprecated since 2026-06-30" in capsys.readouterr().err
+    assert "warning: lambda.runtime: python3.10 is deprecated since 2026-10-31" in capsys.readouterr().err
 
 
 def test_a_partition_key_the_handlers_do_not_read_is_refused_before_any_aws_call(tmp_path, capsys):

@@ -6,12 +6,12 @@ from __future__ import annotations
 import botocore.session
 import pytest
 
-from crudstack.quotas import (APIGATEWAY, APIGATEWAY_OTHER, CLOUDWATCH, DYNAMODB, LAMBDA, LAMBDA_OTHER, LOGS, Quota,
+from crudstack.quotas import (APIGATEWAY, APIGATEWAY_OTHER, CLOUDWATCH, DYNAMODB, LAMBDA, LAMBDA_OTHER, LOGS, SNS, Quota,
                               budgets, quota_for)
 
 
 @pytest.mark.parametrize(("service", "table"), [("apigateway", APIGATEWAY), ("lambda", LAMBDA), ("cloudwatch", CLOUDWATCH),
-                                                ("logs", LOGS), ("dynamodb", DYNAMODB)])
+                                                ("logs", LOGS), ("dynamodb", DYNAMODB), ("sns", SNS)])
 def test_every_quota_is_keyed_by_an_operation_of_its_service_as_botocore_names_it(service, table):
     operations = set(botocore.session.get_session().get_service_model(service).operation_names)
 
@@ -44,6 +44,14 @@ def test_cloudwatch_alarm_writes_have_their_documented_rates():
     assert quota_for("cloudwatch", "DescribeAlarms") == Quota(9, 1)
     assert quota_for("logs", "DescribeLogGroups") == Quota(5, 1)
     assert quota_for("dynamodb", "CreateTable") == Quota(2500, 1)
+
+
+def test_sns_calls_have_the_rates_of_snss_api_reference_and_iam_none():
+    assert quota_for("sns", "Subscribe") == Quota(100, 1)
+    assert quota_for("sns", "ListSubscriptionsByTopic") == Quota(30, 1)
+    assert quota_for("sns", "TagResource") == Quota(10, 1)
+    assert quota_for("sns", "CreateTopic") is None   # no figure on its page: left out, not guessed
+    assert quota_for("iam", "TagRole") is None
 
 
 def test_an_api_gateway_call_with_its_own_quota_is_charged_to_the_accounts_total_as_well():
