@@ -50,6 +50,7 @@ class Found:
     api_found_by: str = ""                                          # "name" or "routes"
     stage: dict | None = None
     other_stages: list[str] = field(default_factory=list)
+    unrelated_apis: list[dict] = field(default_factory=list)       # untagged, serving the routes, beside ours
     problems: list[str] = field(default_factory=list)
 
 
@@ -117,7 +118,9 @@ def _read_function(ctx: Context, found: Found, base: str) -> None:
     _owned_tags(ctx, found, "function", name, function_tags(ctx, answer))
     runtime = answer["Configuration"].get("Runtime") or ""
     if not runtime.startswith("python"):
-        what = f"runtime {runtime}" if runtime else f"a {answer['Configuration'].get('PackageType', 'container')} image"
+        # A function deployed as a container image has PackageType Image and no Runtime (Lambda API Reference,
+        # GetFunctionConfiguration: "Runtime ... required if the deployment package is a .zip file archive").
+        what = f"runtime {runtime}" if runtime else f"a container image (PackageType {answer['Configuration'].get('PackageType', 'Image')})"
         found.problems.append(
             f"function {name} runs {what}; our handlers are Python ({cfg.lambda_.runtime}), and --adopt does not swap a "
             f"function's language under its name: rename or delete it in the Lambda console (step 3 then makes ours), or give "
@@ -129,6 +132,10 @@ def _api_paths(ctx: Context, api_id: str) -> set[str]:
     return {r["path"] for r in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api_id)}
 
 
+def _listed(apis: list[dict]) -> str:
+    return "; ".join(f"{a['id']} ({a['name']!r}, created {a.get('createdDate', '?')})" for a in apis)
+
+
 def _read_api(ctx: Context, found: Found) -> None:
     """The REST API by config.yaml's name, else by its routes (every path config.yaml's functions serve)."""
     cfg = ctx.config
@@ -138,17 +145,32 @@ def _read_api(ctx: Context, found: Found) -> None:
     usable = [a for a in apis if not _foreign_stack(a.get("tags") or {}, ctx)]
     by_name = [a for a in usable if a["name"] == cfg.api_name]
     ours = [a for a in by_name if is_ours(a.get("tags") or {}, cfg)]
+    routes = {fn.path for fn in cfg.lambda_.functions.values()}
     if ours:
         candidates, found.api_found_by = ours[:1], "name"   # extra copies of ours are step 4's to remove
+        # Ours by name is not the whole story: an untagged API serving the routes beside it is most likely the
+        # console's, whose invoke URL users have. Unless ours serves them itself (the take-over is done), which
+        # of the two to keep is the user's call; either way the plan names it.
+        untagged = [a for a in usable if not is_ours(a.get("tags") or {}, cfg)]
+        paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), ours[:1] + untagged)
+        serving = [api for api, have in zip(untagged, paths[1:]) if routes <= have]
+        if serving and not routes <= paths[0]:
+            mine = ours[0]
+            found.problems.append(
+                f"REST API {mine['id']} ({mine['name']!r}) is already crudstack's but serves none of the tutorial's routes, "
+                f"and {_listed(serving)} serve{'s' if len(serving) == 1 else ''} them untagged: the console's API, whose invoke "
+                f"URL you may have shared, is probably among those. Delete the one you do not use in the API Gateway console "
+                f"and run --adopt again")
+            return
+        found.unrelated_apis = serving
     elif by_name:
         candidates, found.api_found_by = by_name, "name"
     else:
-        routes = {fn.path for fn in cfg.lambda_.functions.values()}
         paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), usable)
         candidates = [api for api, have in zip(usable, paths) if routes <= have]
         found.api_found_by = "routes"
     if len(candidates) > 1:
-        listed = "; ".join(f"{a['id']} ({a['name']!r}, created {a.get('createdDate', '?')})" for a in candidates)
+        listed = _listed(candidates)
         how = f"named {cfg.api_name!r}" if found.api_found_by == "name" else "serving " + " and ".join(
             sorted({fn.path for fn in cfg.lambda_.functions.values()}))
         found.problems.append(
@@ -246,6 +268,9 @@ def left_alone(ctx: Context, found: Found) -> list[Change]:
         changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.SKIP, note=f"left attached: {why}"))
     for stage in found.other_stages:
         changes.append(Change("stage", stage, Action.SKIP, note="left alone: only the stage in api.stage is ours"))
+    for api in found.unrelated_apis:
+        changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.SKIP,
+                              note=f"left alone: it serves the same routes, but {cfg.api_name} is already ours and serves them"))
     if any(answer is not None for answer in found.functions.values()):
         changes.append(Change("console permissions", "API Gateway invoke statements on the functions", Action.SKIP,
                               note="left in place: provision adds its own, scoped to this API"))
