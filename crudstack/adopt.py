@@ -30,7 +30,7 @@ from crudstack.plan import Action, Change, Context
 from crudstack.steps.api import apigateway_arn
 from crudstack.steps.base import is_ours, tag_dict, tag_list
 from crudstack.steps.functions import function_tags
-from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, managed_policy_arn
+from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, inline_policy_name, managed_policy_arn
 
 NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException", "NotFoundException")
 KIND = "take over"
@@ -45,6 +45,7 @@ class Found:
     role: dict | None = None
     role_tags: dict[str, str] = field(default_factory=dict)
     role_policies: list[str] = field(default_factory=list)        # attached managed policies' ARNs
+    role_inline: list[str] = field(default_factory=list)          # inline policies' names
     functions: dict[str, dict | None] = field(default_factory=dict)   # config base name -> GetFunction's answer
     api: dict | None = None
     api_found_by: str = ""                                          # "name" or "routes"
@@ -105,6 +106,7 @@ def _read_role(ctx: Context, found: Found) -> None:
                                   tags if tags is not None else ctx.aws.call(iam.list_role_tags, RoleName=name)["Tags"])
     found.role_policies = [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies",
                                                                      RoleName=name)]
+    found.role_inline = ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name)
 
 
 def _read_function(ctx: Context, found: Found, base: str) -> None:
@@ -120,7 +122,8 @@ def _read_function(ctx: Context, found: Found, base: str) -> None:
     if not runtime.startswith("python"):
         # A function deployed as a container image has PackageType Image and no Runtime (Lambda API Reference,
         # GetFunctionConfiguration: "Runtime ... required if the deployment package is a .zip file archive").
-        what = f"runtime {runtime}" if runtime else f"a container image (PackageType {answer['Configuration'].get('PackageType', 'Image')})"
+        package = answer["Configuration"].get("PackageType", "Image")
+        what = f"runtime {runtime}" if runtime else f"a container image (PackageType {package})"
         found.problems.append(
             f"function {name} runs {what}; our handlers are Python ({cfg.lambda_.runtime}), and --adopt does not swap a "
             f"function's language under its name: rename or delete it in the Lambda console (step 3 then makes ours), or give "
@@ -265,9 +268,18 @@ def left_alone(ctx: Context, found: Found) -> list[Change]:
         if arn in tutorial and not cfg.role.tutorial_managed_policies:
             continue   # step 2 detaches it: our inline policy takes its place
         why = ("role.tutorial_managed_policies: true keeps it" if arn in tutorial else "not one the tutorial attaches")
-        changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.SKIP, note=f"left attached: {why}"))
+        changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.SKIP,
+                              note=f"left attached: {why}; teardown.py detaches it with the role"))
+    # What is left alone here is still part of what is adopted: teardown deletes a role with every policy on it
+    # (IAM refuses to delete a role that has any: DeleteConflict) and a REST API with all its stages. Said now.
+    for policy in sorted(set(found.role_inline) - {inline_policy_name(ctx)}):
+        changes.append(Change("inline policy", policy, Action.SKIP,
+                              note="left in place: not crudstack's; teardown.py deletes it with the role"))
     for stage in found.other_stages:
-        changes.append(Change("stage", stage, Action.SKIP, note="left alone: only the stage in api.stage is ours"))
+        hint = ("" if found.stage is not None else
+                f"set api.stage: {stage} in config.yaml to take it over instead of making {cfg.api.stage}; ")
+        changes.append(Change("stage", stage, Action.SKIP,
+                              note=f"left alone: only the stage in api.stage is ours; {hint}teardown.py deletes it with the REST API"))
     for api in found.unrelated_apis:
         changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.SKIP,
                               note=f"left alone: it serves the same routes, but {cfg.api_name} is already ours and serves them"))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from crudstack.cli import provision_main, teardown_main
+from crudstack.cli import provision_main
 from tests.functional.test_adopt import OURS, _client, _nothing_tagged, managed_policies  # noqa: F401 (an autouse fixture)
 from tests.support import console_stack
 
@@ -67,3 +67,35 @@ def test_a_function_whose_code_is_a_container_image_is_named_as_such(cli, made, 
 
     assert code == 1 and "function GetItemsFunction runs a container image (PackageType Image)" in err, err
     assert _nothing_tagged(aws_clients, made)
+
+
+def test_the_plan_names_every_policy_and_stage_it_leaves_alone_and_that_teardown_deletes_them_with_their_resource(
+        cli, made, aws_clients, capsys):
+    iam = aws_clients.iam
+    iam.put_role_policy(RoleName="LambdaDynamoDBRole", PolicyName="MyS3Access", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+    iam.attach_role_policy(RoleName="LambdaDynamoDBRole", PolicyArn="arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess")
+    aws_clients.apigateway.create_deployment(restApiId=made["api_id"], stageName="dev")
+
+    code, _, err = cli(provision_main, "--adopt", "--json", capsys=capsys)
+
+    assert code == 0, err
+    assert "inline policy MyS3Access [left in place: not crudstack's; teardown.py deletes it with the role]" in err
+    assert "managed policy AmazonS3ReadOnlyAccess [left attached: not one the tutorial attaches; teardown.py detaches it" in err
+    assert "stage dev [left alone: only the stage in api.stage is ours; teardown.py deletes it with the REST API]" in err
+    # Left alone indeed, until teardown.
+    assert "MyS3Access" in iam.list_role_policies(RoleName="LambdaDynamoDBRole")["PolicyNames"]
+    assert {s["stageName"] for s in aws_clients.apigateway.get_stages(restApiId=made["api_id"])["item"]} == {"dev", "prod"}
+
+
+def test_a_console_stage_under_another_name_is_left_alone_with_a_hint_to_take_it_over(cli, settings, aws_clients, capsys,
+                                                                                     monkeypatch):
+    monkeypatch.setattr(console_stack, "STAGE", "dev")
+    made = console_stack.build(_client(aws_clients))
+    settings.update(console_stack.tutorial_settings(settings))
+
+    code, _, err = cli(provision_main, "--plan", "--adopt", "--json", capsys=capsys)
+
+    assert code == 2, err
+    assert "stage dev [left alone: only the stage in api.stage is ours; set api.stage: dev in config.yaml to take it over" in err
+    assert aws_clients.apigateway.get_stage(restApiId=made["api_id"], stageName="dev").get("tags") in (None, {})
