@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from crudstack.cli import provision_main
+from crudstack.cli import provision_main, teardown_main
 from tests.functional.test_adopt import OURS, _client, _nothing_tagged, managed_policies  # noqa: F401 (an autouse fixture)
 from tests.support import console_stack
 
@@ -99,3 +99,89 @@ def test_a_console_stage_under_another_name_is_left_alone_with_a_hint_to_take_it
     assert code == 2, err
     assert "stage dev [left alone: only the stage in api.stage is ours; set api.stage: dev in config.yaml to take it over" in err
     assert aws_clients.apigateway.get_stage(restApiId=made["api_id"], stageName="dev").get("tags") in (None, {})
+
+
+def test_an_adoption_cut_off_after_the_table_while_its_items_change_is_finished_keeping_the_items_as_the_user_left_them(
+        cli, made, aws_clients, inject, capsys, monkeypatch):
+    monkeypatch.setattr("crudstack.steps.table.TAGS_SETTLE_S", 0.5)   # moto lists tags at once
+    cut = inject("TagResource", KeyboardInterrupt(), after=True)       # the table is ours, nothing else is
+    cli.hooks.append(cut.event)
+    code, _, err = cli(provision_main, "--adopt", capsys=capsys)
+    assert code == 130 and cut.failed == 1, err
+    cli.hooks.clear()
+    ddb = aws_clients.dynamodb
+    ddb.delete_item(TableName="ItemsTable", Key={"id": {"S": "0"}})                    # the user goes on using it
+    ddb.put_item(TableName="ItemsTable", Item={"id": {"S": "abcdef234"}, "name": {"S": "meanwhile"}})
+    ddb.put_item(TableName="ItemsTable", Item={"id": {"S": "1"}, "name": {"S": "renamed meanwhile"}})
+
+    code, _, err = cli(provision_main, capsys=capsys)                  # half-adopted: a plain run still says --adopt
+    assert code == 1 and "--adopt" in err, err
+    code, _, err = cli(provision_main, "--adopt", capsys=capsys)
+    assert code == 0, err
+
+    items = {i["id"]["S"]: i["name"]["S"] for i in ddb.scan(TableName="ItemsTable")["Items"]}
+    assert items == {"1": "renamed meanwhile", "2": "n2", "3": "n3", "4": "n4", "abcdef234": "meanwhile"}
+
+
+def test_table_features_the_console_added_stay_stream_pitr_ttl_and_an_index(cli, made, aws_clients, capsys):
+    ddb = aws_clients.dynamodb
+    ddb.update_table(TableName="ItemsTable", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}, {"AttributeName": "name", "AttributeType": "S"}],
+                     GlobalSecondaryIndexUpdates=[{"Create": {
+                         "IndexName": "byName", "KeySchema": [{"AttributeName": "name", "KeyType": "HASH"}],
+                         "Projection": {"ProjectionType": "ALL"},
+                         "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}}])
+    ddb.update_continuous_backups(TableName="ItemsTable", PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    ddb.update_time_to_live(TableName="ItemsTable", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+
+    code, _, err = cli(provision_main, "--adopt", capsys=capsys)
+
+    assert code == 0, err
+    table = ddb.describe_table(TableName="ItemsTable")["Table"]
+    assert table["StreamSpecification"]["StreamEnabled"] and [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["byName"]
+    backups = ddb.describe_continuous_backups(TableName="ItemsTable")["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    assert ddb.describe_time_to_live(TableName="ItemsTable")["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_a_function_with_layers_a_vpc_and_arm64_keeps_them_and_its_changed_settings_are_in_the_plan(cli, made, aws_clients,
+                                                                                                     capsys):
+    lam = aws_clients.awslambda
+    ec2 = aws_clients.ec2
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="fn", Description="fn", VpcId=vpc)["GroupId"]
+    layer = lam.publish_layer_version(LayerName="deps", Content={"ZipFile": b"PK\x05\x06" + b"\x00" * 18})["LayerVersionArn"]
+    lam.update_function_configuration(FunctionName="CreateItemFunction", Handler="app.handler", Layers=[layer],
+                                      Environment={"Variables": {"MY_SETTING": "1"}},
+                                      VpcConfig={"SubnetIds": [subnet], "SecurityGroupIds": [group]})
+
+    code, _, err = cli(provision_main, "--adopt", "--json", capsys=capsys)
+
+    assert code == 0, err
+    assert "Handler: app.handler -> create_item.lambda_handler" in err and "'MY_SETTING': '1'" in err   # shown, then replaced
+    config = lam.get_function_configuration(FunctionName="CreateItemFunction")
+    assert [x["Arn"] for x in config["Layers"]] == [layer] and config["VpcConfig"]["SubnetIds"] == [subnet]
+    assert config["Handler"] == "create_item.lambda_handler" and "MY_SETTING" not in config["Environment"]["Variables"]
+
+
+def test_adopt_on_a_stack_crudstack_made_itself_writes_nothing(cli, settings, aws_clients, capsys):
+    settings.update(console_stack.tutorial_settings(settings))
+    assert cli(provision_main, capsys=capsys)[0] == 0
+
+    code, doc, err = cli(provision_main, "--adopt", "--json", capsys=capsys)
+
+    assert code == 0 and doc["aws_calls"]["writes"] == 0, err
+
+
+def test_teardown_right_after_plan_adopt_touches_nothing_of_the_console_stack(cli, made, aws_clients, capsys, monkeypatch):
+    monkeypatch.setattr("crudstack.steps.table.TAGS_SETTLE_S", 0.5)
+    assert cli(provision_main, "--plan", "--adopt", capsys=capsys)[0] == 2
+
+    code, doc, err = cli(teardown_main, "--yes", "--json", capsys=capsys)
+
+    assert code == 0 and doc["aws_calls"]["writes"] == 0, err
+    assert _nothing_tagged(aws_clients, made)
+    assert len(aws_clients.awslambda.list_functions()["Functions"]) == 4
+    assert aws_clients.apigateway.get_rest_api(restApiId=made["api_id"])["name"] == "ItemsCrudApi"
+    assert aws_clients.dynamodb.scan(TableName="ItemsTable", Select="COUNT")["Count"] == 5
