@@ -149,18 +149,19 @@ def _read_api(ctx: Context, found: Found) -> None:
     by_name = [a for a in usable if a["name"] == cfg.api_name]
     ours = [a for a in by_name if is_ours(a.get("tags") or {}, cfg)]
     routes = {fn.path for fn in cfg.lambda_.functions.values()}
-    if ours:
-        candidates, found.api_found_by = ours[:1], "name"   # extra copies of ours are step 4's to remove
-        # Ours by name is not the whole story: an untagged API serving the routes beside it is most likely the
-        # console's, whose invoke URL users have. Unless ours serves them itself (the take-over is done), which
-        # of the two to keep is the user's call; either way the plan names it.
-        untagged = [a for a in usable if not is_ours(a.get("tags") or {}, cfg)]
-        paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), ours[:1] + untagged)
-        serving = [api for api, have in zip(untagged, paths[1:]) if routes <= have]
+    if ours or len(by_name) == 1:
+        candidates, found.api_found_by = ours[:1] or by_name, "name"   # extra copies of ours are step 4's to remove
+        # The name is not the whole story: an untagged API serving the routes beside it is most likely the
+        # console's, whose invoke URL users have. Unless the one named api.name serves them itself (the take-over
+        # is done, or the console's API has that name), which of them to keep is the user's call.
+        chosen = candidates[0]
+        others = [a for a in usable if a is not chosen and not is_ours(a.get("tags") or {}, cfg)]
+        paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), [chosen, *others])
+        serving = [api for api, have in zip(others, paths[1:]) if routes <= have]
         if serving and not routes <= paths[0]:
-            mine = ours[0]
+            what = "already crudstack's" if ours else "named api.name"
             found.problems.append(
-                f"REST API {mine['id']} ({mine['name']!r}) is already crudstack's but serves none of the tutorial's routes, "
+                f"REST API {chosen['id']} ({chosen['name']!r}) is {what} but serves none of the tutorial's routes, "
                 f"and {_listed(serving)} serve{'s' if len(serving) == 1 else ''} them untagged: the console's API, whose invoke "
                 f"URL you may have shared, is probably among those. Delete the one you do not use in the API Gateway console "
                 f"and run --adopt again")
@@ -282,7 +283,7 @@ def left_alone(ctx: Context, found: Found) -> list[Change]:
                               note=f"left alone: only the stage in api.stage is ours; {hint}teardown.py deletes it with the REST API"))
     for api in found.unrelated_apis:
         changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.SKIP,
-                              note=f"left alone: it serves the same routes, but {cfg.api_name} is already ours and serves them"))
+                              note=f"left alone: it serves the same routes, but the API named {cfg.api_name} is the one adopted"))
     if any(answer is not None for answer in found.functions.values()):
         changes.append(Change("console permissions", "API Gateway invoke statements on the functions", Action.SKIP,
                               note="left in place: provision adds its own, scoped to this API"))

@@ -185,3 +185,14 @@ def test_teardown_right_after_plan_adopt_touches_nothing_of_the_console_stack(cl
     assert len(aws_clients.awslambda.list_functions()["Functions"]) == 4
     assert aws_clients.apigateway.get_rest_api(restApiId=made["api_id"])["name"] == "ItemsCrudApi"
     assert aws_clients.dynamodb.scan(TableName="ItemsTable", Select="COUNT")["Count"] == 5
+
+
+def test_an_empty_untagged_api_named_api_name_beside_the_consoles_api_stops_the_adoption_naming_both(cli, made, aws_clients,
+                                                                                                   capsys):
+    empty = aws_clients.apigateway.create_rest_api(name="ItemsApi")["id"]
+
+    code, _, err = cli(provision_main, "--plan", "--adopt", capsys=capsys)
+
+    assert code == 1, err
+    assert f"REST API {empty} ('ItemsApi') is named api.name but serves none of the tutorial's routes" in err
+    assert made["api_id"] in err and "'ItemsCrudApi'" in err
