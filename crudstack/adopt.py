@@ -30,7 +30,7 @@ from crudstack.plan import Action, Change, Context
 from crudstack.steps.api import apigateway_arn
 from crudstack.steps.base import is_ours, tag_dict, tag_list
 from crudstack.steps.functions import function_tags
-from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, managed_policy_arn
+from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, inline_policy_name, managed_policy_arn
 
 NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException", "NotFoundException")
 KIND = "take over"
@@ -45,11 +45,13 @@ class Found:
     role: dict | None = None
     role_tags: dict[str, str] = field(default_factory=dict)
     role_policies: list[str] = field(default_factory=list)        # attached managed policies' ARNs
+    role_inline: list[str] = field(default_factory=list)          # inline policies' names
     functions: dict[str, dict | None] = field(default_factory=dict)   # config base name -> GetFunction's answer
     api: dict | None = None
     api_found_by: str = ""                                          # "name" or "routes"
     stage: dict | None = None
     other_stages: list[str] = field(default_factory=list)
+    unrelated_apis: list[dict] = field(default_factory=list)       # untagged, serving the routes, beside ours
     problems: list[str] = field(default_factory=list)
 
 
@@ -104,6 +106,7 @@ def _read_role(ctx: Context, found: Found) -> None:
                                   tags if tags is not None else ctx.aws.call(iam.list_role_tags, RoleName=name)["Tags"])
     found.role_policies = [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies",
                                                                      RoleName=name)]
+    found.role_inline = ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name)
 
 
 def _read_function(ctx: Context, found: Found, base: str) -> None:
@@ -117,7 +120,10 @@ def _read_function(ctx: Context, found: Found, base: str) -> None:
     _owned_tags(ctx, found, "function", name, function_tags(ctx, answer))
     runtime = answer["Configuration"].get("Runtime") or ""
     if not runtime.startswith("python"):
-        what = f"runtime {runtime}" if runtime else f"a {answer['Configuration'].get('PackageType', 'container')} image"
+        # A function deployed as a container image has PackageType Image and no Runtime (Lambda API Reference,
+        # GetFunctionConfiguration: "Runtime ... required if the deployment package is a .zip file archive").
+        package = answer["Configuration"].get("PackageType", "Image")
+        what = f"runtime {runtime}" if runtime else f"a container image (PackageType {package})"
         found.problems.append(
             f"function {name} runs {what}; our handlers are Python ({cfg.lambda_.runtime}), and --adopt does not swap a "
             f"function's language under its name: rename or delete it in the Lambda console (step 3 then makes ours), or give "
@@ -129,6 +135,10 @@ def _api_paths(ctx: Context, api_id: str) -> set[str]:
     return {r["path"] for r in ctx.aws.paginate(apigw, "get_resources", "items", restApiId=api_id)}
 
 
+def _listed(apis: list[dict]) -> str:
+    return "; ".join(f"{a['id']} ({a['name']!r}, created {a.get('createdDate', '?')})" for a in apis)
+
+
 def _read_api(ctx: Context, found: Found) -> None:
     """The REST API by config.yaml's name, else by its routes (every path config.yaml's functions serve)."""
     cfg = ctx.config
@@ -138,17 +148,33 @@ def _read_api(ctx: Context, found: Found) -> None:
     usable = [a for a in apis if not _foreign_stack(a.get("tags") or {}, ctx)]
     by_name = [a for a in usable if a["name"] == cfg.api_name]
     ours = [a for a in by_name if is_ours(a.get("tags") or {}, cfg)]
-    if ours:
-        candidates, found.api_found_by = ours[:1], "name"   # extra copies of ours are step 4's to remove
+    routes = {fn.path for fn in cfg.lambda_.functions.values()}
+    if ours or len(by_name) == 1:
+        candidates, found.api_found_by = ours[:1] or by_name, "name"   # extra copies of ours are step 4's to remove
+        # The name is not the whole story: an untagged API serving the routes beside it is most likely the
+        # console's, whose invoke URL users have. Unless the one named api.name serves them itself (the take-over
+        # is done, or the console's API has that name), which of them to keep is the user's call.
+        chosen = candidates[0]
+        others = [a for a in usable if a is not chosen and not is_ours(a.get("tags") or {}, cfg)]
+        paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), [chosen, *others])
+        serving = [api for api, have in zip(others, paths[1:]) if routes <= have]
+        if serving and not routes <= paths[0]:
+            what = "already crudstack's" if ours else "named api.name"
+            found.problems.append(
+                f"REST API {chosen['id']} ({chosen['name']!r}) is {what} but serves none of the tutorial's routes, "
+                f"and {_listed(serving)} serve{'s' if len(serving) == 1 else ''} them untagged: the console's API, whose invoke "
+                f"URL you may have shared, is probably among those. Delete the one you do not use in the API Gateway console "
+                f"and run --adopt again")
+            return
+        found.unrelated_apis = serving
     elif by_name:
         candidates, found.api_found_by = by_name, "name"
     else:
-        routes = {fn.path for fn in cfg.lambda_.functions.values()}
         paths = ctx.fan(lambda api: _api_paths(ctx, api["id"]), usable)
         candidates = [api for api, have in zip(usable, paths) if routes <= have]
         found.api_found_by = "routes"
     if len(candidates) > 1:
-        listed = "; ".join(f"{a['id']} ({a['name']!r}, created {a.get('createdDate', '?')})" for a in candidates)
+        listed = _listed(candidates)
         how = f"named {cfg.api_name!r}" if found.api_found_by == "name" else "serving " + " and ".join(
             sorted({fn.path for fn in cfg.lambda_.functions.values()}))
         found.problems.append(
@@ -243,9 +269,21 @@ def left_alone(ctx: Context, found: Found) -> list[Change]:
         if arn in tutorial and not cfg.role.tutorial_managed_policies:
             continue   # step 2 detaches it: our inline policy takes its place
         why = ("role.tutorial_managed_policies: true keeps it" if arn in tutorial else "not one the tutorial attaches")
-        changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.SKIP, note=f"left attached: {why}"))
+        changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.SKIP,
+                              note=f"left attached: {why}; teardown.py detaches it with the role"))
+    # What is left alone here is still part of what is adopted: teardown deletes a role with every policy on it
+    # (IAM refuses to delete a role that has any: DeleteConflict) and a REST API with all its stages. Said now.
+    for policy in sorted(set(found.role_inline) - {inline_policy_name(ctx)}):
+        changes.append(Change("inline policy", policy, Action.SKIP,
+                              note="left in place: not crudstack's; teardown.py deletes it with the role"))
     for stage in found.other_stages:
-        changes.append(Change("stage", stage, Action.SKIP, note="left alone: only the stage in api.stage is ours"))
+        hint = ("" if found.stage is not None else
+                f"set api.stage: {stage} in config.yaml to take it over instead of making {cfg.api.stage}; ")
+        changes.append(Change("stage", stage, Action.SKIP,
+                              note=f"left alone: only the stage in api.stage is ours; {hint}teardown.py deletes it with the REST API"))
+    for api in found.unrelated_apis:
+        changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.SKIP,
+                              note=f"left alone: it serves the same routes, but the API named {cfg.api_name} is the one adopted"))
     if any(answer is not None for answer in found.functions.values()):
         changes.append(Change("console permissions", "API Gateway invoke statements on the functions", Action.SKIP,
                               note="left in place: provision adds its own, scoped to this API"))

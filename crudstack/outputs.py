@@ -162,8 +162,9 @@ def contract_checks(routes: list[dict]) -> list[dict]:
         {"name": "POST a form instead of JSON -> 415", "event": _tests(415),
          "request": _postman_request("POST", collection, "Bodies must be application/json", body="name=Widget",
                                      content_type="application/x-www-form-urlencoded")},
-        {"name": "GET an id that is not a UUID -> 400", "event": _tests(400),
-         "request": _postman_request("GET", [*collection, "not-a-uuid"], f"{{{{{var}}}}} must be a UUID")},
+        {"name": "GET an id no item has -> 404", "event": _tests(404),
+         "request": _postman_request("GET", [*collection, "no-such-item"],
+                                     f"Any {{{{{var}}}}} names an item (not only a UUID); this one names none")},
     ]
 
 

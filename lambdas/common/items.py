@@ -2,7 +2,8 @@
 
 An item as clients see it (openapi.yaml, schema Item)::
 
-    id           server-made UUID (the path id must look like one)
+    id           a UUID when POST makes it; the path id may be any id the table can hold (ID_MAX_BYTES),
+                 matched exactly (case counts), since the tutorial's own functions let clients pick ids
     name         string, 1..200 characters once leading/trailing spaces are trimmed (stored trimmed)
     description  string, at most 2000 characters (default "")
     createdAt    ISO 8601 UTC, set on create
@@ -40,7 +41,10 @@ DESCRIPTION_MAX = 2000
 WRITABLE = ("name", "description")
 READ_ONLY = ("id", "createdAt", "updatedAt", "version")
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# A partition key value is at most 2048 bytes of UTF-8, so no stored item has a longer id:
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html ("Partition key length").
+# A longer path id is a 400 naming the limit, not a DynamoDB ValidationException (500).
+ID_MAX_BYTES = 2048
 # An ETag we made ("3"), or the bare number; at most 18 digits, so it always fits a DynamoDB number.
 _ETAG = re.compile(r'^(?:"(\d{1,18})"|(\d{1,18}))$')
 _WEAK_ETAG = re.compile(r'^W/"[^",]*"$')
@@ -63,12 +67,23 @@ def new_id() -> str:
 
 
 def path_id(event) -> str:
+    """The item the path names, exactly as given. Not only UUIDs: the console tutorial's functions store
+    whatever id the client sends ("123", "abcdef234"), and an adopted table keeps those items. Nor folded
+    to lower case: DynamoDB keys are case-sensitive, so "Item-1" and "item-1" are two items."""
     item_id = (event.get("pathParameters") or {}).get("id")
-    if not item_id or not _UUID.match(item_id):
-        shown = "(none)" if not item_id else repr(item_id[:60])
-        raise BadRequest(f"Path parameter 'id' must be an item id (a UUID), got {shown}",
-                         [problem("path", "id", "must be a UUID like 3f2b8c1e-5d4a-4f6b-9c7d-1a2b3c4d5e6f")])
-    return item_id.lower()  # ids are made lower-case; an upper-case copy names the same item
+    if not isinstance(item_id, str) or not item_id:
+        raise BadRequest("Path parameter 'id' is missing: put the item's id after /items/",
+                         [problem("path", "id", "is required")])
+    try:
+        size = len(item_id.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: DynamoDB stores UTF-8 only, so no item has this id
+        raise BadRequest("Path parameter 'id' is not valid Unicode text (it holds a lone surrogate)",
+                         [problem("path", "id", "must be valid Unicode text")]) from None
+    if size > ID_MAX_BYTES:
+        raise BadRequest(f"Path parameter 'id' is {size} bytes long; an item id is at most {ID_MAX_BYTES} bytes "
+                         "(UTF-8), so no item has it: check the URL",
+                         [problem("path", "id", f"must be at most {ID_MAX_BYTES} bytes as UTF-8, got {size}")])
+    return item_id
 
 
 def to_api(item: dict) -> dict:

@@ -4,7 +4,6 @@ calls and filled with 100 items through its own invoke URL by its own functions,
 from __future__ import annotations
 
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
@@ -15,8 +14,9 @@ from tests.support import console_stack
 
 
 def _id(i: int) -> str:
-    """The tutorial lets the client pick ids; ours reads one by one only UUIDs (README, adopt section)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"item-{i}"))
+    """The tutorial lets the client pick ids, and AWS's own walkthrough sends "123" and "abcdef234": bare
+    numbers, letters and digits, in either case, never a UUID. Our handlers must reach each one by its id."""
+    return ("{}", "abc{}", "abcdef{}", "Item-{}")[i % 4].format(i)
 
 
 def _all_items(url: str) -> tuple[list[dict], int]:
@@ -57,12 +57,17 @@ def test_the_console_stack_is_adopted_with_its_items_and_invoke_url_then_reruns_
         items, pages = _all_items(url)                                         # our contract, on the same URL
         assert len({item["id"] for item in items}) == 100 and pages == 4
         assert all(item["name"].startswith("name ") and item["version"] == 1 for item in items)
-        one = requests.get(f"{url}/items/{_id(7)}", timeout=30)                # the fifth route, added
-        assert one.status_code == 200, one.text
-        assert one.headers["ETag"] == '"1"' and one.json()["description"] == "console"
-        stale = requests.put(f"{url}/items/{_id(7)}", json={"name": "renamed", "description": "ours"},
-                             headers={"If-Match": '"5"'}, timeout=30)
-        assert stale.status_code == 412
+        for i in range(100):                                                   # each one by its own id
+            one = requests.get(f"{url}/items/{_id(i)}", timeout=30)            # (the fifth route, added)
+            assert one.status_code == 200, (_id(i), one.text)
+            assert one.headers["ETag"] == '"1"' and one.json()["id"] == _id(i) and one.json()["description"] == "console"
+            stale = requests.put(f"{url}/items/{_id(i)}", json={"name": "renamed"}, headers={"If-Match": '"5"'}, timeout=30)
+            assert stale.status_code == 412, (_id(i), stale.text)
+            put = requests.put(f"{url}/items/{_id(i)}", json={"name": f"renamed {i}"}, headers={"If-Match": '"1"'}, timeout=30)
+            assert (put.status_code, put.headers.get("ETag")) == (200, '"2"'), (_id(i), put.text)
+            assert put.json()["id"] == _id(i) and put.json()["name"] == f"renamed {i}"
+        assert requests.get(f"{url}/items/{_id(3).lower()}", timeout=30).status_code == 404    # "item-3" is another id
+        assert requests.get(f"{url}/items/{_id(0)}", timeout=30).json()["version"] == 2
         alarms = stack.client("cloudwatch").describe_alarms()["MetricAlarms"]
         assert len(alarms) == 17
 
@@ -74,6 +79,7 @@ def test_the_console_stack_is_adopted_with_its_items_and_invoke_url_then_reruns_
         assert down.returncode == 4, down.stderr                               # the table holds items: kept
         ddb = stack.client("dynamodb")
         assert ddb.scan(TableName="ItemsTable", Select="COUNT")["Count"] == 100
+        assert ddb.get_item(TableName="ItemsTable", Key={"id": {"S": "abc1"}})["Item"]["name"] == {"S": "renamed 1"}
         assert stack.client("lambda").list_functions()["Functions"] == []
         assert stack.client("apigateway").get_rest_apis()["items"] == []
         assert "LambdaDynamoDBRole" not in [r["RoleName"] for r in stack.client("iam").list_roles()["Roles"]]

@@ -153,7 +153,7 @@ def test_a_bad_post_body_is_400_naming_each_field(web, items_url, send, fields):
 
 
 @pytest.mark.parametrize("path, query, headers, field", [
-    ("/not-a-uuid", None, None, "id"),
+    ("/" + "x" * 2049, None, None, "id"),   # any id names an item, but none is over 2048 bytes
     ("", {"limit": "0"}, None, "limit"),
     ("", {"limit": "abc"}, None, "limit"),
     ("", {"nextToken": "garbled"}, None, "nextToken"),
@@ -161,6 +161,12 @@ def test_a_bad_post_body_is_400_naming_each_field(web, items_url, send, fields):
 ])
 def test_a_bad_path_id_or_query_is_400_naming_it(web, items_url, path, query, headers, field):
     assert_error(web.get(items_url + path, params=query, headers=headers, timeout=30), 400, field)
+
+
+def test_an_id_that_is_not_a_uuid_is_a_404_when_no_item_has_it(web, items_url):
+    answer = web.get(f"{items_url}/not-a-uuid", timeout=30)
+
+    assert (answer.status_code, answer.json()["message"]) == (404, "Item not-a-uuid not found")
 
 
 def test_an_if_match_that_is_no_etag_is_400(web, items_url):

@@ -457,10 +457,40 @@ def test_get_returns_the_item_and_its_etag(handlers, table):
     assert result["headers"]["ETag"] == '"1"'
 
 
-def test_get_finds_an_item_by_its_id_in_upper_case(handlers, table):
+def test_an_id_names_its_item_exactly_so_an_upper_case_copy_is_another_id(handlers, table):
     item = create(handlers, {"name": "Pen"})
+    upper = item["id"].upper()
 
-    assert call(handlers, "get_item", item_event("GET", item["id"].upper())) == (200, item)
+    assert call(handlers, "get_item", item_event("GET", upper)) == (404, {"message": f"Item {upper} not found", "errors": []})
+    assert call(handlers, "get_item", item_event("GET", item["id"])) == (200, item)
+
+
+# The ids the console tutorial's functions store: whatever the client sent (AWS's walkthrough sends "123" and
+# "abcdef234"), and the longest one DynamoDB takes (2048 bytes of UTF-8: 1024 two-byte characters).
+TUTORIAL_IDS = ["1", "123", "abcdef234", "Item-7", "item-7", "a b", "0b1c2d3e4f504a6b8c7d9e0f1a2b3c4d", "é" * 1024]
+
+
+@pytest.mark.parametrize("item_id", TUTORIAL_IDS, ids=lambda item_id: item_id[:12])
+def test_an_item_written_with_any_id_is_read_updated_and_deleted_by_that_id(handlers, table, item_id):
+    table.put_item(Item={"id": item_id, "name": "Pen", "description": "console"})
+    neighbour = item_id[:-1] + ("0" if item_id[-1] != "0" else "1")
+    table.put_item(Item={"id": neighbour, "name": "Other"})
+
+    assert call(handlers, "get_item", item_event("GET", item_id))[1]["name"] == "Pen"
+    updated = put(handlers, item_id, {"name": "Ink"}, if_match='"1"')
+    assert (updated["statusCode"], updated["headers"]["ETag"]) == (200, '"2"')
+    assert stored(table, item_id)["name"] == "Ink"
+    assert delete(handlers, item_id, if_match='"2"') == (200, {"message": "Item deleted", "id": item_id})
+    assert call(handlers, "get_item", item_event("GET", item_id))[0] == 404
+    assert stored(table, neighbour)["name"] == "Other"
+
+
+@pytest.mark.parametrize("module, method", [("get_item", "GET"), ("update_item", "PUT"), ("delete_item", "DELETE")])
+@pytest.mark.parametrize("item_id", ["123", "abcdef234", MISSING + "0"])
+def test_a_missing_item_with_a_non_uuid_id_is_404(handlers, table, module, method, item_id):
+    status, payload = call(handlers, module, item_event(method, item_id, body={"name": "x"}))
+
+    assert (status, payload) == (404, {"message": f"Item {item_id} not found", "errors": []})
 
 
 def test_get_shows_only_the_contracts_fields_of_an_item_written_elsewhere(handlers, table):
@@ -481,16 +511,21 @@ def test_get_of_a_missing_item_is_404(handlers, table):
 
 
 @pytest.mark.parametrize("module, method", [("get_item", "GET"), ("update_item", "PUT"), ("delete_item", "DELETE")])
-@pytest.mark.parametrize("item_id", [None, "", "nope", "0b1c2d3e4f504a6b8c7d9e0f1a2b3c4d", MISSING + "0", "é" * 1025])
-def test_a_path_id_that_is_not_a_uuid_is_400(handlers, table, module, method, item_id):
+@pytest.mark.parametrize("item_id, message", [
+    (None, "is required"),
+    ("", "is required"),
+    pytest.param("é" * 1025, "must be at most 2048 bytes as UTF-8, got 2050", id="1025 é"),  # no key is longer
+    pytest.param("a" * 2049, "must be at most 2048 bytes as UTF-8, got 2049", id="2049 a"),
+    ("\ud800", "must be valid Unicode text"),
+])
+def test_a_path_id_no_item_can_have_is_400(handlers, table, module, method, item_id, message):
     evt = event(method, f"/items/{item_id}", body={"name": "x"})
     evt["pathParameters"] = {"id": item_id} if item_id is not None else None
 
     status, payload = call(handlers, module, evt)
 
     assert status == 400
-    assert payload["errors"] == [{"location": "path", "field": "id",
-                                  "message": "must be a UUID like 3f2b8c1e-5d4a-4f6b-9c7d-1a2b3c4d5e6f"}]
+    assert payload["errors"] == [{"location": "path", "field": "id", "message": message}]
 
 
 # --- PUT /items/{id} --------------------------------------------------------------
@@ -600,7 +635,8 @@ def test_update_rejects_a_bad_body_with_400_and_leaves_the_item_alone(handlers, 
 
 
 def test_update_checks_the_id_before_the_body(handlers, table):
-    result = invoke(handlers, "update_item", event("PUT", "/items/x", item_id="x", body="{oops"))
+    too_long = "x" * 2049  # any id names an item now; only one no item can have is refused
+    result = invoke(handlers, "update_item", event("PUT", f"/items/{too_long}", item_id=too_long, body="{oops"))
 
     assert fields_named(json.loads(result["body"])) == {"id"}
 
@@ -957,7 +993,7 @@ def test_an_allowed_origin_is_echoed_with_vary_origin(strict_cors, table):
 
 
 def test_an_error_answer_carries_the_cors_headers_too(strict_cors, table):
-    result = invoke(strict_cors, "get_item", item_event("GET", "nope", headers={"Origin": "https://app.example.com"}))
+    result = invoke(strict_cors, "get_item", item_event("GET", "x" * 2049, headers={"Origin": "https://app.example.com"}))
 
     assert result["statusCode"] == 400
     assert result["headers"]["Access-Control-Allow-Origin"] == "https://app.example.com"

@@ -98,7 +98,7 @@ def test_the_contract_checks_folder_expects_the_refusals_of_openapi_yaml(doc):
 
     assert folder["name"] == "Contract checks"
     expected = {item["name"]: int(re.search(r"have.status\((\d+)\)", script(item)).group(1)) for item in folder["item"]}
-    assert list(expected.values()) == [201, 412, 412, 200, 400, 415, 400]
+    assert list(expected.values()) == [201, 412, 412, 200, 400, 415, 404]
 
 
 def test_an_api_without_an_item_update_gets_no_contract_checks(doc):
