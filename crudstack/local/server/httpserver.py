@@ -15,7 +15,9 @@ It reads a request whole before the app sees it, and never runs one it cannot tr
 - a body over the app's limit (LocalAws.max_body: API Gateway's 10 MB for an invoke URL) is a 413,
   decided from Content-Length before any of it is read, or once a chunked body passes it; a request line
   over 64 KiB is a 414, header fields over 64 KiB a 431;
-- at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one.
+- at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one;
+- a request must arrive in time: its head within REQUEST_HEAD_TIMEOUT_S of its first byte, its body at
+  BODY_MIN_RATE, else 408 (a slow client must not keep a thread, or with 200 of them every client, out).
 Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
 API Gateway's metrics or alarms. Why this server and not waitress or cheroot: BENCHMARKS.md (issue 21).
 """
@@ -44,6 +46,14 @@ log = logging.getLogger("crudstack.local.server")
 
 # A keep-alive connection that stays idle this long is closed (its thread with it).
 IDLE_TIMEOUT_S = 120
+# Once a request's first byte arrives, its request line and header fields must all arrive within this many
+# seconds, and its body at no less than BODY_MIN_RATE bytes a second on average after a grace of as many
+# seconds; else it is answered 408 and the connection closed. Without them a client sending a byte a minute
+# (slowloris) keeps its thread forever, and 200 such clients keep every legitimate one out. The numbers are
+# Apache's mod_reqtimeout defaults, header=20-40 and body=20,MinRate=500
+# (https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html), with a body rate that suits loopback.
+REQUEST_HEAD_TIMEOUT_S = 20
+BODY_MIN_RATE = 64 * 1024
 # Open connections, hence threads (one each). When all are taken, a new connection closes the one idle
 # longest (a client between requests, or one that never sent any); if none is idle it is answered 503.
 MAX_CONNECTIONS = 200
@@ -62,6 +72,45 @@ _FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; sizes of more than 15 hex digits are nonsense here.
 _CHUNK_SIZE = re.compile(r"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's socket for the request's buffered reader: each recv waits at most until `deadline`
+    (time.monotonic()), pushed back by `received / min_rate` when a rate is set; with no deadline, the idle
+    timeout. `arm`, when set, starts a deadline that many seconds after the next bytes arrive."""
+
+    def __init__(self, sock: socket.socket, idle: float):
+        self._sock, self._idle = sock, idle
+        self.deadline: float | None = None
+        self.arm: float | None = None
+        self.min_rate: float | None = None
+        self.received = 0
+        self._timed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def start(self, seconds: float | None, min_rate: float | None = None) -> None:
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.arm, self.min_rate, self.received = None, min_rate, 0
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if self.min_rate:
+                left += self.received / self.min_rate
+            if left <= 0:
+                raise TimeoutError("the request did not arrive in time")
+            self._sock.settimeout(left)
+            self._timed = True
+        elif self._timed:
+            self._sock.settimeout(self._idle)
+            self._timed = False
+        read = self._sock.recv_into(buffer)
+        self.received += read
+        if read and self.arm is not None and self.deadline is None:
+            self.start(self.arm)
+        return read
 
 
 class _Incomplete(Exception):
@@ -158,6 +207,11 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
 
     server: "LocalAwsHTTPServer"
 
+    def setup(self) -> None:
+        super().setup()
+        self.reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
     def handle_one_request(self) -> None:
         self.command, self.request_version, self.requestline = None, "HTTP/1.1", ""  # type: ignore[assignment]
         self.close_connection = True
@@ -167,14 +221,21 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
                 return
             if self._expects_continue():
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.reader.start(self.server.request_head_timeout, self.server.body_min_rate)
             body = self._read_body(*framing)
         except _Incomplete:
             return  # dropped: a message cut off is never executed, and nobody is left to answer
-        except OSError:  # a timeout, a reset: the same, the request never arrived whole
+        except TimeoutError:
+            if self.reader.deadline is not None:  # too slow, not idle: say so (RFC 9110 section 15.5.9)
+                self._refuse(_Refused(408, "The request did not arrive in time: send its header fields within "
+                                           f"{self.server.request_head_timeout} s and its body without stalling."))
+            return  # else idle too long between requests: closed
+        except OSError:  # a reset: the same as cut off, the request never arrived whole
             return
         except _Refused as refusal:
             self._refuse(refusal)
             return
+        self.reader.start(None)
         environ = self._environ(body)
         self.close_connection = self._close_after
         self._run(environ)
@@ -183,7 +244,11 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         """Reads the request line and header fields, and decides the body's framing: (its Content-Length, or
         None for chunked; the most it may be). None when the client closed an idle connection."""
         self.server.connection_idle(self.connection)
+        self.reader.start(None)
+        self.reader.arm = self.server.request_head_timeout  # from the first byte of the request line
         line = self.rfile.readline(MAX_LINE + 1)
+        if self.reader.deadline is None:  # the line was already buffered (pipelined)
+            self.reader.start(self.server.request_head_timeout)
         if not self.server.connection_busy(self.connection):
             raise _Incomplete()  # evicted while idle to make room (LocalAwsHTTPServer.process_request)
         if not line:
@@ -441,6 +506,8 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     # they keep busy, must all wait for accept() rather than be refused (Linux caps it at somaxconn).
     request_queue_size = 1024
     max_connections = MAX_CONNECTIONS
+    request_head_timeout = REQUEST_HEAD_TIMEOUT_S
+    body_min_rate = BODY_MIN_RATE
 
     def __init__(self, host: str, port: int, app: WsgiApp | None = None):
         super().__init__((host, port), KeepAliveWSGIRequestHandler)

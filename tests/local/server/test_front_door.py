@@ -275,3 +275,73 @@ def test_when_every_connection_is_busy_a_new_one_is_answered_503_json(front_door
         for sock in busy:
             sock.close()
     assert app.calls == []
+
+
+# Slow clients (slowloris): a request must arrive in time, else 408 and its thread is freed ---------------
+
+def trickle(sock: socket.socket, data: bytes, seconds: float) -> bytes:
+    """Sends `data` a byte every 0.1 s for at most `seconds` (or until the server stops reading); then
+    everything the server answered."""
+    deadline = time.monotonic() + seconds
+    try:
+        for byte in data:
+            if time.monotonic() > deadline:
+                break
+            sock.sendall(bytes([byte]))
+            time.sleep(0.1)
+    except OSError:
+        pass  # the server answered and closed
+    return read_all(sock)
+
+
+def test_header_fields_trickled_a_byte_at_a_time_are_answered_408_once_the_head_timeout_passes(front_door):
+    httpd, app = front_door
+    httpd.request_head_timeout = 1
+    with connect(httpd) as sock:
+        sock.sendall(f"GET {INVOKE} HTTP/1.1\r\n".encode())
+        started = time.monotonic()
+        answer = trickle(sock, b"X-Slow: " + b"s" * 200 + b"\r\n\r\n", seconds=10)
+    assert time.monotonic() - started < 8  # 10 s of trickling were not waited for
+    assert "did not arrive in time" in one_refusal(answer, 408)
+    assert app.calls == []
+
+
+def test_a_body_trickled_slower_than_the_minimum_rate_is_answered_408(front_door):
+    httpd, app = front_door
+    httpd.request_head_timeout, httpd.body_min_rate = 1, 1000
+    with connect(httpd) as sock:
+        sock.sendall(f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n".encode())
+        answer = trickle(sock, b"x" * 100, seconds=10)  # 10 bytes a second: 1 s of grace + 1 ms a byte
+    one_refusal(answer, 408)
+    assert app.calls == []
+
+
+def test_slow_clients_holding_every_connection_are_cut_off_and_a_legitimate_client_gets_in(front_door):
+    httpd, app = front_door
+    httpd.max_connections, httpd.request_head_timeout = 2, 1
+    slow = [connect(httpd) for _ in range(2)]
+    try:
+        for sock in slow:  # a request line, then header fields a byte at a time, never finished
+            sock.sendall(f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
+        for _ in range(20):
+            for sock in slow:
+                try:
+                    sock.sendall(b"s")
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        answer = send_then_close(httpd, f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        assert [status for status, _, _ in responses(answer)] == [200]
+    finally:
+        for sock in slow:
+            sock.close()
+    assert app.calls == [("GET", INVOKE, b"")]
+
+
+def test_a_request_line_trickled_from_its_first_byte_counts_against_the_head_timeout(front_door):
+    httpd, app = front_door
+    httpd.request_head_timeout = 1
+    with connect(httpd) as sock:
+        answer = trickle(sock, f"GET {INVOKE}{'/x' * 100} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), seconds=10)
+    one_refusal(answer, 408)
+    assert app.calls == []
