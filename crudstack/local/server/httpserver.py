@@ -68,7 +68,10 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 # RFC 9110 section 5.6.2: a token; a field line is name ":" OWS value OWS (RFC 9112 section 5), no space
 # before the colon, no obs-fold continuation line.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n")
+_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n")
+# RFC 9110 section 5.5: a field value is visible characters, spaces and tabs (and obs-text); NUL, CR and LF
+# MUST be refused or replaced. Refused here with the other control characters, in values and request targets.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; sizes of more than 15 hex digits are nonsense here.
 _CHUNK_SIZE = re.compile(r"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
@@ -269,18 +272,19 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         if version not in ("HTTP/1.1", "HTTP/1.0"):
             raise _Refused(505, f"HTTP version {version[:20]!r} is not supported; use HTTP/1.1.")
         self.command, self.request_version = method, version
+        if _CONTROL.search(path):
+            # RFC 9112 section 3.2: a request-target is visible characters only (RFC 3986's, percent-encoded).
+            raise _Refused(400, "The request target contains a control character (NUL, a bare CR or another); "
+                                "percent-encode it.")
         if path.startswith("//"):  # as http.server: not a network path
             path = "/" + path.lstrip("/")
         self.path = path
         self.headers = headers = Headers(self._read_fields())  # type: ignore[assignment]
 
-        connection = (headers.get("Connection") or "").lower()
-        keep = version == "HTTP/1.1"
-        if connection == "close":
-            keep = False
-        elif connection == "keep-alive":
-            keep = True
-        self._close_after = not keep
+        # RFC 9110 section 7.6.1: Connection is a list of options, over any number of fields ("close, TE").
+        options = {option.strip(" \t").lower() for name, value in headers.items() if name.lower() == "connection"
+                   for option in value.split(",")}
+        self._close_after = "close" in options or (version == "HTTP/1.0" and "keep-alive" not in options)
         return self._framing(headers)
 
     def _read_fields(self) -> list[tuple[str, str]]:
@@ -301,6 +305,9 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
                 raise _Refused(431, f"The header fields are larger than {MAX_HEADER_BYTES} bytes or more than "
                                     f"{MAX_HEADERS}; send fewer or smaller ones.")
             field = _FIELD.fullmatch(raw.decode("iso-8859-1"))
+            if field is None and _CONTROL.search(raw.rstrip(b"\r\n").decode("iso-8859-1")):
+                raise _Refused(400, f"Header field {raw[:60]!r} contains a control character (NUL, a bare CR or "
+                                    "another); remove it.")
             if field is None:
                 # RFC 9112 section 5.1: whitespace between a field name and its colon MUST be refused with 400;
                 # section 5.2: a folded line (obs-fold) may be refused with 400. Both are smuggling tools.
@@ -352,7 +359,8 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
-        chunks, total = [], 0
+        # One buffer, not a list of chunks: 1-byte chunks would cost about 40 bytes of memory per body byte.
+        body = bytearray()
         while True:
             line = self.rfile.readline(MAX_CHUNK_LINE + 1)
             if not line.endswith(b"\n"):
@@ -365,17 +373,16 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             size = int(size_match.group(1), 16)
             if size == 0:
                 self._read_trailers()
-                return b"".join(chunks)
-            total += size
-            if total > limit:
+                return bytes(body)
+            if len(body) + size > limit:
                 raise _Refused(413, _too_large(limit))  # streamed: never more than the limit in memory
             data = self.rfile.read(size)
             end = self.rfile.readline(3)
-            if len(data) != size or not end.endswith(b"\n"):
-                raise _Incomplete()
+            if len(data) != size or (len(end) < 3 and not end.endswith(b"\n")):
+                raise _Incomplete()  # readline(3) stops short of 3 bytes only at a line's end or at EOF
             if end not in (b"\r\n", b"\n"):
                 raise _Refused(400, "Malformed chunk: its data is longer than its size.")
-            chunks.append(data)
+            body += data
 
     def _read_trailers(self) -> None:
         size = 0

@@ -345,3 +345,62 @@ def test_a_request_line_trickled_from_its_first_byte_counts_against_the_head_tim
         answer = trickle(sock, f"GET {INVOKE}{'/x' * 100} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), seconds=10)
     one_refusal(answer, 408)
     assert app.calls == []
+
+
+# Control characters, Connection options, chunk overruns, many small chunks --------------------------------
+
+@pytest.mark.parametrize("value", ["a\x00b", "a\x01b", "a\x1bb", "a\x7fb"])
+def test_a_control_character_in_a_header_value_is_refused(front_door, value):
+    # RFC 9110 section 5.5: NUL, CR and LF in a field value MUST be refused or replaced.
+    assert "control character" in refused_unrun(front_door, f"X-Note: {value}\r\nContent-Length: 0\r\n", b"")
+
+
+def test_obs_text_and_tabs_in_a_header_value_are_accepted(front_door):
+    httpd, app = front_door
+    answer = send_then_close(httpd, f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Note: caf\xe9\tau lait\r\n"
+                                    "Connection: close\r\n\r\n".encode("latin-1"))
+    assert [status for status, _, _ in responses(answer)] == [200]
+
+
+@pytest.mark.parametrize("target", [f"{INVOKE}/a\x00b", f"{INVOKE}/a\x01b", f"{INVOKE}?q=\x7f"])
+def test_a_control_character_in_the_request_target_is_refused(front_door, target):
+    httpd, app = front_door
+    answer = send_then_close(httpd, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    assert "control character" in one_refusal(answer, 400)
+    assert app.calls == []
+
+
+@pytest.mark.parametrize("fields", ["Connection: close, TE\r\nTE: trailers\r\n",
+                                    "Connection: TE\r\nConnection: close\r\nTE: trailers\r\n",
+                                    "Connection: Keep-Alive ,Close\r\n"])
+def test_connection_close_among_other_options_closes_the_connection(front_door, fields):
+    httpd, app = front_door
+    with connect(httpd) as sock:
+        sock.settimeout(5)  # a kept-alive connection would wait the idle timeout: the read fails
+        sock.sendall(f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\n{fields}\r\n".encode())
+        [(status, headers, _)] = responses(read_all(sock))
+    assert (status, headers["connection"]) == (200, "close")
+
+
+def test_chunk_data_longer_than_its_size_is_answered_400(front_door):
+    message = refused_unrun(front_door, "Transfer-Encoding: chunked\r\n", b"2\r\nhello\r\n0\r\n\r\n")
+    assert "longer than its size" in message
+
+
+def test_a_body_of_tiny_chunks_takes_memory_in_proportion_to_its_size(front_door):
+    import tracemalloc
+
+    httpd, app = front_door
+    size = 256 * 1024
+    request = (f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+               .encode() + b"2\r\nab\r\n" * (size // 2) + b"0\r\n\r\n")
+    tracemalloc.start()
+    try:
+        answer = send_then_close(httpd, request)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [status for status, _, _ in responses(answer)] == [200]
+    assert [len(body) for _, _, body in app.calls] == [size]
+    # The body, its copy for the app, the app's own read, buffers: a few times its size, never ~40 times.
+    assert peak < 6 * size, peak
