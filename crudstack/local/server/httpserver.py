@@ -15,7 +15,8 @@ It reads a request whole before the app sees it, and never runs one it cannot tr
 - a body over the app's limit (LocalAws.max_body: API Gateway's 10 MB for an invoke URL) is a 413,
   decided from Content-Length before any of it is read, or once a chunked body passes it; a request line
   over 64 KiB is a 414, header fields over 64 KiB a 431;
-- at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one;
+- at most MAX_CONNECTIONS connections (one thread each): a new one closes the one that has waited longest
+  for (the rest of) a request, so clients that never finish theirs cannot keep a whole one out;
 - a request must arrive in time: its head within REQUEST_HEAD_TIMEOUT_S of its first byte, its body at
   BODY_MIN_RATE, else 408 (a slow client must not keep a thread, or with 200 of them every client, out).
 Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
@@ -55,7 +56,8 @@ IDLE_TIMEOUT_S = 120
 REQUEST_HEAD_TIMEOUT_S = 20
 BODY_MIN_RATE = 64 * 1024
 # Open connections, hence threads (one each). When all are taken, a new connection closes the one idle
-# longest (a client between requests, or one that never sent any); if none is idle it is answered 503.
+# longest: a client between requests, one that never sent any, or one whose request has not all arrived
+# (a slow client cannot hold its place against a whole request); if every one is running a request, 503.
 MAX_CONNECTIONS = 200
 
 MAX_LINE = 64 * 1024  # the request line (a longer one is a 414) and each header field (431)
@@ -238,6 +240,8 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         except _Refused as refusal:
             self._refuse(refusal)
             return
+        if not self.server.connection_busy(self.connection):
+            return  # evicted while its request arrived, to make room (LocalAwsHTTPServer.process_request)
         self.reader.start(None)
         environ = self._environ(body)
         self.close_connection = self._close_after
@@ -252,8 +256,6 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         line = self.rfile.readline(MAX_LINE + 1)
         if self.reader.deadline is None:  # the line was already buffered (pipelined)
             self.reader.start(self.server.request_head_timeout)
-        if not self.server.connection_busy(self.connection):
-            raise _Incomplete()  # evicted while idle to make room (LocalAwsHTTPServer.process_request)
         if not line:
             return None
         if len(line) > MAX_LINE:
@@ -567,7 +569,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 self._idle[request] = None
 
     def connection_busy(self, request: socket.socket) -> bool:
-        """Marks a connection that just got a request line busy; False if it was closed while idle."""
+        """Marks a connection whose request arrived whole busy; False if it was closed while idle."""
         with self._connections_lock:
             self._idle.pop(request, None)
             return request in self._open
@@ -578,7 +580,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self._idle.pop(request, None)
 
     def _refuse_connection(self, request: socket.socket) -> None:
-        log.warning("%d connections are open and none is idle: a new one is answered 503", len(self._open))
+        log.warning("%d connections are open, all running a request: a new one is answered 503", len(self._open))
         body = json.dumps({"message": f"The local AWS has {self.max_connections} connections open, all busy; "
                                       "retry shortly."}).encode()
         try:

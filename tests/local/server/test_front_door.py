@@ -27,10 +27,13 @@ class RecordingApp:
 
     def __init__(self):
         self.calls: list[tuple[str, str, bytes]] = []
+        self.release = threading.Event()  # a request to .../hold runs until this is set
 
     def __call__(self, environ, start_response):
         body = environ["wsgi.input"].read()
         self.calls.append((environ["REQUEST_METHOD"], environ["PATH_INFO"], body))
+        if environ["PATH_INFO"].endswith("/hold"):
+            self.release.wait(10)
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b'{"ok": true}']
 
@@ -266,15 +269,40 @@ def test_when_every_connection_is_busy_a_new_one_is_answered_503_json(front_door
     httpd.max_connections = 2
     busy = [connect(httpd) for _ in range(2)]
     try:
-        for sock in busy:  # a request line, then header fields that never end: busy, not idle
-            sock.sendall(f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode())
-        time.sleep(0.5)
+        for sock in busy:  # whole requests the app is still running: busy, not idle
+            sock.sendall(f"GET {INVOKE}/hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert wait_for(lambda: len(app.calls) == 2)
         with connect(httpd) as sock:
             assert "connections open" in one_refusal(read_all(sock), 503)
     finally:
+        app.release.set()
         for sock in busy:
             sock.close()
-    assert app.calls == []
+    assert app.calls == [("GET", f"{INVOKE}/hold", b"")] * 2
+
+
+def test_clients_that_never_finish_their_header_fields_give_way_to_a_whole_request(front_door):
+    httpd, app = front_door
+    httpd.max_connections = 2
+    slow = [connect(httpd) for _ in range(2)]
+    try:
+        for sock in slow:  # a request line, then header fields that never end
+            sock.sendall(f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
+        time.sleep(0.5)
+        # Well within the head timeout (20 s): the new client takes the place of the oldest slow one.
+        answer = send_then_close(httpd, f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        assert [status for status, _, _ in responses(answer)] == [200]
+    finally:
+        for sock in slow:
+            sock.close()
+    assert app.calls == [("GET", INVOKE, b"")]
+
+
+def wait_for(predicate, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return predicate()
 
 
 # Slow clients (slowloris): a request must arrive in time, else 408 and its thread is freed ---------------
