@@ -19,6 +19,7 @@ It reads a request whole before the app sees it, and never runs one it cannot tr
   for (the rest of) a request, so clients that never finish theirs cannot keep a whole one out;
 - a request must arrive in time: its head within REQUEST_HEAD_TIMEOUT_S of its first byte, its body at
   BODY_MIN_RATE, else 408 (a slow client must not keep a thread, or with 200 of them every client, out).
+- request bodies being read or run take at most MAX_BODIES_IN_FLIGHT bytes together, else 503.
 Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
 API Gateway's metrics or alarms. Why this server and not waitress or cheroot: BENCHMARKS.md (issue 21).
 """
@@ -64,6 +65,11 @@ MAX_LINE = 64 * 1024  # the request line (a longer one is a 414) and each header
 MAX_HEADER_BYTES = 64 * 1024  # all header fields together (431)
 MAX_HEADERS = 100  # as http.client: more is a 431
 MAX_CHUNK_LINE = 1024
+# The most memory request bodies may take at once, over all connections: each is read whole before the app
+# runs it, so without this 200 connections each sending the control plane's 70 MB (no credentials needed:
+# the body is read before its signature is checked) would take 14 GB. A request that would pass it is a 503.
+# Room for three of the largest at once, and any number of small ones.
+MAX_BODIES_IN_FLIGHT = 256 * 1024 * 1024
 # What the app does not say otherwise (LocalAws.max_body): a bound on the memory one request can take.
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -218,12 +224,30 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         self.rfile = io.BufferedReader(self.reader)
 
     def handle_one_request(self) -> None:
+        self._reserved = 0  # bytes of this request's body counted in the server's budget (reserve_body)
+        try:
+            self._handle_one_request()
+        finally:
+            if self._reserved:
+                self.server.release_body(self._reserved)
+
+    def _reserve(self, size: int) -> None:
+        """Counts `size` more bytes of body against the server's budget for all requests at once; 503 if
+        it is spent (each request's own limit bounds one request, this bounds 200 of them together)."""
+        if not self.server.reserve_body(size):
+            raise _Refused(503, f"The local AWS is receiving more than {self.server.max_bodies_in_flight} bytes of "
+                                "request bodies at once; retry shortly.")
+        self._reserved += size
+
+    def _handle_one_request(self) -> None:
         self.command, self.request_version, self.requestline = None, "HTTP/1.1", ""  # type: ignore[assignment]
         self.close_connection = True
         try:
             framing = self._read_head()
             if framing is None:
                 return
+            if framing[0]:
+                self._reserve(framing[0])  # before 100 Continue: a client told to wait sends nothing
             if self._expects_continue():
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.reader.start(self.server.request_head_timeout, self.server.body_min_rate)
@@ -378,6 +402,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
                 return bytes(body)
             if len(body) + size > limit:
                 raise _Refused(413, _too_large(limit))  # streamed: never more than the limit in memory
+            self._reserve(size)
             data = self.rfile.read(size)
             end = self.rfile.readline(3)
             if len(data) != size or (len(end) < 3 and not end.endswith(b"\n")):
@@ -515,6 +540,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     # they keep busy, must all wait for accept() rather than be refused (Linux caps it at somaxconn).
     request_queue_size = 1024
     max_connections = MAX_CONNECTIONS
+    max_bodies_in_flight = MAX_BODIES_IN_FLIGHT
     request_head_timeout = REQUEST_HEAD_TIMEOUT_S
     body_min_rate = BODY_MIN_RATE
 
@@ -525,6 +551,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self._open: set[socket.socket] = set()
         # Connections waiting for a request line, the longest-waiting first.
         self._idle: collections.OrderedDict[socket.socket, None] = collections.OrderedDict()
+        self._bodies = 0  # bytes of request bodies being read or run (KeepAliveWSGIRequestHandler._reserve)
 
     def max_body(self, path: str) -> int:
         decide = getattr(self.app, "max_body", None)
@@ -562,6 +589,17 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._forget(request)
+
+    def reserve_body(self, size: int) -> bool:
+        with self._connections_lock:
+            if self._bodies + size > self.max_bodies_in_flight:
+                return False
+            self._bodies += size
+            return True
+
+    def release_body(self, size: int) -> None:
+        with self._connections_lock:
+            self._bodies -= size
 
     def connection_idle(self, request: socket.socket) -> None:
         with self._connections_lock:

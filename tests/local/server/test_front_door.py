@@ -432,3 +432,46 @@ def test_a_body_of_tiny_chunks_takes_memory_in_proportion_to_its_size(front_door
     assert [len(body) for _, _, body in app.calls] == [size]
     # The body, its copy for the app, the app's own read, buffers: a few times its size, never ~40 times.
     assert peak < 6 * size, peak
+
+
+# All bodies together take bounded memory ---------------------------------------------------------------
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_bodies_over_the_servers_budget_for_all_requests_at_once_are_answered_503(front_door, framing):
+    # Each request is within its own limit; together they are not (200 x 70 MB would be 14 GB).
+    httpd, app = front_door
+    httpd.max_bodies_in_flight = 1024 * 1024
+    body = b"x" * (600 * 1024)
+    first = connect(httpd)
+    try:
+        first.sendall(f"POST {INVOKE}/hold HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert wait_for(lambda: len(app.calls) == 1)  # its body is held while the app runs it
+        if framing == "chunked":
+            second = (f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                      + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            second = f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        assert "request bodies at once" in one_refusal(send_then_close(httpd, second), 503)
+        app.release.set()
+        assert [status for status, _, _ in responses(read_all_of(first))] == [200]
+    finally:
+        app.release.set()
+        first.close()
+    # Once the first is answered its bytes are free again.
+    answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                    f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert [status for status, _, _ in responses(answer)] == [200]
+    assert [len(received) for _, _, received in app.calls] == [len(body)] * 2
+
+
+def read_all_of(sock: socket.socket) -> bytes:
+    """One response on a kept-alive connection: read until its head and Content-Length bytes are in."""
+    received = b""
+    while True:
+        chunk = sock.recv(65536)
+        received += chunk
+        head, end, body = received.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        if not chunk or (end and len(body) >= length):
+            return received
