@@ -228,8 +228,12 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         try:
             self._handle_one_request()
         finally:
-            if self._reserved:
-                self.server.release_body(self._reserved)
+            self._release()
+
+    def _release(self) -> None:
+        if self._reserved:
+            self.server.release_body(self._reserved)
+            self._reserved = 0
 
     def _reserve(self, size: int) -> None:
         """Counts `size` more bytes of body against the server's budget for all requests at once; 503 if
@@ -502,6 +506,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             log.exception("unhandled error serving %s %s", self.command, self.path)
             state = {"status": "500 Internal Server Error", "headers": [("Content-Type", "application/json")]}
             body = b'{"message": "Internal server error"}'
+        self._release()  # the request's body is done with: free before the answer, which may wait on the client
         self._send(state["status"], state["headers"], body)
 
     def _send(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
