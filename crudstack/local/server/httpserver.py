@@ -507,7 +507,12 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             state = {"status": "500 Internal Server Error", "headers": [("Content-Type", "application/json")]}
             body = b'{"message": "Internal server error"}'
         self._release()  # the request's body is done with: free before the answer, which may wait on the client
-        self._send(state["status"], state["headers"], body)
+        try:
+            self._send(state["status"], state["headers"], body)
+        except OSError as exc:  # the client went away (reset, broken pipe): nobody to answer, no server error
+            self.close_connection = True
+            self.log_message('"%s" %s: the client left before its answer (%s)', self.requestline[:200],
+                             state["status"], exc)
 
     def _send(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         code = int(status.split(" ", 1)[0])

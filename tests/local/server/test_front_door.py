@@ -475,3 +475,26 @@ def read_all_of(sock: socket.socket) -> bytes:
                        if line.lower().startswith(b"content-length:")), 0)
         if not chunk or (end and len(body) >= length):
             return received
+
+
+def test_a_client_gone_before_its_answer_is_no_server_error_and_the_server_goes_on(front_door, caplog):
+    import logging
+    import struct
+
+    httpd, app = front_door
+    caplog.set_level(logging.DEBUG, logger="crudstack.local.server")
+    for _ in range(3):
+        app.release.clear()
+        gone = connect(httpd)
+        gone.sendall(f"GET {INVOKE}/hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert wait_for(lambda: app.calls and app.calls[-1][1].endswith("/hold"))
+        gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.close()  # a reset: the answer's send fails
+        time.sleep(0.1)
+        app.calls.clear()
+        app.release.set()
+        time.sleep(0.2)
+    answer = send_then_close(httpd, f"GET {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    assert [status for status, _, _ in responses(answer)] == [200]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
+    assert any("the client left before its answer" in record.getMessage() for record in caplog.records)
