@@ -559,7 +559,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.app = app
         self._connections_lock = threading.Lock()
         self._open: set[socket.socket] = set()
-        # Connections waiting for a request line, the longest-waiting first.
+        # Connections waiting for (the rest of) a request, the longest-waiting first.
         self._idle: collections.OrderedDict[socket.socket, None] = collections.OrderedDict()
         self._bodies = 0  # bytes of request bodies being read or run (KeepAliveWSGIRequestHandler._reserve)
 
