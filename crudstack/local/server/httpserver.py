@@ -68,7 +68,8 @@ MAX_CHUNK_LINE = 1024
 # The most memory request bodies may take at once, over all connections: each is read whole before the app
 # runs it, so without this 200 connections each sending the control plane's 70 MB (no credentials needed:
 # the body is read before its signature is checked) would take 14 GB. A request that would pass it is a 503.
-# Room for three of the largest at once, and any number of small ones.
+# Room for three of the largest at once, and any number of small ones; one such budget for the invoke URL's
+# requests and one for the control plane's (a client flooding one cannot starve the other).
 MAX_BODIES_IN_FLIGHT = 256 * 1024 * 1024
 # What the app does not say otherwise (LocalAws.max_body): a bound on the memory one request can take.
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
@@ -225,6 +226,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self._reserved = 0  # bytes of this request's body counted in the server's budget (reserve_body)
+        self._pool = 0  # which budget: the request's own limit (the invoke URL's, or the control plane's)
         try:
             self._handle_one_request()
         finally:
@@ -232,13 +234,13 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def _release(self) -> None:
         if self._reserved:
-            self.server.release_body(self._reserved)
+            self.server.release_body(self._reserved, self._pool)
             self._reserved = 0
 
     def _reserve(self, size: int) -> None:
         """Counts `size` more bytes of body against the server's budget for all requests at once; 503 if
         it is spent (each request's own limit bounds one request, this bounds 200 of them together)."""
-        if not self.server.reserve_body(size):
+        if not self.server.reserve_body(size, self._pool):
             raise _Refused(503, f"The local AWS is receiving more than {self.server.max_bodies_in_flight} bytes of "
                                 "request bodies at once; retry shortly.")
         self._reserved += size
@@ -250,6 +252,7 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             framing = self._read_head()
             if framing is None:
                 return
+            self._pool = framing[1]
             if framing[0]:
                 self._reserve(framing[0])  # before 100 Continue: a client told to wait sends nothing
             if self._expects_continue():
@@ -561,7 +564,9 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self._open: set[socket.socket] = set()
         # Connections waiting for (the rest of) a request, the longest-waiting first.
         self._idle: collections.OrderedDict[socket.socket, None] = collections.OrderedDict()
-        self._bodies = 0  # bytes of request bodies being read or run (KeepAliveWSGIRequestHandler._reserve)
+        # Bytes of request bodies being read or run (KeepAliveWSGIRequestHandler._reserve), by body limit: the
+        # invoke URL's requests and the control plane's have a budget each, so a flood of one leaves the other be.
+        self._bodies: collections.Counter[int] = collections.Counter()
 
     def max_body(self, path: str) -> int:
         decide = getattr(self.app, "max_body", None)
@@ -600,16 +605,16 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         finally:
             self._forget(request)
 
-    def reserve_body(self, size: int) -> bool:
+    def reserve_body(self, size: int, pool: int) -> bool:
         with self._connections_lock:
-            if self._bodies + size > self.max_bodies_in_flight:
+            if self._bodies[pool] + size > self.max_bodies_in_flight:
                 return False
-            self._bodies += size
+            self._bodies[pool] += size
             return True
 
-    def release_body(self, size: int) -> None:
+    def release_body(self, size: int, pool: int) -> None:
         with self._connections_lock:
-            self._bodies -= size
+            self._bodies[pool] -= size
 
     def connection_idle(self, request: socket.socket) -> None:
         with self._connections_lock:

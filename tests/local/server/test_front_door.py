@@ -478,3 +478,20 @@ def test_a_client_gone_before_its_answer_is_no_server_error_and_the_server_goes_
     assert_a_new_client_is_served(httpd)
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
     assert any("the client left before its answer" in record.getMessage() for record in caplog.records)
+
+
+def test_bodies_flooding_the_control_plane_leave_the_invoke_urls_budget_be(front_door):
+    httpd, app = front_door
+    httpd.max_bodies_in_flight = 1024 * 1024
+    flood = connect(httpd)
+    try:  # declared, never sent: the control plane's budget is spent while it waits
+        flood.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+        time.sleep(0.3)
+        answer = send_then_close(httpd, f"POST {INVOKE} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                        "Content-Length: 600000\r\n\r\n".encode() + b"x" * 600000)
+        assert [status for status, _, _ in responses(answer)] == [200]
+        answer = send_then_close(httpd, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 600000\r\n\r\n"
+                                 + b"x" * 600000)
+        assert "request bodies at once" in one_refusal(answer, 503)
+    finally:
+        flood.close()
