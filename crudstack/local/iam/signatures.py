@@ -220,8 +220,13 @@ def verify(method: str, raw_uri: str, headers: Mapping[str, str], body: bytes, s
                          headers={name: headers.get(name, "") for name in signed.signed_headers})
     request.context["timestamp"] = signed.amz_date
     auth = SigV4Auth(Credentials(signed.access_key, secret_key), signed.service, signed.region)
-    canonical = auth.canonical_request(request)
-    string_to_sign = auth.string_to_sign(request, canonical)
+    try:
+        canonical = auth.canonical_request(request)
+        string_to_sign = auth.string_to_sign(request, canonical)
+    except ValueError:
+        # A Host that is no URL's authority ("[", an IPv6 literal never closed: urlsplit refuses it) names
+        # no host the client can have signed for.
+        raise Mismatch(MISMATCH) from None
     key = _signing_key(secret_key, signed.amz_date[:8], signed.region, signed.service)
     if not hmac.compare_digest(hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest(), signed.signature):
         # AWS adds the canonical request and string to sign it computed, to compare with the client's.

@@ -15,7 +15,11 @@ It reads a request whole before the app sees it, and never runs one it cannot tr
 - a body over the app's limit (LocalAws.max_body: API Gateway's 10 MB for an invoke URL) is a 413,
   decided from Content-Length before any of it is read, or once a chunked body passes it; a request line
   over 64 KiB is a 414, header fields over 64 KiB a 431;
-- at most MAX_CONNECTIONS connections (one thread each): a new one closes the longest-idle one.
+- at most MAX_CONNECTIONS connections (one thread each): a new one closes the one that has waited longest
+  for (the rest of) a request, so clients that never finish theirs cannot keep a whole one out;
+- a request must arrive in time: its head within REQUEST_HEAD_TIMEOUT_S of its first byte, its body at
+  BODY_MIN_RATE, else 408 (a slow client must not keep a thread, or with 200 of them every client, out).
+- request bodies being read or run take at most MAX_BODIES_IN_FLIGHT bytes together, else 503.
 Every such answer is JSON {"message": ...} with Connection: close; none reaches the app, so none counts in
 API Gateway's metrics or alarms. Why this server and not waitress or cheroot: BENCHMARKS.md (issue 21).
 """
@@ -44,24 +48,81 @@ log = logging.getLogger("crudstack.local.server")
 
 # A keep-alive connection that stays idle this long is closed (its thread with it).
 IDLE_TIMEOUT_S = 120
+# Once a request's first byte arrives, its request line and header fields must all arrive within this many
+# seconds, and its body at no less than BODY_MIN_RATE bytes a second on average after a grace of as many
+# seconds; else it is answered 408 and the connection closed. Without them a client sending a byte a minute
+# (slowloris) keeps its thread forever, and 200 such clients keep every legitimate one out. The numbers are
+# Apache's mod_reqtimeout defaults, header=20-40 and body=20,MinRate=500
+# (https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html), with a body rate that suits loopback.
+REQUEST_HEAD_TIMEOUT_S = 20
+BODY_MIN_RATE = 64 * 1024
 # Open connections, hence threads (one each). When all are taken, a new connection closes the one idle
-# longest (a client between requests, or one that never sent any); if none is idle it is answered 503.
+# longest: a client between requests, one that never sent any, or one whose request has not all arrived
+# (a slow client cannot hold its place against a whole request); if every one is running a request, 503.
 MAX_CONNECTIONS = 200
 
 MAX_LINE = 64 * 1024  # the request line (a longer one is a 414) and each header field (431)
 MAX_HEADER_BYTES = 64 * 1024  # all header fields together (431)
 MAX_HEADERS = 100  # as http.client: more is a 431
 MAX_CHUNK_LINE = 1024
+# The most memory request bodies may take at once, over all connections: each is read whole before the app
+# runs it, so without this 200 connections each sending the control plane's 70 MB (no credentials needed:
+# the body is read before its signature is checked) would take 14 GB. A request that would pass it is a 503.
+# Room for three of the largest at once, and any number of small ones; one such budget for the invoke URL's
+# requests and one for the control plane's (a client flooding one cannot starve the other).
+MAX_BODIES_IN_FLIGHT = 256 * 1024 * 1024
 # What the app does not say otherwise (LocalAws.max_body): a bound on the memory one request can take.
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 # RFC 9110 section 5.6.2: a token; a field line is name ":" OWS value OWS (RFC 9112 section 5), no space
 # before the colon, no obs-fold continuation line.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\r?\n")
+_FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n")
+# RFC 9110 section 5.5: a field value is visible characters, spaces and tabs (and obs-text); NUL, CR and LF
+# MUST be refused or replaced. Refused here with the other control characters, in values and request targets.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 # RFC 9112 section 7.1: chunk-size [ chunk-ext ] CRLF; sizes of more than 15 hex digits are nonsense here.
 _CHUNK_SIZE = re.compile(r"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's socket for the request's buffered reader: each recv waits at most until `deadline`
+    (time.monotonic()), pushed back by `received / min_rate` when a rate is set; with no deadline, the idle
+    timeout. `arm`, when set, starts a deadline that many seconds after the next bytes arrive."""
+
+    def __init__(self, sock: socket.socket, idle: float):
+        self._sock, self._idle = sock, idle
+        self.deadline: float | None = None
+        self.arm: float | None = None
+        self.min_rate: float | None = None
+        self.received = 0
+        self._timed = False
+
+    def readable(self) -> bool:
+        return True
+
+    def start(self, seconds: float | None, min_rate: float | None = None) -> None:
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.arm, self.min_rate, self.received = None, min_rate, 0
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if self.min_rate:
+                left += self.received / self.min_rate
+            if left <= 0:
+                raise TimeoutError("the request did not arrive in time")
+            self._sock.settimeout(left)
+            self._timed = True
+        elif self._timed:
+            self._sock.settimeout(self._idle)
+            self._timed = False
+        read = self._sock.recv_into(buffer)
+        self.received += read
+        if read and self.arm is not None and self.deadline is None:
+            self.start(self.arm)
+        return read
 
 
 class _Incomplete(Exception):
@@ -158,23 +219,61 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
 
     server: "LocalAwsHTTPServer"
 
+    def setup(self) -> None:
+        super().setup()
+        self.reader = _DeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self.reader)
+
     def handle_one_request(self) -> None:
+        self._reserved = 0  # bytes of this request's body counted in the server's budget (reserve_body)
+        self._pool = 0  # which budget: the request's own limit (the invoke URL's, or the control plane's)
+        try:
+            self._handle_one_request()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._reserved:
+            self.server.release_body(self._reserved, self._pool)
+            self._reserved = 0
+
+    def _reserve(self, size: int) -> None:
+        """Counts `size` more bytes of body against the server's budget for all requests at once; 503 if
+        it is spent (each request's own limit bounds one request, this bounds 200 of them together)."""
+        if not self.server.reserve_body(size, self._pool):
+            raise _Refused(503, f"The local AWS is receiving more than {self.server.max_bodies_in_flight} bytes of "
+                                "request bodies at once; retry shortly.")
+        self._reserved += size
+
+    def _handle_one_request(self) -> None:
         self.command, self.request_version, self.requestline = None, "HTTP/1.1", ""  # type: ignore[assignment]
         self.close_connection = True
         try:
             framing = self._read_head()
             if framing is None:
                 return
+            self._pool = framing[1]
+            if framing[0]:
+                self._reserve(framing[0])  # before 100 Continue: a client told to wait sends nothing
             if self._expects_continue():
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.reader.start(self.server.request_head_timeout, self.server.body_min_rate)
             body = self._read_body(*framing)
         except _Incomplete:
             return  # dropped: a message cut off is never executed, and nobody is left to answer
-        except OSError:  # a timeout, a reset: the same, the request never arrived whole
+        except TimeoutError:
+            if self.reader.deadline is not None:  # too slow, not idle: say so (RFC 9110 section 15.5.9)
+                self._refuse(_Refused(408, "The request did not arrive in time: send its header fields within "
+                                           f"{self.server.request_head_timeout} s and its body without stalling."))
+            return  # else idle too long between requests: closed
+        except OSError:  # a reset: the same as cut off, the request never arrived whole
             return
         except _Refused as refusal:
             self._refuse(refusal)
             return
+        if not self.server.connection_busy(self.connection):
+            return  # evicted while its request arrived, to make room (LocalAwsHTTPServer.process_request)
+        self.reader.start(None)
         environ = self._environ(body)
         self.close_connection = self._close_after
         self._run(environ)
@@ -183,9 +282,11 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         """Reads the request line and header fields, and decides the body's framing: (its Content-Length, or
         None for chunked; the most it may be). None when the client closed an idle connection."""
         self.server.connection_idle(self.connection)
+        self.reader.start(None)
+        self.reader.arm = self.server.request_head_timeout  # from the first byte of the request line
         line = self.rfile.readline(MAX_LINE + 1)
-        if not self.server.connection_busy(self.connection):
-            raise _Incomplete()  # evicted while idle to make room (LocalAwsHTTPServer.process_request)
+        if self.reader.deadline is None:  # the line was already buffered (pipelined)
+            self.reader.start(self.server.request_head_timeout)
         if not line:
             return None
         if len(line) > MAX_LINE:
@@ -204,18 +305,19 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         if version not in ("HTTP/1.1", "HTTP/1.0"):
             raise _Refused(505, f"HTTP version {version[:20]!r} is not supported; use HTTP/1.1.")
         self.command, self.request_version = method, version
+        if _CONTROL.search(path):
+            # RFC 9112 section 3.2: a request-target is visible characters only (RFC 3986's, percent-encoded).
+            raise _Refused(400, "The request target contains a control character (NUL, a bare CR or another); "
+                                "percent-encode it.")
         if path.startswith("//"):  # as http.server: not a network path
             path = "/" + path.lstrip("/")
         self.path = path
         self.headers = headers = Headers(self._read_fields())  # type: ignore[assignment]
 
-        connection = (headers.get("Connection") or "").lower()
-        keep = version == "HTTP/1.1"
-        if connection == "close":
-            keep = False
-        elif connection == "keep-alive":
-            keep = True
-        self._close_after = not keep
+        # RFC 9110 section 7.6.1: Connection is a list of options, over any number of fields ("close, TE").
+        options = {option.strip(" \t").lower() for name, value in headers.items() if name.lower() == "connection"
+                   for option in value.split(",")}
+        self._close_after = "close" in options or (version == "HTTP/1.0" and "keep-alive" not in options)
         return self._framing(headers)
 
     def _read_fields(self) -> list[tuple[str, str]]:
@@ -236,6 +338,9 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
                 raise _Refused(431, f"The header fields are larger than {MAX_HEADER_BYTES} bytes or more than "
                                     f"{MAX_HEADERS}; send fewer or smaller ones.")
             field = _FIELD.fullmatch(raw.decode("iso-8859-1"))
+            if field is None and _CONTROL.search(raw.rstrip(b"\r\n").decode("iso-8859-1")):
+                raise _Refused(400, f"Header field {raw[:60]!r} contains a control character (NUL, a bare CR or "
+                                    "another); remove it.")
             if field is None:
                 # RFC 9112 section 5.1: whitespace between a field name and its colon MUST be refused with 400;
                 # section 5.2: a folded line (obs-fold) may be refused with 400. Both are smuggling tools.
@@ -287,7 +392,8 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
-        chunks, total = [], 0
+        # One buffer, not a list of chunks: 1-byte chunks would cost about 40 bytes of memory per body byte.
+        body = bytearray()
         while True:
             line = self.rfile.readline(MAX_CHUNK_LINE + 1)
             if not line.endswith(b"\n"):
@@ -300,17 +406,17 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             size = int(size_match.group(1), 16)
             if size == 0:
                 self._read_trailers()
-                return b"".join(chunks)
-            total += size
-            if total > limit:
+                return bytes(body)
+            if len(body) + size > limit:
                 raise _Refused(413, _too_large(limit))  # streamed: never more than the limit in memory
+            self._reserve(size)
             data = self.rfile.read(size)
             end = self.rfile.readline(3)
-            if len(data) != size or not end.endswith(b"\n"):
-                raise _Incomplete()
+            if len(data) != size or (len(end) < 3 and not end.endswith(b"\n")):
+                raise _Incomplete()  # readline(3) stops short of 3 bytes only at a line's end or at EOF
             if end not in (b"\r\n", b"\n"):
                 raise _Refused(400, "Malformed chunk: its data is longer than its size.")
-            chunks.append(data)
+            body += data
 
     def _read_trailers(self) -> None:
         size = 0
@@ -403,7 +509,13 @@ class KeepAliveWSGIRequestHandler(http.server.BaseHTTPRequestHandler):
             log.exception("unhandled error serving %s %s", self.command, self.path)
             state = {"status": "500 Internal Server Error", "headers": [("Content-Type", "application/json")]}
             body = b'{"message": "Internal server error"}'
-        self._send(state["status"], state["headers"], body)
+        self._release()  # the request's body is done with: free before the answer, which may wait on the client
+        try:
+            self._send(state["status"], state["headers"], body)
+        except OSError as exc:  # the client went away (reset, broken pipe): nobody to answer, no server error
+            self.close_connection = True
+            self.log_message('"%s" %s: the client left before its answer (%s)', self.requestline[:200],
+                             state["status"], exc)
 
     def _send(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
         code = int(status.split(" ", 1)[0])
@@ -441,14 +553,20 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     # they keep busy, must all wait for accept() rather than be refused (Linux caps it at somaxconn).
     request_queue_size = 1024
     max_connections = MAX_CONNECTIONS
+    max_bodies_in_flight = MAX_BODIES_IN_FLIGHT
+    request_head_timeout = REQUEST_HEAD_TIMEOUT_S
+    body_min_rate = BODY_MIN_RATE
 
     def __init__(self, host: str, port: int, app: WsgiApp | None = None):
         super().__init__((host, port), KeepAliveWSGIRequestHandler)
         self.app = app
         self._connections_lock = threading.Lock()
         self._open: set[socket.socket] = set()
-        # Connections waiting for a request line, the longest-waiting first.
+        # Connections waiting for (the rest of) a request, the longest-waiting first.
         self._idle: collections.OrderedDict[socket.socket, None] = collections.OrderedDict()
+        # Bytes of request bodies being read or run (KeepAliveWSGIRequestHandler._reserve), by body limit: the
+        # invoke URL's requests and the control plane's have a budget each, so a flood of one leaves the other be.
+        self._bodies: collections.Counter[int] = collections.Counter()
 
     def max_body(self, path: str) -> int:
         decide = getattr(self.app, "max_body", None)
@@ -487,13 +605,24 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         finally:
             self._forget(request)
 
+    def reserve_body(self, size: int, pool: int) -> bool:
+        with self._connections_lock:
+            if self._bodies[pool] + size > self.max_bodies_in_flight:
+                return False
+            self._bodies[pool] += size
+            return True
+
+    def release_body(self, size: int, pool: int) -> None:
+        with self._connections_lock:
+            self._bodies[pool] -= size
+
     def connection_idle(self, request: socket.socket) -> None:
         with self._connections_lock:
             if request in self._open:
                 self._idle[request] = None
 
     def connection_busy(self, request: socket.socket) -> bool:
-        """Marks a connection that just got a request line busy; False if it was closed while idle."""
+        """Marks a connection whose request arrived whole busy; False if it was closed while idle."""
         with self._connections_lock:
             self._idle.pop(request, None)
             return request in self._open
@@ -504,7 +633,7 @@ class LocalAwsHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self._idle.pop(request, None)
 
     def _refuse_connection(self, request: socket.socket) -> None:
-        log.warning("%d connections are open and none is idle: a new one is answered 503", len(self._open))
+        log.warning("%d connections are open, all running a request: a new one is answered 503", len(self._open))
         body = json.dumps({"message": f"The local AWS has {self.max_connections} connections open, all busy; "
                                       "retry shortly."}).encode()
         try:

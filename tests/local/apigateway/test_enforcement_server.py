@@ -169,3 +169,27 @@ def test_spaces_around_a_key_are_not_part_of_it_on_either_side(secured):
             connection.close()
 
     assert answers == [(200, value)] * 3
+
+
+@pytest.mark.parametrize("host", ["[", "[::1", "]x"])
+def test_a_signed_request_with_a_host_no_url_can_hold_is_refused_403_not_500(secured, host):
+    """A Host header that is no URL's authority ('[' opens an IPv6 literal never closed) made the signature
+    check raise ValueError: a 500 for a request from anyone who knows an access key ID (not a secret)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    iam = secured.server.client("iam")
+    user = f"host-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=user)
+    created = iam.create_access_key(UserName=user)["AccessKey"]
+    url = secured.url("/private")
+    headers = {**sign(url, created["AccessKeyId"], created["SecretAccessKey"]), "Host": host}
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    with socket.create_connection(("127.0.0.1", secured.server.port), timeout=10) as sock:
+        sock.sendall(f"GET {urlsplit(url).path} HTTP/1.1\r\n{fields}Connection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status == 403, answer[:500]
+    assert b"signature" in answer.lower()
