@@ -15,12 +15,11 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
+from crudstack.local import request as understood
 from crudstack.local.wsgi import WsgiApp
 
 
 class DirectDynamoDB:
-    TARGET_PREFIX = "DynamoDB_20120810."
-
     def __init__(self, app: WsgiApp):
         from botocore.exceptions import ClientError
         from flask import Request, Response
@@ -43,7 +42,7 @@ class DirectDynamoDB:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/"
-                or not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self.TARGET_PREFIX)
+                or not understood.of(environ).dynamodb
                 or "HTTP_ORIGIN" in environ or "HTTP_CONTENT_ENCODING" in environ):
             return self.app(environ, start_response)
         request = self._request_class(environ)

@@ -29,8 +29,11 @@ def configure_moto() -> None:
     IAM's managed policies, no Docker, the caches, REST API tags, UpdateMethod and usage plans, STS tokens. Each is idempotent."""
     from crudstack.local.patches import apigateway_access, apigateway_tags, moto_config, speedups, sts_tokens
 
+    from crudstack.local import switches
+
     moto_config.install()
-    speedups.install()
+    if switches.MOTO_CACHES:
+        speedups.install()
     apigateway_tags.install()
     sts_tokens.install()
     apigateway_access.install()

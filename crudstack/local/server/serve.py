@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from crudstack.local import patches
+from crudstack.local import patches, request, switches
 from crudstack.local.apigateway.app import Gateway
 from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
@@ -33,6 +33,7 @@ from crudstack.local.dynamodb.responses import DirectDynamoDB
 from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
+from crudstack.local.iam.responses import EnforceIdentityPolicies
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
@@ -88,6 +89,43 @@ def load_service_modules(services: Iterable[str] = PREWARM_SERVICES + ("sqs",)) 
                 importlib.import_module(f"moto.{module}.{part}")
             except ImportError:
                 log.warning("moto has no module moto.%s.%s", module, part)
+
+
+# --------------------------------------------------------------------------------------------
+# The layers, in one place
+# --------------------------------------------------------------------------------------------
+#
+# An invoke URL goes to the gateway (apigateway/app.py), the console to console/, both by path; the
+# rest is the control plane. The edge (dispatch.py) routes it and understands it once
+# (crudstack/local/request.py: service, operation, write or read, signer, region); then, outermost first:
+#
+#   iam/middleware.py        EnforceIdentityPolicies  a key the local AWS knows signed it; a role session's policies allow it
+#   state/durable.py         DurableState.wsgi        a write runs alone, is journaled and is answered once durable
+#   --- replay_layers: what the journal replays into at start-up ---
+#   dynamodb/atomicity.py    DynamoDBItemAtomicity    one DynamoDB call at a time: DynamoDB's per-item atomicity
+#   dynamodb/fastpath.py     DirectDynamoDB           a DynamoDB call straight to moto's handler (speed: switches.py)
+#   apigateway/recorder.py   DeploymentRecorder       a copy of the API at CreateDeployment (DynamoDB never reaches it)
+#   moto's app
+#
+# The Lambda Invoke API (awslambda/responses.py) sits behind the same access check.
+
+Layer = Callable[[WsgiApp], WsgiApp]
+
+
+def compose(app: WsgiApp, layers: Iterable[Layer]) -> WsgiApp:
+    """`app` inside `layers`, the first of them outermost."""
+    for layer in reversed(list(layers)):
+        app = layer(app)
+    return app
+
+
+def replay_layers(snapshots: DeploymentSnapshots) -> list[Layer]:
+    fastpath = [DirectDynamoDB] if switches.DYNAMODB_FASTPATH else []
+    return [DynamoDBItemAtomicity, *fastpath, lambda app: DeploymentRecorder(app, snapshots)]
+
+
+def authenticated(access: AccessCheck) -> Layer:
+    return lambda app: EnforceIdentityPolicies(app, access)
 
 
 def real_runtime(endpoint_url: str, max_concurrency: int, runtime_log: logging.Logger,
@@ -176,9 +214,9 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
 
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
-    # The app journaled writes are served by, and replayed into at start-up.
-    recorder = DeploymentRecorder(DynamoDBItemAtomicity(DirectDynamoDB(moto_app)), snapshots)
-    state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
+    # What journaled writes are served by, and replayed into at start-up: LAYERS' inner part.
+    replayed = compose(moto_app, replay_layers(snapshots))
+    state, telemetry, delivery = prepare_durable_state(state_dir, replayed, snapshots, endpoint)
     try:
         report = state.recover()
     except StateUnreadable as exc:
@@ -213,16 +251,15 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         # The access check's decisions are among them: an IAM write empties them before it is answered.
         caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups, access.decisions,
                                                       getattr(runtime, "lookups", None)) if cache is not None}.values())
-        state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
-                       else [cache.changed() for cache in caches])
-        for cache in caches:
-            cache.enable()
+        state.on_write(lambda environ: None if request.of(environ).dynamodb else [cache.changed() for cache in caches])
+        if switches.READ_CACHES:
+            for cache in caches:
+                cache.enable()
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics, iam=IamAuthorizer(snapshots.targets, root=root)),
-            invoke_api=invoke_api,
-            moto_app=state.wsgi(recorder),
+            invoke_api=compose(invoke_api, [authenticated(access)]),
+            moto_app=compose(replayed, [authenticated(access), state.wsgi]),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
-            access=access,
             console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR), root.for_boto3())),
         )
         evaluator = AlarmEvaluator(state.apply).start()
@@ -263,15 +300,15 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
     return 0
 
 
-def prepare_durable_state(state_dir: Path, recorder: WsgiApp, snapshots: DeploymentSnapshots,
+def prepare_durable_state(state_dir: Path, replayed: WsgiApp, snapshots: DeploymentSnapshots,
                           endpoint: str) -> tuple[DurableState, JournaledTelemetry, SnsDelivery]:
     """The durable state with everything that writes through it: moto's writes over HTTP (the
-    recorder), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
+    replay layers), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
     load_service_modules()
     determinism.install()
     delivery = SnsDelivery(Outbox(state_dir / OUTBOX_DIR), endpoint)
     patches.install_behaviour(delivery)
-    state = DurableState(state_dir, recorder)
+    state = DurableState(state_dir, replayed)
     state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
     state.register("cloudwatch.set_alarm_state", set_alarm_state)
     state.register(ASSUME_ROLE_OP, assume_role)  # the Lambda workers' role sessions
