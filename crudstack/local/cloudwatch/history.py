@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from crudstack.local.cloudwatch.models import OPERATORS, epoch, iso_time
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +132,14 @@ def configuration(alarm: Any) -> dict[str, Any]:
 
 
 def backend_of(alarm: Any) -> Any:
-    from moto.cloudwatch.models import cloudwatch_backends
+    cloudwatch_backends = moto_backends.backends('cloudwatch')
 
     return cloudwatch_backends[_account_of(alarm)][alarm.region_name]
 
 
 def publish_actions(alarm: Any, old_state: str) -> None:
     """Send the state change to the actions for the new state, and note each in the history."""
-    from moto.sns.models import sns_backends
+    sns_backends = moto_backends.backends('sns')
 
     actions = {"ALARM": alarm.alarm_actions, "OK": alarm.ok_actions,
                "INSUFFICIENT_DATA": alarm.insufficient_data_actions}[alarm.state_value]

@@ -8,6 +8,7 @@ from typing import Any
 
 from crudstack.local.cloudwatch.history import alarm_history
 from crudstack.local.cloudwatch.models import epoch
+from crudstack.local import moto_backends
 
 
 def _as_epoch(value: Any) -> float | None:
@@ -21,7 +22,7 @@ def _as_epoch(value: Any) -> float | None:
 
 
 def describe_alarm_history(self: Any) -> Any:
-    from moto.core.responses import ActionResult
+    ActionResult = moto_backends.action_result
 
     name = self._get_param("AlarmName")
     kinds = self._get_param("AlarmTypes") or ["MetricAlarm"]
@@ -44,7 +45,7 @@ def describe_alarm_history(self: Any) -> Any:
 
 
 def _set_actions_enabled(self: Any, enabled: bool) -> Any:
-    from moto.core.responses import EmptyResult
+    EmptyResult = moto_backends.empty_result
 
     for name in self._get_param("AlarmNames", []):
         alarm = self.cloudwatch_backend.alarms.get(name)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from crudstack.local.cloudwatch.models import epoch
+from crudstack.local import moto_backends
 
 WINDOW_S = 3600
 DEFAULT_PERIOD_S = 60
@@ -118,6 +119,6 @@ def alarm_history(cloudwatch: Any, name: str, limit: int = 10) -> list[dict]:
 
 
 def metric_data_of(account: str, region: str) -> list:
-    from moto.cloudwatch.models import cloudwatch_backends
+    cloudwatch_backends = moto_backends.backends('cloudwatch')
 
     return cloudwatch_backends[account][region].metric_data

@@ -14,9 +14,11 @@
                            publish to their actions (cloudwatch/history.py, cloudwatch/responses.py)
     sns_delivery.py        SNS publishes to e-mail, SMS, HTTP and Lambda delivered locally (sns/delivery.py)
 
-moto's clock and random ids are hooked too, so that a journaled write replays the same: that hook
-is the journal's own mechanism and lives with it (state/determinism.py, `install`); install_all
-the server runs it between the two below.
+    determinism.py         moto's clock and random ids per thread and seeded per write, so a journaled
+                           write replays the same (state/durable.py uses it; `install`)
+
+The server runs configure_moto(), then determinism.install(), then install_behaviour(), in
+server/serve.py.
 """
 
 from __future__ import annotations

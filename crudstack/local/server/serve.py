@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from crudstack.local import patches, request, switches
+from crudstack.local import moto_backends, patches, request, switches
 from crudstack.local.apigateway.app import Gateway
 from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
@@ -40,7 +40,7 @@ from crudstack.local.server.httpserver import LocalAwsHTTPServer
 from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
 from crudstack.local.sns.delivery import SnsDelivery
 from crudstack.local.sns.models import OUTBOX_DIR, Outbox
-from crudstack.local.state import determinism
+from crudstack.local.patches import determinism
 from crudstack.local.state.durable import DurableState, StatePart
 from crudstack.local.state.exceptions import StateUnreadable
 from crudstack.local.state.private import private_folder
@@ -58,10 +58,7 @@ RuntimeFactory = Callable[[str, int, logging.Logger, Any], "tuple[Any, WsgiApp]"
 
 
 def build_moto_app() -> Any:
-    # The same app ThreadedMotoServer and moto_server build.
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    return DomainDispatcherApplication(create_backend_app)
+    return moto_backends.moto_app()
 
 
 def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
@@ -77,13 +74,11 @@ def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
 
 def load_service_modules(services: Iterable[str] = PREWARM_SERVICES + ("sqs",)) -> None:
     """Import moto's models and responses for the services we use before the clock is hooked
-    (crudstack.local.state.determinism), so that even their first write runs on the journal's clock."""
+    (crudstack.local.patches.determinism), so that even their first write runs on the journal's clock."""
     import importlib
 
-    from moto.backends import ALT_SERVICE_NAMES
-
     for service in services:
-        module = ALT_SERVICE_NAMES.get(service, service)
+        module = moto_backends.service_module(service)
         for part in ("models", "responses"):
             try:
                 importlib.import_module(f"moto.{module}.{part}")

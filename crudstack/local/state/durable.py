@@ -5,7 +5,7 @@ one process, with no export of its own. Two things are cheap with such objects: 
 all (a snapshot, about 1 s for 10,000 items) and re-sending a request to moto (about 2 ms). So:
 
 - every write that reaches moto is journaled (crudstack.local.state.journal) with the seed and clock
-  it ran with (crudstack.local.state.determinism), and answered only once its record is fsynced;
+  it ran with (crudstack.local.patches.determinism), and answered only once its record is fsynced;
   writers running at the same time share one fsync (group commit);
 - writes made inside the process (Lambda logs and metrics, API Gateway metrics, alarm state
   changes) are journaled the same way, as named operations (`apply`), without waiting;
@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterable
 
 from crudstack.local import request
 from crudstack.local.request import is_write
-from crudstack.local.state import determinism, snapshot
+from crudstack.local.patches import determinism
+from crudstack.local.state import snapshot
 from crudstack.local.state.exceptions import JournalError, StateUnreadable
 from crudstack.local.state.journal import (Damage, Journal, Record, damaged_header, encode, fsync_dir, list_segments,
                                           read_segment)
