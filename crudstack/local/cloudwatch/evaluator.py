@@ -1,5 +1,5 @@
 """The alarm evaluator: a thread that, when each alarm's period ends, reads the local metrics and
-sets the alarm's state when the decision (cloudwatch/models.py) differs."""
+sets the alarm's state when the decision (cloudwatch/rules.py) differs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from crudstack.local.cloudwatch.models import AlarmSpec, collect, evaluate, evaluation_range
+from crudstack.local.cloudwatch.rules import AlarmSpec, collect, evaluate, evaluation_range
 from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)

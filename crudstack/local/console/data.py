@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from crudstack.local.console.exceptions import BadRequest, NotFound
-from crudstack.local.sns.models import Outbox
+from crudstack.local.sns.outbox import Outbox
 from crudstack.local import moto_backends
 
 STACK_TAG, MANAGED_TAG = "crudstack-stack", "managed-by"

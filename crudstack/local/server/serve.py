@@ -23,23 +23,24 @@ from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
 from crudstack.local.apigateway.proxy import LambdaProxyInvoker
 from crudstack.local.apigateway.recorder import DeploymentRecorder
+from crudstack.local.cloudwatch import history
 from crudstack.local.cloudwatch.evaluator import AlarmEvaluator, set_alarm_state
 from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
-from crudstack.local.console.models import ConsoleData
+from crudstack.local.console.data import ConsoleData
 from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
-from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.dynamodb.fastpath import DirectDynamoDB
 from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
-from crudstack.local.iam.responses import EnforceIdentityPolicies
+from crudstack.local.iam.middleware import EnforceIdentityPolicies
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
 from crudstack.local.server.record import LOG_NAME, remove_record, write_record, write_recovery
 from crudstack.local.sns.delivery import SnsDelivery
-from crudstack.local.sns.models import OUTBOX_DIR, Outbox
+from crudstack.local.sns.outbox import OUTBOX_DIR, Outbox
 from crudstack.local.patches import determinism
 from crudstack.local.state.durable import DurableState, StatePart
 from crudstack.local.state.exceptions import StateUnreadable
@@ -305,6 +306,7 @@ def prepare_durable_state(state_dir: Path, replayed: WsgiApp, snapshots: Deploym
     patches.install_behaviour(delivery)
     state = DurableState(state_dir, replayed)
     state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
+    state.add_part("cloudwatch.history", StatePart(history.dump_history, history.load_history))
     state.register("cloudwatch.set_alarm_state", set_alarm_state)
     state.register(ASSUME_ROLE_OP, assume_role)  # the Lambda workers' role sessions
     return state, JournaledTelemetry(state), delivery

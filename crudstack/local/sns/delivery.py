@@ -24,7 +24,7 @@ import threading
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from crudstack.local.sns.models import DEFAULT_SUBJECT, Outbox
+from crudstack.local.sns.outbox import DEFAULT_SUBJECT, Outbox
 from crudstack.local.patches import determinism
 
 log = logging.getLogger(__name__)
