@@ -210,7 +210,7 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
 
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
-    # What journaled writes are served by, and replayed into at start-up: LAYERS' inner part.
+    # What journaled writes are served by, and replayed into at start-up: the inner part of the list above.
     replayed = compose(moto_app, replay_layers(snapshots))
     state, telemetry, delivery = prepare_durable_state(state_dir, replayed, snapshots, endpoint)
     try:
