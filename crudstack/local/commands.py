@@ -24,7 +24,7 @@ from crudstack.config import ROOT, load_config
 from crudstack.errors import ConfigError
 from crudstack.local import daemon
 from crudstack.local.iam.denials import DENIALS_NAME, read_denials
-from crudstack.local.sns.models import OUTBOX_DIR, Outbox
+from crudstack.local.sns.outbox import OUTBOX_DIR, Outbox
 from crudstack.local.state.durable import DATA_DIR
 
 

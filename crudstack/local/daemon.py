@@ -70,7 +70,7 @@ def _ensure_running(port: int, state_dir: Path, concurrency: int, timeout: float
     answer = _probe(port)
     if answer is not None:
         health = answer if isinstance(answer, dict) else None
-        if health and health.get("status") == "ok" and health.get("state_dir") == str(state_dir) and _alive(health.get("pid")):
+        if health and health.get("status") == "ok" and health.get("state_dir") == str(state_dir) and alive(health.get("pid")):
             # Our server, whose record was lost: adopt it by recording it again.
             _write_record(state_dir, {"pid": health["pid"], "port": port, "host": HOST, "endpoint": _endpoint(port),
                                       "started_at": None, "log": str(state_dir / LOG_NAME)})
@@ -96,7 +96,7 @@ def status(state_dir: Path) -> dict[str, Any] | None:
     pid, port = record.get("pid"), record.get("port")
     if isinstance(pid, int) and _dying(pid):
         _wait_gone(pid, 10)  # killed (kill -9): gone in a moment, its port with it
-    if not isinstance(pid, int) or not isinstance(port, int) or not _alive(pid):
+    if not isinstance(pid, int) or not isinstance(port, int) or not alive(pid):
         _remove_record(state_dir)
         return None
     health = _probe(port)
@@ -174,7 +174,7 @@ def _start(port: int, state_dir: Path, concurrency: int, timeout: float, server_
 
 def _wait_healthy(port: int, pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         health = _probe(port)
         if isinstance(health, dict) and health.get("pid") == pid:
             return True
@@ -276,7 +276,7 @@ def _reap(pid: int) -> None:
         del _children[pid]
 
 
-def _alive(pid: Any) -> bool:
+def alive(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     _reap(pid)
@@ -309,7 +309,7 @@ def _is_our_server(pid: int, state_dir: Path) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
-        return not Path("/proc/self").exists() and _alive(pid)
+        return not Path("/proc/self").exists() and alive(pid)
     except OSError:
         return False
     return os.fsencode(str(state_dir)) in argv and b"--state-dir" in argv
@@ -324,7 +324,7 @@ def _signal(pid: int, signum: int) -> None:
 
 def _wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

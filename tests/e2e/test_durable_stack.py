@@ -22,7 +22,7 @@ import yaml
 
 from crudstack.config import ROOT
 from crudstack.local.state import journal
-from crudstack.local.sns.models import Outbox
+from crudstack.local.sns.outbox import Outbox
 from tests.e2e.conftest import CONTRACT_THROTTLE, LocalStack, alive, make_stack
 from tests.support.local_server import wait_until
 

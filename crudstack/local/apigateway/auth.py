@@ -41,6 +41,7 @@ from crudstack.local.iam import signatures
 from crudstack.local.iam.credentials import LocalCredentials
 from crudstack.local.iam.models import Caller, find_caller, identity_statements
 from crudstack.local.iam.policy import Statement, evaluate
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class IamAuthorizer:
 
     def _users(self) -> Any:
         if self._iam_backends is None:
-            from moto.iam.models import iam_backends
+            iam_backends = moto_backends.backends('iam')
             self._iam_backends = iam_backends
         return self._iam_backends
 

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 from crudstack.local.apigateway.throttling import QuotaLimits, ThrottleLimits
 from crudstack.local.cache import UntilWrite
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class DeploymentSnapshots:
     @property
     def backends(self) -> Any:
         if self._backends is None:
-            from moto.apigateway.models import apigateway_backends
+            apigateway_backends = moto_backends.backends('apigateway')
             self._backends = apigateway_backends
         return self._backends
 
@@ -268,7 +269,7 @@ class DeploymentSnapshots:
             if rest_api is not None:
                 return rest_api
         # API ids are unique across accounts and regions: look through every backend once, then cache.
-        from moto.core.base_backend import backend_lock
+        backend_lock = moto_backends.lock()
         with backend_lock:
             candidates = list(self.backends.iter_backends())
         for account_id, region, backend in candidates:

@@ -22,6 +22,7 @@ from crudstack.local.apigateway.responses import (EVENT_TOO_LARGE, FUNCTION_ERRO
 from crudstack.local.awslambda.exceptions import RequestTooLarge
 from crudstack.local.awslambda.permissions import check_invoke_permission, source_arn_for
 from crudstack.local.cache import UntilWrite
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class LambdaProxyInvoker:
         if self._lambda_backend is None:
             # moto keeps functions in the docker or the docker-less backend depending on its
             # lambda config; utils.get_backend picks the one in use.
-            from moto.awslambda.utils import get_backend
+            get_backend = moto_backends.lambda_backend
             self._lambda_backend = get_backend
         return self._lambda_backend(account_id, region)
 
@@ -197,7 +198,7 @@ class LambdaProxyInvoker:
                     source_account: str) -> tuple[str | None, float, str | None]:
         """(why the Lambda API cannot find the function or None, its timeout in seconds, why its resource
         policy refuses API Gateway or None): what the Lambda API decides when API Gateway calls it."""
-        from moto.awslambda.exceptions import LambdaClientError
+        LambdaClientError = moto_backends.lambda_client_error()
 
         try:
             backend = self.lambda_backend(account_id, region)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from moto.awslambda.exceptions import LambdaClientError
-from moto.awslambda.models import lambda_backends
-
+from crudstack.local import moto_backends
 from crudstack.local.awslambda.exceptions import FunctionNotFound
 
-DEFAULT_ACCOUNT_ID = "123456789012"
+LambdaClientError = moto_backends.lambda_client_error()
+lambda_backends = moto_backends.backends("awslambda")
+DEFAULT_ACCOUNT_ID = moto_backends.DEFAULT_ACCOUNT_ID
 
 # AWS's limits for a synchronous invocation's request and response.
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024

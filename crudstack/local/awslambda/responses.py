@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote
 
 from crudstack.local.awslambda.exceptions import FunctionNotFound, InvalidRequestContent, RequestTooLarge, RuntimeClosed
 from crudstack.local.awslambda.models import DEFAULT_ACCOUNT_ID
+from crudstack.local import moto_backends
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations/?$")
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[^/,\s]+)/[^/]+/(?P<region>[^/]+)/")
@@ -28,7 +29,7 @@ def _account_id(environ: dict, access_key: str | None) -> str:
     if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
         return environ["HTTP_X_MOTO_ACCOUNT_ID"]
     if access_key:
-        from moto.iam.models import get_account_id_from
+        get_account_id_from = moto_backends.account_of
 
         return get_account_id_from(access_key)
     return DEFAULT_ACCOUNT_ID

@@ -1,5 +1,5 @@
 """The alarm evaluator: a thread that, when each alarm's period ends, reads the local metrics and
-sets the alarm's state when the decision (cloudwatch/models.py) differs."""
+sets the alarm's state when the decision (cloudwatch/rules.py) differs."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import threading
 import time
 from typing import Any, Callable
 
-from crudstack.local.cloudwatch.models import AlarmSpec, collect, evaluate, evaluation_range
+from crudstack.local.cloudwatch.rules import AlarmSpec, collect, evaluate, evaluation_range
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
 
 def set_alarm_state(account: str, region: str, alarm: str, reason: str, reason_data: str, state: str) -> None:
     """The state change itself: moto's SetAlarmState (history and notifications follow, see install_extensions)."""
-    from moto.cloudwatch.models import cloudwatch_backends
+    cloudwatch_backends = moto_backends.backends('cloudwatch')
 
     backend = cloudwatch_backends[account][region]
     if alarm in backend.alarms:  # deleted between the decision and now: nothing to do
@@ -54,8 +55,8 @@ class AlarmEvaluator:
 
     def tick(self) -> int:
         """Evaluate the alarms whose period has ended since they were last evaluated; returns how many changed."""
-        from moto.cloudwatch.models import cloudwatch_backends
-        from moto.core.base_backend import backend_lock
+        cloudwatch_backends = moto_backends.backends('cloudwatch')
+        backend_lock = moto_backends.lock()
 
         now = self._clock()
         with backend_lock:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import json
 import logging
+import threading
 from typing import Any
 
-from crudstack.local.cloudwatch.models import OPERATORS, epoch, iso_time
+from crudstack.local.cloudwatch.rules import OPERATORS, epoch, iso_time
+from crudstack.local import moto_backends
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +106,45 @@ def notification(alarm: Any, old_state: str, at: float) -> tuple[str, str, str]:
 
 
 
+# The alarm history, beside moto's alarms rather than on them: alarm ARN -> [(order, item)], a history outliving
+# its alarm as CloudWatch's does. The server snapshots it with the state (HISTORY_PART, server/serve.py).
+_history: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+_order = itertools.count()
+_lock = threading.Lock()
+
+
 def alarm_history(backend: Any) -> list[dict[str, Any]]:
-    history = backend.__dict__.get("crudstack_alarm_history")
-    if history is None:
-        history = backend.crudstack_alarm_history = []
-    return history
+    """The history items of every alarm of a backend's account and region, oldest first."""
+    where = f":cloudwatch:{backend.region_name}:{backend.account_id}:alarm:"
+    with _lock:
+        entries = [entry for arn, items in _history.items() if where in arn for entry in items]
+    return [item for _, item in sorted(entries, key=lambda entry: entry[0])]
 
 
 def record_history(backend: Any, alarm: Any, kind: str, summary: str, data: dict[str, Any], when: dt.datetime) -> None:
-    history = alarm_history(backend)
-    history.append({"AlarmName": alarm.name, "AlarmType": "CompositeAlarm" if alarm.rule else "MetricAlarm",
-                    "Timestamp": when, "HistoryItemType": kind, "HistorySummary": summary,
-                    "HistoryData": json.dumps(data)})
-    if len(history) > HISTORY_LIMIT:
-        del history[: len(history) - HISTORY_LIMIT]
+    item = {"AlarmName": alarm.name, "AlarmType": "CompositeAlarm" if alarm.rule else "MetricAlarm",
+            "Timestamp": when, "HistoryItemType": kind, "HistorySummary": summary, "HistoryData": json.dumps(data)}
+    where = f":cloudwatch:{backend.region_name}:{backend.account_id}:alarm:"
+    with _lock:
+        _history.setdefault(alarm.alarm_arn, []).append((next(_order), item))
+        mine = [(order, arn) for arn, items in _history.items() if where in arn for order, _ in items]
+        if len(mine) > HISTORY_LIMIT:  # drop the backend's oldest items
+            cut = sorted(mine)[len(mine) - HISTORY_LIMIT - 1][0]
+            for arn in {arn for _, arn in mine}:
+                _history[arn] = [entry for entry in _history[arn] if entry[0] > cut]
+
+
+def dump_history() -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    with _lock:
+        return {arn: list(items) for arn, items in _history.items()}
+
+
+def load_history(saved: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
+    global _order
+    with _lock:
+        _history.clear()
+        _history.update(saved)
+        _order = itertools.count(max((order for items in saved.values() for order, _ in items), default=-1) + 1)
 
 
 def configuration(alarm: Any) -> dict[str, Any]:
@@ -131,14 +159,14 @@ def configuration(alarm: Any) -> dict[str, Any]:
 
 
 def backend_of(alarm: Any) -> Any:
-    from moto.cloudwatch.models import cloudwatch_backends
+    cloudwatch_backends = moto_backends.backends('cloudwatch')
 
     return cloudwatch_backends[_account_of(alarm)][alarm.region_name]
 
 
 def publish_actions(alarm: Any, old_state: str) -> None:
     """Send the state change to the actions for the new state, and note each in the history."""
-    from moto.sns.models import sns_backends
+    sns_backends = moto_backends.backends('sns')
 
     actions = {"ALARM": alarm.alarm_actions, "OK": alarm.ok_actions,
                "INSUFFICIENT_DATA": alarm.insufficient_data_actions}[alarm.state_value]

@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import threading
 import time
+from crudstack.local import moto_backends
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class MetricsBatcher:
             if not api and not lambdas:
                 return
             if self._backends is None:
-                from moto.cloudwatch.models import cloudwatch_backends
+                cloudwatch_backends = moto_backends.backends('cloudwatch')
                 self._backends = cloudwatch_backends
             for (account_id, region, api_name, stage, second), rows in api.items():
                 self._put(account_id, region, self.API_NAMESPACE, _api_metric_data(api_name, stage, second, rows))

@@ -11,12 +11,14 @@ the ones that were written.
 
 from __future__ import annotations
 
+from crudstack.local import moto_backends
+
 from typing import Any
 
 
 class MotoTelemetry:
     def put_log_events(self, account: str, region: str, group: str, stream: str, events: list) -> None:
-        from moto.logs.models import logs_backends
+        logs_backends = moto_backends.backends('logs')
 
         backend = logs_backends[account][region]
         # Lambda creates its log group and each execution environment's stream on first use.
@@ -26,7 +28,7 @@ class MotoTelemetry:
         backend.put_log_events(group, stream, [{"timestamp": ts, "message": message} for ts, message in ordered])
 
     def put_metric_data(self, account: str, region: str, namespace: str, data: list[dict[str, Any]]) -> None:
-        from moto.cloudwatch.models import cloudwatch_backends
+        cloudwatch_backends = moto_backends.backends('cloudwatch')
 
         cloudwatch_backends[account][region].put_metric_data(namespace, data)
 

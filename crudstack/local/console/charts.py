@@ -2,7 +2,7 @@
 threshold drawn on the chart of its metric, and each alarm's state history.
 
 The series are computed from moto's metric data in this process, the same data the alarm evaluator
-reads (cloudwatch/models.py), with CloudWatch's statistics: Sum per period, and pNN by nearest rank
+reads (cloudwatch/rules.py), with CloudWatch's statistics: Sum per period, and pNN by nearest rank
 (CloudWatch User Guide, "CloudWatch statistics definitions":
 https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Statistics-definitions.html).
 """
@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from crudstack.local.cloudwatch.models import epoch
+from crudstack.local.cloudwatch.rules import epoch
+from crudstack.local import moto_backends
 
 WINDOW_S = 3600
 DEFAULT_PERIOD_S = 60
@@ -118,6 +119,6 @@ def alarm_history(cloudwatch: Any, name: str, limit: int = 10) -> list[dict]:
 
 
 def metric_data_of(account: str, region: str) -> list:
-    from moto.cloudwatch.models import cloudwatch_backends
+    cloudwatch_backends = moto_backends.backends('cloudwatch')
 
     return cloudwatch_backends[account][region].metric_data

@@ -23,20 +23,11 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from crudstack.local.server.guard import loopback_name
+from crudstack.local.server.guard import loopback_host, split_host
+
+__all__ = ["SAFE_METHODS", "refusal", "split_host"]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def split_host(host: str) -> tuple[str, str | None]:
-    """'127.0.0.1:4566' -> ('127.0.0.1', '4566'); '[::1]:4566' -> ('::1', '4566')."""
-    if host.startswith("["):
-        name, _, rest = host[1:].partition("]")
-        return name, rest[1:] if rest.startswith(":") else None
-    name, colon, port = host.rpartition(":")
-    if not colon or ":" in name:  # no port, or an IPv6 address without brackets
-        return host, None
-    return name, port
 
 
 def refusal(environ: Mapping[str, str]) -> str | None:
@@ -44,8 +35,7 @@ def refusal(environ: Mapping[str, str]) -> str | None:
     host = (environ.get("HTTP_HOST") or "").strip()
     if not host:
         return "the request has no Host header; open the console at http://127.0.0.1:<local.port>/_console"
-    name, port = split_host(host)
-    if not loopback_name(name) or (port is not None and not port.isdigit()):
+    if not loopback_host(host):
         return (f"Host {host} is not this machine: the console answers only on 127.0.0.1, [::1] or localhost "
                 f"(open http://127.0.0.1:<local.port>/_console)")
     own_origin = f"http://{host}".lower()

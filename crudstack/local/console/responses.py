@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from crudstack.local.console import charts, guard
 from crudstack.local.console.exceptions import BadRequest, ConsoleError, Forbidden, NotFound
-from crudstack.local.console.models import ConsoleData
+from crudstack.local.console.data import ConsoleData
 from crudstack.local.wsgi import read_body
 
 log = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Iterable
 
+from crudstack.local import request
 from crudstack.local.wsgi import WsgiApp
 
 
@@ -19,14 +20,12 @@ class DynamoDBItemAtomicity:
     so serialising its requests costs little.
     """
 
-    TARGET_PREFIX = "DynamoDB_20120810."
-
     def __init__(self, app: WsgiApp):
         self.app = app
         self.lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self.TARGET_PREFIX):
+        if not request.of(environ).dynamodb:
             return self.app(environ, start_response)
         with self.lock:
             result = self.app(environ, start_response)

@@ -5,7 +5,7 @@ local AWS checks that role's identity-based policies for what it calls.
     requests.py    what a request asks, in IAM's terms: signer, action, resources
     policy.py      identity-based policy evaluation (Allow, explicit Deny, wildcards)
     models.py      the access check: session -> role -> policies -> decision, cached until a write
-    responses.py   the check as WSGI middleware, and AccessDenied in each service's wire format
+    middleware.py  the check as WSGI middleware, and AccessDenied in each service's wire format
     denials.py     the bounded journal of denials (python -m crudstack.local denials)
     exceptions.py  the package's exception tree
 """

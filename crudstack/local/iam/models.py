@@ -41,6 +41,7 @@ from crudstack.local.iam.exceptions import (
 )
 from crudstack.local.iam.policy import Decision, Statement, evaluate, statements
 from crudstack.local.iam.requests import Asked, Signer, asked
+from crudstack.local import moto_backends
 
 log = logging.getLogger("crudstack.local.iam")
 
@@ -64,7 +65,7 @@ class Session:
 
     @classmethod
     def find(cls, access_key: str) -> "Session | None":
-        from moto.sts.models import sts_backends
+        sts_backends = moto_backends.backends('sts')
 
         for account in list(sts_backends):
             for partition in list(sts_backends[account]):
@@ -76,7 +77,7 @@ class Session:
         return None
 
     def policies(self, partition: str) -> list[tuple[str, Any]]:
-        from moto.iam.models import iam_backends
+        iam_backends = moto_backends.backends('iam')
 
         try:
             role = iam_backends[self.account][partition].get_role(self.role_name)
@@ -111,7 +112,7 @@ def find_caller(access_key: str, account: str, root: LocalCredentials, iam_backe
         return Caller(access_key, root.secret_access_key, None, f"arn:aws:iam::{account}:root", account, account, (),
                       root=True)
     if iam_backends is None:
-        from moto.iam.models import iam_backends
+        iam_backends = moto_backends.backends('iam')
     for account_id, partitions in list(iam_backends.items()):
         for _, iam in list(partitions.items()):
             for user in list(iam.users.values()):
@@ -155,7 +156,7 @@ class AccessCheck:
         """root: the tool's credentials; without them only IAM users and sessions are known.
         account: the account the root user stands for (default: moto's, moto.core.DEFAULT_ACCOUNT_ID)."""
         if account is None:
-            from moto.core import DEFAULT_ACCOUNT_ID as account
+            account = moto_backends.default_account()
         self.journal = journal
         self.decisions = UntilWrite()
         self._clock = clock

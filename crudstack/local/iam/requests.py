@@ -1,11 +1,7 @@
 """What an AWS API request asks for, in IAM's terms: who signed it, the action, the resources.
 
-The caller is the access key in the SigV4 credential scope
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html:
-Credential=<key>/<date>/<region>/<service>/aws4_request). The action is `<prefix>:<operation>`:
-the operation comes from X-Amz-Target (JSON protocols: DynamoDB, Logs), the Action parameter (query
-protocols: SNS, CloudWatch, IAM, STS) or, for REST protocols, the method and path matched against
-botocore's service model (Lambda). Resources are the ARNs the Service Authorization Reference names
+Who signed it and which operation it is were worked out at the edge (crudstack/local/request.py).
+The action is `<prefix>:<operation>`. Resources are the ARNs the Service Authorization Reference names
 for the operation, for the operations the tutorial's services have
 (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazondynamodb.html: a
 table, or table/<t>/index/<i> for a Query or Scan of an index); an operation with no
@@ -21,21 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import parse_qs, unquote
 
+from crudstack.aws import partition_of_region
+from crudstack.local.request import ENVIRON_KEY, Signer, parse, signer
+
+__all__ = ["Asked", "Signer", "asked", "rest_operation", "signer"]
+
 # SigV4 signing names that differ from the IAM service prefix.
 _IAM_PREFIX = {"monitoring": "cloudwatch"}
 # Operations whose IAM action has another name
 # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html).
 _IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction", "lambda:InvokeWithResponseStream": "lambda:InvokeFunction",
                "lambda:InvokeAsync": "lambda:InvokeFunction"}
-_CREDENTIAL = re.compile(r"Credential=([^/\s,]+)/\d{8}/([^/\s,]+)/([^/\s,]+)/aws4_request")
-
-
-@dataclass(frozen=True)
-class Signer:
-    access_key: str
-    region: str
-    service: str            # the signing name: dynamodb, logs, monitoring, lambda ...
-    token: str | None       # X-Amz-Security-Token
 
 
 @dataclass(frozen=True)
@@ -46,46 +38,26 @@ class Asked:
     resources: tuple[str, ...]
 
 
-def signer(environ: Mapping) -> Signer | None:
-    auth = environ.get("HTTP_AUTHORIZATION")
-    if auth:
-        found = _CREDENTIAL.search(auth)
-        token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
-    else:  # a presigned URL
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        found = _CREDENTIAL.search("Credential=" + unquote(query.get("X-Amz-Credential", [""])[0]))
-        token = query.get("X-Amz-Security-Token", [None])[0]
-    if not found:
-        return None
-    return Signer(found[1], found[2], found[3], token)
-
-
 def asked(environ: Mapping, body: bytes, who: Signer, account: str) -> Asked:
     prefix = _IAM_PREFIX.get(who.service, who.service)
-    target = environ.get("HTTP_X_AMZ_TARGET")
-    if target:
-        operation = target.rpartition(".")[2]
+    request = environ.get(ENVIRON_KEY) or parse(environ, body)
+    operation, protocol = request.operation, request.protocol
+    if protocol == "json":
         params = _json(body)
-        protocol = "json"
-    else:
+    elif protocol == "query":
         params = _form(environ, body)
-        operation = params.get("Action")
-        protocol = "query"
-        if operation is None:
-            protocol = "rest"
-            if who.service == "apigateway":  # API Gateway's IAM actions are HTTP methods on resource paths
-                path = environ.get("PATH_INFO", "")
-                return Asked(protocol, who.service, f"apigateway:{environ.get('REQUEST_METHOD', 'GET')}",
-                             (f"arn:{_partition(who.region)}:apigateway:{who.region}::{path}",))
-            operation, params = rest_operation(who.service, environ.get("REQUEST_METHOD", "GET"),
-                                               environ.get("PATH_INFO", ""))
+    elif protocol == "rest" and who.service == "apigateway":  # API Gateway's IAM actions are HTTP methods on paths
+        path = environ.get("PATH_INFO", "")
+        return Asked(protocol, who.service, f"apigateway:{environ.get('REQUEST_METHOD', 'GET')}",
+                     (f"arn:{partition_of_region(who.region)}:apigateway:{who.region}::{path}",))
+    elif protocol == "rest":
+        operation, params = rest_operation(who.service, environ.get("REQUEST_METHOD", "GET"),
+                                           environ.get("PATH_INFO", ""))
+    else:
+        params = {}
     action = f"{prefix}:{operation or 'Unknown'}"
     action = _IAM_ACTION.get(action, action)
     return Asked(protocol, who.service, action, _resources(prefix, operation or "", params, who.region, account))
-
-
-def _partition(region: str) -> str:
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 def _json(body: bytes) -> dict:
@@ -104,7 +76,7 @@ def _form(environ: Mapping, body: bytes) -> dict[str, str]:
 
 
 def _resources(prefix: str, operation: str, params: dict, region: str, account: str) -> tuple[str, ...]:
-    arn = f"arn:{_partition(region)}"
+    arn = f"arn:{partition_of_region(region)}"
     if prefix == "dynamodb":
         table = f"{arn}:dynamodb:{region}:{account}:table/"
         if operation in ("BatchGetItem", "BatchWriteItem"):

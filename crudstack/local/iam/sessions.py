@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from crudstack.aws import partition_of_region
+from crudstack.local import moto_backends
 
 SESSION_SECONDS = 12 * 3600
 REFRESH_MARGIN_SECONDS = 15 * 60
@@ -48,7 +49,7 @@ class RoleSession:
 
 def assume_role(account: str, region: str, role_arn: str, session_name: str, duration: int) -> dict[str, str]:
     """moto's STS AssumeRole, in-process; the durable state's operation `sts.assume_role`."""
-    from moto.sts.models import sts_backends
+    sts_backends = moto_backends.backends('sts')
 
     role = sts_backends[account][partition_of_region(region)].assume_role(
         region_name=region, role_session_name=session_name, role_arn=role_arn, policy=None, duration=duration,

@@ -1,7 +1,7 @@
 """Signature Version 4, checked: is a request signed by whom its credential scope names?
 
 One check for the whole local AWS: the gateway's AWS_IAM methods (crudstack/local/apigateway/auth.py)
-and the control plane (crudstack/local/iam/responses.py) both use it, each turning its refusals into
+and the control plane (crudstack/local/iam/middleware.py) both use it, each turning its refusals into
 its own errors.
 
 The signature is recomputed with botocore's own SigV4Auth (canonical request, string to sign, signing

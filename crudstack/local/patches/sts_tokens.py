@@ -1,7 +1,7 @@
 """STS session tokens drawn from moto's random object, so a replayed AssumeRole makes the same token.
 
 moto makes a session's access key id and secret with `mock_random`, which the durable state seeds
-for each write (crudstack/local/state/determinism.py), but its session token with `os.urandom`
+for each write (crudstack/local/patches/determinism.py), but its session token with `os.urandom`
 (moto/sts/utils.py, random_session_token). Replayed after a restart, a session would come back with
 its old key and a new token, and a worker's (or anyone's) credentials from before the restart would
 be refused as an invalid token by the access check (crudstack/local/iam/models.py). Same prefix and

@@ -4,7 +4,7 @@
 
     serve.py        the composition root: builds every layer, recovers the state, serves, stops
     httpserver.py   the HTTP/1.1 keep-alive server (WSGI)
-    dispatch.py     LocalAws: which layer answers a request, by its path
+    dispatch.py     LocalAws, the edge: which front answers a request, by its path; what the request is
     record.py       <state-dir>/server.json and recovery.json, the names daemon.py reads
 
 Requests are dispatched by path (dispatch.py):
@@ -14,10 +14,12 @@ Requests are dispatched by path (dispatch.py):
     POST /2015-03-31/functions/{name}/invocations -> the Lambda Invoke API (awslambda/responses.py)
     GET /_localaws/health                        -> {"status": "ok", "pid": ..., "port": ...}
     /_console, /_console/...                     -> the local console (console/responses.py)
-    anything else                                -> moto's own WSGI app, behind the journal
-                                                    (state/durable.py), the deployment recorder
-                                                    (apigateway/recorder.py) and, for DynamoDB
-                                                    calls, dynamodb/atomicity.py
+    anything else                                -> moto's own WSGI app, behind the layers serve.py
+                                                    lists in order (access check, journal, DynamoDB's
+                                                    lock and fast path, deployment recorder)
+
+dispatch.py is the edge: each control-plane request is understood there once (crudstack/local/request.py)
+and every layer behind reads that record.
 
 State survives a stop, a crash and a reboot: <state-dir>/data holds snapshots and the write-ahead
 journal (crudstack/local/state/), replayed at start-up before the first request is served; what

@@ -1,4 +1,6 @@
-"""Which layer answers a request: the gateway, the Lambda Invoke API, the health check, the console, or moto.
+"""The edge: which front answers a request (the gateway, the Lambda Invoke API, the health check, the
+console, or moto), and, for the control plane, what the request is (crudstack/local/request.py),
+worked out once here and read by every layer behind (serve.py lists them).
 
 Everything but an invoke URL and the console is the control plane: the guard (guard.py) refuses what
 a web page could send, every AWS API request must be signed by a key the local AWS knows, and
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
+from crudstack.local import request
 from crudstack.local.apigateway.app import is_invoke_path
 from crudstack.local.console.responses import is_console_path
 from crudstack.local.server import guard
@@ -29,16 +32,12 @@ CONTROL_PLANE_MAX_BODY = 70 * 1024 * 1024
 
 
 class LocalAws:
-    """Routes each request to the gateway, the Lambda Invoke API, the health check, the console or moto."""
+    """Routes each request to the gateway, the Lambda Invoke API, the health check, the console or moto
+    (the last two already wrapped in their layers by the composition root, serve.py)."""
 
     def __init__(self, *, gateway: WsgiApp, invoke_api: WsgiApp, moto_app: WsgiApp, health: dict[str, Any],
-                 access: Any = None, console: WsgiApp | None = None):
+                 console: WsgiApp | None = None):
         self.gateway = gateway
-        if access is not None:
-            from crudstack.local.iam.responses import EnforceIdentityPolicies
-
-            invoke_api = EnforceIdentityPolicies(invoke_api, access, service="lambda")
-            moto_app = EnforceIdentityPolicies(moto_app, access)
         self.invoke_api = invoke_api
         self.moto_app = moto_app
         self.console = console
@@ -58,6 +57,7 @@ class LocalAws:
         if refused is not None:
             return guard.refuse(*refused, start_response)
         start_response = guard.without_cors(start_response)
+        request.understand(environ)
         if environ["REQUEST_METHOD"] == "POST" and path.startswith("/2015-03-31/functions/") and path.endswith("/invocations"):
             return self.invoke_api(environ, start_response)
         if path == HEALTH_PATH:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from crudstack.local.server.record import HEALTH_PATH
 
 # moto's admin API (a dump of every model, secrets included; reset): signed like an AWS API call, and
-# answered only for the local AWS's own credentials (crudstack/local/iam/responses.py).
+# answered only for the local AWS's own credentials (crudstack/local/iam/middleware.py).
 MOTO_API_PREFIX = "/moto-api/"
 
 _SIGV4_HEADER = re.compile(
@@ -45,21 +45,26 @@ _PRESIGNED_PARTS = ("X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Credential=", "X-
 
 
 @functools.lru_cache(maxsize=1024)  # a client sends the same few Host values: parse each once
+def split_host(host: str) -> tuple[str, str | None] | None:
+    """A Host header as (name, port): '127.0.0.1:4566' -> ('127.0.0.1', '4566'), '[::1]:4566' -> ('::1', '4566'),
+    a bare IPv6 address '::1' -> ('::1', None); None when it is malformed (a port not digits, text after ']').
+    The one parser of Host for the control plane and the console (console/guard.py)."""
+    host = host.strip()
+    if host.startswith("["):
+        name, closed, rest = host[1:].partition("]")
+        if not closed or (rest and not re.fullmatch(r":\d{1,5}", rest)):
+            return None
+        return name, rest[1:] or None
+    name, colon, port = host.rpartition(":")
+    if not colon or ":" in name:  # no port, or an IPv6 address without brackets
+        return host, None
+    return (name, port) if port.isdigit() else None
+
+
 def loopback_host(host: str | None) -> bool:
     """Is this Host header (with or without a port) a name or address only this machine answers to?"""
-    if not host:
-        return False
-    host = host.strip().lower()
-    if host.startswith("["):  # [::1]:4566
-        end = host.find("]")
-        if end < 0 or (host[end + 1:] and not re.fullmatch(r":\d{1,5}", host[end + 1:])):
-            return False
-        name = host[1:end]
-    else:
-        name, _, port = host.partition(":")
-        if port and not port.isdigit():
-            return False
-    return loopback_name(name)
+    parts = split_host(host) if host else None
+    return parts is not None and loopback_name(parts[0])
 
 
 def loopback_name(name: str) -> bool:

@@ -17,29 +17,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from crudstack.local import patches
+from crudstack.local import moto_backends, patches, request, switches
 from crudstack.local.apigateway.app import Gateway
 from crudstack.local.apigateway.auth import IamAuthorizer
 from crudstack.local.apigateway.models import DeploymentSnapshots
 from crudstack.local.apigateway.proxy import LambdaProxyInvoker
 from crudstack.local.apigateway.recorder import DeploymentRecorder
+from crudstack.local.cloudwatch import history
 from crudstack.local.cloudwatch.evaluator import AlarmEvaluator, set_alarm_state
 from crudstack.local.cloudwatch.metrics import MetricsBatcher
 from crudstack.local.cloudwatch.telemetry import JournaledTelemetry
-from crudstack.local.console.models import ConsoleData
+from crudstack.local.console.data import ConsoleData
 from crudstack.local.console.responses import Console
 from crudstack.local.dynamodb.atomicity import DynamoDBItemAtomicity
-from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.dynamodb.fastpath import DirectDynamoDB
 from crudstack.local.iam.credentials import local_credentials
 from crudstack.local.iam.denials import DenialJournal
 from crudstack.local.iam.models import AccessCheck
+from crudstack.local.iam.middleware import EnforceIdentityPolicies
 from crudstack.local.iam.sessions import ASSUME_ROLE_OP, assume_role
 from crudstack.local.server.dispatch import LocalAws
 from crudstack.local.server.httpserver import LocalAwsHTTPServer
 from crudstack.local.server.record import LOG_NAME, RECORD_NAME, remove_record, write_record, write_recovery
 from crudstack.local.sns.delivery import SnsDelivery
-from crudstack.local.sns.models import OUTBOX_DIR, Outbox
-from crudstack.local.state import determinism
+from crudstack.local.sns.outbox import OUTBOX_DIR, Outbox
+from crudstack.local.patches import determinism
 from crudstack.local.state.durable import DurableState, StatePart
 from crudstack.local.state.exceptions import StateUnreadable
 from crudstack.local.state.private import private_folder
@@ -57,10 +59,7 @@ RuntimeFactory = Callable[[str, int, logging.Logger, Any], "tuple[Any, WsgiApp]"
 
 
 def build_moto_app() -> Any:
-    # The same app ThreadedMotoServer and moto_server build.
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
-    return DomainDispatcherApplication(create_backend_app)
+    return moto_backends.moto_app()
 
 
 def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
@@ -76,18 +75,54 @@ def prewarm(moto_app: Any, services: Iterable[str] = PREWARM_SERVICES) -> None:
 
 def load_service_modules(services: Iterable[str] = PREWARM_SERVICES + ("sqs",)) -> None:
     """Import moto's models and responses for the services we use before the clock is hooked
-    (crudstack.local.state.determinism), so that even their first write runs on the journal's clock."""
+    (crudstack.local.patches.determinism), so that even their first write runs on the journal's clock."""
     import importlib
 
-    from moto.backends import ALT_SERVICE_NAMES
-
     for service in services:
-        module = ALT_SERVICE_NAMES.get(service, service)
+        module = moto_backends.service_module(service)
         for part in ("models", "responses"):
             try:
                 importlib.import_module(f"moto.{module}.{part}")
             except ImportError:
                 log.warning("moto has no module moto.%s.%s", module, part)
+
+
+# --------------------------------------------------------------------------------------------
+# The layers, in one place
+# --------------------------------------------------------------------------------------------
+#
+# An invoke URL goes to the gateway (apigateway/app.py), the console to console/, both by path; the
+# rest is the control plane. The edge (dispatch.py) routes it and understands it once
+# (crudstack/local/request.py: service, operation, write or read, signer, region); then, outermost first:
+#
+#   iam/middleware.py        EnforceIdentityPolicies  a key the local AWS knows signed it; a role session's policies allow it
+#   state/durable.py         DurableState.wsgi        a write runs alone, is journaled and is answered once durable
+#   --- replay_layers: what the journal replays into at start-up ---
+#   dynamodb/atomicity.py    DynamoDBItemAtomicity    one DynamoDB call at a time: DynamoDB's per-item atomicity
+#   dynamodb/fastpath.py     DirectDynamoDB           a DynamoDB call straight to moto's handler (speed: switches.py)
+#   apigateway/recorder.py   DeploymentRecorder       a copy of the API at CreateDeployment (DynamoDB never reaches it)
+#   moto's app
+#
+# The Lambda Invoke API (awslambda/responses.py) sits behind the same access check.
+
+Layer = Callable[[WsgiApp], WsgiApp]
+
+
+def compose(app: WsgiApp, layers: Iterable[Layer]) -> WsgiApp:
+    """`app` inside `layers`, the first of them outermost."""
+    for layer in reversed(list(layers)):
+        app = layer(app)
+    return app
+
+
+def replay_layers(snapshots: DeploymentSnapshots) -> list[Layer]:
+    fastpath = [DirectDynamoDB] if switches.DYNAMODB_FASTPATH else []
+    return [DynamoDBItemAtomicity, *fastpath, lambda app: DeploymentRecorder(app, snapshots)]
+
+
+def authenticated(access: AccessCheck, service: str | None = None) -> Layer:
+    """service: the signing name an app reached by its path must be scoped to (the Invoke API: 'lambda')."""
+    return lambda app: EnforceIdentityPolicies(app, access, service=service)
 
 
 def real_runtime(endpoint_url: str, max_concurrency: int, runtime_log: logging.Logger,
@@ -212,9 +247,9 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
 
     moto_app = build_moto_app()
     snapshots = DeploymentSnapshots()
-    # The app journaled writes are served by, and replayed into at start-up.
-    recorder = DeploymentRecorder(DynamoDBItemAtomicity(DirectDynamoDB(moto_app)), snapshots)
-    state, telemetry, delivery = prepare_durable_state(state_dir, recorder, snapshots, endpoint)
+    # What journaled writes are served by, and replayed into at start-up: the inner part of the list above.
+    replayed = compose(moto_app, replay_layers(snapshots))
+    state, telemetry, delivery = prepare_durable_state(state_dir, replayed, snapshots, endpoint)
     try:
         report = state.recover()
     except StateUnreadable as exc:
@@ -246,16 +281,15 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
         # The access check's decisions are among them: an IAM write empties them before it is answered.
         caches = list({id(cache): cache for cache in (snapshots.targets, invoker.lookups, access.decisions,
                                                       getattr(runtime, "lookups", None)) if cache is not None}.values())
-        state.on_write(lambda environ: None if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_")
-                       else [cache.changed() for cache in caches])
-        for cache in caches:
-            cache.enable()
+        state.on_write(lambda environ: None if request.of(environ).dynamodb else [cache.changed() for cache in caches])
+        if switches.READ_CACHES:
+            for cache in caches:
+                cache.enable()
         httpd.app = LocalAws(
             gateway=Gateway(snapshots, invoker, metrics, iam=IamAuthorizer(snapshots.targets, root=root)),
-            invoke_api=invoke_api,
-            moto_app=state.wsgi(recorder),
+            invoke_api=compose(invoke_api, [authenticated(access, service="lambda")]),
+            moto_app=compose(replayed, [authenticated(access), state.wsgi]),
             health={"status": "ok", "pid": os.getpid(), "port": port, "state_dir": str(state_dir)},
-            access=access,
             console=Console(ConsoleData(endpoint, Outbox(state_dir / OUTBOX_DIR), root.for_boto3())),
         )
         evaluator = AlarmEvaluator(state.apply).start()
@@ -296,16 +330,17 @@ def serve(options: Options, *, make_runtime: RuntimeFactory = real_runtime) -> i
     return 0
 
 
-def prepare_durable_state(state_dir: Path, recorder: WsgiApp, snapshots: DeploymentSnapshots,
+def prepare_durable_state(state_dir: Path, replayed: WsgiApp, snapshots: DeploymentSnapshots,
                           endpoint: str) -> tuple[DurableState, JournaledTelemetry, SnsDelivery]:
     """The durable state with everything that writes through it: moto's writes over HTTP (the
-    recorder), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
+    replay layers), logs and metrics, alarm state changes; plus alarms and SNS delivery hooked into moto."""
     load_service_modules()
     determinism.install()
     delivery = SnsDelivery(Outbox(state_dir / OUTBOX_DIR), endpoint)
     patches.install_behaviour(delivery)
-    state = DurableState(state_dir, recorder)
+    state = DurableState(state_dir, replayed)
     state.add_part("gateway.deployments", StatePart(snapshots.dump, snapshots.load))
+    state.add_part("cloudwatch.history", StatePart(history.dump_history, history.load_history))
     state.register("cloudwatch.set_alarm_state", set_alarm_state)
     state.register(ASSUME_ROLE_OP, assume_role)  # the Lambda workers' role sessions
     return state, JournaledTelemetry(state), delivery

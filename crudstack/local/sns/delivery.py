@@ -10,7 +10,7 @@ nothing leaves this machine.
 
 moto's own Subscription.publish would POST to any host and, for Lambda, look for Docker;
 patches/sns_delivery.py hands those protocols to `SnsDelivery`. While the journal is replayed at
-start-up (crudstack.local.state.determinism.replaying) the messages are worked out exactly as the first
+start-up (crudstack.local.patches.determinism.replaying) the messages are worked out exactly as the first
 time, but no file is written and nothing is called: that happened already.
 """
 
@@ -24,8 +24,8 @@ import threading
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from crudstack.local.sns.models import DEFAULT_SUBJECT, Outbox
-from crudstack.local.state import determinism
+from crudstack.local.sns.outbox import DEFAULT_SUBJECT, Outbox
+from crudstack.local.patches import determinism
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,6 @@
     durable.py       DurableState: journal every write, replay it at start-up, take snapshots
     journal.py       the write-ahead journal: append, group fsync, segments, reading damaged tails
     snapshot.py      a snapshot: a pickle of moto's backends and our own parts
-    determinism.py   moto's clock and random ids per thread and seeded per write, so a replay makes
-                     the same ids (the invoke URL does not change across a restart)
+    (moto's clock and random ids, seeded per write so a replay makes the same ids: patches/determinism.py)
     exceptions.py    the package's exception tree
 """

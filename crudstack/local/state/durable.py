@@ -5,7 +5,7 @@ one process, with no export of its own. Two things are cheap with such objects: 
 all (a snapshot, about 1 s for 10,000 items) and re-sending a request to moto (about 2 ms). So:
 
 - every write that reaches moto is journaled (crudstack.local.state.journal) with the seed and clock
-  it ran with (crudstack.local.state.determinism), and answered only once its record is fsynced;
+  it ran with (crudstack.local.patches.determinism), and answered only once its record is fsynced;
   writers running at the same time share one fsync (group commit);
 - writes made inside the process (Lambda logs and metrics, API Gateway metrics, alarm state
   changes) are journaled the same way, as named operations (`apply`), without waiting;
@@ -36,49 +36,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qs
 
-from crudstack.local.state import determinism, snapshot
+from crudstack.local import request
+from crudstack.local.request import is_write
+from crudstack.local.patches import determinism
+from crudstack.local.state import snapshot
 from crudstack.local.state.exceptions import JournalError, StateUnreadable
 from crudstack.local.state.journal import (Damage, Journal, Record, damaged_header, encode, fsync_dir, list_segments,
                                           read_segment)
 from crudstack.local.state.private import open_private, private_folder
-from crudstack.local.wsgi import read_body
 
 log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
-# An action name with one of these prefixes only reads; anything else counts as a write.
-# Journaling a read costs a record; missing a write would lose data, so unknown means write.
-READ_PREFIXES = ("Get", "Describe", "List", "Scan", "Query", "BatchGet", "Filter", "Lookup", "Search")
+__all__ = ["DurableState", "RecoveryReport", "StatePart", "StateUnreadable", "is_write", "wipe"]
 # The environ keys a replayed request needs to reach the same moto handler.
 _SAVED_ENVIRON = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE", "CONTENT_LENGTH", "SERVER_NAME",
                   "SERVER_PORT", "SERVER_PROTOCOL", "SCRIPT_NAME", "REQUEST_URI", "RAW_URI", "REMOTE_ADDR")
-
-
-# --------------------------------------------------------------------------------------------
-# Which requests write
-# --------------------------------------------------------------------------------------------
-
-def operation_name(environ: dict[str, Any], body: bytes) -> str | None:
-    """The AWS action of a request, whatever the protocol, or None for REST-style APIs."""
-    target = environ.get("HTTP_X_AMZ_TARGET")
-    if target:  # JSON protocol: "DynamoDB_20120810.PutItem"
-        return target.rsplit(".", 1)[-1]
-    path = environ.get("PATH_INFO", "")
-    if "/operation/" in path:  # Smithy RPC v2 (CloudWatch): /service/<service>/operation/<Action>
-        return path.rsplit("/", 1)[-1]
-    action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
-    if not action and "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):  # query protocol
-        action = parse_qs(body.decode("utf-8", errors="replace")).get("Action")
-    return action[0] if action else None
-
-
-def is_write(environ: dict[str, Any], body: bytes) -> bool:
-    action = operation_name(environ, body)
-    if action is not None:
-        return not action.startswith(READ_PREFIXES)
-    return environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD", "OPTIONS")
 
 
 def call_wsgi(app: Callable, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -195,10 +169,10 @@ class DurableState:
         """WSGI middleware: writes to `app` are run one at a time, journaled, and answered once durable."""
 
         def journaled(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-            body = read_body(environ)
-            environ["wsgi.input"] = io.BytesIO(body)
-            if not is_write(environ, body):
+            asked = request.of(environ)  # which requests write: crudstack/local/request.py
+            if not asked.write:
                 return app(environ, start_response)
+            body = asked.body
             try:
                 status, headers, answer = self._serve_write(app, environ, body)
             except JournalError as exc:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crudstack.local import moto_backends
 from crudstack.local.state.exceptions import SnapshotError
 from crudstack.local.state.journal import fsync_dir, numbered_files
 from crudstack.local.state.private import check_trusted, open_private
@@ -56,7 +57,7 @@ def list_snapshots(folder: Path) -> list[tuple[int, Path]]:
 
 def _backend_dicts() -> dict[int, tuple[str, str, Any]]:
     """id(BackendDict) -> (module, attribute, the BackendDict) for every one in a loaded moto module."""
-    from moto.core.base_backend import BackendDict
+    BackendDict, _ = moto_backends.backend_classes()
 
     found: dict[int, tuple[str, str, Any]] = {}
     for name, module in list(sys.modules.items()):
@@ -105,7 +106,7 @@ def _new_rlock() -> Any:
 class _StatePickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, backend_dicts: dict[int, tuple[str, str, Any]]):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        from moto.core.base_backend import AccountSpecificBackend, BackendDict
+        BackendDict, AccountSpecificBackend = moto_backends.backend_classes()
 
         by_account: dict[int, tuple] = {}
         for module, attr, backend_dict in backend_dicts.values():
@@ -149,7 +150,7 @@ class Snapshot:
 
 def capture_backends() -> tuple[list[tuple[str, str, str, str, Any]], dict[int, tuple[str, str, Any]]]:
     """Every (module, attribute, account, region, backend) in use now."""
-    from moto.core.base_backend import backend_lock
+    backend_lock = moto_backends.lock()
 
     backend_dicts = _backend_dicts()
     entries = []
@@ -167,7 +168,7 @@ def dumps(lsn: int, parts: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     _StatePickler(buffer, backend_dicts).dump({"backends": entries, "parts": parts})
     payload = buffer.getvalue()
-    from moto import __version__ as moto_version
+    moto_version = moto_backends.version()
 
     header = {"lsn": lsn, "length": len(payload), "crc32": zlib.crc32(payload), "created": time.time(),
               "moto": moto_version, "python": sys.version.split()[0]}
@@ -229,7 +230,7 @@ def read(path: Path) -> Snapshot:
 
 def install_backends(entries: list[tuple[str, str, str, str, Any]]) -> None:
     """Put loaded backends into the live BackendDicts, replacing whatever is there."""
-    from moto.core.base_backend import backend_lock
+    backend_lock = moto_backends.lock()
 
     with backend_lock:
         for module, attr, account_id, region, backend in entries:

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from crudstack.local.cloudwatch.models import AlarmSpec, Datapoint, Samples, collect, evaluate, evaluation_range, statistic
+from crudstack.local.cloudwatch.rules import AlarmSpec, Datapoint, Samples, collect, evaluate, evaluation_range, statistic
 
 T0 = 1_718_100_000  # a multiple of 60 and of 10: 2024-06-11T10:00:00Z
 

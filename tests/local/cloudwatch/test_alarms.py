@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from crudstack.local.sns.models import Outbox
+from crudstack.local.sns.outbox import Outbox
 from tests.support.local_server import function_zip, wait_until
 
 ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from crudstack.local.console.responses import CSP, STATIC
-from crudstack.local.sns.models import OUTBOX_DIR, Outbox
+from crudstack.local.sns.outbox import OUTBOX_DIR, Outbox
 
 STACK = "cons"
 TAGS = [{"Key": "managed-by", "Value": "crudstack"}, {"Key": "crudstack-stack", "Value": STACK}]
@@ -218,7 +218,7 @@ def test_a_test_invoke_of_a_missing_function_is_a_404(tmp_path):
     from botocore.stub import Stubber
 
     from crudstack.local.console.exceptions import NotFound
-    from crudstack.local.console.models import ConsoleData
+    from crudstack.local.console.data import ConsoleData
 
     lam = boto3.client("lambda", region_name="us-east-1", endpoint_url="http://127.0.0.1:1")
     stubber = Stubber(lam)

@@ -164,10 +164,10 @@ def test_a_killed_server_whose_threads_are_still_exiting_is_not_taken_for_gone(s
     try:
         assert wait_until(lambda: Path(f"/proc/{half_gone.pid}/stat").read_text().rsplit(") ", 1)[1][0] == "Z", timeout=10)
 
-        assert daemon._dying(half_gone.pid) and daemon._alive(half_gone.pid)
+        assert daemon._dying(half_gone.pid) and daemon.alive(half_gone.pid)
         half_gone.kill()
         half_gone.wait(timeout=10)
-        assert not daemon._alive(half_gone.pid)
+        assert not daemon.alive(half_gone.pid)
     finally:
         if half_gone.poll() is None:
             half_gone.kill()

@@ -169,3 +169,11 @@ def test_the_sdk_still_works_and_the_invoke_url_keeps_the_apis_own_cors(server):
         "Origin": "https://app.example.com", "Access-Control-Request-Method": "GET", "Host": "items.example"})
     assert status == 200
     assert headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]", "[::1]:4566", "localhost:4566", "[::1]x", "127.0.0.1:abc", "evil.example"])
+def test_the_console_and_the_control_plane_read_a_host_alike(host):
+    from crudstack.local.console.guard import refusal as console_refusal
+
+    console_ok = console_refusal({"HTTP_HOST": host, "REQUEST_METHOD": "GET"}) is None
+    assert console_ok == loopback_host(host)

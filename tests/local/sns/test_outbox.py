@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from crudstack.local import commands
-from crudstack.local.sns.models import Outbox
+from crudstack.local.sns.outbox import Outbox
 
 AT = 1_718_100_000.25  # 2024-06-11T10:00:00.25Z
 

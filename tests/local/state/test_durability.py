@@ -178,7 +178,7 @@ def test_api_gateway_metrics_written_before_a_crash_are_still_there(servers, tmp
 
 
 def test_alarm_state_history_and_sent_mail_survive_a_crash_and_nothing_is_sent_twice(servers, tmp_path):
-    from crudstack.local.sns.models import Outbox
+    from crudstack.local.sns.outbox import Outbox
 
     # Snapshots only at a clean stop: the crash must leave these writes in the journal, to be replayed.
     first = servers.start(tmp_path / "state", env={"FAKE_SERVER_SNAPSHOT_ONLY_AT_STOP": "1"})

@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from crudstack.local.state import determinism, journal, snapshot
+from crudstack.local.patches import determinism
+from crudstack.local.state import journal, snapshot
 from crudstack.local.state.durable import DurableState, StatePart, StateUnreadable, is_write
 from crudstack.local.state.journal import encode, list_segments
 

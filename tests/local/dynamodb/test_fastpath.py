@@ -7,7 +7,7 @@ import json
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from crudstack.local.dynamodb.responses import DirectDynamoDB
+from crudstack.local.dynamodb.fastpath import DirectDynamoDB
 from crudstack.local.patches import configure_moto
 from crudstack.local.server.serve import build_moto_app
 from crudstack.local.state.durable import call_wsgi

@@ -9,7 +9,6 @@ account) answers the local AWS's own credentials only."""
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from typing import Callable, Iterable
@@ -17,9 +16,9 @@ from xml.sax.saxutils import escape
 
 from crudstack.local.iam.exceptions import IncompleteSignature, Refused
 from crudstack.local.iam.models import AccessCheck
-from crudstack.local.iam.requests import signer
 from crudstack.local.server.guard import MOTO_API_PREFIX
-from crudstack.local.wsgi import WsgiApp, read_body
+from crudstack.local import request
+from crudstack.local.wsgi import WsgiApp
 
 
 class EnforceIdentityPolicies:
@@ -31,15 +30,15 @@ class EnforceIdentityPolicies:
         self.service = service
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        who = signer(environ)
+        asked = request.of(environ)  # who signed it: worked out at the edge (crudstack/local/request.py)
+        who = asked.signer
         if who is None:
             if environ.get("HTTP_AUTHORIZATION") or "X-Amz-Credential=" in environ.get("QUERY_STRING", ""):
                 return refusal(environ, "", IncompleteSignature(
                     "Credential should be key/yyyymmdd/region/service/aws4_request, e.g. "
                     "Credential=AKIA.../20260101/us-east-1/dynamodb/aws4_request"), start_response)
             return self.app(environ, start_response)
-        body = read_body(environ)
-        environ["wsgi.input"] = io.BytesIO(body)
+        body = asked.body
         try:
             caller = self.check.authenticate(environ, body, who)
             routed = "dynamodb" if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_") else self.service
@@ -62,24 +61,21 @@ class EnforceIdentityPolicies:
 
 def refusal(environ: dict, service: str, refused: Refused, start_response: Callable) -> Iterable[bytes]:
     request_id = str(uuid.uuid4())
-    target = environ.get("HTTP_X_AMZ_TARGET", "")
-    if target:
-        protocol = "json"
-        if target.startswith("DynamoDB_"):
+    protocol = request.of(environ).protocol
+    if protocol == "json":
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             body = {"__type": f"com.amazon.coral.service#{refused.json_code}", "Message": refused.message}
             content_type = "application/x-amz-json-1.0"
         else:
             body = {"__type": refused.json_code, "message": refused.message}
             content_type = "application/x-amz-json-1.1"
         data, headers = json.dumps(body).encode(), [("Content-Type", content_type)]
-    elif "Action=" in environ.get("QUERY_STRING", "") or environ.get("CONTENT_TYPE", "").startswith(
-            "application/x-www-form-urlencoded"):
-        protocol = "query"
+    elif protocol == "query":
         code = "AuthorizationError" if service == "sns" and refused.query_code == "AccessDenied" else refused.query_code
         data = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{escape(refused.message)}"
                 f"</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>").encode()
         headers = [("Content-Type", "text/xml")]
-    else:
+    else:  # rest, and Smithy RPC v2 (answered as before, in JSON)
         protocol = "rest"
         data = json.dumps({"Type": "User", "Message": refused.message}).encode()
         headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", f"{refused.json_code}:")]

@@ -133,6 +133,12 @@ def install() -> None:
         if not _installed:
             from moto.moto_api._internal import mock_random
 
+            from crudstack.local.patches.core import MotoChanged
+
+            if not isinstance(mock_random, random.Random):
+                raise MotoChanged("moto.moto_api._internal.mock_random is no longer a random.Random: update "
+                                  "crudstack/local/patches/determinism.py for this moto version")
+
             mock_random.__class__ = _make_thread_local_random_class(type(mock_random))
             _installed = True
     patch_loaded_modules()
@@ -148,6 +154,11 @@ def patch_loaded_modules() -> None:
         return
     with _patch_lock:
         from moto.core import utils as core_utils
+
+        if not callable(getattr(core_utils, "utcnow", None)):
+            from crudstack.local.patches.core import MotoChanged
+
+            raise MotoChanged("moto.core.utils has no utcnow() any more: update crudstack/local/patches/determinism.py")
 
         real = getattr(core_utils.utcnow, "__wrapped__", core_utils.utcnow)
         hooked = core_utils.utcnow if hasattr(core_utils.utcnow, "__wrapped__") else _utcnow_factory(real)

@@ -22,7 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from crudstack.local.console.exceptions import BadRequest, NotFound
-from crudstack.local.sns.models import Outbox
+from crudstack.local.sns.outbox import Outbox
+from crudstack.local import moto_backends
 
 STACK_TAG, MANAGED_TAG = "crudstack-stack", "managed-by"
 # Credentials when none are given (a console tested alone); the server passes the local AWS's own
@@ -91,9 +92,9 @@ class ConsoleData:
 
     def regions(self) -> list[str]:
         """Regions where the local AWS holds a table or a REST API (read from moto in-process: no call per region)."""
-        from moto.apigateway.models import apigateway_backends
-        from moto.core.base_backend import backend_lock
-        from moto.dynamodb.models import dynamodb_backends
+        apigateway_backends = moto_backends.backends('apigateway')
+        backend_lock = moto_backends.lock()
+        dynamodb_backends = moto_backends.backends('dynamodb')
 
         found = set()
         for backends, attribute in ((dynamodb_backends, "tables"), (apigateway_backends, "apis")):

@@ -15,18 +15,14 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
+from crudstack.local import moto_backends, request as understood
 from crudstack.local.wsgi import WsgiApp
 
 
 class DirectDynamoDB:
-    TARGET_PREFIX = "DynamoDB_20120810."
-
     def __init__(self, app: WsgiApp):
         from botocore.exceptions import ClientError
         from flask import Request, Response
-        from moto.dynamodb.responses import DynamoHandler
-        from moto.moto_api import recorder
-        from moto.moto_server import werkzeug_app
         from werkzeug.sansio.utils import get_current_url
 
         self.app = app
@@ -35,15 +31,14 @@ class DirectDynamoDB:
         self._url = functools.lru_cache(maxsize=256)(get_current_url)
         # moto's app runs flask-cors over every answer: with its defaults (any origin, always send)
         # a call without an Origin header gets this one header from it.
-        self._cors = [] if werkzeug_app.DISABLE_GLOBAL_CORS else [("Access-Control-Allow-Origin", "*")]
+        self._dispatch, self._record, cors = moto_backends.dynamodb_handler()
+        self._cors = [("Access-Control-Allow-Origin", "*")] if cors else []
         self._request_class, self._response_class = Request, Response
-        self._dispatch = DynamoHandler.dispatch
         self._client_error = ClientError
-        self._record = recorder._record_request
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/"
-                or not environ.get("HTTP_X_AMZ_TARGET", "").startswith(self.TARGET_PREFIX)
+                or not understood.of(environ).dynamodb
                 or "HTTP_ORIGIN" in environ or "HTTP_CONTENT_ENCODING" in environ):
             return self.app(environ, start_response)
         request = self._request_class(environ)
