@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from crudstack.aws import is_mutating
+from crudstack.clock import SimulatedTime
 from crudstack.plan import Change, Context
 
 MAX_IN_FLIGHT = 16
@@ -39,45 +40,6 @@ class Node:
     begins_at: float = 0.0       # on the Aws's clock: once everything it waits for has ended
     ends_at: float = 0.0
     mutated: bool = True         # made a mutating call (False: what it would make was found already there)
-
-
-class SimulatedTime:
-    """Runs work in a thread at the right simulated time when the Aws's clock is simulated
-    (crudstack.realistic.SimClock); nothing at all on a real clock."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.simulated = hasattr(clock, "enter")
-
-    def run(self, at: float, work: Callable[[], Any]) -> tuple[Any, float]:
-        if not self.simulated:
-            return work(), self.clock()
-        self.clock.enter(at)
-        try:
-            return work(), self.clock()
-        finally:
-            self.clock.leave()
-
-    def advance_to(self, at: float) -> None:
-        if self.simulated:
-            self.clock.advance_to(at)
-
-
-def fan(aws, fn: Callable[[Any], Any], items: list) -> list:
-    """fn over items in threads at once, answers in the items' order (and, on a simulated clock, at once
-    in simulated time too)."""
-    if len(items) < 2:
-        return [fn(item) for item in items]
-    time_ = SimulatedTime(aws.clock)
-    start = aws.clock()
-    def one(item):
-        with aws.working():
-            return time_.run(start, lambda: fn(item))
-
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        answers = list(pool.map(one, items))
-    time_.advance_to(max(end for _, end in answers))
-    return [answer for answer, _ in answers]
 
 
 class RunState:

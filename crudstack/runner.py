@@ -17,7 +17,8 @@ import botocore.exceptions
 from crudstack.aws import Aws, error_code, error_message, is_transient
 from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun
 from crudstack.calls import Poll
-from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
+from crudstack.clock import SimulatedTime
+from crudstack.executor import ChangeFailed, execute, note_call
 from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
