@@ -8,6 +8,7 @@ HTTP request botocore sends is one counted call.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -16,7 +17,7 @@ import time
 from collections import Counter
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.exceptions
@@ -25,6 +26,7 @@ import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from crudstack.errors import AwsCallFailed
 from crudstack.quotas import quota_for, quota_key
 
 log = logging.getLogger("crudstack.aws")
@@ -86,6 +88,9 @@ CONNECTION_ERRORS = (
     # not ConnectionError: the request may have been sent and its answer lost.
     botocore.exceptions.HTTPClientError,
 )
+# What foreign_errors makes ours: every botocore exception but a model's missing attribute (a bug), and
+# wait_until's TimeoutError. tests/unit/test_aws.py checks that each of botocore's kinds is one of these.
+FOREIGN_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError)
 # The parameter that names what a call is about, and how a person calls that (for error messages).
 TARGET_PARAMS = (("TableName", "table"), ("RoleName", "role"), ("FunctionName", "function"), ("restApiId", "REST API"),
                  ("logGroupName", "log group"), ("TopicArn", "SNS topic"), ("AlarmName", "alarm"), ("ResourceArn", "resource"),
@@ -453,9 +458,8 @@ class Aws:
 
         def give_up(state: RetryCallState):
             exc = state.outcome.exception()
-            # What the user is told: how long we kept trying before this error became final.
-            exc.crudstack_attempts = state.attempt_number
-            exc.crudstack_seconds = self.clock() - started
+            # What the user is told (foreign_errors): how long we kept trying before this error became final.
+            self._thread.gave_up = (exc, state.attempt_number, self.clock() - started)
             raise exc
 
         backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)
@@ -483,19 +487,20 @@ class Aws:
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
         """Call a bound client method, retrying transient errors until the deadline."""
-        return self._noting(lambda: self.retrying()(operation, **kwargs))
+        return self.retrying()(operation, **kwargs)
 
-    def _noting(self, act: Callable[[], Any]) -> Any:
-        """Keep on an exception what this thread last called: its message is written on another thread."""
+    @contextlib.contextmanager
+    def foreign_errors(self) -> Iterator[None]:
+        """The one place a foreign error becomes ours (AwsCallFailed): around a thread's share of a run,
+        in the thread that made the call, which is where its last call and retries are known."""
         try:
-            return act()
-        except Exception as exc:
-            if getattr(exc, "crudstack_call", None) is None:
-                try:
-                    exc.crudstack_call = (self.last_call, self.last_service, self.last_target())
-                except AttributeError:   # an exception type that takes no attributes
-                    pass
-            raise
+            yield
+        except FOREIGN_ERRORS as exc:
+            gave_up = getattr(self._thread, "gave_up", None)
+            attempts, seconds = gave_up[1:] if gave_up and gave_up[0] is exc else (1, 0.0)
+            operation = self.last_call[0] if self.last_call else None
+            raise AwsCallFailed(exc, operation=operation, service=self.last_service, target=self.last_target(),
+                                attempts=attempts, seconds=seconds) from exc
 
     def find(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> Any | None:
         """Like call, but an AWS "not found" answer (one of the codes given) is None."""
@@ -517,7 +522,7 @@ class Aws:
         create succeeded but its answer was lost, the retry finds it instead of
         creating a second one.
         """
-        return self._noting(lambda: self.retrying()(fn))
+        return self.retrying()(fn)
 
     def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
         """A call that must not be repeated blindly: a retry first asks done() whether the first

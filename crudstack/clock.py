@@ -30,13 +30,14 @@ class SimulatedTime:
 
 def fan(aws, fn: Callable[[Any], Any], items: list) -> list:
     """fn over items in threads at once, answers in the items' order (and, on a simulated clock, at once
-    in simulated time too)."""
+    in simulated time too). A foreign error becomes ours in the thread that made the call."""
     if len(items) < 2:
-        return [fn(item) for item in items]
+        with aws.foreign_errors():
+            return [fn(item) for item in items]
     time_ = SimulatedTime(aws.clock)
     start = aws.clock()
     def one(item):
-        with aws.working():
+        with aws.working(), aws.foreign_errors():
             return time_.run(start, lambda: fn(item))
 
     with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:

@@ -79,15 +79,6 @@ class ChangeFailed(Exception):
         self.node, self.error = node, error
 
 
-def note_call(exc: BaseException, aws) -> None:
-    """Keep, on an exception, what this thread last called (if the AWS door has not already)."""
-    if getattr(exc, "crudstack_call", None) is None:
-        try:
-            exc.crudstack_call = (aws.last_call, aws.last_service, aws.last_target())
-        except AttributeError:   # an exception type that takes no attributes
-            pass
-
-
 def graph(items: list[tuple[Any, Change]]) -> list[Node]:
     """Nodes for the changes that do something, each knowing which others it waits for."""
     nodes = [Node(i, owner, change) for i, (owner, change) in enumerate(items)]
@@ -134,9 +125,9 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
         def body() -> None:
             run.begin_node()
             try:
-                records(node)
+                with run.aws.foreign_errors():
+                    records(node)
             except BaseException as exc:  # noqa: BLE001 - reported to the loop, which raises it
-                note_call(exc, run.aws)
                 failed.append(exc)
             node.mutated = run.end_node()
 

@@ -12,7 +12,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from crudstack.aws import Aws, CallStats, is_mutating, is_transient
+from crudstack.aws import FOREIGN_ERRORS, Aws, CallStats, is_mutating, is_transient
+from crudstack.errors import AwsCallFailed
 from crudstack.realistic import SimClock
 
 
@@ -224,13 +225,13 @@ def test_retries_end_at_the_deadline_without_sleeping_past_it_and_say_how_long_t
     aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock, deadline_s=3)
     flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 100)
 
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():
         aws.call(flaky)
 
     assert clock.now == pytest.approx(3)   # the last sleep is cut short: the last attempt is made at the deadline
     assert flaky.attempts > 2
-    assert raised.value.crudstack_attempts == flaky.attempts
-    assert raised.value.crudstack_seconds == pytest.approx(3)
+    assert raised.value.attempts == flaky.attempts
+    assert raised.value.seconds == pytest.approx(3)
 
 
 def test_the_deadline_not_a_count_of_attempts_decides_when_retries_stop():
@@ -238,12 +239,12 @@ def test_the_deadline_not_a_count_of_attempts_decides_when_retries_stop():
     aws = Aws(region="us-east-1", sleep=clock.sleep, clock=clock)   # the defaults: 180 s, no cap on attempts
     flaky = Flaky(*[client_error("ThrottlingException", "Rate exceeded")] * 1000)
 
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():
         aws.call(flaky)
 
     assert clock.now == pytest.approx(180)
     assert flaky.attempts > 12   # what a fixed count of attempts used to stop at, after about 26 s of backoff
-    assert raised.value.crudstack_seconds == pytest.approx(180)
+    assert raised.value.seconds == pytest.approx(180)
 
 
 def too_many_requests(*, headers: dict | None = None, **parsed) -> botocore.exceptions.ClientError:
@@ -287,11 +288,11 @@ def test_a_retry_after_beyond_the_deadline_ends_the_retries_at_once_rather_than_
     aws, clock = simulated(deadline_s=10)
     flaky = Flaky(*[too_many_requests(headers={"retry-after": "60"})] * 5)
 
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():
         aws.call(flaky)
 
     assert flaky.attempts == 1 and clock.sleeps == []
-    assert raised.value.crudstack_attempts == 1
+    assert raised.value.attempts == 1
 
 
 class ThrottledOnce(BaseHTTPRequestHandler):
@@ -367,12 +368,12 @@ def test_a_role_lambda_cannot_assume_yet_is_retried_past_a_short_deadline_for_as
     role_not_ready = client_error("InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.")
     flaky = Flaky(*[role_not_ready] * 10_000)
 
-    with pytest.raises(botocore.exceptions.ClientError) as raised:
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():
         aws.call(flaky)
 
     assert clock.now == pytest.approx(15 * 60)   # terraform-provider-aws's wait for the same error
-    assert raised.value.crudstack_seconds == pytest.approx(15 * 60)
-    assert raised.value.crudstack_attempts == flaky.attempts > 100
+    assert raised.value.seconds == pytest.approx(15 * 60)
+    assert raised.value.attempts == flaky.attempts > 100
 
 
 def test_wait_until_gives_up_at_the_deadline_of_the_injected_clock():
@@ -521,3 +522,32 @@ def test_botocore_does_not_retry_on_its_own_so_every_attempt_is_ours_and_counted
     assert Unavailable.hits == 3  # botocore's standard mode alone would have sent 3 per call, 9 in all
     assert aws.stats.calls[("dynamodb", "ListTables")] == 3
     assert aws.stats.retries == 2 and len(sleeps) == 2
+
+
+def test_every_kind_of_botocore_exception_is_one_the_aws_door_maps():
+    # A model's missing attribute is botocore's bug or ours, not an answer of AWS: it stays a traceback.
+    left_as_bugs = (botocore.exceptions.UndefinedModelAttributeError, Warning)
+    kinds = [kind for kind in vars(botocore.exceptions).values()
+             if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(kind, left_as_bugs)]
+    assert len(kinds) > 50
+    assert [kind.__name__ for kind in kinds if not issubclass(kind, FOREIGN_ERRORS)] == []
+
+
+@pytest.mark.parametrize("error", [
+    botocore.exceptions.ClientError({"Error": {"Code": "ResourceInUseException", "Message": "busy"}}, "CreateTable"),
+    botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+    botocore.exceptions.NoCredentialsError(),
+    TimeoutError("table demo-ItemsTable to be ACTIVE"),
+])
+def test_a_foreign_error_becomes_ours_with_the_call_it_was_about(error):
+    aws = Aws(region="us-east-1", sleep=lambda s: None)
+    aws._note_call({"TableName": "demo-ItemsTable"}, type("Model", (), {
+        "name": "CreateTable", "service_model": type("Service", (), {"service_name": "dynamodb"})()})())
+
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():
+        raise error
+
+    mapped = raised.value
+    assert (mapped.error, mapped.operation, mapped.service, mapped.target, mapped.attempts) == (
+        error, "CreateTable", "dynamodb", "table demo-ItemsTable", 1)
+    assert mapped.__cause__ is error and not hasattr(error, "crudstack_attempts")
