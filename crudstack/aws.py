@@ -26,6 +26,7 @@ import botocore.regions
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from crudstack.clock import Clock, WallClock
 from crudstack.errors import AwsCallFailed
 from crudstack.quotas import quota_for, quota_key
 
@@ -295,7 +296,7 @@ class Aws:
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
@@ -309,7 +310,7 @@ class Aws:
         self.wait_max_s = wait_max_s
         # Deadlines are measured on this clock; tests inject one that the injected sleep moves on,
         # so a model of AWS's delays runs in simulated seconds.
-        self.clock = clock
+        self.clock: Clock = clock or WallClock()
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._hooks: list[tuple[str, Callable]] = []

@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 
-class SimulatedTime:
-    """Runs work in a thread at the right simulated time when the Aws's clock is simulated
-    (crudstack.realistic.SimClock); nothing at all on a real clock."""
+@runtime_checkable
+class Clock(Protocol):
+    """Seconds, for a run's deadlines and for its threads' timeline. WallClock is the real one;
+    crudstack.realistic.SimClock is simulated time, where threads working at once each keep their own."""
 
-    def __init__(self, clock):
-        self.clock = clock
-        self.simulated = hasattr(clock, "enter")
+    def __call__(self) -> float: ...
 
-    def run(self, at: float, work: Callable[[], Any]) -> tuple[Any, float]:
-        if not self.simulated:
-            return work(), self.clock()
-        self.clock.enter(at)
-        try:
-            return work(), self.clock()
-        finally:
-            self.clock.leave()
+    def enter(self, at: float) -> None:
+        """This thread's work starts at `at`."""
+
+    def leave(self) -> float:
+        """This thread's work is over: when it ended."""
 
     def advance_to(self, at: float) -> None:
-        if self.simulated:
-            self.clock.advance_to(at)
+        """The caller waited for work that ended at `at`."""
+
+
+class WallClock:
+    """Real time: every thread shares it, so entering, leaving and advancing change nothing."""
+
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    def enter(self, at: float) -> None:
+        pass
+
+    def leave(self) -> float:
+        return time.monotonic()
+
+    def advance_to(self, at: float) -> None:
+        pass
+
+
+def run_at(clock: Clock, at: float, work: Callable[[], Any]) -> tuple[Any, float]:
+    """work() in this thread, starting at `at` on the clock: its answer and when it ended."""
+    clock.enter(at)
+    try:
+        return work(), clock()
+    finally:
+        clock.leave()
 
 
 def fan(aws, fn: Callable[[Any], Any], items: list) -> list:
@@ -34,13 +55,12 @@ def fan(aws, fn: Callable[[Any], Any], items: list) -> list:
     if len(items) < 2:
         with aws.foreign_errors():
             return [fn(item) for item in items]
-    time_ = SimulatedTime(aws.clock)
     start = aws.clock()
     def one(item):
         with aws.working(), aws.foreign_errors():
-            return time_.run(start, lambda: fn(item))
+            return run_at(aws.clock, start, lambda: fn(item))
 
     with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
         answers = list(pool.map(one, items))
-    time_.advance_to(max(end for _, end in answers))
+    aws.clock.advance_to(max(end for _, end in answers))
     return [answer for answer, _ in answers]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from crudstack.aws import is_mutating
-from crudstack.clock import SimulatedTime
+from crudstack.clock import run_at
 from crudstack.plan import Change, Context
 
 MAX_IN_FLIGHT = 16
@@ -109,8 +109,8 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
     started: set[int] = set()
     stopping = run.stopping
 
-    sim = SimulatedTime(ctx.aws.clock)
-    start = ctx.aws.clock()
+    clock = ctx.aws.clock
+    start = clock()
 
     def records(node: Node) -> None:
         for record in node.change.calls:
@@ -132,7 +132,7 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
             node.mutated = run.end_node()
 
         with run.aws.working():
-            _, node.ends_at = sim.run(node.begins_at, body)
+            _, node.ends_at = run_at(clock, node.begins_at, body)
         if failed:
             if isinstance(failed[0], KeyboardInterrupt):
                 stopping.set()   # a Ctrl-C: the other changes in flight stop at their next call or wait
@@ -170,7 +170,7 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
                 failures.append(ChangeFailed(_running(nodes, started, done, last), exc))
             except BaseException as exc:  # noqa: BLE001 - what on_done raised (a test's crash after a step)
                 stopped_by = stopped_by or exc
-    sim.advance_to(max([start] + [node.ends_at for node in nodes]))
+    clock.advance_to(max([start] + [node.ends_at for node in nodes]))
     if stopped_by is not None:
         raise stopped_by
     if failures:

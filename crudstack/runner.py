@@ -17,7 +17,7 @@ import botocore.exceptions
 from crudstack.aws import error_code, error_message, is_transient
 from crudstack.errors import AwsCallFailed, CrudStackError, DeploymentError, InterruptedRun
 from crudstack.calls import Poll
-from crudstack.clock import SimulatedTime
+from crudstack.clock import run_at
 from crudstack.executor import ChangeFailed, execute
 from crudstack.permissions import denied_action, is_access_denied
 from crudstack.plan import Action, Change, Context
@@ -151,12 +151,12 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
         finally:
             events[step.number].set()
 
-    sim = SimulatedTime(ctx.aws.clock)
-    start, ends = ctx.aws.clock(), []
+    clock = ctx.aws.clock
+    start, ends = clock(), []
 
     def timed(step: Step) -> None:
         with ctx.aws.working():
-            ends.append(sim.run(start, lambda: plan(step))[1])   # plan() keeps its own errors
+            ends.append(run_at(clock, start, lambda: plan(step))[1])   # plan() keeps its own errors
 
     threads = [threading.Thread(target=timed, args=(step,), name=f"crudstack-plan-{step.number}", daemon=True) for step in ordered]
     for thread in threads:
@@ -169,7 +169,7 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
         for thread in threads:   # the reads in flight answer; then nothing more is done
             thread.join()
         raise _stop(KeyboardInterrupt(), ordered[0], "reading what exists") from None
-    sim.advance_to(max(ends, default=start))
+    clock.advance_to(max(ends, default=start))
     if errors:
         step, exc = min(errors, key=lambda e: ordered.index(e[0]))
         raise _stop(exc, step, step.title) from exc
