@@ -89,6 +89,30 @@ CONNECTION_ERRORS = (
     # not ConnectionError: the request may have been sent and its answer lost.
     botocore.exceptions.HTTPClientError,
 )
+# Each service's answers that a thing is not there, and that what a create makes is there already (our own
+# create, its answer lost): the one place the codes are spelled. Steps call the find_* verbs below, or name
+# an entry for a record's accepted codes (Call(..., ok=NOT_FOUND["iam"])). From each API Reference's Errors:
+# DynamoDB DescribeTable/DeleteTable ResourceNotFoundException, CreateTable ResourceInUseException; IAM
+# GetRole/DeleteRole NoSuchEntity (moto: NoSuchEntityException too), CreateRole EntityAlreadyExists; Lambda
+# GetFunction/DeleteFunction/GetPolicy ResourceNotFoundException, CreateFunction ResourceConflictException;
+# API Gateway NotFoundException and ConflictException; CloudWatch Logs DeleteLogGroup
+# ResourceNotFoundException, CreateLogGroup ResourceAlreadyExistsException; SNS NotFound (moto and older
+# SDKs: NotFoundException, ResourceNotFound).
+NOT_FOUND = {
+    "apigateway": ("NotFoundException",),
+    "dynamodb": ("ResourceNotFoundException",),
+    "iam": ("NoSuchEntity", "NoSuchEntityException"),
+    "lambda": ("ResourceNotFoundException",),
+    "logs": ("ResourceNotFoundException",),
+    "sns": ("NotFound", "NotFoundException", "ResourceNotFound"),
+}
+ALREADY_EXISTS = {
+    "apigateway": ("ConflictException",),
+    "dynamodb": ("ResourceInUseException",),
+    "iam": ("EntityAlreadyExists",),
+    "lambda": ("ResourceConflictException",),
+    "logs": ("ResourceAlreadyExistsException",),
+}
 # What foreign_errors makes ours: every botocore exception but a model's missing attribute (a bug), and
 # wait_until's TimeoutError. tests/unit/test_aws.py checks that each of botocore's kinds is one of these.
 FOREIGN_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError)
@@ -503,18 +527,64 @@ class Aws:
             raise AwsCallFailed(exc, operation=operation, service=self.last_service, target=self.last_target(),
                                 attempts=attempts, seconds=seconds) from exc
 
-    def find(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> Any | None:
-        """Like call, but an AWS "not found" answer (one of the codes given) is None."""
+    def find(self, operation: Callable[..., Any], *, service: str, **kwargs) -> Any | None:
+        """Like call, but the service's "not found" answer (NOT_FOUND) is None."""
         try:
             return self.call(operation, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in not_found:
+            if error_code(exc) in NOT_FOUND[service]:
                 return None
             raise
 
-    def delete(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> bool:
-        """Delete; a resource already gone counts as done. True if this call deleted it."""
-        return self.find(operation, not_found=not_found, **kwargs) is not None
+    def look(self, service: str, operation: str, **kwargs) -> Any | None:
+        """One call, not retried (the caller is a unit that is retried whole: calls.Once's check), or None
+        when the service answers "not found"."""
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND[service]:
+                return None
+            raise
+
+    # -- domain verbs: find_* answer None when there is no such thing -----------------------------------------
+    def _find(self, service: str, operation: str, **kwargs) -> Any | None:
+        return self.find(getattr(self.client(service), operation), service=service, **kwargs)
+
+    def find_table(self, name: str) -> dict | None:
+        """DescribeTable's Table."""
+        found = self._find("dynamodb", "describe_table", TableName=name)
+        return found["Table"] if found else None
+
+    def find_table_tags(self, arn: str) -> list[dict] | None:
+        """ListTagsOfResource's Tags. It may answer ResourceNotFoundException while a table is not ACTIVE
+        yet (its documented errors: "or its status might not be ACTIVE"): None, no tags to show yet."""
+        found = self._find("dynamodb", "list_tags_of_resource", ResourceArn=arn)
+        return found.get("Tags") if found else None
+
+    def find_role(self, name: str) -> dict | None:
+        """GetRole's Role."""
+        found = self._find("iam", "get_role", RoleName=name)
+        return found["Role"] if found else None
+
+    def find_role_policy(self, role: str, policy: str) -> dict | None:
+        return self._find("iam", "get_role_policy", RoleName=role, PolicyName=policy)
+
+    def find_function(self, name: str) -> dict | None:
+        """GetFunction's whole answer (Configuration, Code, Tags)."""
+        return self._find("lambda", "get_function", FunctionName=name)
+
+    def find_function_configuration(self, name: str) -> dict | None:
+        return self._find("lambda", "get_function_configuration", FunctionName=name)
+
+    def find_function_policy(self, name: str) -> dict | None:
+        """GetPolicy's answer: the function's resource policy (None when it has none)."""
+        return self._find("lambda", "get_policy", FunctionName=name)
+
+    def find_stage(self, api_id: str, stage: str) -> dict | None:
+        return self._find("apigateway", "get_stage", restApiId=api_id, stageName=stage)
+
+    def find_deployment(self, api_id: str, deployment_id: str) -> dict | None:
+        return self._find("apigateway", "get_deployment", restApiId=api_id, deploymentId=deployment_id)
 
     def retry_unit(self, fn: Callable[[], Any]) -> Any:
         """Retry a whole find-or-create unit, so a retried create first looks again.
@@ -524,22 +594,6 @@ class Aws:
         creating a second one.
         """
         return self.retrying()(fn)
-
-    def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
-        """A call that must not be repeated blindly: a retry first asks done() whether the first
-        attempt, its answer lost, already did the work. (AWS refuses a second add_permission with
-        the same statement id, and moto keeps both; moto answers a second delete_rest_api with 500.)
-        act and done make raw client calls: this unit is what is retried."""
-        tried = False
-
-        def unit():
-            nonlocal tried
-            if tried and done():
-                return None
-            tried = True
-            return act()
-
-        return self.retry_unit(unit)
 
     def paginate(self, client, operation: str, key: str, **kwargs) -> list:
         """Every item of a paginated list call; a transient error retries the listing."""

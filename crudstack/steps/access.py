@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import logging
 
-import botocore.exceptions
 
-from crudstack.aws import error_code
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call, FindOrCreate, Once, Ref
 from crudstack.config import Config
 from crudstack.errors import OwnershipError
@@ -27,7 +26,6 @@ from crudstack.steps.base import is_ours, not_ours, tag_changes
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND = ("NotFoundException",)
 # The gateway responses we set: every 4xx and 5xx API Gateway makes itself falls back on these two unless a
 # more specific type is customised ("Gateway response types",
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
@@ -252,7 +250,7 @@ def plan_usage_plan(ctx: Context, step: str) -> list[Change]:
         # ConflictException: the key is in the plan already, added by our own call whose answer was lost.
         changes.append(Change(USAGE_PLAN_KEY, f"{cfg.api_key_name} in {cfg.usage_plan_name}", Action.CREATE, calls=[
             Call("apigateway", "create_usage_plan_key", {"usagePlanId": Ref("usage_plan_id"), "keyId": Ref("api_key_id"),
-                                                         "keyType": "API_KEY"}, ok=("ConflictException",))],
+                                                         "keyType": "API_KEY"}, ok=ALREADY_EXISTS["apigateway"])],
             after=(USAGE_PLAN, API_KEY)))
     return changes
 
@@ -313,13 +311,7 @@ def delete_plan(plan: dict, note: str = "") -> Change:
     stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages") or []]
 
     def current(run) -> dict | None:
-        apigw = run.aws.client("apigateway")
-        try:
-            return apigw.get_usage_plan(usagePlanId=plan["id"])
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return None
-            raise
+        return run.aws.look("apigateway", "get_usage_plan", usagePlanId=plan["id"])
 
     def let_go(run) -> bool:
         found = current(run)
@@ -331,17 +323,17 @@ def delete_plan(plan: dict, note: str = "") -> Change:
     if stages:
         # A second "remove" of a stage already let go is refused: a retry after a lost answer looks first.
         calls.append(Once(Call("apigateway", "update_usage_plan", {"usagePlanId": plan["id"], "patchOperations": [
-            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND),
+            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND["apigateway"]),
             done=let_go, checks="apigateway.get_usage_plan(...) lists no stage"))
 
-    calls.append(Once(Call("apigateway", "delete_usage_plan", {"usagePlanId": plan["id"]}, ok=NOT_FOUND), done=gone,
+    calls.append(Once(Call("apigateway", "delete_usage_plan", {"usagePlanId": plan["id"]}, ok=NOT_FOUND["apigateway"]), done=gone,
                       checks="apigateway.get_usage_plan(...) answers NotFound"))
     return Change(USAGE_PLAN, f"{plan['name']} ({plan['id']})", Action.DELETE, note=note, calls=calls, provides=("usage plan gone",))
 
 
 def delete_key(key: dict, note: str = "") -> Change:
     return Change(API_KEY, f"{key['name']} ({key['id']})", Action.DELETE, note=note, calls=[
-        Call("apigateway", "delete_api_key", {"apiKey": key["id"]}, ok=NOT_FOUND)])
+        Call("apigateway", "delete_api_key", {"apiKey": key["id"]}, ok=NOT_FOUND["apigateway"])])
 
 
 def plan_usage_teardown(ctx: Context) -> list[Change]:

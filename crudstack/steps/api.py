@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
-import botocore.exceptions
 
-from crudstack.aws import error_code
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call, FindOrCreate, Once, Poll, Ref, resolve
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
@@ -19,7 +18,6 @@ from crudstack.steps.access import (GATEWAY_RESPONSE, authorization_patch, curre
                                     plan_gateway_responses, warn_if_open)
 from crudstack.steps.base import is_ours, not_ours, tag_changes
 
-NOT_FOUND = ("NotFoundException", "ResourceNotFoundException")
 PREFLIGHT = "CORS preflight"
 # What the console's "Enable CORS" allows by default, plus If-Match (our PUT and DELETE take one).
 CORS_ALLOW_HEADERS = "Content-Type,If-Match,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token"
@@ -145,15 +143,9 @@ def delete_once(operation: str, get: str, **ids) -> Once:
     (moto answers a second delete_rest_api of the same id with 500)."""
 
     def gone(run) -> bool:
-        try:
-            getattr(run.aws.client("apigateway"), get)(**resolve(ids, run.variables))
-            return False
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return True
-            raise
+        return run.aws.look("apigateway", get, **resolve(ids, run.variables)) is None
 
-    return Once(Call("apigateway", operation, dict(ids), ok=NOT_FOUND), done=gone, checks=f"apigateway.{get}(...) answers NotFound")
+    return Once(Call("apigateway", operation, dict(ids), ok=NOT_FOUND["apigateway"]), done=gone, checks=f"apigateway.{get}(...) answers NotFound")
 
 
 def delete_api(api_id: str) -> Once:
@@ -221,7 +213,7 @@ class ApiStep:
                 if (method, path) not in routes and not (method == "OPTIONS" and path in preflights):
                     changes.append(self._route_change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE, [
                         Call("apigateway", "delete_method", {"restApiId": ctx.api_id, "resourceId": resource["id"], "httpMethod": method},
-                             ok=NOT_FOUND)]))
+                             ok=NOT_FOUND["apigateway"])]))
         changes.extend(self._plan_permissions(ctx, routes))
         if api is not None and not any(c.action.mutates for c in changes):
             return changes + [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
@@ -240,7 +232,7 @@ class ApiStep:
         if current is None:
             # "Method already exists": made by our own call whose answer was lost.
             return [self._route_change("method", label, Action.CREATE, [
-                Call("apigateway", "put_method", {**where, **method_authorization(ctx.config)}, ok=("ConflictException",)), integration],
+                Call("apigateway", "put_method", {**where, **method_authorization(ctx.config)}, ok=ALREADY_EXISTS["apigateway"]), integration],
                 after=(f"resource:{path}",))]
         wanted = {"type": "AWS_PROXY", "httpMethod": "POST", "uri": uri}
         got = {k: (current.get("methodIntegration") or {}).get(k) for k in wanted}
@@ -282,12 +274,12 @@ class ApiStep:
         integration (request template {"statusCode": 200}), a 200 method response declaring the
         headers, and the integration response giving them their static values."""
         where = {"restApiId": Ref("api_id"), "resourceId": resource_id(path), "httpMethod": "OPTIONS"}
-        conflict = ("ConflictException",)   # already made by our own call whose answer was lost
+        conflict = ALREADY_EXISTS["apigateway"]   # already made by our own call whose answer was lost
         calls = []
         if replace:
             # Deleting the method takes its integration and both responses with it: what is put back
             # below is then exactly what we want, whatever was there (a half-made one, a console edit).
-            calls.append(Call("apigateway", "delete_method", dict(where), ok=NOT_FOUND))
+            calls.append(Call("apigateway", "delete_method", dict(where), ok=NOT_FOUND["apigateway"]))
         return calls + [
             Call("apigateway", "put_method", {**where, "authorizationType": "NONE"}, ok=conflict),
             Call("apigateway", "put_integration", {**where, "type": "MOCK", "requestTemplates": MOCK_REQUEST_TEMPLATES}),
@@ -326,7 +318,7 @@ class ApiStep:
         calls = []
         if replace:
             calls.append(Call("lambda", "remove_permission", {"FunctionName": name, "StatementId": permission_id(ctx)},
-                              ok=("ResourceNotFoundException",)))
+                              ok=NOT_FOUND["lambda"]))
             calls.append(Poll(Call("lambda", "get_policy", {"FunctionName": name}),
                               lambda answer: answer is None or not self._ours(ctx, answer),
                               f"the old permission of {name} to be gone", missing_ok=True))
@@ -351,8 +343,7 @@ class ApiStep:
 
     def _statements(self, ctx: Context, name: str) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
-        lam = ctx.aws.client("lambda")
-        found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+        found = ctx.aws.find_function_policy(name)
         return self._ours(ctx, found) if found else []
 
     # -- records -------------------------------------------------------------------------------

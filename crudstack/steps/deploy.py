@@ -12,13 +12,13 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
+from crudstack.aws import ALREADY_EXISTS
 from crudstack.calls import Call, FindOrCreate, Local, Poll, Ref
 from crudstack.steps.access import (GATEWAY_RESPONSE, gateway_responses_fingerprint, plan_stage_throttle, plan_usage_plan,
                                     plan_usage_teardown)
 from crudstack.steps.api import PREFLIGHT, preflight_shape, tag_calls, wanted_paths
 from crudstack.steps.base import tag_changes
 
-NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
 ROUTE_KINDS = ("resource", "method", PREFLIGHT, GATEWAY_RESPONSE)  # the changes of step 4 that alter the deployed snapshot
 
@@ -53,13 +53,11 @@ class DeployStep:
         stage = ctx.config.api.stage
         if ctx.api_id is None:  # the API is about to be made
             return [self._deploy(ctx, {}), self._create_stage(ctx), *self._access(ctx, None)]
-        apigw = ctx.aws.client("apigateway")
         fingerprint, current = ctx.fan(lambda read: read(), [
-            lambda: api_fingerprint(ctx, ctx.api_id),
-            lambda: ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage)])
+            lambda: api_fingerprint(ctx, ctx.api_id), lambda: ctx.aws.find_stage(ctx.api_id, stage)])
         live = None
         if current:
-            deployment = ctx.aws.find(apigw.get_deployment, not_found=NOT_FOUND, restApiId=ctx.api_id, deploymentId=current["deploymentId"])
+            deployment = ctx.aws.find_deployment(ctx.api_id, current["deploymentId"])
             live = (deployment or {}).get("description", "").removeprefix(FINGERPRINT_PREFIX) or None
             ctx.deployment_id = ctx.variables["deployment_id"] = current["deploymentId"]
         if live == fingerprint and any(c.kind in ROUTE_KINDS and c.action.mutates for c in ctx.pending):
@@ -134,7 +132,7 @@ class DeployStep:
         # ConflictException: made by our own call whose answer was lost; point it at the new deployment.
         create = Call("apigateway", "create_stage", {"restApiId": Ref("api_id"), "stageName": ctx.config.api.stage,
                                                      "deploymentId": Ref("deployment_id"), "tags": ctx.config.all_tags},
-                      fallback=self._point_stage(ctx), fallback_on=("ConflictException",))
+                      fallback=self._point_stage(ctx), fallback_on=ALREADY_EXISTS["apigateway"])
         return Change("stage", ctx.config.api.stage, Action.CREATE, calls=[create], after=("deployment",), provides=("stage",))
 
     def plan_teardown(self, ctx: Context) -> list[Change]:

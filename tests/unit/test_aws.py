@@ -178,21 +178,16 @@ def test_on_retry_hears_of_each_retry(aws):
 
 
 def test_find_turns_the_given_not_found_codes_into_none(aws):
-    assert aws.find(Flaky(client_error("ResourceNotFoundException", status=404)), not_found=("ResourceNotFoundException",)) is None
+    assert aws.find(Flaky(client_error("ResourceNotFoundException", status=404)), service="dynamodb") is None
 
 
 def test_find_raises_other_errors(aws):
     with pytest.raises(botocore.exceptions.ClientError):
-        aws.find(Flaky(client_error("AccessDeniedException")), not_found=("ResourceNotFoundException",))
+        aws.find(Flaky(client_error("AccessDeniedException")), service="dynamodb")
 
 
 def test_find_retries_transient_errors_before_answering(aws):
-    assert aws.find(Flaky(client_error("ThrottlingException"), answer={"Table": {}}), not_found=("ResourceNotFoundException",)) == {"Table": {}}
-
-
-def test_delete_of_something_already_gone_counts_as_done(aws):
-    assert aws.delete(Flaky(client_error("NoSuchEntity", status=404)), not_found=("NoSuchEntity",)) is False
-    assert aws.delete(Flaky(answer={}), not_found=("NoSuchEntity",)) is True
+    assert aws.find(Flaky(client_error("ThrottlingException"), answer={"Table": {}}), service="dynamodb") == {"Table": {}}
 
 
 def test_retry_unit_runs_the_whole_find_or_create_again(aws):
@@ -416,7 +411,7 @@ def test_every_request_through_a_client_is_counted_by_service_and_operation_retr
     aws.register("before-call", throttle_first("CreateTable"))
 
     aws.paginate(ddb, "list_tables", "TableNames")
-    assert aws.find(ddb.describe_table, not_found=("ResourceNotFoundException",), TableName="t") is None
+    assert aws.find_table("t") is None
     aws.call(ddb.create_table, TableName="t", BillingMode="PAY_PER_REQUEST",
              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
              KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
@@ -551,3 +546,54 @@ def test_a_foreign_error_becomes_ours_with_the_call_it_was_about(error):
     assert (mapped.error, mapped.operation, mapped.service, mapped.target, mapped.attempts) == (
         error, "CreateTable", "dynamodb", "table demo-ItemsTable", 1)
     assert mapped.__cause__ is error and not hasattr(error, "crudstack_attempts")
+
+
+@pytest.mark.parametrize(("service", "code", "verb", "args"), [
+    ("dynamodb", "ResourceNotFoundException", "find_table", ("t",)),
+    ("dynamodb", "ResourceNotFoundException", "find_table_tags", ("arn:aws:dynamodb:us-east-1:1:table/t",)),
+    ("iam", "NoSuchEntity", "find_role", ("r",)),
+    ("iam", "NoSuchEntity", "find_role_policy", ("r", "p")),
+    ("lambda", "ResourceNotFoundException", "find_function", ("f",)),
+    ("lambda", "ResourceNotFoundException", "find_function_configuration", ("f",)),
+    ("lambda", "ResourceNotFoundException", "find_function_policy", ("f",)),
+    ("apigateway", "NotFoundException", "find_stage", ("a", "prod")),
+    ("apigateway", "NotFoundException", "find_deployment", ("a", "d")),
+])
+def test_each_find_verb_answers_none_for_its_services_not_found_and_raises_any_other_error(aws, service, code, verb, args):
+    from botocore.stub import Stubber
+
+    client = aws.client(service)
+    with Stubber(client) as stub:
+        stub.add_client_error(ANY_OPERATION[verb], service_error_code=code, http_status_code=404)
+        assert getattr(aws, verb)(*args) is None
+        stub.add_client_error(ANY_OPERATION[verb], service_error_code="AccessDeniedException", http_status_code=403)
+        with pytest.raises(botocore.exceptions.ClientError, match="AccessDeniedException"):
+            getattr(aws, verb)(*args)
+
+
+ANY_OPERATION = {"find_table": "describe_table", "find_table_tags": "list_tags_of_resource", "find_role": "get_role",
+                 "find_role_policy": "get_role_policy", "find_function": "get_function",
+                 "find_function_configuration": "get_function_configuration", "find_function_policy": "get_policy",
+                 "find_stage": "get_stage", "find_deployment": "get_deployment"}
+
+
+def test_look_makes_one_call_and_answers_none_for_not_found(aws):
+    from botocore.stub import Stubber
+
+    client = aws.client("apigateway")
+    with Stubber(client) as stub:
+        stub.add_client_error("get_usage_plan", service_error_code="NotFoundException", http_status_code=404)
+        stub.add_response("get_usage_plan", {"id": "u1", "name": "plan"})
+        assert aws.look("apigateway", "get_usage_plan", usagePlanId="u1") is None
+        assert aws.look("apigateway", "get_usage_plan", usagePlanId="u1")["id"] == "u1"
+
+
+def test_no_step_spells_an_aws_error_code_the_aws_doors_tables_do():
+    import re
+    from pathlib import Path
+
+    steps = Path(__file__).resolve().parents[2] / "crudstack" / "steps"
+    for path in [*steps.glob("*.py"), steps.parent / "adopt.py"]:
+        source = path.read_text()
+        assert not re.search(r"error_code\([^)]*\)\s*(not\s+)?in\b", source), path.name
+        assert not re.search(r'\(\s*"[A-Z]\w*(Exception|Entity|NotFound|Exists)",', source), path.name
