@@ -27,8 +27,7 @@ from crudstack.calls import Call
 from crudstack.config import MANAGED_BY
 from crudstack.errors import AdoptionError
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import apigateway_arn
-from crudstack.steps.base import is_ours, tag_dict, tag_list
+from crudstack.steps.base import apigateway_arn, is_ours, tag_dict, tag_list
 from crudstack.steps.functions import function_tags
 from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, managed_policy_arn
 

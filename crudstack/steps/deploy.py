@@ -1,5 +1,5 @@
 """Step 5. API Gateway -> Actions -> Deploy API -> stage "prod"; its default method throttling, and with
-api.auth api_key a usage plan on it holding one API key (crudstack/steps/access.py).
+api.auth api_key a usage plan on it holding one API key (crudstack/steps/usage_plan.py).
 
 A deployment is a snapshot of the API's resources, integrations and gateway responses. We make a new
 one only when that snapshot would differ: its fingerprint is kept in the
@@ -14,10 +14,9 @@ import json
 from crudstack.plan import Action, Change, Context
 from crudstack.aws import ALREADY_EXISTS
 from crudstack.calls import Call, FindOrCreate, Local, Poll, Ref
-from crudstack.steps.access import (GATEWAY_RESPONSE, gateway_responses_fingerprint, plan_stage_throttle, plan_usage_plan,
-                                    plan_usage_teardown)
-from crudstack.steps.api import PREFLIGHT, preflight_shape, tag_calls, wanted_paths
-from crudstack.steps.base import tag_changes
+from crudstack.steps.cors import GATEWAY_RESPONSE, PREFLIGHT, gateway_responses_fingerprint, preflight_shape
+from crudstack.steps.usage_plan import plan_stage_throttle, plan_usage_plan, plan_usage_teardown
+from crudstack.steps.base import tag_calls, tag_changes, wanted_paths
 
 FINGERPRINT_PREFIX = "crudstack fingerprint "
 ROUTE_KINDS = ("resource", "method", PREFLIGHT, GATEWAY_RESPONSE)  # the changes of step 4 that alter the deployed snapshot
