@@ -27,12 +27,10 @@ from crudstack.calls import Call
 from crudstack.config import MANAGED_BY
 from crudstack.errors import AdoptionError
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.api import apigateway_arn
-from crudstack.steps.base import is_ours, tag_dict, tag_list
+from crudstack.steps.base import apigateway_arn, is_ours, tag_dict, tag_list
 from crudstack.steps.functions import function_tags
 from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES, inline_policy_name, managed_policy_arn
 
-NOT_FOUND = ("ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException", "NotFoundException")
 KIND = "take over"
 
 
@@ -76,13 +74,10 @@ def _owned_tags(ctx: Context, found: Found, kind: str, name: str, tags) -> dict[
 
 def _read_table(ctx: Context, found: Found) -> None:
     cfg = ctx.config
-    ddb = ctx.aws.client("dynamodb")
-    answer = ctx.aws.find(ddb.describe_table, not_found=NOT_FOUND, TableName=cfg.table_name)
-    if answer is None:
+    table = found.table = ctx.aws.find_table(cfg.table_name)
+    if table is None:
         return
-    table = found.table = answer["Table"]
-    listed = ctx.aws.find(ddb.list_tags_of_resource, not_found=NOT_FOUND, ResourceArn=table["TableArn"])
-    found.table_tags = _owned_tags(ctx, found, "table", cfg.table_name, (listed or {}).get("Tags"))
+    found.table_tags = _owned_tags(ctx, found, "table", cfg.table_name, ctx.aws.find_table_tags(table["TableArn"]))
     key = {k["KeyType"]: k["AttributeName"] for k in table["KeySchema"]}
     types = {a["AttributeName"]: a["AttributeType"] for a in table.get("AttributeDefinitions", [])}
     wanted = cfg.table.partition_key
@@ -97,10 +92,9 @@ def _read_table(ctx: Context, found: Found) -> None:
 
 def _read_role(ctx: Context, found: Found) -> None:
     iam, name = ctx.aws.client("iam"), ctx.config.role_name
-    answer = ctx.aws.find(iam.get_role, not_found=NOT_FOUND, RoleName=name)
-    if answer is None:
+    found.role = ctx.aws.find_role(name)
+    if found.role is None:
         return
-    found.role = answer["Role"]
     tags = found.role.get("Tags")
     found.role_tags = _owned_tags(ctx, found, "role", name,
                                   tags if tags is not None else ctx.aws.call(iam.list_role_tags, RoleName=name)["Tags"])
@@ -112,8 +106,7 @@ def _read_role(ctx: Context, found: Found) -> None:
 def _read_function(ctx: Context, found: Found, base: str) -> None:
     cfg = ctx.config
     name = cfg.function_name(base)
-    lam = ctx.aws.client("lambda")
-    answer = ctx.aws.find(lam.get_function, not_found=NOT_FOUND, FunctionName=name)
+    answer = ctx.aws.find_function(name)
     found.functions[base] = answer
     if answer is None:
         return

@@ -8,6 +8,7 @@ HTTP request botocore sends is one counted call.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -16,7 +17,7 @@ import time
 from collections import Counter
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import botocore.exceptions
@@ -26,6 +27,8 @@ import botocore.session
 from botocore.config import Config as BotoConfig
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from crudstack.clock import Clock, WallClock
+from crudstack.errors import AwsCallFailed
 from crudstack.quotas import budgets, quota_for
 
 log = logging.getLogger("crudstack.aws")
@@ -90,6 +93,33 @@ CONNECTION_ERRORS = (
     # not ConnectionError: the request may have been sent and its answer lost.
     botocore.exceptions.HTTPClientError,
 )
+# Each service's answers that a thing is not there, and that what a create makes is there already (our own
+# create, its answer lost): the one place the codes are spelled. Steps call the find_* verbs below, or name
+# an entry for a record's accepted codes (Call(..., ok=NOT_FOUND["iam"])). From each API Reference's Errors:
+# DynamoDB DescribeTable/DeleteTable ResourceNotFoundException, CreateTable ResourceInUseException; IAM
+# GetRole/DeleteRole NoSuchEntity (moto: NoSuchEntityException too), CreateRole EntityAlreadyExists; Lambda
+# GetFunction/DeleteFunction/GetPolicy ResourceNotFoundException, CreateFunction ResourceConflictException;
+# API Gateway NotFoundException and ConflictException; CloudWatch Logs DeleteLogGroup
+# ResourceNotFoundException, CreateLogGroup ResourceAlreadyExistsException; SNS NotFound (moto and older
+# SDKs: NotFoundException, ResourceNotFound).
+NOT_FOUND = {
+    "apigateway": ("NotFoundException",),
+    "dynamodb": ("ResourceNotFoundException",),
+    "iam": ("NoSuchEntity", "NoSuchEntityException"),
+    "lambda": ("ResourceNotFoundException",),
+    "logs": ("ResourceNotFoundException",),
+    "sns": ("NotFound", "NotFoundException", "ResourceNotFound"),
+}
+ALREADY_EXISTS = {
+    "apigateway": ("ConflictException",),
+    "dynamodb": ("ResourceInUseException",),
+    "iam": ("EntityAlreadyExists",),
+    "lambda": ("ResourceConflictException",),
+    "logs": ("ResourceAlreadyExistsException",),
+}
+# What foreign_errors makes ours: every botocore exception but a model's missing attribute (a bug), and
+# wait_until's TimeoutError. tests/unit/test_aws.py checks that each of botocore's kinds is one of these.
+FOREIGN_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError)
 # The parameter that names what a call is about, and how a person calls that (for error messages).
 TARGET_PARAMS = (("TableName", "table"), ("RoleName", "role"), ("FunctionName", "function"), ("restApiId", "REST API"),
                  ("logGroupName", "log group"), ("TopicArn", "SNS topic"), ("AlarmName", "alarm"), ("ResourceArn", "resource"),
@@ -349,7 +379,7 @@ class Aws:
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
@@ -363,7 +393,7 @@ class Aws:
         self.wait_max_s = wait_max_s
         # Deadlines are measured on this clock; tests inject one that the injected sleep moves on,
         # so a model of AWS's delays runs in simulated seconds.
-        self.clock = clock
+        self.clock: Clock = clock or WallClock()
         self.stats = CallStats()
         self._clients: dict[str, Any] = {}
         self._client_locks: dict[str, threading.Lock] = {}
@@ -560,11 +590,11 @@ class Aws:
 
         def give_up(state: RetryCallState):
             exc = state.outcome.exception()
-            # What the user is told: how long we kept trying before this error became final.
-            exc.crudstack_attempts = state.attempt_number
-            # (for a lost network, since it was first found lost: the wait every call shared)
+            # What the user is told (foreign_errors): how long we kept trying before this error became final
+            # (for a lost network, since it was first found lost: the wait every call shared).
             lost_at = self._lost_at if isinstance(exc, CONNECTION_ERRORS) else None
-            exc.crudstack_seconds = self.clock() - (started if lost_at is None else min(started, lost_at))
+            self._thread.gave_up = (exc, state.attempt_number,
+                                    self.clock() - (started if lost_at is None else min(started, lost_at)))
             raise exc
 
         backoff = wait_random_exponential(multiplier=0.2, max=self.wait_max_s)
@@ -592,32 +622,79 @@ class Aws:
 
     def call(self, operation: Callable[..., Any], **kwargs) -> Any:
         """Call a bound client method, retrying transient errors until the deadline."""
-        return self._noting(lambda: self.retrying()(operation, **kwargs))
+        return self.retrying()(operation, **kwargs)
 
-    def _noting(self, act: Callable[[], Any]) -> Any:
-        """Keep on an exception what this thread last called: its message is written on another thread."""
+    @contextlib.contextmanager
+    def foreign_errors(self) -> Iterator[None]:
+        """The one place a foreign error becomes ours (AwsCallFailed): around a thread's share of a run,
+        in the thread that made the call, which is where its last call and retries are known."""
         try:
-            return act()
-        except Exception as exc:
-            if getattr(exc, "crudstack_call", None) is None:
-                try:
-                    exc.crudstack_call = (self.last_call, self.last_service, self.last_target())
-                except AttributeError:   # an exception type that takes no attributes
-                    pass
-            raise
+            yield
+        except FOREIGN_ERRORS as exc:
+            gave_up = getattr(self._thread, "gave_up", None)
+            attempts, seconds = gave_up[1:] if gave_up and gave_up[0] is exc else (1, 0.0)
+            operation = self.last_call[0] if self.last_call else None
+            raise AwsCallFailed(exc, operation=operation, service=self.last_service, target=self.last_target(),
+                                attempts=attempts, seconds=seconds) from exc
 
-    def find(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> Any | None:
-        """Like call, but an AWS "not found" answer (one of the codes given) is None."""
+    def find(self, operation: Callable[..., Any], *, service: str, **kwargs) -> Any | None:
+        """Like call, but the service's "not found" answer (NOT_FOUND) is None."""
         try:
             return self.call(operation, **kwargs)
         except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in not_found:
+            if error_code(exc) in NOT_FOUND[service]:
                 return None
             raise
 
-    def delete(self, operation: Callable[..., Any], *, not_found: tuple[str, ...], **kwargs) -> bool:
-        """Delete; a resource already gone counts as done. True if this call deleted it."""
-        return self.find(operation, not_found=not_found, **kwargs) is not None
+    def look(self, service: str, operation: str, **kwargs) -> Any | None:
+        """One call, not retried (the caller is a unit that is retried whole: calls.Once's check), or None
+        when the service answers "not found"."""
+        try:
+            return getattr(self.client(service), operation)(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in NOT_FOUND[service]:
+                return None
+            raise
+
+    # -- domain verbs: find_* answer None when there is no such thing -----------------------------------------
+    def _find(self, service: str, operation: str, **kwargs) -> Any | None:
+        return self.find(getattr(self.client(service), operation), service=service, **kwargs)
+
+    def find_table(self, name: str) -> dict | None:
+        """DescribeTable's Table."""
+        found = self._find("dynamodb", "describe_table", TableName=name)
+        return found["Table"] if found else None
+
+    def find_table_tags(self, arn: str) -> list[dict] | None:
+        """ListTagsOfResource's Tags. It may answer ResourceNotFoundException while a table is not ACTIVE
+        yet (its documented errors: "or its status might not be ACTIVE"): None, no tags to show yet."""
+        found = self._find("dynamodb", "list_tags_of_resource", ResourceArn=arn)
+        return found.get("Tags") if found else None
+
+    def find_role(self, name: str) -> dict | None:
+        """GetRole's Role."""
+        found = self._find("iam", "get_role", RoleName=name)
+        return found["Role"] if found else None
+
+    def find_role_policy(self, role: str, policy: str) -> dict | None:
+        return self._find("iam", "get_role_policy", RoleName=role, PolicyName=policy)
+
+    def find_function(self, name: str) -> dict | None:
+        """GetFunction's whole answer (Configuration, Code, Tags)."""
+        return self._find("lambda", "get_function", FunctionName=name)
+
+    def find_function_configuration(self, name: str) -> dict | None:
+        return self._find("lambda", "get_function_configuration", FunctionName=name)
+
+    def find_function_policy(self, name: str) -> dict | None:
+        """GetPolicy's answer: the function's resource policy (None when it has none)."""
+        return self._find("lambda", "get_policy", FunctionName=name)
+
+    def find_stage(self, api_id: str, stage: str) -> dict | None:
+        return self._find("apigateway", "get_stage", restApiId=api_id, stageName=stage)
+
+    def find_deployment(self, api_id: str, deployment_id: str) -> dict | None:
+        return self._find("apigateway", "get_deployment", restApiId=api_id, deploymentId=deployment_id)
 
     def retry_unit(self, fn: Callable[[], Any]) -> Any:
         """Retry a whole find-or-create unit, so a retried create first looks again.
@@ -626,23 +703,7 @@ class Aws:
         create succeeded but its answer was lost, the retry finds it instead of
         creating a second one.
         """
-        return self._noting(lambda: self.retrying()(fn))
-
-    def once(self, act: Callable[[], Any], *, done: Callable[[], bool]) -> Any:
-        """A call that must not be repeated blindly: a retry first asks done() whether the first
-        attempt, its answer lost, already did the work. (AWS refuses a second add_permission with
-        the same statement id, and moto keeps both; moto answers a second delete_rest_api with 500.)
-        act and done make raw client calls: this unit is what is retried."""
-        tried = False
-
-        def unit():
-            nonlocal tried
-            if tried and done():
-                return None
-            tried = True
-            return act()
-
-        return self.retry_unit(unit)
+        return self.retrying()(fn)
 
     def paginate(self, client, operation: str, key: str, **kwargs) -> list:
         """Every item of a paginated list call; a transient error retries the listing."""

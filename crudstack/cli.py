@@ -330,26 +330,43 @@ def _finish_plan(args, screen: Screen, results: list[StepResult], doc: dict, *, 
 
 def provision_main(argv: list[str] | None = None) -> int:
     parser = _parser("provision.py", "Build the serverless CRUD API stack, step by step as in the console tutorial.")
-    parser.add_argument("--walkthrough", action="store_true",
-                        help="workshop mode: before each step, show the console instructions and the boto3 calls it "
-                             "will make, and wait for Enter (goes on at once when stdin is not a terminal)")
+    # The command's modes: each its own function below; argparse refuses two of them at once.
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--walkthrough", action="store_true",
+                       help="workshop mode: before each step, show the console instructions and the boto3 calls it "
+                            "will make, and wait for Enter (goes on at once when stdin is not a terminal)")
     parser.add_argument("--outputs", metavar="DIR", default=str(ROOT / "outputs"),
                         help="folder for stack.json, postman_collection.json, endpoints.http and items.html (default: outputs/)")
-    parser.add_argument("--deployer-policy", action="store_true",
-                        help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
-                             "on AWS, and exit (no AWS call; see docs/real-account.md)")
-    parser.add_argument("--export", nargs=2, metavar=("{sam,terraform}", "DIR"),
-                        help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
-                             "with the functions' zips, and exit (no AWS call; see docs/export.md)")
+    modes.add_argument("--deployer-policy", action="store_true",
+                       help="print the least-privilege IAM policy needed to provision and tear down this config's stack "
+                            "on AWS, and exit (no AWS call; see docs/real-account.md)")
+    modes.add_argument("--export", nargs=2, metavar=("{sam,terraform}", "DIR"),
+                       help="write this config's stack as a CloudFormation template (sam) or Terraform files into DIR, "
+                            "with the functions' zips, and exit (no AWS call; see docs/export.md)")
     parser.add_argument("--force", action="store_true", help="with --export: write into DIR even if it is not empty")
     parser.add_argument("--adopt", action="store_true",
                         help="take over the stack you built by hand in the console (with names: tutorial in config.yaml): "
                              "find each resource, show what would be taken over, changed and left alone, then tag it as ours "
                              "and provision; with --plan, show that and stop (README, 'Adopt the stack you built by hand')")
-    parser.add_argument("--watch", action="store_true",
-                        help="after provisioning, keep watching the Lambda code and config.yaml, and deploy each save "
-                             "(a handler: just its function's code; config.yaml: the whole provision); Ctrl-C stops")
+    modes.add_argument("--watch", action="store_true",
+                       help="after provisioning, keep watching the Lambda code and config.yaml, and deploy each save "
+                            "(a handler: just its function's code; config.yaml: the whole provision); Ctrl-C stops")
     args = parser.parse_args(argv)
+    _refuse_combinations(parser, args)
+
+    def body(seen: dict) -> int:
+        config = seen["config"] = load_config(args.config)
+        if args.deployer_policy:
+            return _deployer_policy(config)
+        if args.export:
+            return _export(args, config)
+        return _provision(args, config, seen["held"])
+
+    return _main(body)
+
+
+def _refuse_combinations(parser: argparse.ArgumentParser, args) -> None:
+    """What the modes' group cannot say: the options a mode makes no sense with, and why."""
     if args.export and args.export[0] not in ("sam", "terraform"):
         parser.error(f"--export: found {args.export[0]!r}, expected sam or terraform, e.g. --export sam exported/")
     if args.force and not args.export:
@@ -357,88 +374,98 @@ def provision_main(argv: list[str] | None = None) -> int:
     if args.walkthrough and (args.plan or args.quiet):
         parser.error("--walkthrough shows every step and runs it: it cannot be combined with --plan or --quiet")
     refused = [flag for flag, given in (("--plan", args.plan), ("--json", args.json), ("--quiet", args.quiet),
-                                        ("--walkthrough", args.walkthrough), ("--deployer-policy", args.deployer_policy),
-                                        ("--export", bool(args.export)), ("--adopt", args.adopt)) if given]
+                                        ("--adopt", args.adopt)) if given]
     if args.watch and refused:
         parser.error(f"--watch keeps provisioning each save and reports it line by line: it cannot be combined with "
                      f"{' or '.join(refused)}")
 
-    def body(seen: dict) -> int:
-        config = seen["config"] = load_config(args.config)
-        if args.deployer_policy:
-            from crudstack.permissions import deployer_policy
 
-            print(json.dumps(deployer_policy(config), indent=2))
-            return 0
-        if args.export:
-            from crudstack.export import deploy_commands, export
+def _deployer_policy(config: Config) -> int:
+    """--deployer-policy (crudstack/permissions.py): no AWS call."""
+    from crudstack.permissions import deployer_policy
 
-            problems = deploy_problems(config)   # what the exported stack could not do either
-            if problems:
-                raise ConfigError(problems, args.config)
+    print(json.dumps(deployer_policy(config), indent=2))
+    return 0
 
-            written = export(config, args.export[0], Path(args.export[1]), force=args.force)
-            print(f"Wrote {len(written)} files (nothing was deployed):", *(f"  {_shown(p)}" for p in written),
-                  "To deploy them:", *(f"  {line}" for line in deploy_commands(args.export[0], _shown(Path(args.export[1])))), sep="\n")
-            return 0
-        spec = chaos_spec(args)
-        target = args.target or config.target
-        check_target(config, target, args.config)
-        lock = seen["held"].enter_context(run_lock(config, target, shared=args.plan))
-        screen = Screen(sys.stderr if args.json else sys.stdout)
-        started = time.monotonic()
-        aws, endpoint = connect(config, target)
-        chaos = attach_chaos(spec, aws)
-        ctx = Context(config=config, aws=aws, target=target)
-        if not args.quiet:
-            where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
-            what = "Planning (read calls only, nothing is changed)" if args.plan else "Provisioning"
-            screen.print(f"{what} stack '{config.stack}' in {where} ({aws.region})", style="bold")
-        guide = None
-        if args.walkthrough:
-            guide = Guide(screen, ctx, stdin=sys.stdin, step_numbers=(["0"] if args.adopt else []) + [s.number for s in STEPS],
-                          invoke_url=lambda: invoke_url(ctx, endpoint))
-        reporter = _reporter(args, screen, guide)
-        results = _run(ctx, reporter, teardown=False, apply=not args.plan, chaos=chaos,
-                       runs=_adoption(args, screen, ctx, reporter) if args.adopt else None)
-        doc = summary(ctx, results, endpoint, time.monotonic() - started, timings=reporter.timings)
-        if chaos is not None:
-            doc["chaos"] = chaos.summary()
-        if args.plan:
-            return _finish_plan(args, screen, results, doc, command="provision.py")
 
-        written: list[Path] = []
-        if doc["invoke_url"]:
-            try:
-                written = write_outputs(doc, Path(args.outputs))
-            except OSError as exc:  # the stack is made; a folder we cannot write must not say otherwise
-                log.warning("could not write the outputs to %s: %s", args.outputs, exc)
-        if args.json:
-            print(json.dumps(doc, indent=2))
-        done = run_line(results, doc["seconds"], doc["aws_calls"]["reads"], doc["aws_calls"]["writes"])
-        if args.quiet:
-            if not args.json:
-                screen.print(done)
-                screen.print(f"Invoke URL: {doc['invoke_url']}")
-            return 0
+def _export(args, config: Config) -> int:
+    """--export (crudstack/export/): no AWS call."""
+    from crudstack.export import deploy_commands, export
+
+    problems = deploy_problems(config)   # what the exported stack could not do either
+    if problems:
+        raise ConfigError(problems, args.config)
+    written = export(config, args.export[0], Path(args.export[1]), force=args.force)
+    print(f"Wrote {len(written)} files (nothing was deployed):", *(f"  {_shown(p)}" for p in written),
+          "To deploy them:", *(f"  {line}" for line in deploy_commands(args.export[0], _shown(Path(args.export[1])))), sep="\n")
+    return 0
+
+
+def _provision(args, config: Config, held) -> int:
+    """Provision (or with --plan, plan; with --adopt, take over first), then --watch if asked."""
+    spec = chaos_spec(args)
+    target = args.target or config.target
+    check_target(config, target, args.config)
+    lock = held.enter_context(run_lock(config, target, shared=args.plan))
+    screen = Screen(sys.stderr if args.json else sys.stdout)
+    started = time.monotonic()
+    aws, endpoint = connect(config, target)
+    chaos = attach_chaos(spec, aws)
+    ctx = Context(config=config, aws=aws, target=target)
+    if not args.quiet:
+        where = f"the local AWS at {endpoint}" if target == "local" else (f"AWS endpoint {endpoint}" if endpoint else "AWS")
+        what = "Planning (read calls only, nothing is changed)" if args.plan else "Provisioning"
+        screen.print(f"{what} stack '{config.stack}' in {where} ({aws.region})", style="bold")
+    reporter = _reporter(args, screen, _walkthrough(args, screen, ctx, endpoint) if args.walkthrough else None)
+    results = _run(ctx, reporter, teardown=False, apply=not args.plan, chaos=chaos,
+                   runs=_adoption(args, screen, ctx, reporter) if args.adopt else None)
+    doc = summary(ctx, results, endpoint, time.monotonic() - started, timings=reporter.timings)
+    if chaos is not None:
+        doc["chaos"] = chaos.summary()
+    if args.plan:
+        return _finish_plan(args, screen, results, doc, command="provision.py")
+    _show_provisioned(args, screen, ctx, reporter, results, doc, endpoint)
+    if args.watch:
         screen.print()
-        if reporter.wants_summary_table():
-            screen.show(reporter.summary_table())
-        screen.print(done, style="bold")
-        screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")
-        for line in doc["curl"]:
-            screen.print(f"  {line}")
-        if written:
-            screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(_shown(p) for p in written)}")
-        if ctx.target == "local" and endpoint:
-            screen.print(f"Local console (items, logs, metrics, alarms, alert e-mails): {endpoint.rstrip('/')}/_console")
-        if args.watch:
-            screen.print()
-            lock.release()   # the watch takes it for each deploy, so a teardown can run between two saves
-            return _watch(args, screen, ctx, target)
-        return 0
+        lock.release()   # the watch takes it for each deploy, so a teardown can run between two saves
+        return _watch(args, screen, ctx, target)
+    return 0
 
-    return _main(body)
+
+def _walkthrough(args, screen: Screen, ctx: Context, endpoint: str | None) -> Guide:
+    """--walkthrough (crudstack/walkthrough.py): the console's instructions and the calls, before each step."""
+    return Guide(screen, ctx, stdin=sys.stdin, step_numbers=(["0"] if args.adopt else []) + [s.number for s in STEPS],
+                 invoke_url=lambda: invoke_url(ctx, endpoint))
+
+
+def _show_provisioned(args, screen: Screen, ctx: Context, reporter: RunReporter, results: list[StepResult], doc: dict,
+                      endpoint: str | None) -> None:
+    """After a provision: the outputs written, then the --json document or the lines a person reads."""
+    written: list[Path] = []
+    if doc["invoke_url"]:
+        try:
+            written = write_outputs(doc, Path(args.outputs))
+        except OSError as exc:  # the stack is made; a folder we cannot write must not say otherwise
+            log.warning("could not write the outputs to %s: %s", args.outputs, exc)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    done = run_line(results, doc["seconds"], doc["aws_calls"]["reads"], doc["aws_calls"]["writes"])
+    if args.quiet:
+        if not args.json:
+            screen.print(done)
+            screen.print(f"Invoke URL: {doc['invoke_url']}")
+        return
+    screen.print()
+    if reporter.wants_summary_table():
+        screen.show(reporter.summary_table())
+    screen.print(done, style="bold")
+    screen.print(f"\nStep 6. Test the API. Invoke URL:\n  {doc['invoke_url']}\n", style="bold")
+    for line in doc["curl"]:
+        screen.print(f"  {line}")
+    if written:
+        screen.print(f"\nFor Postman, REST clients and scripts: {', '.join(_shown(p) for p in written)}")
+    if ctx.target == "local" and endpoint:
+        screen.print(f"Local console (items, logs, metrics, alarms, alert e-mails): {endpoint.rstrip('/')}/_console")
 
 
 def _adoption(args, screen: Screen, ctx: Context, reporter: RunReporter) -> Callable[[], list[StepResult]]:

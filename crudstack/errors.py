@@ -4,6 +4,8 @@
     ├── ConfigError             config.yaml is wrong; raised before any AWS call (exit 2)
     ├── LocalAwsError           the embedded local AWS could not be started or reached
     ├── ExportError             --export cannot write its files (a folder not empty, not writable) (exit 2)
+    ├── AwsCallFailed           a foreign error from an AWS call (botocore's, a wait that timed out), with the
+    │                           call, attempts and seconds: the run makes it a DeploymentError
     ├── DeploymentError         an AWS call failed for good; names step, resource, cause and fix
     │   └── OwnershipError      a resource has our name but not our tag: never touched
     ├── NoCredentials           --target aws found no AWS credentials anywhere botocore looks (exit 1, as AWS errors)
@@ -12,8 +14,10 @@
     │                           that could be the tutorial's: nothing was written
     └── InterruptedRun          Ctrl-C: the calls in flight answered, nothing new started; a re-run resumes (exit 130)
 
-Foreign exceptions (botocore's, a worker's KeyboardInterrupt) become these in one place, where the run
-knows the step and the resource: `crudstack.runner` (`translate`, `_stop`).
+Foreign exceptions become these in two hops, each in one place: in the thread that made the call,
+`Aws.foreign_errors` (crudstack/aws.py) turns botocore's exceptions into AwsCallFailed (the call it
+was about, how many attempts over how long); where the run knows the step and the resource,
+`crudstack.runner` (`translate`, `_stop`) turns that, and a worker's KeyboardInterrupt, into the rest.
 """
 
 from __future__ import annotations
@@ -41,6 +45,17 @@ class LocalAwsError(CrudStackError):
 
 class ExportError(CrudStackError):
     exit_code = 2
+
+
+class AwsCallFailed(CrudStackError):
+    """`error` is the foreign exception; `operation`, `service` and `target` the thread's last call
+    (None when it made none); `attempts` and `seconds` how long the AWS door kept retrying it."""
+
+    def __init__(self, error: BaseException, *, operation: str | None = None, service: str | None = None,
+                 target: str | None = None, attempts: int = 1, seconds: float = 0.0):
+        self.error, self.operation, self.service, self.target = error, operation, service, target
+        self.attempts, self.seconds = attempts, seconds
+        super().__init__(f"{type(error).__name__}: {error}")
 
 
 class DeploymentError(CrudStackError):

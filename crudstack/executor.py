@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from crudstack.aws import is_mutating
+from crudstack.clock import run_at
 from crudstack.plan import Change, Context
 
 MAX_IN_FLIGHT = 16
@@ -39,47 +40,6 @@ class Node:
     begins_at: float = 0.0       # on the Aws's clock: once everything it waits for has ended
     ends_at: float = 0.0
     mutated: bool = True         # made a mutating call (False: what it would make was found already there)
-
-
-class SimulatedTime:
-    """Runs work in a thread at the right simulated time when the Aws's clock is simulated
-    (crudstack.realistic.SimClock); nothing at all on a real clock."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.simulated = hasattr(clock, "enter")
-
-    def run(self, at: float, work: Callable[[], Any]) -> tuple[Any, float]:
-        if not self.simulated:
-            return work(), self.clock()
-        self.clock.enter(at)
-        try:
-            return work(), self.clock()
-        finally:
-            self.clock.leave()
-
-    def advance_to(self, at: float) -> None:
-        if self.simulated:
-            self.clock.advance_to(at)
-
-
-def fan(aws, fn: Callable[[Any], Any], items: list) -> list:
-    """fn over items in threads at once, answers in the items' order (and, on a simulated clock, at once
-    in simulated time too)."""
-    if len(items) < 2:
-        return [fn(item) for item in items]
-    time_ = SimulatedTime(aws.clock)
-    start = aws.clock()
-    def one(item):
-        with aws.working():
-            return time_.run(start, lambda: fn(item))
-
-    # As wide as a plan's widest round (17 alarms' tags): a narrower pool would read them in waves, one round
-    # trip each; the AWS door's limiter keeps the calls under AWS's documented rates however many go at once.
-    with ThreadPoolExecutor(max_workers=min(MAX_IN_FLIGHT * 2, len(items))) as pool:
-        answers = list(pool.map(one, items))
-    time_.advance_to(max(end for _, end in answers))
-    return [answer for answer, _ in answers]
 
 
 class RunState:
@@ -119,15 +79,6 @@ class ChangeFailed(Exception):
         self.node, self.error = node, error
 
 
-def note_call(exc: BaseException, aws) -> None:
-    """Keep, on an exception, what this thread last called (if the AWS door has not already)."""
-    if getattr(exc, "crudstack_call", None) is None:
-        try:
-            exc.crudstack_call = (aws.last_call, aws.last_service, aws.last_target())
-        except AttributeError:   # an exception type that takes no attributes
-            pass
-
-
 def graph(items: list[tuple[Any, Change]]) -> list[Node]:
     """Nodes for the changes that do something, each knowing which others it waits for."""
     nodes = [Node(i, owner, change) for i, (owner, change) in enumerate(items)]
@@ -158,8 +109,8 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
     started: set[int] = set()
     stopping = run.stopping
 
-    sim = SimulatedTime(ctx.aws.clock)
-    start = ctx.aws.clock()
+    clock = ctx.aws.clock
+    start = clock()
 
     def records(node: Node) -> None:
         for record in node.change.calls:
@@ -174,14 +125,14 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
         def body() -> None:
             run.begin_node()
             try:
-                records(node)
+                with run.aws.foreign_errors():
+                    records(node)
             except BaseException as exc:  # noqa: BLE001 - reported to the loop, which raises it
-                note_call(exc, run.aws)
                 failed.append(exc)
             node.mutated = run.end_node()
 
         with run.aws.working():
-            _, node.ends_at = sim.run(node.begins_at, body)
+            _, node.ends_at = run_at(clock, node.begins_at, body)
         if failed:
             if isinstance(failed[0], KeyboardInterrupt):
                 stopping.set()   # a Ctrl-C: the other changes in flight stop at their next call or wait
@@ -219,7 +170,7 @@ def execute(ctx: Context, items: list[tuple[Any, Change]], *,
                 failures.append(ChangeFailed(_running(nodes, started, done, last), exc))
             except BaseException as exc:  # noqa: BLE001 - what on_done raised (a test's crash after a step)
                 stopped_by = stopped_by or exc
-    sim.advance_to(max([start] + [node.ends_at for node in nodes]))
+    clock.advance_to(max([start] + [node.ends_at for node in nodes]))
     if stopped_by is not None:
         raise stopped_by
     if failures:

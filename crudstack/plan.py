@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crudstack.aws import Aws
+from crudstack.clock import fan
 from crudstack.config import Config
 
 
@@ -110,8 +111,6 @@ class Context:
 
     def fan(self, fn: Callable[[Any], Any], items) -> list:
         """fn over items at once (read calls of a plan), answers in the items' order."""
-        from crudstack.executor import fan
-
         return fan(self.aws, fn, list(items))
 
     def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:

@@ -176,7 +176,7 @@ RESERVED_ENVIRONMENT = frozenset({
 
 
 class SimClock:
-    """Simulated seconds: sleeping moves the clock on at once. Use as Aws(clock=c, sleep=c.sleep).
+    """Simulated seconds (a crudstack.clock.Clock): sleeping moves it on at once. Use as Aws(clock=c, sleep=c.sleep).
 
     Work that runs at once in several threads (the executor's changes, a plan's reads) runs at once in
     simulated time too: each such thread `enter`s the clock at the simulated time it starts and moves only

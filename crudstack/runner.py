@@ -14,10 +14,11 @@ from typing import Callable, Iterable
 
 import botocore.exceptions
 
-from crudstack.aws import Aws, error_code, error_message, is_transient
-from crudstack.errors import CrudStackError, DeploymentError, InterruptedRun, NoCredentials
+from crudstack.aws import error_code, error_message, is_transient
+from crudstack.errors import AwsCallFailed, CrudStackError, DeploymentError, InterruptedRun, NoCredentials
 from crudstack.calls import Poll
-from crudstack.executor import ChangeFailed, SimulatedTime, execute, note_call
+from crudstack.clock import run_at
+from crudstack.executor import ChangeFailed, execute
 from crudstack.plan import Action, Change, Context
 from crudstack.steps import STEPS
 from crudstack.steps.base import Step
@@ -80,25 +81,21 @@ def _fix_for(exc: BaseException, operation: str, service: str | None = None) -> 
     return "fix the cause above, then run again: the run resumes where it stopped"
 
 
-def translate(exc: BaseException, step: Step, resource: str, aws: Aws | None = None) -> DeploymentError:
-    # The failing thread's last call (noted on the exception where it was caught), else this thread's.
-    last_call, service, target = getattr(exc, "crudstack_call", None) or (
-        (aws.last_call, aws.last_service, aws.last_target()) if aws is not None else (None, None, None))
-    last = last_call[0] if last_call else None   # botocore's own errors name no operation
-    operation = getattr(exc, "operation_name", None) or last or "the AWS call"
+def translate(failed: AwsCallFailed, step: Step, resource: str) -> DeploymentError:
+    exc, operation = failed.error, failed.operation
+    named = getattr(exc, "operation_name", None) or operation or "the AWS call"
     if resource == step.title:  # failed while reading what exists: name what it read
-        resource = target or resource
+        resource = failed.target or resource
     if isinstance(exc, botocore.exceptions.ClientError):
-        cause = f"{operation} failed: {error_code(exc)}: {error_message(exc)}"
-    elif isinstance(exc, botocore.exceptions.BotoCoreError) and last:
-        cause = f"{last} failed: {type(exc).__name__}: {exc}"
+        cause = f"{named} failed: {error_code(exc)}: {error_message(exc)}"
+    elif isinstance(exc, botocore.exceptions.BotoCoreError) and operation:   # botocore's own errors name no operation
+        cause = f"{operation} failed: {type(exc).__name__}: {exc}"
     else:
         cause = f"{type(exc).__name__}: {exc}"
-    attempts = getattr(exc, "crudstack_attempts", 1)
-    if attempts > 1:  # set by Aws when it gave up retrying: the user sees the deadline was used
-        cause += f" (the last of {attempts} attempts over {exc.crudstack_seconds:.1f} s)"
+    if failed.attempts > 1:  # the AWS door gave up retrying: the user sees the deadline was used
+        cause += f" (the last of {failed.attempts} attempts over {failed.seconds:.1f} s)"
     return DeploymentError(step=f"Step {step.number} {step.title}", resource=resource, cause=cause,
-                           fix=_fix_for(exc, operation, service), code=error_code(exc))
+                           fix=_fix_for(exc, named, failed.service), code=error_code(exc))
 
 
 # Plans that read what an earlier step's plan decided (ctx.pending): step 5 deploys only if step 4 changes
@@ -117,15 +114,15 @@ def prime(ctx: Context) -> None:
         ctx.function_arns[base] = ctx.arn("lambda", f"function:{cfg.function_name(base)}")
 
 
-def _stop(exc: BaseException, step: Step, resource: str, aws: Aws) -> BaseException:
+def _stop(exc: BaseException, step: Step, resource: str) -> BaseException:
     """What the user is told about an exception from a step at a resource."""
     if isinstance(exc, KeyboardInterrupt):
         return InterruptedRun(f"Interrupted during step {step.number} ({step.title}), at {resource}.\n"
                               f"  Nothing is lost: run the same command again and it resumes from there.")
+    if isinstance(exc, AwsCallFailed):
+        return translate(exc, step, resource)
     if isinstance(exc, CrudStackError):
         return exc
-    if isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, TimeoutError)):
-        return translate(exc, step, resource, aws)
     exc.add_note(f"during step {step.number} ({step.title}), at {resource}")   # a bug: the CLI logs its traceback
     return exc
 
@@ -141,17 +138,17 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
 
     def plan(step: Step) -> None:
         try:
-            changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
+            with ctx.aws.foreign_errors():
+                changes = step.plan_teardown(ctx) if teardown else step.plan(ctx)
             with lock:
                 planned[step] = changes
                 ctx.pending.extend(c for c in changes if c.action.mutates)
         except BaseException as exc:  # noqa: BLE001 - raised below, for the first step in order
-            note_call(exc, ctx.aws)
             with lock:
                 errors.append((step, exc))
 
-    sim = SimulatedTime(ctx.aws.clock)
-    start, ends = ctx.aws.clock(), {}
+    clock = ctx.aws.clock
+    start, ends = clock(), {}
 
     def timed(step: Step) -> None:
         try:
@@ -161,7 +158,7 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
             # On a simulated clock, a plan that waited for another starts when that one ended, as on the wall clock.
             at = max([start] + [ends.get(number, start) for number in waits])
             with ctx.aws.working():
-                ends[step.number] = sim.run(at, lambda: plan(step))[1]   # plan() keeps its own errors
+                ends[step.number] = run_at(clock, at, lambda: plan(step))[1]   # plan() keeps its own errors
         finally:
             events[step.number].set()
 
@@ -175,11 +172,11 @@ def plan_all(ctx: Context, ordered: list[Step], *, teardown: bool) -> dict[Step,
     except KeyboardInterrupt:
         for thread in threads:   # the reads in flight answer; then nothing more is done
             thread.join()
-        raise _stop(KeyboardInterrupt(), ordered[0], "reading what exists", ctx.aws) from None
-    sim.advance_to(max(ends.values(), default=start))
+        raise _stop(KeyboardInterrupt(), ordered[0], "reading what exists") from None
+    clock.advance_to(max(ends.values(), default=start))
     if errors:
         step, exc = min(errors, key=lambda e: ordered.index(e[0]))
-        raise _stop(exc, step, step.title, ctx.aws) from exc
+        raise _stop(exc, step, step.title) from exc
     return planned
 
 
@@ -252,7 +249,7 @@ def _execute(ctx: Context, reporter: Reporter, results: list[StepResult], on_ste
         execute(ctx, items, on_start=on_start, on_done=on_done)
     except ChangeFailed as failed:
         node = failed.node
-        raise _stop(failed.error, node.owner, f"{node.change.kind} {node.change.name}", ctx.aws) from failed.error
+        raise _stop(failed.error, node.owner, f"{node.change.kind} {node.change.name}") from failed.error
     finally:
         ctx.api_id = ctx.variables.get("api_id", ctx.api_id)
         ctx.deployment_id = ctx.variables.get("deployment_id", ctx.deployment_id)

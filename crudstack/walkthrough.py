@@ -30,8 +30,9 @@ import yaml
 
 from crudstack.config import Config
 from crudstack.plan import Context
-from crudstack.steps.access import number
-from crudstack.steps.api import CORS_ALLOW_HEADERS, preflight_headers, wanted_paths
+from crudstack.steps.usage_plan import number
+from crudstack.steps.base import wanted_paths
+from crudstack.steps.cors import CORS_ALLOW_HEADERS, preflight_headers
 from crudstack.steps.role import inline_policy_name
 
 DATA = Path(__file__).with_name("walkthrough.yaml")

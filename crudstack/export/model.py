@@ -22,10 +22,12 @@ from typing import Any
 from crudstack.config import Config
 from crudstack.packaging import Package, build_package
 from crudstack.plan import Context
-from crudstack.steps.access import (GATEWAY_RESPONSE_TEMPLATES, GATEWAY_RESPONSE_TYPES, api_key_description, gateway_response_parameters,
-                                    method_authorization, usage_plan_description, wanted_plan)
-from crudstack.steps.api import (MOCK_REQUEST_TEMPLATES, gateway_response_headers, integration_uri, permission_id, source_arn,
-                                 wanted_paths, wanted_preflights)
+from crudstack.steps.authorization import method_authorization
+from crudstack.steps.usage_plan import api_key_description, usage_plan_description, wanted_plan
+from crudstack.steps.api import integration_uri, permission_id, source_arn
+from crudstack.steps.base import wanted_paths
+from crudstack.steps.cors import (GATEWAY_RESPONSE_TEMPLATES, GATEWAY_RESPONSE_TYPES, MOCK_REQUEST_TEMPLATES,
+                                  gateway_response_headers, gateway_response_parameters, wanted_preflights)
 from crudstack.steps.functions import desired_settings
 from crudstack.steps.monitoring import desired_alarms, log_group_name
 from crudstack.steps.role import TRUST_POLICY, TUTORIAL_MANAGED_POLICY_NAMES, inline_policy, inline_policy_name, managed_policy_arn
@@ -113,7 +115,7 @@ class Alarm:
 
 @dataclass(frozen=True)
 class Access:
-    """Who may call the API (api.auth), as steps 4 and 5 set it (crudstack/steps/access.py)."""
+    """Who may call the API (api.auth), as steps 4 and 5 set it (crudstack/steps/authorization.py, usage_plan.py)."""
 
     auth: str                                  # none | api_key | iam
     authorization: dict                        # put_method's authorizationType and apiKeyRequired, for every route

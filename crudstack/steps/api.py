@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import json
 
-import botocore.exceptions
 
-from crudstack.aws import error_code
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call, FindOrCreate, Once, Poll, Ref, resolve
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
-from crudstack.steps.access import (GATEWAY_RESPONSE, authorization_patch, current_gateway_responses, method_authorization,
-                                    plan_gateway_responses, warn_if_open)
-from crudstack.steps.base import is_ours, not_ours, tag_changes
-
-NOT_FOUND = ("NotFoundException", "ResourceNotFoundException")
-PREFLIGHT = "CORS preflight"
-# What the console's "Enable CORS" allows by default, plus If-Match (our PUT and DELETE take one).
-CORS_ALLOW_HEADERS = "Content-Type,If-Match,Authorization,X-Amz-Date,X-Api-Key,X-Amz-Security-Token"
-MOCK_REQUEST_TEMPLATES = {"application/json": '{"statusCode": 200}'}
-
+from crudstack.steps.authorization import authorization_patch, method_authorization, warn_if_open
+from crudstack.steps.base import is_ours, not_ours, tag_calls, tag_changes, wanted_paths
+from crudstack.steps.cors import (GATEWAY_RESPONSE, MOCK_REQUEST_TEMPLATES, PREFLIGHT, current_gateway_responses,
+                                  gateway_response_headers, plan_gateway_responses, preflight_shape, wanted_preflight_shape,
+                                  wanted_preflights)
 
 def integration_uri(ctx: Context, function_arn: str) -> str:
     return f"arn:{ctx.partition}:apigateway:{ctx.region}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
@@ -38,86 +32,6 @@ def source_arn(ctx: Context, api_id: str, method: str, path: str) -> str:
 
 def permission_id(ctx: Context) -> str:
     return f"{ctx.config.stack}-apigateway-invoke"
-
-
-def wanted_paths(ctx: Context) -> list[str]:
-    paths = {"/"}
-    for fn in ctx.config.lambda_.functions.values():
-        parts = fn.path.strip("/").split("/")
-        for i in range(1, len(parts) + 1):
-            paths.add("/" + "/".join(parts[:i]))
-    return sorted(paths, key=lambda p: (p.count("/"), p))
-
-
-def preflight_headers(ctx: Context, methods: list[str]) -> dict[str, str]:
-    """The headers the OPTIONS answer of a resource serving `methods` carries.
-
-    A MOCK integration answers with static values, so it cannot echo one of several allowed
-    origins per request: with one origin configured it names that origin; with several it
-    allows "*", and the functions refuse (403) a request from an origin not listed.
-    """
-    cors = ctx.config.api.cors
-    origins = cors.allowed_origins
-    return {
-        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
-        "Access-Control-Allow-Methods": ",".join(sorted(methods) + ["OPTIONS"]),
-        "Access-Control-Allow-Origin": origins[0] if len(origins) == 1 else "*",
-        "Access-Control-Max-Age": str(cors.max_age_s),
-    }
-
-
-def gateway_response_headers(ctx: Context) -> dict[str, str]:
-    """The CORS headers of API Gateway's own error answers: the preflight's, for every method of the API
-    (Max-Age belongs to a preflight answer only)."""
-    methods = sorted({fn.method for fn in ctx.config.lambda_.functions.values()})
-    return {k: v for k, v in preflight_headers(ctx, methods).items() if k != "Access-Control-Max-Age"}
-
-
-def wanted_preflights(ctx: Context) -> dict[str, dict[str, str]]:
-    """path -> preflight headers, for each resource that serves a route."""
-    methods: dict[str, list[str]] = {}
-    for fn in ctx.config.lambda_.functions.values():
-        methods.setdefault(fn.path, []).append(fn.method)
-    return {path: preflight_headers(ctx, found) for path, found in sorted(methods.items())}
-
-
-def preflight_shape(method: dict | None) -> dict:
-    """An OPTIONS method as get_resources(embed=["methods"]) shows it, reduced to what we set."""
-    method = method or {}
-    integration = method.get("methodIntegration") or {}
-    method_response = (method.get("methodResponses") or {}).get("200") or {}
-    integration_response = (integration.get("integrationResponses") or {}).get("200") or {}
-    templates = integration_response.get("responseTemplates") or {}
-    return {
-        "authorization": method.get("authorizationType"),
-        "integration": integration.get("type"),
-        "request_templates": integration.get("requestTemplates") or {},
-        "declared_headers": sorted(method_response.get("responseParameters") or {}),
-        "headers": dict(sorted((integration_response.get("responseParameters") or {}).items())),
-        # AWS keeps the empty body template as "", moto as None.
-        "body": {mime: body or "" for mime, body in templates.items()},
-    }
-
-
-def wanted_preflight_shape(headers: dict[str, str]) -> dict:
-    return {
-        "authorization": "NONE",
-        "integration": "MOCK",
-        "request_templates": MOCK_REQUEST_TEMPLATES,
-        "declared_headers": sorted(f"method.response.header.{name}" for name in headers),
-        "headers": {f"method.response.header.{name}": f"'{value}'" for name, value in sorted(headers.items())},
-        "body": {"application/json": ""},
-    }
-
-
-def apigateway_arn(ctx: Context, path: str) -> str:
-    """An API Gateway resource's ARN, as TagResource takes it: no account, e.g. .../restapis/ID/stages/prod."""
-    return ctx.arn("apigateway", path, account=False)
-
-
-def tag_calls(ctx: Context, path: str, tags: dict[str, str]) -> list:
-    """`path` may hold `{}` for the API id, known only once the API exists."""
-    return [Call("apigateway", "tag_resource", {"resourceArn": Ref("api_id", apigateway_arn(ctx, path)), "tags": tags})]
 
 
 def find_apis(ctx: Context) -> list[dict]:
@@ -145,15 +59,9 @@ def delete_once(operation: str, get: str, **ids) -> Once:
     (moto answers a second delete_rest_api of the same id with 500)."""
 
     def gone(run) -> bool:
-        try:
-            getattr(run.aws.client("apigateway"), get)(**resolve(ids, run.variables))
-            return False
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return True
-            raise
+        return run.aws.look("apigateway", get, **resolve(ids, run.variables)) is None
 
-    return Once(Call("apigateway", operation, dict(ids), ok=NOT_FOUND), done=gone, checks=f"apigateway.{get}(...) answers NotFound")
+    return Once(Call("apigateway", operation, dict(ids), ok=NOT_FOUND["apigateway"]), done=gone, checks=f"apigateway.{get}(...) answers NotFound")
 
 
 def delete_api(api_id: str) -> Once:
@@ -227,7 +135,7 @@ class ApiStep:
                 if (method, path) not in routes and not (method == "OPTIONS" and path in preflights):
                     changes.append(self._route_change(PREFLIGHT if method == "OPTIONS" else "method", f"{method} {path}", Action.DELETE, [
                         Call("apigateway", "delete_method", {"restApiId": ctx.api_id, "resourceId": resource["id"], "httpMethod": method},
-                             ok=NOT_FOUND)]))
+                             ok=NOT_FOUND["apigateway"])]))
         changes.extend(self._plan_permissions(ctx, routes, statements))
         if api is not None and not any(c.action.mutates for c in changes):
             return changes + [Change("REST API", f"{cfg.api_name} ({api['id']})", Action.UNCHANGED)]
@@ -246,7 +154,7 @@ class ApiStep:
         if current is None:
             # "Method already exists": made by our own call whose answer was lost.
             return [self._route_change("method", label, Action.CREATE, [
-                Call("apigateway", "put_method", {**where, **method_authorization(ctx.config)}, ok=("ConflictException",)), integration],
+                Call("apigateway", "put_method", {**where, **method_authorization(ctx.config)}, ok=ALREADY_EXISTS["apigateway"]), integration],
                 after=(f"resource:{path}",))]
         wanted = {"type": "AWS_PROXY", "httpMethod": "POST", "uri": uri}
         got = {k: (current.get("methodIntegration") or {}).get(k) for k in wanted}
@@ -288,12 +196,12 @@ class ApiStep:
         integration (request template {"statusCode": 200}), a 200 method response declaring the
         headers, and the integration response giving them their static values."""
         where = {"restApiId": Ref("api_id"), "resourceId": resource_id(path), "httpMethod": "OPTIONS"}
-        conflict = ("ConflictException",)   # already made by our own call whose answer was lost
+        conflict = ALREADY_EXISTS["apigateway"]   # already made by our own call whose answer was lost
         calls = []
         if replace:
             # Deleting the method takes its integration and both responses with it: what is put back
             # below is then exactly what we want, whatever was there (a half-made one, a console edit).
-            calls.append(Call("apigateway", "delete_method", dict(where), ok=NOT_FOUND))
+            calls.append(Call("apigateway", "delete_method", dict(where), ok=NOT_FOUND["apigateway"]))
         return calls + [
             Call("apigateway", "put_method", {**where, "authorizationType": "NONE"}, ok=conflict),
             Call("apigateway", "put_integration", {**where, "type": "MOCK", "requestTemplates": MOCK_REQUEST_TEMPLATES}),
@@ -335,7 +243,7 @@ class ApiStep:
         calls = []
         if replace:
             calls.append(Call("lambda", "remove_permission", {"FunctionName": name, "StatementId": permission_id(ctx)},
-                              ok=("ResourceNotFoundException",)))
+                              ok=NOT_FOUND["lambda"]))
             calls.append(Poll(Call("lambda", "get_policy", {"FunctionName": name}),
                               lambda answer: answer is None or not self._ours(ctx, answer),
                               f"the old permission of {name} to be gone", missing_ok=True))
@@ -360,8 +268,7 @@ class ApiStep:
 
     def _statements(self, ctx: Context, name: str) -> list[dict]:
         """This stack's statements in the function's resource policy (normally none or one)."""
-        lam = ctx.aws.client("lambda")
-        found = ctx.aws.find(lam.get_policy, not_found=("ResourceNotFoundException",), FunctionName=name)
+        found = ctx.aws.find_function_policy(name)
         return self._ours(ctx, found) if found else []
 
     # -- records -------------------------------------------------------------------------------
@@ -401,7 +308,7 @@ class ApiStep:
             if not is_ours(api.get("tags") or {}, ctx.config):
                 changes.append(not_ours("REST API", f"{api['name']} ({api['id']})"))
                 continue
-            # A usage plan on its stage lets go of it first (step 5's teardown, crudstack/steps/access.py). Once it
+            # A usage plan on its stage lets go of it first (step 5's teardown, crudstack/steps/usage_plan.py). Once it
             # is gone nothing writes to the table through it: step 1's teardown waits for that.
             changes.append(Change("REST API", f"{api['name']} ({api['id']})", Action.DELETE, calls=[delete_api(api["id"])],
                                   after=("usage plan gone",), provides=("REST API gone",)))

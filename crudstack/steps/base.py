@@ -1,9 +1,11 @@
-"""What every step shares: the Step shape and the ownership rule."""
+"""What every step shares: the Step shape, the ownership rule, and what steps 4 and 5 both need of the REST API
+(its paths, the tagging of its parts)."""
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from crudstack.calls import Call, Ref
 from crudstack.config import MANAGED_BY, Config
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
@@ -70,3 +72,22 @@ def tag_changes(ctx: Context, kind: str, name: str, have: dict[str, str], calls:
     if note:
         return [Change(f"{kind} tags", name, Action.UNCHANGED, note=note)]
     return []
+
+
+def wanted_paths(ctx: Context) -> list[str]:
+    paths = {"/"}
+    for fn in ctx.config.lambda_.functions.values():
+        parts = fn.path.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            paths.add("/" + "/".join(parts[:i]))
+    return sorted(paths, key=lambda p: (p.count("/"), p))
+
+
+def apigateway_arn(ctx: Context, path: str) -> str:
+    """An API Gateway resource's ARN, as TagResource takes it: no account, e.g. .../restapis/ID/stages/prod."""
+    return ctx.arn("apigateway", path, account=False)
+
+
+def tag_calls(ctx: Context, path: str, tags: dict[str, str]) -> list:
+    """`path` may hold `{}` for the API id, known only once the API exists."""
+    return [Call("apigateway", "tag_resource", {"resourceArn": Ref("api_id", apigateway_arn(ctx, path)), "tags": tags})]

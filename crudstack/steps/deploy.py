@@ -1,5 +1,5 @@
 """Step 5. API Gateway -> Actions -> Deploy API -> stage "prod"; its default method throttling, and with
-api.auth api_key a usage plan on it holding one API key (crudstack/steps/access.py).
+api.auth api_key a usage plan on it holding one API key (crudstack/steps/usage_plan.py).
 
 A deployment is a snapshot of the API's resources, integrations and gateway responses. We make a new
 one only when that snapshot would differ: its fingerprint is kept in the
@@ -12,13 +12,12 @@ import hashlib
 import json
 
 from crudstack.plan import Action, Change, Context
+from crudstack.aws import ALREADY_EXISTS
 from crudstack.calls import Call, FindOrCreate, Local, Poll, Ref
-from crudstack.steps.access import (GATEWAY_RESPONSE, gateway_responses_fingerprint, plan_stage_throttle, plan_usage_plan,
-                                    plan_usage_teardown)
-from crudstack.steps.api import PREFLIGHT, preflight_shape, tag_calls, wanted_paths
-from crudstack.steps.base import tag_changes
+from crudstack.steps.cors import GATEWAY_RESPONSE, PREFLIGHT, gateway_responses_fingerprint, preflight_shape
+from crudstack.steps.usage_plan import plan_stage_throttle, plan_usage_plan, plan_usage_teardown
+from crudstack.steps.base import tag_calls, tag_changes, wanted_paths
 
-NOT_FOUND = ("NotFoundException",)
 FINGERPRINT_PREFIX = "crudstack fingerprint "
 ROUTE_KINDS = ("resource", "method", PREFLIGHT, GATEWAY_RESPONSE)  # the changes of step 4 that alter the deployed snapshot
 
@@ -53,15 +52,13 @@ class DeployStep:
         stage = ctx.config.api.stage
         if ctx.api_id is None:  # the API is about to be made
             return [self._deploy(ctx, {}), self._create_stage(ctx), *self._access(ctx, None)]
-        apigw = ctx.aws.client("apigateway")
         # The usage plan and key (api.auth) need nothing read here: read at once with the rest.
         fingerprint, current, usage = ctx.fan(lambda read: read(), [
-            lambda: api_fingerprint(ctx, ctx.api_id),
-            lambda: ctx.aws.find(apigw.get_stage, not_found=NOT_FOUND, restApiId=ctx.api_id, stageName=stage),
+            lambda: api_fingerprint(ctx, ctx.api_id), lambda: ctx.aws.find_stage(ctx.api_id, stage),
             lambda: plan_usage_plan(ctx, f"Step {self.number} {self.title}")])
         live = None
         if current:
-            deployment = ctx.aws.find(apigw.get_deployment, not_found=NOT_FOUND, restApiId=ctx.api_id, deploymentId=current["deploymentId"])
+            deployment = ctx.aws.find_deployment(ctx.api_id, current["deploymentId"])
             live = (deployment or {}).get("description", "").removeprefix(FINGERPRINT_PREFIX) or None
             ctx.deployment_id = ctx.variables["deployment_id"] = current["deploymentId"]
         if live == fingerprint and any(c.kind in ROUTE_KINDS and c.action.mutates for c in ctx.pending):
@@ -137,7 +134,7 @@ class DeployStep:
         # ConflictException: made by our own call whose answer was lost; point it at the new deployment.
         create = Call("apigateway", "create_stage", {"restApiId": Ref("api_id"), "stageName": ctx.config.api.stage,
                                                      "deploymentId": Ref("deployment_id"), "tags": ctx.config.all_tags},
-                      fallback=self._point_stage(ctx), fallback_on=("ConflictException",))
+                      fallback=self._point_stage(ctx), fallback_on=ALREADY_EXISTS["apigateway"])
         return Change("stage", ctx.config.api.stage, Action.CREATE, calls=[create], after=("deployment",), provides=("stage",))
 
     def plan_teardown(self, ctx: Context) -> list[Change]:

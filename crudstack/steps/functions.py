@@ -7,12 +7,12 @@ import botocore.exceptions
 from crudstack.aws import error_code
 from crudstack.calls import Call, Poll
 from crudstack.config import FunctionConfig
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.errors import DeploymentError
 from crudstack.packaging import build_package
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes
 
-NOT_FOUND = ("ResourceNotFoundException",)
 STEP = "Step 3 Lambda functions"
 # States in which Lambda takes a new update. Inactive is idle, not broken: "A function becomes inactive when it
 # has been idle long enough for Lambda to reclaim the external resources" (Lambda Developer Guide, "Lambda
@@ -83,10 +83,6 @@ class FunctionsStep:
     number = "3"
     title = "Lambda functions"
 
-    def _find(self, ctx: Context, name: str) -> dict | None:
-        lam = ctx.aws.client("lambda")
-        return ctx.aws.find(lam.get_function, not_found=NOT_FOUND, FunctionName=name)
-
     def plan(self, ctx: Context) -> list[Change]:
         # ctx.function_arns holds every ARN before any plan reads (runner.prime): step 4 builds its URIs from them.
         # The functions config.yaml lists and the listing of those it no longer lists: read at once.
@@ -107,7 +103,7 @@ class FunctionsStep:
         names = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions")
                  if policy_names(ctx.config, "function", f["FunctionName"]) and f["FunctionName"] not in wanted]
         changes = []
-        for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
+        for name, found in zip(names, ctx.fan(ctx.aws.find_function, names)):
             if found is not None and is_ours(function_tags(ctx, found), ctx.config):  # "demo-two-..." is stack demo-two's
                 changes.append(self._delete(name, note="no longer in config.yaml"))
         return changes
@@ -122,7 +118,7 @@ class FunctionsStep:
         # DeleteFunction answers before the function is gone: it is Deleting for a while, its name still taken.
         # terraform-provider-aws waits for it to be not found (internal/service/lambda/function.go,
         # resourceFunctionDelete and waitFunctionDeleted, whose pending states include Deleting).
-        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND), FunctionsStep._gone(name)]
+        return [Call("lambda", "delete_function", {"FunctionName": name}, ok=NOT_FOUND["lambda"]), FunctionsStep._gone(name)]
 
     @staticmethod
     def _gone(name: str) -> Poll:
@@ -136,7 +132,7 @@ class FunctionsStep:
     def _plan_one(self, ctx: Context, base: str, fn: FunctionConfig) -> list[Change]:
         name = ctx.config.function_name(base)
         package = build_package(ctx.config.code_dir, fn.module)
-        found = self._find(ctx, name)
+        found = ctx.aws.find_function(name)
         if found is None:
             return [self._change(name, Action.CREATE, {}, self._create_calls(ctx, name, fn, package)
                                  + self._concurrency_calls(ctx, name, fn, None))]
@@ -202,7 +198,7 @@ class FunctionsStep:
             "FunctionName": name, "Code": {"ZipFile": package.zip_bytes},
             "Description": f"{fn.route} of the {ctx.config.stack} items API (managed by crudstack)",
             "Tags": ctx.config.all_tags, "Publish": False, **desired_settings(ctx, fn)},
-            ok=("ResourceConflictException",) if conflict_ok else ())   # our own earlier create, its answer lost
+            ok=ALREADY_EXISTS["lambda"] if conflict_ok else ())   # our own earlier create, its answer lost
         return [create, self._ready(name)]
 
     # -- reserved concurrency ----------------------------------------------------------------------
@@ -253,7 +249,7 @@ class FunctionsStep:
     def plan_teardown(self, ctx: Context) -> list[Change]:
         names = [ctx.config.function_name(base) for base in ctx.config.lambda_.functions]
         changes = []
-        for name, found in zip(names, ctx.fan(lambda name: self._find(ctx, name), names)):
+        for name, found in zip(names, ctx.fan(ctx.aws.find_function, names)):
             if found is None:
                 continue
             if not is_ours(function_tags(ctx, found), ctx.config):

@@ -6,12 +6,11 @@ curl commands for it at the end.)
 
 from __future__ import annotations
 
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
 
-LOGS_NOT_FOUND = ("ResourceNotFoundException",)
-SNS_NOT_FOUND = ("NotFound", "NotFoundException", "ResourceNotFound")
 # Fields of an alarm we own and compare; everything else is CloudWatch's.
 ALARM_FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods",
                 "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions", "OKActions", "AlarmDescription")
@@ -93,7 +92,7 @@ class MonitoringStep:
             if group is None:
                 # Lambda may have made it meanwhile, on a first invocation: then it is adopted and tagged.
                 create = Call("logs", "create_log_group", {"logGroupName": name, "tags": cfg.all_tags},
-                              fallback=tag(name), fallback_on=("ResourceAlreadyExistsException",))
+                              fallback=tag(name), fallback_on=ALREADY_EXISTS["logs"])
                 changes.append(Change("log group", name, Action.CREATE, calls=[create, set_retention(name)]))
                 continue
             tags = tags_of[name]
@@ -147,7 +146,7 @@ class MonitoringStep:
         for sub in subscriptions:
             if sub["Endpoint"] != email and sub["SubscriptionArn"].startswith("arn:"):  # pending ones cannot be removed
                 changes.append(Change("e-mail subscription", sub["Endpoint"], Action.DELETE, calls=[
-                    Call("sns", "unsubscribe", {"SubscriptionArn": sub["SubscriptionArn"]}, ok=SNS_NOT_FOUND)]))
+                    Call("sns", "unsubscribe", {"SubscriptionArn": sub["SubscriptionArn"]}, ok=NOT_FOUND["sns"])]))
         if arn is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("SNS topic", name, Action.UNCHANGED))
         return changes
@@ -232,12 +231,12 @@ class MonitoringStep:
         if arn is not None:
             if is_ours(topic_tags, ctx.config):
                 changes.append(Change("SNS topic", ctx.config.topic_name, Action.DELETE, calls=[
-                    Call("sns", "delete_topic", {"TopicArn": arn}, ok=SNS_NOT_FOUND)]))
+                    Call("sns", "delete_topic", {"TopicArn": arn}, ok=NOT_FOUND["sns"])]))
             else:
                 changes.append(not_ours("SNS topic", ctx.config.topic_name))
         for name, tag in tagged_groups:
             if is_ours(tag, ctx.config):
                 # After the functions: a function still running could make its log group again.
                 changes.append(Change("log group", name, Action.DELETE, after=("functions",), calls=[
-                    Call("logs", "delete_log_group", {"logGroupName": name}, ok=LOGS_NOT_FOUND)]))
+                    Call("logs", "delete_log_group", {"logGroupName": name}, ok=NOT_FOUND["logs"])]))
         return changes

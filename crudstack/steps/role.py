@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_list
 
 log = logging.getLogger("crudstack")
 
-NOT_FOUND = ("NoSuchEntity", "NoSuchEntityException")
 # Service principals keep the form <service>.amazonaws.com in every partition, aws-cn and aws-us-gov
 # included; ARNs and endpoint domains are what change. terraform-provider-aws (names/names.go,
 # ServicePrincipalNameForPartition, after aws-cdk's region-info) lists the exceptions, and in aws-cn
@@ -61,11 +61,6 @@ class RoleStep:
     number = "2"
     title = "IAM role"
 
-    def _find(self, ctx: Context) -> dict | None:
-        iam = ctx.aws.client("iam")
-        found = ctx.aws.find(iam.get_role, not_found=NOT_FOUND, RoleName=ctx.config.role_name)
-        return found["Role"] if found else None
-
     def _tags(self, ctx: Context, role: dict) -> dict[str, str]:
         if "Tags" in role:
             return {t["Key"]: t["Value"] for t in role["Tags"]}
@@ -76,7 +71,7 @@ class RoleStep:
         cfg = ctx.config
         name = cfg.role_name
         iam = ctx.aws.client("iam")
-        role = self._find(ctx)
+        role = ctx.aws.find_role(ctx.config.role_name)
         ctx.role_arn = ctx.arn("iam", f"role/{name}", region=False)
         policy_name = inline_policy_name(ctx)
         wanted_policy = inline_policy(ctx)
@@ -91,7 +86,7 @@ class RoleStep:
             changes.append(Change("role", name, Action.CREATE, calls=[Call("iam", "create_role", {
                 "RoleName": name, "AssumeRolePolicyDocument": json.dumps(TRUST_POLICY),
                 "Description": f"Lets the {cfg.stack} items API functions use {cfg.table_name} (managed by crudstack)",
-                "Tags": tag_list(cfg.all_tags)}, ok=("EntityAlreadyExists",))],   # made by our own call whose answer was lost
+                "Tags": tag_list(cfg.all_tags)}, ok=ALREADY_EXISTS["iam"])],   # made by our own call whose answer was lost
                 provides=("role", "role:made")))
             current_policy, attached = None, set()
         else:
@@ -105,7 +100,7 @@ class RoleStep:
                                       calls=[Call("iam", "update_assume_role_policy", {"RoleName": name, "PolicyDocument": json.dumps(TRUST_POLICY)})],
                                       **role_change))
             found, listed = ctx.fan(lambda read: read(), [
-                lambda: ctx.aws.find(iam.get_role_policy, not_found=NOT_FOUND, RoleName=name, PolicyName=policy_name),
+                lambda: ctx.aws.find_role_policy(name, policy_name),
                 lambda: ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)])
             current_policy = found["PolicyDocument"] if found else None
             attached = {p["PolicyArn"] for p in listed}
@@ -121,14 +116,14 @@ class RoleStep:
                                   calls=[Call("iam", "attach_role_policy", {"RoleName": name, "PolicyArn": arn})], **role_change))
         for arn in sorted(attached & tutorial_managed - wanted_managed):
             changes.append(Change("managed policy", arn.rsplit("/", 1)[1], Action.DELETE,
-                                  calls=[Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND)], **role_change))
+                                  calls=[Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND["iam"])], **role_change))
         if role is not None and not any(c.action.mutates for c in changes):
             changes.append(Change("role", name, Action.UNCHANGED))
         return changes
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
-        role = self._find(ctx)
+        role = ctx.aws.find_role(ctx.config.role_name)
         if role is None:
             return []
         name = role["RoleName"]
@@ -145,9 +140,9 @@ class RoleStep:
         attached, inline = ctx.fan(lambda read: read(), [
             lambda: [p["PolicyArn"] for p in ctx.aws.paginate(iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)],
             lambda: ctx.aws.paginate(iam, "list_role_policies", "PolicyNames", RoleName=name)])
-        calls = [Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND) for arn in attached]
-        calls += [Call("iam", "delete_role_policy", {"RoleName": name, "PolicyName": policy}, ok=NOT_FOUND) for policy in inline]
-        calls.append(Call("iam", "delete_role", {"RoleName": name}, ok=NOT_FOUND))
+        calls = [Call("iam", "detach_role_policy", {"RoleName": name, "PolicyArn": arn}, ok=NOT_FOUND["iam"]) for arn in attached]
+        calls += [Call("iam", "delete_role_policy", {"RoleName": name, "PolicyName": policy}, ok=NOT_FOUND["iam"]) for policy in inline]
+        calls.append(Call("iam", "delete_role", {"RoleName": name}, ok=NOT_FOUND["iam"]))
         return [Change("role", name, Action.DELETE, calls=calls, after=("functions",))]
 
     def _functions_using(self, ctx: Context, role_arn: str) -> list[str]:
@@ -162,6 +157,6 @@ class RoleStep:
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]
         ours = [name for name in listed if policy_names(ctx.config, "function", name)]
-        found = ctx.fan(lambda name: ctx.aws.find(lam.get_function_configuration, not_found=("ResourceNotFoundException",), FunctionName=name), ours)
+        found = ctx.fan(ctx.aws.find_function_configuration, ours)
         gone = {name for name, there in zip(ours, found) if not there}
         return [name for name in listed if name not in gone]

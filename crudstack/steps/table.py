@@ -7,12 +7,12 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call, Local, Once, Poll, Ref
 from crudstack.errors import DeploymentError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
 
-NOT_FOUND = ("ResourceNotFoundException",)
 # "TagResource is an asynchronous operation. If you issue a ListTagsOfResource request immediately after a
 # TagResource request, DynamoDB might return your previous tag set, if there was one, or an empty tag set ...
 # Wait for a few seconds, and then try the ListTagsOfResource request again" (DynamoDB API Reference,
@@ -33,17 +33,8 @@ class TableStep:
     number = "1"
     title = "DynamoDB table"
 
-    def _find(self, ctx: Context) -> dict | None:
-        ddb = ctx.aws.client("dynamodb")
-        found = ctx.aws.find(ddb.describe_table, not_found=NOT_FOUND, TableName=ctx.config.table_name)
-        return found["Table"] if found else None
-
     def _listed_tags(self, ctx: Context, arn: str) -> dict[str, str]:
-        ddb = ctx.aws.client("dynamodb")
-        # ListTagsOfResource may answer ResourceNotFoundException while a table is not ACTIVE yet (its documented
-        # errors: "or its status might not be ACTIVE"): no tags to show yet.
-        found = ctx.aws.find(ddb.list_tags_of_resource, not_found=NOT_FOUND, ResourceArn=arn)
-        return tag_dict(found.get("Tags") if found else None)
+        return tag_dict(ctx.aws.find_table_tags(arn))
 
     def _tags(self, ctx: Context, arn: str) -> dict[str, str]:
         """The table's tags; an empty set is read again for a while, as DynamoDB lists new tags late."""
@@ -59,7 +50,7 @@ class TableStep:
     def plan(self, ctx: Context) -> list[Change]:
         cfg = ctx.config
         name = cfg.table_name
-        table = self._find(ctx)
+        table = ctx.aws.find_table(ctx.config.table_name)
         ctx.table_arn = ctx.arn("dynamodb", f"table/{name}")
         if table is None:
             return [self._change(ctx, Action.CREATE, self._create_calls(ctx))]
@@ -111,13 +102,13 @@ class TableStep:
             "KeySchema": [{"AttributeName": cfg.table.partition_key, "KeyType": "HASH"}],
             "BillingMode": cfg.table.billing_mode,
             "Tags": tag_list(cfg.all_tags),  # tagged in the same call: never an untagged table of ours
-        }, ok=("ResourceInUseException",))   # made by our own earlier call whose answer was lost
+        }, ok=ALREADY_EXISTS["dynamodb"])   # made by our own earlier call whose answer was lost
         return [create, self._active(ctx)]
 
     # -- teardown ------------------------------------------------------------------------------
     def plan_teardown(self, ctx: Context) -> list[Change]:
         name = ctx.config.table_name
-        table = self._find(ctx)
+        table = ctx.aws.find_table(ctx.config.table_name)
         if table is None or table["TableStatus"] == "DELETING":
             return []
         if not is_ours(self._tags(ctx, table["TableArn"]), ctx.config):
@@ -156,7 +147,7 @@ class TableStep:
                              Local(f"keep {name} if that scan found items (unless --backup or --delete-data)", look_again)]
         if options.backup:
             change.calls += self.backup_calls(ctx)
-        change.calls.append(Call("dynamodb", "delete_table", {"TableName": name}, ok=NOT_FOUND,
+        change.calls.append(Call("dynamodb", "delete_table", {"TableName": name}, ok=NOT_FOUND["dynamodb"],
                                  unless=("the table gained items: kept", lambda run: change.action is Action.KEEP)))
         return change
 

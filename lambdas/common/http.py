@@ -173,7 +173,8 @@ def _route(event) -> str:
     # A direct invoke (console test, CLI) can send any JSON, not only a proxy event.
     if not isinstance(event, dict):
         return f"non-API event {type(event).__name__}"
-    return f"{event.get('httpMethod')} {event.get('path')}"
+    # Escaped: a path can hold a lone surrogate (an id no item can have), which no log stream can encode.
+    return f"{event.get('httpMethod')} {event.get('path')}".encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def api_handler(handler):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from crudstack.plan import Action
-from crudstack.steps.api import CORS_ALLOW_HEADERS
+from crudstack.steps.cors import CORS_ALLOW_HEADERS
 from tests.functional.conftest import assert_one_complete_stack, rest_apis
 
 

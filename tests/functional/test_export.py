@@ -36,7 +36,7 @@ from moto.core.base_backend import BackendDict
 from crudstack.cli import provision_main
 from crudstack.config import Config
 from crudstack.export import export
-from crudstack.steps.api import preflight_shape
+from crudstack.steps.cors import preflight_shape
 from tests.functional.conftest import ACCOUNT, REGION
 from tests.stack_state import differences
 

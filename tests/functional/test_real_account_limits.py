@@ -9,6 +9,8 @@ from collections import defaultdict
 import botocore.exceptions
 import pytest
 
+from crudstack.errors import AwsCallFailed
+
 from crudstack.calls import Call
 from crudstack.realistic import AccountModel, Delays, SimClock
 from tests.functional.conftest import assert_one_complete_stack, seeded
@@ -319,8 +321,8 @@ def test_a_lost_network_is_given_the_deadline_once_not_once_more_per_call(new_aw
     clock.now += 1
     started = clock.now
 
-    with pytest.raises(botocore.exceptions.EndpointConnectionError) as raised:
+    with pytest.raises(AwsCallFailed) as raised, aws.foreign_errors():   # as a run's threads make calls
         aws.call(cw.describe_alarms)
 
     assert clock.now - started < 0.5   # not three seconds more
-    assert raised.value.crudstack_seconds >= 3   # reported as the time the network has been gone
+    assert raised.value.seconds >= 3   # reported as the time the network has been gone

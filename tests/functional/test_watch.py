@@ -166,3 +166,16 @@ def test_watch_is_refused_with_flags_that_cannot_show_each_save(flag, capsys):
     assert exited.value.code == 2
     assert f"--watch keeps provisioning each save and reports it line by line: it cannot be combined with {flag}" \
         in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("modes", [["--watch", "--walkthrough"], ["--deployer-policy", "--export", "sam", "out"],
+                                   ["--export", "sam", "out", "--walkthrough"], ["--deployer-policy", "--watch"]])
+def test_two_modes_of_the_command_at_once_are_refused_naming_both(modes, capsys):
+    from crudstack.cli import provision_main
+
+    with pytest.raises(SystemExit) as exited:
+        provision_main(modes)
+
+    shown = [word for word in modes if word.startswith("--")]
+    assert exited.value.code == 2
+    assert f"argument {shown[1]}: not allowed with argument {shown[0]}" in capsys.readouterr().err

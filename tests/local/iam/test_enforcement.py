@@ -177,7 +177,10 @@ def test_other_services_refuse_in_their_own_wire_format(setup):
 def test_the_deployers_credentials_keep_full_access(setup):
     setup.role({"Effect": "Deny", "Action": "*", "Resource": "*"})  # binds its sessions only, not this caller
     setup.dynamodb.put_item(TableName=setup.table, Item={"id": {"S": "1"}})
+    assert setup.dynamodb.get_item(TableName=setup.table, Key={"id": {"S": "1"}}, ConsistentRead=True)["Item"] == {
+        "id": {"S": "1"}}
     setup.dynamodb.delete_item(TableName=setup.table, Key={"id": {"S": "1"}})
+    assert "Item" not in setup.dynamodb.get_item(TableName=setup.table, Key={"id": {"S": "1"}}, ConsistentRead=True)
 
 
 def test_each_denial_is_logged_and_listed_by_the_denials_command(setup, server, capsys):

@@ -1,12 +1,5 @@
-"""Who may call the API, and how much: the parts of steps 4 and 5 that api.auth, api.throttle and
-api.usage_plan in config.yaml set.
-
-    step 4 (steps/api.py)      each method's authorization: NONE, an API key required, or AWS_IAM (OPTIONS stays
-                               open: a browser's preflight carries no credentials); API Gateway's own error
-                               answers (gateway responses DEFAULT_4XX and DEFAULT_5XX) with the CORS headers, so
-                               a page sees a 403, 429 or 5xx rather than an opaque CORS failure
-    step 5 (steps/deploy.py)   the stage's default method throttling; with auth: api_key, a usage plan on the
-                               stage (throttle, quota) holding one API key
+"""Step 5, how much the API may be called: the stage's default method throttling (api.throttle) and,
+with api.auth api_key, a usage plan on the stage (throttle, quota) holding one API key (api.usage_plan).
 
 The usage plan and the key are found again by name and our tags, as every resource is; a copy left by a
 create whose answer was lost is found, not made twice (AWS does not de-duplicate either by name).
@@ -14,110 +7,14 @@ create whose answer was lost is found, not made twice (AWS does not de-duplicate
 
 from __future__ import annotations
 
-import logging
-
-import botocore.exceptions
-
-from crudstack.aws import error_code
+from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call, FindOrCreate, Once, Ref
 from crudstack.config import Config
 from crudstack.errors import OwnershipError
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import is_ours, not_ours, tag_changes
 
-log = logging.getLogger(__name__)
-
-NOT_FOUND = ("NotFoundException",)
-# The gateway responses we set: every 4xx and 5xx API Gateway makes itself falls back on these two unless a
-# more specific type is customised ("Gateway response types",
-# https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
-GATEWAY_RESPONSE_TYPES = ("DEFAULT_4XX", "DEFAULT_5XX")
-# The body AWS gives both by default (same page): kept, so only the headers change.
-GATEWAY_RESPONSE_TEMPLATES = {"application/json": '{"message":$context.error.messageString}'}
-GATEWAY_RESPONSE = "gateway response"
 USAGE_PLAN, API_KEY, USAGE_PLAN_KEY, STAGE_THROTTLE = "usage plan", "API key", "usage plan key", "stage throttle"
-
-
-def warn_if_open(cfg: Config) -> None:
-    """The tutorial's API answers anyone who has its URL: say so, once per run (step 4's plan)."""
-    if cfg.api.auth == "none":
-        log.warning("api.auth is none: anyone who has the invoke URL can call the API and write to %s; set api.auth "
-                    "to api_key or iam in config.yaml to require a key or signed requests (docs/api-access.md)",
-                    cfg.table_name)
-
-
-# -- step 4: methods ---------------------------------------------------------------------------------------
-
-
-def method_authorization(cfg: Config) -> dict:
-    """put_method's parameters for a route's method (PutMethod: authorizationType, apiKeyRequired)."""
-    return {"authorizationType": "AWS_IAM" if cfg.api.auth == "iam" else "NONE", "apiKeyRequired": cfg.api.auth == "api_key"}
-
-
-def authorization_patch(current: dict, cfg: Config) -> tuple[dict, list[dict]]:
-    """(diffs, UpdateMethod patch operations) that bring an existing method's authorization to config."""
-    wanted = method_authorization(cfg)
-    diffs, ops = {}, []
-    if current.get("authorizationType") != wanted["authorizationType"]:
-        diffs["authorization"] = (current.get("authorizationType"), wanted["authorizationType"])
-        ops.append({"op": "replace", "path": "/authorizationType", "value": wanted["authorizationType"]})
-    if bool(current.get("apiKeyRequired")) != wanted["apiKeyRequired"]:
-        diffs["api key required"] = (bool(current.get("apiKeyRequired")), wanted["apiKeyRequired"])
-        ops.append({"op": "replace", "path": "/apiKeyRequired", "value": str(wanted["apiKeyRequired"]).lower()})
-    return diffs, ops
-
-
-# -- step 4: gateway responses -----------------------------------------------------------------------------
-
-
-def gateway_response_parameters(cors_headers: dict[str, str]) -> dict[str, str]:
-    """The headers of a gateway response as static values: 'value' in single quotes, as PutGatewayResponse's
-    responseParameters take them (https://docs.aws.amazon.com/apigateway/latest/developerguide/
-    api-gateway-gatewayResponse-definition.html)."""
-    return {f"gatewayresponse.header.{name}": f"'{value}'" for name, value in sorted(cors_headers.items())}
-
-
-def gateway_response_shape(response: dict | None) -> dict:
-    response = response or {}
-    return {"headers": dict(sorted((response.get("responseParameters") or {}).items())),
-            "templates": dict(sorted((response.get("responseTemplates") or {}).items()))}
-
-
-def current_gateway_responses(ctx: Context, api_id: str) -> dict[str, dict]:
-    """responseType -> the response, for those customised (AWS lists every type, defaults included)."""
-    apigw = ctx.aws.client("apigateway")
-    return {r["responseType"]: r for r in ctx.aws.paginate(apigw, "get_gateway_responses", "items", restApiId=api_id)
-            if not r.get("defaultResponse")}
-
-
-def gateway_responses_fingerprint(responses: list[dict]) -> list:
-    """What a deployment takes of the gateway responses: AWS applies a changed one only once the API is
-    deployed again ("Set up a gateway response ... redeploy the API", same definition page)."""
-    return sorted([r["responseType"], r.get("statusCode"), gateway_response_shape(r)] for r in responses
-                  if not r.get("defaultResponse"))
-
-
-def plan_gateway_responses(ctx: Context, cors_headers: dict[str, str], current: dict[str, dict]) -> list[tuple[str, Action, dict, Call]]:
-    """(type, action, diffs, the put) for each gateway response that is not as config.yaml asks."""
-    wanted = {"headers": gateway_response_parameters(cors_headers), "templates": GATEWAY_RESPONSE_TEMPLATES}
-    planned = []
-    for kind in GATEWAY_RESPONSE_TYPES:
-        got = current.get(kind)
-        shape = gateway_response_shape(got)
-        if got is not None and shape == wanted:
-            continue
-        diffs = {}
-        if got is not None:
-            for key in sorted(set(shape["headers"]) | set(wanted["headers"])):
-                if shape["headers"].get(key) != wanted["headers"].get(key):
-                    diffs[key.removeprefix("gatewayresponse.header.")] = (shape["headers"].get(key), wanted["headers"].get(key))
-            if shape["templates"] != wanted["templates"]:
-                diffs["body"] = (shape["templates"], wanted["templates"])
-        put = Call("apigateway", "put_gateway_response", {"restApiId": Ref("api_id"), "responseType": kind,
-                                                          "responseParameters": wanted["headers"],
-                                                          "responseTemplates": dict(GATEWAY_RESPONSE_TEMPLATES)})
-        planned.append((kind, Action.CREATE if got is None else Action.UPDATE, diffs, put))
-    return planned
 
 
 # -- step 5: the stage's throttling --------------------------------------------------------------------------
@@ -252,7 +149,7 @@ def plan_usage_plan(ctx: Context, step: str) -> list[Change]:
         # ConflictException: the key is in the plan already, added by our own call whose answer was lost.
         changes.append(Change(USAGE_PLAN_KEY, f"{cfg.api_key_name} in {cfg.usage_plan_name}", Action.CREATE, calls=[
             Call("apigateway", "create_usage_plan_key", {"usagePlanId": Ref("usage_plan_id"), "keyId": Ref("api_key_id"),
-                                                         "keyType": "API_KEY"}, ok=("ConflictException",))],
+                                                         "keyType": "API_KEY"}, ok=ALREADY_EXISTS["apigateway"])],
             after=(USAGE_PLAN, API_KEY)))
     return changes
 
@@ -313,13 +210,7 @@ def delete_plan(plan: dict, note: str = "") -> Change:
     stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages") or []]
 
     def current(run) -> dict | None:
-        apigw = run.aws.client("apigateway")
-        try:
-            return apigw.get_usage_plan(usagePlanId=plan["id"])
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                return None
-            raise
+        return run.aws.look("apigateway", "get_usage_plan", usagePlanId=plan["id"])
 
     def let_go(run) -> bool:
         found = current(run)
@@ -331,17 +222,17 @@ def delete_plan(plan: dict, note: str = "") -> Change:
     if stages:
         # A second "remove" of a stage already let go is refused: a retry after a lost answer looks first.
         calls.append(Once(Call("apigateway", "update_usage_plan", {"usagePlanId": plan["id"], "patchOperations": [
-            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND),
+            {"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]}, ok=NOT_FOUND["apigateway"]),
             done=let_go, checks="apigateway.get_usage_plan(...) lists no stage"))
 
-    calls.append(Once(Call("apigateway", "delete_usage_plan", {"usagePlanId": plan["id"]}, ok=NOT_FOUND), done=gone,
+    calls.append(Once(Call("apigateway", "delete_usage_plan", {"usagePlanId": plan["id"]}, ok=NOT_FOUND["apigateway"]), done=gone,
                       checks="apigateway.get_usage_plan(...) answers NotFound"))
     return Change(USAGE_PLAN, f"{plan['name']} ({plan['id']})", Action.DELETE, note=note, calls=calls, provides=("usage plan gone",))
 
 
 def delete_key(key: dict, note: str = "") -> Change:
     return Change(API_KEY, f"{key['name']} ({key['id']})", Action.DELETE, note=note, calls=[
-        Call("apigateway", "delete_api_key", {"apiKey": key["id"]}, ok=NOT_FOUND)])
+        Call("apigateway", "delete_api_key", {"apiKey": key["id"]}, ok=NOT_FOUND["apigateway"])])
 
 
 def plan_usage_teardown(ctx: Context) -> list[Change]:
