@@ -270,6 +270,15 @@ class CallStats:
         self.retries = 0
 
 
+class Budgets:
+    """One account's rate budgets as Limiter keeps them: budget -> when its bucket is empty again (theoretical
+    arrival time), and the lock that guards them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.due: dict[str, float] = {}
+
+
 class Limiter:
     """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): one budget per quota, a
     token bucket of the quota's rate holding its burst (or one second's worth). A call that finds no token
@@ -281,10 +290,13 @@ class Limiter:
     are apart (crudstack.realistic.SimClock runs each thread at its own simulated time) still get turns that,
     taken together, never exceed the rate."""
 
-    def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
+    def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None], budgets: "Budgets | None" = None):
         self.clock, self.sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._due: dict[str, float] = {}   # budget -> when the bucket is empty again (theoretical arrival time)
+        # The account's budgets: a run's own, unless runs made one after another in one process (on one clock)
+        # share them, as they share the account's rates: a second run starting at once would otherwise spend a
+        # burst the first one has just spent.
+        self.budgets = budgets or Budgets()
+        self._lock, self._due = self.budgets.lock, self.budgets.due
         self.waits: list[float] = []   # every sleep it made (tests tell them from retries' backoff)
 
     def acquire(self, service: str, operation: str, *, until: Callable[[], float | None] | None = None) -> None:
@@ -350,6 +362,7 @@ class Aws:
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
+        budgets: Budgets | None = None,
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
@@ -382,7 +395,7 @@ class Aws:
         # from then, by every call, those that start later or wait for their turn too.
         self._lost_at: float | None = None
         # Every call waits for its turn under AWS's documented rate (calls run many at once).
-        self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
+        self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds), budgets=budgets)
 
     # -- clients -----------------------------------------------------------------------------
     def prepare(self, services: tuple[str, ...]) -> threading.Thread:
