@@ -8,6 +8,7 @@ HTTP request botocore sends is one counted call.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import logging
@@ -300,21 +301,54 @@ class CallStats:
         self.retries = 0
 
 
+class Budgets:
+    """One account's rate budgets as Limiter keeps them: budget -> the times of the calls it let through
+    (sorted), and the lock that guards them."""
+
+    HORIZON_S = 120.0   # calls older than this (before the call being placed) no longer bound it
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.taken: dict[str, list[float]] = {}
+
+
+def _turn(times: list[float], at: float, rate: float, capacity: float) -> float:
+    """How much later than `at` a call must go so that, with the calls at `times`, no stretch of time from a to
+    b holds more than `capacity + rate * (b - a)` of them: the token bucket's promise, checked on every stretch
+    around the call rather than on arrival order."""
+    index = bisect.bisect_right(times, at)
+    later = 0.0
+    for first in range(index + 1):   # stretches from times[first] (or the call) ...
+        start = times[first] if first < index else at
+        for last in range(index - 1, len(times)):   # ... to the call (last < index) or times[last]
+            end = at if last < index else times[last]
+            count = (index - first) + 1 + max(0, last - index + 1)
+            over = count - capacity - rate * (end - start)
+            if over > 1e-9:
+                later = max(later, over / rate)
+    return later
+
+
 class Limiter:
     """Keeps calls under AWS's documented control-plane rates (crudstack/quotas.py): one budget per quota, a
     token bucket of the quota's rate holding its burst (or one second's worth). A call that finds no token
     reserves the next one and sleeps until it is due, so calls from many threads queue up in order instead
     of being throttled by AWS and retried.
 
-    Each budget keeps the time its bucket is empty again (the token bucket written as the generic cell rate
-    algorithm of ITU-T I.371), not a token count, so a call's turn is an absolute time: threads whose clocks
-    are apart (crudstack.realistic.SimClock runs each thread at its own simulated time) still get turns that,
-    taken together, never exceed the rate."""
+    Each budget keeps the times of the calls it let through, and a call goes at the earliest time, from its
+    own, that keeps every stretch of time under the bucket's promise (crudstack.realistic.Bucket checks the
+    same). So a call's turn depends on the times of the calls around it, not on which thread asked first:
+    threads whose clocks are apart (crudstack.realistic.SimClock runs each thread at its own simulated time)
+    get the same turns whatever order the threads are scheduled in, and a thread behind in simulated time is
+    not queued after calls made later than its own time. On the wall clock, where calls ask in time order,
+    this is the same as a token bucket that queues calls in order."""
 
-    def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None]):
+    def __init__(self, *, clock: Callable[[], float], sleep: Callable[[float], None], budgets: "Budgets | None" = None):
         self.clock, self.sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._due: dict[str, float] = {}   # budget -> when the bucket is empty again (theoretical arrival time)
+        # The account's budgets: a run's own, unless runs made one after another in one process (on one clock)
+        # share them, as they share the account's rates: a second run starting at once would otherwise spend a
+        # burst the first one has just spent.
+        self.budgets = budgets or Budgets()
         self.waits: list[float] = []   # every sleep it made (tests tell them from retries' backoff)
 
     def acquire(self, service: str, operation: str, *, until: Callable[[], float | None] | None = None) -> None:
@@ -323,16 +357,22 @@ class Limiter:
         spent = budgets(service, operation)
         if not spent:
             return
-        with self._lock:
+        with self.budgets.lock:
             now = self.clock()
-            # A call spends a token of every budget it counts against (its own and its service's shared one),
-            # and goes when the last of them is due.
+            taken = [(self.budgets.taken.setdefault(key, []), quota) for key, quota in spent]
+            for times, _ in taken:
+                del times[:bisect.bisect_left(times, now - Budgets.HORIZON_S)]
+            # A call spends a token of every budget it counts against (its own and its service's shared one):
+            # later until every one of them holds it.
             go = now
-            for key, quota in spent:
-                interval, capacity = quota.per_s / quota.requests, quota.burst or quota.requests
-                go = max(go, self._due.get(key, now) - (capacity - 1) * interval)
-            for key, quota in spent:
-                self._due[key] = max(self._due.get(key, go), go) + quota.per_s / quota.requests
+            for _ in range(10_000):
+                later = max(_turn(times, go, quota.requests / quota.per_s, float(quota.burst or quota.requests))
+                            for times, quota in taken)
+                if not later:
+                    break
+                go += later + 1e-9
+            for times, _ in taken:
+                bisect.insort(times, go)
         # In slices, counted by what was slept (an injected sleep may not move the clock), looking at `until`
         # between them.
         total, waited = go - now, 0.0
@@ -380,6 +420,7 @@ class Aws:
         sleep: Callable[[float], None] = time.sleep,
         wait_max_s: float = 8.0,
         clock: Clock | None = None,
+        budgets: Budgets | None = None,
     ):
         # config.yaml's region, always: it wins over AWS_DEFAULT_REGION and the profile's region
         # (crudstack.cli.connect warns when those differ).
@@ -412,7 +453,7 @@ class Aws:
         # from then, by every call, those that start later or wait for their turn too.
         self._lost_at: float | None = None
         # Every call waits for its turn under AWS's documented rate (calls run many at once).
-        self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds))
+        self.limiter = Limiter(clock=lambda: self.clock(), sleep=lambda seconds: self.sleep(seconds), budgets=budgets)
 
     # -- clients -----------------------------------------------------------------------------
     def prepare(self, services: tuple[str, ...]) -> threading.Thread:

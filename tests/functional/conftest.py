@@ -33,7 +33,7 @@ import yaml
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from crudstack.aws import Aws
+from crudstack.aws import Aws, Budgets
 from crudstack.local.patches import apigateway_access, apigateway_tags as moto_gaps
 from crudstack.config import ROOT, Config, load_config
 from crudstack.plan import Action, Context, Options
@@ -162,12 +162,16 @@ def reused_clients(boto_session) -> ReusedClients:
 
 @pytest.fixture
 def new_aws(sleeps, reused_clients) -> Callable[..., Aws]:
+    # One simulated account per clock: the runs of a test on one SimClock follow each other with no time
+    # between them, and AWS counts their calls against one rate budget, so their limiters share it.
+    accounts: dict[int, Budgets] = {}
+
     def make(config: Config | None = None, hooks: tuple = (), clock=None) -> Aws:
         kwargs = {}
         if config is not None:
             kwargs = {"deadline_s": config.retry.deadline_s, "max_attempts": config.retry.max_attempts}
         if clock is not None:  # simulated time (crudstack.realistic.SimClock): its sleep moves it on
-            kwargs.update(sleep=clock.sleep, clock=clock)
+            kwargs.update(sleep=clock.sleep, clock=clock, budgets=accounts.setdefault(id(clock), Budgets()))
         else:
             kwargs.update(sleep=sleeps)
         aws = Aws(region=REGION, session=reused_clients, **kwargs)

@@ -230,6 +230,41 @@ def test_simulated_threads_apart_in_time_keep_to_a_rate_together():
             assert j - i + 1 <= 5 + 5 * (turns[j] - at) + 1e-9, turns
 
 
+def test_a_thread_behind_in_simulated_time_gets_the_same_turns_whichever_thread_asks_first():
+    """On a SimClock the threads' calls ask in the order they are scheduled, not in simulated time: a thread at
+    t=0 asking after one at t=10 spent its burst must still go at once (a token bucket queueing calls in
+    arrival order made it wait until after t=10, so a run's simulated length depended on scheduling)."""
+    from crudstack.aws import Limiter
+
+    def turns(order):
+        clock = SimClock()
+        limiter = Limiter(clock=clock, sleep=clock.sleep)
+        ends = []
+        for start in order:
+            clock.enter(start)
+            limiter.acquire("apigateway", "DeleteApiKey")   # 5 a second, burst 5
+            ends.append((start, clock.leave()))
+        return sorted(ends)
+
+    ahead_first = turns((10.0,) * 5 + (0.0,) * 5)
+    assert ahead_first == turns((0.0,) * 5 + (10.0,) * 5)
+    assert ahead_first == [(0.0, 0.0)] * 5 + [(10.0, 10.0)] * 5   # five calls in each second: none waits
+
+
+def test_two_runs_one_after_another_on_one_account_share_its_budget():
+    """A teardown started the instant a provision ended (the functional tests' runs on one SimClock) spends
+    the account's budget the provision left, not a full burst of its own."""
+    from crudstack.aws import Aws, Budgets
+
+    clock, account = SimClock(), Budgets()
+    first, second = (Aws(region="us-east-1", clock=clock, sleep=clock.sleep, budgets=account) for _ in range(2))
+    for _ in range(5):   # DeleteApiKey: 5 a second, burst 5
+        first.limiter.acquire("apigateway", "DeleteApiKey")
+    assert clock.now == 0.0
+    second.limiter.acquire("apigateway", "DeleteApiKey")
+    assert clock.now >= 0.2 - 1e-6 and second.limiter.waits   # its turn is the sixth of that second's
+
+
 # -- the whole cycle, with a client writing through the API all along ----------------------------------------
 
 
