@@ -13,13 +13,13 @@ the few actions AWS authorizes only against "*" (listings, who-am-I) have a stat
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 
 import botocore.exceptions
 
 from crudstack.aws import partition_of_region
 from crudstack.config import Config
+from crudstack.scope import policy_names, scoped_names  # noqa: F401 - policy_names: part of this module's interface
 from crudstack.steps.role import TUTORIAL_MANAGED_POLICY_NAMES
 
 # Statement keys. Each need below names the statement its action belongs to.
@@ -198,32 +198,9 @@ STATEMENTS = (
 )
 
 
-def _names(config: Config) -> dict[str, list[str]]:
-    """The names each scoped statement's ARNs end with: the stack prefix; or, with names: tutorial (no prefix: the
-    console tutorial's names, which --adopt takes over and tags), exactly this stack's names, so that the
-    policy reaches no other table, role or function of the account."""
-    if config.names != "tutorial":
-        prefixed = [f"{config.stack}-*"]
-        return {"table": prefixed, "role": prefixed, "function": prefixed, "log group": prefixed, "topic": prefixed,
-                "alarm": prefixed}
-    functions = [config.function_name(base) for base in sorted(config.lambda_.functions)]
-    return {"table": [config.table_name], "role": [config.role_name], "function": functions,
-            # "log-group:NAME" and "log-group:NAME:*", as the prefix's wildcard matches both
-            "log group": [form for name in functions for form in (name, f"{name}:*")], "topic": [config.topic_name],
-            # the alarms are named after the functions and the API (steps/monitoring.py, desired_alarms)
-            "alarm": [f"{name}-*" for name in functions] + [f"{config.api_name}-*"]}
-
-
-def policy_names(config: Config, kind: str, name: str) -> bool:
-    """Whether the deployer policy's statements for `kind` ("function", "alarm", "log group": a log group by the
-    function it is named after) reach a resource of this name: "<stack>-*", or with names: tutorial exactly this
-    stack's. Reading one they do not reach (its tags, its configuration) is denied on AWS."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _names(config)[kind])
-
-
 def _resources(config: Config, key: str) -> list[str]:
     region = config.region
-    names = _names(config)
+    names = scoped_names(config)
     # Account "*": the policy is written before we know the account, and every ARN below is
     # already narrowed by region and stack prefix (or exact names). The partition is the region's (aws-cn in China).
     p = partition_of_region(region)

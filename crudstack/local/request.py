@@ -22,6 +22,7 @@ environ. The access check (iam/), the journal (state/durable.py), the DynamoDB f
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from dataclasses import dataclass, field
@@ -118,8 +119,6 @@ def parse(environ: Mapping[str, Any], body: bytes) -> AwsRequest:
         return AwsRequest(service, action[0], _writes(action[0]), "query", who, body)
     operation = None
     if service is not None and service != "apigateway":  # API Gateway's IAM actions are methods on paths
-        from crudstack.local.iam.requests import rest_operation
-
         operation = rest_operation(service, method, path)[0]
     return AwsRequest(service, operation, method not in _SAFE_METHODS, "rest", who, body)
 
@@ -130,3 +129,32 @@ def _writes(operation: str) -> bool:
 
 def is_write(environ: Mapping[str, Any], body: bytes) -> bool:
     return parse(environ, body).write
+
+
+def rest_operation(service: str, method: str, path: str) -> tuple[str | None, dict[str, str]]:
+    """The operation of a REST request, and its path parameters, from botocore's model of the service."""
+    for route_method, pattern, name in _rest_routes(service):
+        if route_method == method:
+            found = pattern.fullmatch(path)
+            if found:
+                return name, {key: unquote(value) for key, value in found.groupdict().items()}
+    return None, {}
+
+
+@functools.lru_cache(maxsize=16)
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern, str]]:
+    import botocore.session
+
+    try:
+        model: Any = botocore.session.get_session().get_service_model(service)
+    except Exception:
+        return []
+    routes = []
+    for name in model.operation_names:
+        http = model.operation_model(name).http
+        uri = http.get("requestUri", "/").split("?")[0]
+        regex = re.sub(r"\\\{([A-Za-z0-9_]+)(\\\+)?\\\}",
+                       lambda m: f"(?P<{m[1]}>.+)" if m[2] else f"(?P<{m[1]}>[^/]+)", re.escape(uri))
+        routes.append((http.get("method", "POST"), re.compile(regex + "/?"), name, len(re.sub(r"\{[^}]*\}", "", uri))))
+    routes.sort(key=lambda route: -route[3])  # the most literal route first
+    return [(method, pattern, name) for method, pattern, name, _ in routes]

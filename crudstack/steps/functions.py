@@ -12,6 +12,7 @@ from crudstack.errors import DeploymentError
 from crudstack.packaging import build_package
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes
+from crudstack.scope import policy_names
 
 STEP = "Step 3 Lambda functions"
 # States in which Lambda takes a new update. Inactive is idle, not broken: "A function becomes inactive when it
@@ -96,7 +97,6 @@ class FunctionsStep:
         later run, teardown included, would ever find them again."""
         lam = ctx.aws.client("lambda")
         wanted = {ctx.config.function_name(base) for base in ctx.config.lambda_.functions}
-        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
 
         # Only names the deployer policy lets us read: with names: tutorial (no prefix) that is this stack's exact
         # names, so no other function can be told ours, and reading one would be denied on AWS.

@@ -10,6 +10,7 @@ from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_dict, tag_list
+from crudstack.scope import policy_names
 
 # Fields of an alarm we own and compare; everything else is CloudWatch's.
 ALARM_FIELDS = ("Namespace", "MetricName", "Dimensions", "Statistic", "ExtendedStatistic", "Period", "EvaluationPeriods",
@@ -64,7 +65,6 @@ class MonitoringStep:
     # -- log groups --------------------------------------------------------------------------
     def _log_groups(self, ctx: Context) -> dict[str, dict]:
         logs = ctx.aws.client("logs")
-        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
 
         groups = ctx.aws.paginate(logs, "describe_log_groups", "logGroups", logGroupNamePrefix=f"/aws/lambda/{ctx.config.name_prefix}")
         # With names: tutorial (no prefix) every function's log group is listed: only those the deployer policy
@@ -157,7 +157,6 @@ class MonitoringStep:
         # AlarmNamePrefix takes 1 to 255 characters (CloudWatch API Reference, DescribeAlarms): with names: tutorial
         # (no prefix) every alarm is listed, and only those the deployer policy names are read further (another's
         # tags would be denied on AWS); only ours by tag are ever changed or deleted.
-        from crudstack.permissions import policy_names   # here: crudstack.permissions imports the steps
 
         prefix = {"AlarmNamePrefix": ctx.config.name_prefix} if ctx.config.name_prefix else {}
         alarms = ctx.aws.paginate(cw, "describe_alarms", "MetricAlarms", AlarmTypes=["MetricAlarm"], **prefix)

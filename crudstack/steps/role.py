@@ -9,6 +9,7 @@ from crudstack.aws import ALREADY_EXISTS, NOT_FOUND
 from crudstack.calls import Call
 from crudstack.plan import Action, Change, Context
 from crudstack.steps.base import ensure_ours, is_ours, not_ours, tag_changes, tag_list
+from crudstack.scope import policy_names
 
 log = logging.getLogger("crudstack")
 
@@ -152,7 +153,6 @@ class RoleStep:
         function:<stack>-* alone, or with names: tutorial on this stack's exact names (crudstack/permissions.py), so
         reading someone else's would be denied on AWS. For those, ListFunctions' Role is taken as it is: a role
         kept a run too long is the safe mistake."""
-        from crudstack.permissions import policy_names   # here: crudstack.permissions imports this module
 
         lam = ctx.aws.client("lambda")
         listed = [f["FunctionName"] for f in ctx.aws.paginate(lam, "list_functions", "Functions") if f.get("Role") == role_arn]

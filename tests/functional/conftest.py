@@ -34,7 +34,8 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from crudstack.aws import Aws, Budgets
-from crudstack.local.patches import apigateway_access, apigateway_tags as moto_gaps
+from crudstack.local.patches import apigateway_access, apigateway_update_method
+from crudstack.local.patches import apigateway_tags as moto_gaps
 from crudstack.config import ROOT, Config, load_config
 from crudstack.plan import Action, Context, Options
 from crudstack.runner import Reporter, StepResult, run
@@ -46,6 +47,7 @@ ACCOUNT = "123456789012"  # moto's default account
 @pytest.fixture(autouse=True)
 def moto_account():
     moto_gaps.install()   # what the local AWS adds to moto (tags, UpdateMethod, usage plans), so runs here meet the same AWS
+    apigateway_update_method.install()
     apigateway_access.install()
     with mock_aws():
         yield

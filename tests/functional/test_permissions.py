@@ -125,7 +125,8 @@ def _static_calls() -> frozenset[tuple[str, str]]:
                 "sns": "sns", "cw": "cloudwatch", "sts": "sts"}
     pattern = re.compile(r"\b(ddb|iam|lam|apigw|logs|sns|cw|sts)\.([a-z_]+)\b|paginate\((ddb|iam|lam|apigw|logs|sns|cw), \"([a-z_]+)\"")
     # The planned changes' records: Call("lambda", "create_function", ...) and the delete_once helper's operations.
-    records = re.compile(r"Call\(\"([a-z]+)\", \"([a-z_]+)\"|delete_once\(\"([a-z_]+)\", \"([a-z_]+)\"")
+    # The AWS door's verbs name their service and operation too: self._find("iam", "get_role", ...), look(...).
+    records = re.compile(r"(?:Call|_find|look)\(\"([a-z]+)\", \"([a-z_]+)\"|delete_once\(\"([a-z_]+)\", \"([a-z_]+)\"")
     session = boto3.session.Session(region_name=REGION)
     calls = set()
     for path in sorted((ROOT / "crudstack" / "steps").glob("*.py")) + [ROOT / "crudstack" / "aws.py", ROOT / "crudstack" / "adopt.py"]:

@@ -56,8 +56,8 @@ class MotoServer:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         server, env = ["-m", "moto.server"], None
         if self.as_console_left_it:
-            server = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from crudstack.local.patches import apigateway_tags; "
-                            "apigateway_tags.install(); from moto.server import main; main(sys.argv[1:])"]
+            server = ["-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from crudstack.local.patches import apigateway_tags, apigateway_update_method; "
+                            "apigateway_tags.install(); apigateway_update_method.install(); from moto.server import main; main(sys.argv[1:])"]
             env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
         self.process = subprocess.Popen([sys.executable, *server, "-H", "127.0.0.1", "-p", str(self.port)], env=env,
                                         stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)

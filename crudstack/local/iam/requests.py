@@ -10,15 +10,13 @@ resource-level permissions is checked against "*".
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 from dataclasses import dataclass
-from typing import Any, Mapping
-from urllib.parse import parse_qs, unquote
+from typing import Mapping
+from urllib.parse import parse_qs
 
 from crudstack.aws import partition_of_region
-from crudstack.local.request import ENVIRON_KEY, Signer, parse, signer
+from crudstack.local.request import ENVIRON_KEY, Signer, parse, rest_operation, signer
 
 __all__ = ["Asked", "Signer", "asked", "rest_operation", "signer"]
 
@@ -118,30 +116,3 @@ def _resources(prefix: str, operation: str, params: dict, region: str, account: 
     return ("*",)
 
 
-def rest_operation(service: str, method: str, path: str) -> tuple[str | None, dict[str, str]]:
-    """The operation of a REST request, and its path parameters, from botocore's model of the service."""
-    for route_method, pattern, name in _rest_routes(service):
-        if route_method == method:
-            found = pattern.fullmatch(path)
-            if found:
-                return name, {key: unquote(value) for key, value in found.groupdict().items()}
-    return None, {}
-
-
-@functools.lru_cache(maxsize=16)
-def _rest_routes(service: str) -> list[tuple[str, re.Pattern, str]]:
-    import botocore.session
-
-    try:
-        model: Any = botocore.session.get_session().get_service_model(service)
-    except Exception:
-        return []
-    routes = []
-    for name in model.operation_names:
-        http = model.operation_model(name).http
-        uri = http.get("requestUri", "/").split("?")[0]
-        regex = re.sub(r"\\\{([A-Za-z0-9_]+)(\\\+)?\\\}",
-                       lambda m: f"(?P<{m[1]}>.+)" if m[2] else f"(?P<{m[1]}>[^/]+)", re.escape(uri))
-        routes.append((http.get("method", "POST"), re.compile(regex + "/?"), name, len(re.sub(r"\{[^}]*\}", "", uri))))
-    routes.sort(key=lambda route: -route[3])  # the most literal route first
-    return [(method, pattern, name) for method, pattern, name, _ in routes]
