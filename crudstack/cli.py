@@ -140,6 +140,10 @@ def connect(config: Config, target: str) -> tuple[Aws, str | None]:
             log.warning("the local AWS restarted from its saved state and had to leave out damaged data:\n%s\n"
                         "  Everything else was recovered. Details: %s",
                         "\n".join(f"  - {p}" for p in problems), _shown(config.state_dir / "server.log"))
+        # AWS's documented rates are kept where something enforces them: AWS, or the local AWS playing one
+        # (behaviour: realistic). moto throttles nothing, and pacing it cost a fresh local provision about
+        # 5 s (17 alarms at CloudWatch's 3 PutMetricAlarm a second; BENCHMARKS.md, this round's last section).
+        aws.paced = config.local.behaviour == "realistic"
         if config.local.behaviour == "realistic":
             from crudstack.realistic import local_model
 

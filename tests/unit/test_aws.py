@@ -655,3 +655,17 @@ def test_no_step_spells_an_aws_error_code_the_aws_doors_tables_do():
         source = path.read_text()
         assert not re.search(r"error_code\([^)]*\)\s*(not\s+)?in\b", source), path.name
         assert not re.search(r'\(\s*"[A-Z]\w*(Exception|Entity|NotFound|Exists)",', source), path.name
+
+
+def test_an_aws_door_that_is_not_paced_never_waits_for_a_turn_and_a_paced_one_does():
+    """The local AWS on moto throttles nothing: crudstack.cli.connect turns pacing off there (not on AWS, nor on
+    the local AWS playing one, behaviour: realistic), which cost a fresh local provision about 5 s."""
+    with mock_aws():
+        for paced in (False, True):
+            slept = []
+            aws = Aws(region="us-east-1", sleep=slept.append)
+            aws.paced = paced
+            cloudwatch = aws.client("cloudwatch")
+            for _ in range(20):   # DescribeAlarms: 9 a second
+                aws.call(cloudwatch.describe_alarms)
+            assert bool(aws.limiter.waits) is paced, (paced, aws.limiter.waits)

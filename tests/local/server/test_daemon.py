@@ -215,7 +215,9 @@ def test_credentials_deleted_while_the_server_runs_get_a_restarted_server_not_in
     monkeypatch.setattr(daemon, "ensure_running", functools.partial(daemon.ensure_running, server_module=FAKE))
     config = SimpleNamespace(state_dir=state_dir, region="us-east-1", retry=SimpleNamespace(deadline_s=30, max_attempts=3),
                              local=SimpleNamespace(port=port, lambda_concurrency=2, behaviour="aws"))
-    assert crudstack.cli.connect(config, "local")[1] == endpoint
+    aws, connected = crudstack.cli.connect(config, "local")
+    assert connected == endpoint
+    assert not aws.paced   # moto throttles nothing: AWS's rates are kept only where something enforces them
     assert json.loads((state_dir / "server.json").read_text())["pid"] != first
     sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1", **local_credentials(state_dir).for_boto3())
     assert sts.get_caller_identity()["Account"] == "123456789012"
